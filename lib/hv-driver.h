@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * The driver table behind hv.h (private to lib/). Each driver fills one
+ * struct hv_driver; a NULL entry means "not supported" and hv.c turns it into
+ * -EOPNOTSUPP. `priv` is the driver's own connection object, made by open()
+ * and freed by close(). Every entry follows the contract of the hv.h
+ * function of the same name, and may be called from many threads at once.
+ */
+
+#include "hv.h"
+
+struct hv_driver {
+	const char *name;
+	/* Whether this driver takes the URI (no I/O). */
+	bool (*probe)(const char *uri);
+	int (*open)(const char *uri, const struct hv_options *opts,
+		    void **ret_priv, char **ret_error);
+	void (*close)(void *priv);
+	int (*list_domains)(void *priv, struct hv_domain_info **ret,
+			    size_t *ret_n, char **ret_error);
+	int (*lookup)(void *priv, const char *name, struct hv_domain_info *ret,
+		      char **ret_error);
+	int (*state)(void *priv, const char *name, enum hv_state *ret,
+		     char **ret_error);
+	int (*version)(void *priv, const char *name, char **ret,
+		       char **ret_error);
+	int (*xml)(void *priv, const char *name, char **ret, char **ret_error);
+	unsigned (*verbs)(void *priv, const char *name);
+	int (*control)(void *priv, const char *name, enum hv_verb verb,
+		       char **ret_error);
+	int (*qmp)(void *priv, const char *name, const char *command_json,
+		   char **ret_reply, char **ret_error);
+	int (*subscribe)(void *priv, hv_event_fn fn, void *userdata);
+};
+
+extern const struct hv_driver hv_qmp_driver;     /* hv-qmp.c */
+extern const struct hv_driver hv_libvirt_driver; /* hv-libvirt.c */
+
+/* Stores a printf-formatted message in *ret_error when ret_error is not
+ * NULL. Returns err, so that `return hv_error(ret_error, -EIO, ...)` works. */
+int hv_error(char **ret_error, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));

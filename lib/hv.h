@@ -1,0 +1,176 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * The hypervisor abstraction: one API over every way hvfs reaches VMs.
+ *
+ * A struct hv_conn is one open source of domains, served by a driver:
+ *   "qemu:///system", "qemu+unix:///system?socket=PATH", "test+unix:///default",
+ *   "qemu+tcp://HOST[:PORT]/system"           libvirt driver (RPC, no libvirt.so)
+ *   "qmp-dir:DIR"                              QMP driver: every socket DIR/NAME.qmp
+ *   "qmp:NAME=unix:PATH", "qmp:NAME=tcp:H:P"   QMP driver: one monitor
+ *
+ * Domains are addressed by name. Every call is bounded by the connection's
+ * timeout. All functions are safe to call from several threads at once on
+ * the same connection.
+ *
+ * Errors are negative errno values. A driver that lacks an operation returns
+ * -EOPNOTSUPP. Where a function takes `char **ret_error` (may be NULL), a
+ * failure stores there a malloc'd message for humans: the peer's own text
+ * when the peer refused (QEMU's "desc", libvirt's message).
+ *
+ * Strings returned through non-const pointers are malloc'd and owned by the
+ * caller; const pointers are borrowed from the connection.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define HV_NAME_MAX 255
+#define HV_UUID_STRLEN 36
+
+/* libvirt's numbering, so both drivers speak one vocabulary. */
+enum hv_state {
+	HV_STATE_NOSTATE = 0,
+	HV_STATE_RUNNING = 1,
+	HV_STATE_BLOCKED = 2,
+	HV_STATE_PAUSED = 3,
+	HV_STATE_SHUTDOWN = 4, /* shutting down */
+	HV_STATE_SHUTOFF = 5,
+	HV_STATE_CRASHED = 6,
+	HV_STATE_PMSUSPENDED = 7,
+	HV_STATE_COUNT
+};
+
+/* "running", "paused", ...; NULL for an out-of-range value. */
+const char *hv_state_name(enum hv_state s);
+
+enum hv_verb {
+	HV_VERB_START,
+	HV_VERB_POWERDOWN, /* ACPI power button */
+	HV_VERB_SHUTDOWN,  /* ask the guest to shut down, by whatever means */
+	HV_VERB_REBOOT,
+	HV_VERB_RESET,     /* hard reset */
+	HV_VERB_PAUSE,
+	HV_VERB_RESUME,
+	HV_VERB_DESTROY,   /* end the QEMU process now */
+	HV_VERB_WAKEUP,
+	HV_VERB_COUNT
+};
+
+#define HV_VERB_BIT(v) (1u << (v))
+
+/* "powerdown", ...; NULL for an out-of-range value. */
+const char *hv_verb_name(enum hv_verb v);
+
+/*
+ * Parses what was written to a control file: one verb, optionally followed
+ * by one newline (a "\r\n" is accepted too). Anything else (empty input,
+ * two lines, unknown word, spaces, NUL bytes) is -EINVAL.
+ */
+int hv_verb_parse(const char *buf, size_t len, enum hv_verb *ret);
+
+struct hv_domain_info {
+	char name[HV_NAME_MAX + 1];
+	char uuid[HV_UUID_STRLEN + 1]; /* "" when the driver has none */
+	int id;                        /* -1 when not running or not known */
+	enum hv_state state;
+};
+
+/* What an event says. */
+enum hv_event_kind {
+	HV_EVENT_DEFINED,   /* a domain appeared */
+	HV_EVENT_UNDEFINED, /* a domain is gone */
+	HV_EVENT_STATE,     /* the state changed: see hv_event.state */
+	HV_EVENT_HYPERVISOR,/* any other event from the hypervisor (QMP) */
+	HV_EVENT_LOST,      /* the connection to the peer was lost; states unknown */
+};
+
+struct hv_event {
+	enum hv_event_kind kind;
+	const char *domain;    /* NULL for HV_EVENT_LOST of a whole connection */
+	enum hv_state state;   /* HV_EVENT_STATE: the new state */
+	const char *name;      /* the peer's event name ("STOP", "lifecycle") */
+	const char *data_json; /* JSON text of the event's data, or NULL */
+	int64_t seconds;       /* when it happened (peer's clock, epoch) */
+	int64_t micros;
+};
+
+/*
+ * Event handler: runs on a driver's thread; the event and its strings are
+ * borrowed for the call. It must not call back into the same hv_conn and
+ * must return quickly.
+ */
+typedef void (*hv_event_fn)(void *userdata, const struct hv_event *ev);
+
+struct hv_options {
+	int timeout_ms; /* deadline of every call into a peer; <= 0: 5000 */
+};
+
+struct hv_conn;
+
+/*
+ * Opens a connection for `uri` (see the top of this file). For libvirt this
+ * connects and authenticates now; for QMP monitors it only checks the
+ * address (monitors are reached when first used). Returns 0 and *ret, or a
+ * negative errno: -EINVAL for a URI no driver takes.
+ */
+int hv_open(const char *uri, const struct hv_options *opts,
+	    struct hv_conn **ret, char **ret_error);
+
+/* Closes and frees. Accepts NULL; returns NULL. */
+struct hv_conn *hv_close(struct hv_conn *c);
+
+/* The driver's name: "libvirt" or "qmp". Borrowed. */
+const char *hv_driver_name(const struct hv_conn *c);
+
+/* The URI the connection was opened with. Borrowed. */
+const char *hv_uri(const struct hv_conn *c);
+
+/*
+ * Every domain of the connection, running or not, in a malloc'd array
+ * (free() it). Returns 0, *ret (NULL when *ret_n is 0) and *ret_n.
+ */
+int hv_list_domains(struct hv_conn *c, struct hv_domain_info **ret,
+		    size_t *ret_n, char **ret_error);
+
+/* One domain by name. -ENOENT when there is no such domain. */
+int hv_lookup(struct hv_conn *c, const char *name, struct hv_domain_info *ret,
+	      char **ret_error);
+
+int hv_state(struct hv_conn *c, const char *name, enum hv_state *ret,
+	     char **ret_error);
+
+/* The domain's QEMU version, "MAJOR.MINOR.MICRO". -ENODATA when the
+ * domain is not running. */
+int hv_version(struct hv_conn *c, const char *name, char **ret,
+	       char **ret_error);
+
+/* The domain's XML description (libvirt only). */
+int hv_xml(struct hv_conn *c, const char *name, char **ret, char **ret_error);
+
+/* The set of verbs this domain's driver accepts, as HV_VERB_BIT()s. */
+unsigned hv_verbs(struct hv_conn *c, const char *name);
+
+/*
+ * Runs a verb and returns when the peer has answered. A verb outside
+ * hv_verbs() is -EOPNOTSUPP and nothing is sent.
+ */
+int hv_control(struct hv_conn *c, const char *name, enum hv_verb verb,
+	       char **ret_error);
+
+/*
+ * Raw QMP: `command_json` is one command object as text; *ret_reply gets the
+ * reply object as text ({"return": ...} or {"error": ...}). See
+ * qmp_execute_json() for the contract.
+ */
+int hv_qmp(struct hv_conn *c, const char *name, const char *command_json,
+	   char **ret_reply, char **ret_error);
+
+/*
+ * Subscribes fn to every domain's events. At most one subscriber per
+ * connection. Returns -EOPNOTSUPP when the driver cannot deliver events (the
+ * caller must then re-read).
+ */
+int hv_subscribe(struct hv_conn *c, hv_event_fn fn, void *userdata);

@@ -1,0 +1,113 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * QMP client: one connection to one QEMU monitor socket, shared by any number
+ * of threads.
+ *
+ * A struct qmp owns at most one socket and one reader thread. Callers send
+ * commands under a lock and wait, each on its own condition, for the reply
+ * whose "id" matches; the reader thread routes replies to waiters and events
+ * to the event handler. Events may arrive before the reply of the command
+ * that caused them.
+ *
+ * The connection is made lazily: qmp_execute() connects (greeting, then
+ * qmp_capabilities) when there is no live connection, so a monitor that went
+ * away and came back is reconnected on the next use.
+ *
+ * Errors are negative errno values:
+ *   -EINVAL      bad address or bad command text (nothing was sent)
+ *   -ECONNREFUSED, -ENOENT  nobody listens at the address (QEMU not running)
+ *   -ETIMEDOUT   no greeting or no reply before the deadline
+ *   -ENOTCONN    the peer closed the connection while we waited
+ *   -EPROTO      the peer broke the protocol (garbage, oversized line, ...);
+ *                the connection is dropped
+ *   -EOPNOTSUPP, -ENOENT, -EIO, -EBUSY, ...  QEMU answered with an error
+ *                class, mapped by qmp_error_to_errno()
+ * Wherever a function takes `char **ret_error`, it may be NULL; otherwise, on
+ * failure it receives a malloc'd human-readable message (for a QMP error:
+ * QEMU's "desc" text) and on success it is left untouched.
+ *
+ * No json-c type crosses this header: JSON goes in and out as text.
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Named limits. A peer that exceeds one loses its connection (-EPROTO). */
+#define QMP_LINE_MAX (8u << 20)      /* one JSON message from QEMU */
+#define QMP_JSON_DEPTH_MAX 64        /* nesting depth accepted by the parser */
+#define QMP_TIMEOUT_MS_DEFAULT 5000
+
+struct qmp;
+
+/*
+ * Called on the reader thread for every QMP event, and once with event ==
+ * NULL when the connection is lost (the peer closed it or broke the
+ * protocol). data_json is the JSON text of the event's "data" member, or NULL
+ * when QEMU sent none. The strings are borrowed for the duration of the call.
+ * The handler must not call qmp_execute() on the same struct qmp (it would
+ * wait for a reply only its own thread can read) and should return quickly.
+ */
+typedef void (*qmp_event_fn)(void *userdata, const char *event,
+			     const char *data_json, int64_t seconds,
+			     int64_t micros);
+
+/*
+ * Creates a client for "unix:PATH" or "tcp:HOST:PORT". No I/O happens here.
+ * Returns 0 and *ret, -EINVAL for a malformed address, -ENOMEM.
+ */
+int qmp_new(const char *address, struct qmp **ret);
+
+/* Closes the connection, joins the reader thread, frees. Accepts NULL;
+ * returns NULL. No other thread may be using q. */
+struct qmp *qmp_free(struct qmp *q);
+
+/* Sets the event handler. Call before the first connection. */
+void qmp_set_event_handler(struct qmp *q, qmp_event_fn fn, void *userdata);
+
+/* The address given to qmp_new(); borrowed. */
+const char *qmp_address(const struct qmp *q);
+
+/*
+ * Connects, reads the greeting and negotiates capabilities unless a live
+ * connection exists already. Returns 0 or a negative errno (see above).
+ */
+int qmp_connect(struct qmp *q, int timeout_ms, char **ret_error);
+
+/* Drops the connection, if any. Waiters get -ENOTCONN. */
+void qmp_disconnect(struct qmp *q);
+
+/* Whether a negotiated connection is up right now. */
+bool qmp_is_connected(struct qmp *q);
+
+/*
+ * Runs `command` with `args_json` (a JSON object as text, or NULL for none),
+ * connecting first if needed, and waits at most timeout_ms (<= 0 means the
+ * default) for the reply. On success returns 0 and, if ret_json is not NULL,
+ * stores the malloc'd JSON text of the "return" member in *ret_json.
+ */
+int qmp_execute(struct qmp *q, const char *command, const char *args_json,
+		int timeout_ms, char **ret_json, char **ret_error);
+
+/*
+ * Runs a whole command object given as JSON text, e.g. the text a user wrote
+ * to a "qmp" file: {"execute": "query-status"}. It must be one JSON object
+ * with a string "execute" member (else -EINVAL, nothing sent); any "id" it
+ * carries is replaced by our own. On success or on a QMP error reply,
+ * *ret_reply receives the malloc'd JSON text of the whole reply object
+ * without the "id" member ({"return": ...} or {"error": ...}) and the return
+ * value is 0 in both cases: the caller asked for the raw exchange.
+ */
+int qmp_execute_json(struct qmp *q, const char *command_json, int timeout_ms,
+		     char **ret_reply, char **ret_error);
+
+/*
+ * The QEMU version from the greeting of the current (or last) connection.
+ * Returns -ENOTCONN if no greeting was ever read.
+ */
+int qmp_version(struct qmp *q, int *ret_major, int *ret_minor,
+		int *ret_micro);
+
+/* Maps a QMP error class ("CommandNotFound", ...) to a negative errno. */
+int qmp_error_to_errno(const char *error_class);
