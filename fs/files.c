@@ -1,1 +1,203 @@
-/* placeholder */
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The files of a domain directory: one table entry per kind of file, with
+ * the function that makes its contents or runs what is written to it.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+
+#include "hvfs.h"
+
+/* Takes ownership of text and makes it the file's contents. */
+static int contents(char *text, char **ret, size_t *ret_len)
+{
+	if (!text)
+		return -ENOMEM;
+	*ret = text;
+	*ret_len = strlen(text);
+	return 0;
+}
+
+static int line(char **ret, size_t *ret_len, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int line(char **ret, size_t *ret_len, const char *fmt, ...)
+{
+	va_list ap;
+	char *text;
+	int r;
+
+	va_start(ap, fmt);
+	r = vasprintf(&text, fmt, ap);
+	va_end(ap);
+	if (r < 0)
+		return -ENOMEM;
+	return contents(text, ret, ret_len);
+}
+
+static int read_state(struct dom *d, char **ret, size_t *ret_len,
+		      char **ret_error)
+{
+	enum hv_state s;
+	int r = hv_state(d->src->conn, d->hv_name, &s, ret_error);
+
+	if (r < 0)
+		return r;
+	return line(ret, ret_len, "%s\n", hv_state_name(s) ?: "nostate");
+}
+
+static int read_version(struct dom *d, char **ret, size_t *ret_len,
+			char **ret_error)
+{
+	char *v = NULL;
+	int r = hv_version(d->src->conn, d->hv_name, &v, ret_error);
+
+	if (r < 0)
+		return r;
+	r = line(ret, ret_len, "%s\n", v);
+	free(v);
+	return r;
+}
+
+static int read_name(struct dom *d, char **ret, size_t *ret_len,
+		     char **ret_error)
+{
+	return line(ret, ret_len, "%s\n", d->hv_name);
+}
+
+static int read_uuid(struct dom *d, char **ret, size_t *ret_len,
+		     char **ret_error)
+{
+	struct hv_domain_info info;
+	int r = hv_lookup(d->src->conn, d->hv_name, &info, ret_error);
+
+	if (r < 0)
+		return r;
+	if (!info.uuid[0])
+		return -ENODATA;
+	return line(ret, ret_len, "%s\n", info.uuid);
+}
+
+static int read_id(struct dom *d, char **ret, size_t *ret_len,
+		   char **ret_error)
+{
+	struct hv_domain_info info;
+	int r = hv_lookup(d->src->conn, d->hv_name, &info, ret_error);
+
+	if (r < 0)
+		return r;
+	if (info.id < 0)
+		return -ENODATA;
+	return line(ret, ret_len, "%d\n", info.id);
+}
+
+static int read_xml(struct dom *d, char **ret, size_t *ret_len,
+		    char **ret_error)
+{
+	char *xml = NULL;
+	int r = hv_xml(d->src->conn, d->hv_name, &xml, ret_error);
+
+	if (r < 0)
+		return r;
+	return contents(xml, ret, ret_len);
+}
+
+static int read_control(struct dom *d, char **ret, size_t *ret_len,
+			char **ret_error)
+{
+	unsigned verbs = hv_verbs(d->src->conn, d->hv_name);
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+
+	if (!f)
+		return -ENOMEM;
+	for (unsigned v = 0; v < HV_VERB_COUNT; v++)
+		if (verbs & HV_VERB_BIT(v))
+			fprintf(f, "%s\n", hv_verb_name(v));
+	if (fclose(f) != 0) {
+		free(text);
+		return -ENOMEM;
+	}
+	*ret = text;
+	*ret_len = len;
+	return 0;
+}
+
+static int write_control(struct dom *d, const char *buf, size_t len,
+			 char **ret_error)
+{
+	enum hv_verb verb;
+	int r = hv_verb_parse(buf, len, &verb);
+
+	if (r < 0) {
+		char shown[64];
+		size_t n = 0;
+
+		/* Show the rejected input, made printable and short. */
+		for (size_t i = 0; i < len && n + 5 < sizeof(shown); i++) {
+			unsigned char c = buf[i];
+
+			if (c >= 0x20 && c < 0x7f && c != '\\')
+				shown[n++] = c;
+			else
+				n += sprintf(shown + n, "\\x%02x", c);
+		}
+		shown[n] = '\0';
+		return hv_error(ret_error, r, "unknown verb \"%s\"", shown);
+	}
+	return hv_control(d->src->conn, d->hv_name, verb, ret_error);
+}
+
+static int read_error(struct dom *d, char **ret, size_t *ret_len,
+		      char **ret_error)
+{
+	char *text;
+
+	pthread_mutex_lock(&d->lock);
+	text = strdup(d->error ? d->error : "");
+	pthread_mutex_unlock(&d->lock);
+	return contents(text, ret, ret_len);
+}
+
+static bool is_libvirt(struct dom *d)
+{
+	return strcmp(hv_driver_name(d->src->conn), "libvirt") == 0;
+}
+
+const struct file_type file_types[FK_COUNT] = {
+	[FK_DIR] = { .name = NULL, .mode = 0555 },
+	[FK_STATE] = { "state", 0444, NULL, read_state, NULL },
+	[FK_VERSION] = { "version", 0444, NULL, read_version, NULL },
+	[FK_NAME] = { "name", 0444, NULL, read_name, NULL },
+	[FK_UUID] = { "uuid", 0444, NULL, read_uuid, NULL },
+	[FK_ID] = { "id", 0444, is_libvirt, read_id, NULL },
+	[FK_XML] = { "xml", 0444, is_libvirt, read_xml, NULL },
+	[FK_CONTROL] = { "control", 0200, NULL, read_control, write_control },
+	[FK_ERROR] = { "error", 0444, NULL, read_error, NULL },
+};
+
+int file_kind_by_name(struct dom *d, const char *name)
+{
+	for (unsigned k = 1; k < FK_COUNT; k++) {
+		const struct file_type *t = &file_types[k];
+
+		if (strcmp(t->name, name) == 0)
+			return !t->present || t->present(d) ? (int)k : -ENOENT;
+	}
+	return -ENOENT;
+}
+
+mode_t file_mode(enum file_kind kind)
+{
+	mode_t m = file_types[kind].mode;
+
+	/* -o ctlgroup=NAME: that group may run verbs too. */
+	if (file_types[kind].write && hvfs_opts.have_ctlgroup)
+		m |= (m & 0700) >> 3;
+	return m;
+}

@@ -1,2 +1,316 @@
-/* placeholder */
-int main(void){return 0;}
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * hvfs: QEMU/KVM virtual machines as a file system.
+ *
+ * main() parses the options, opens the sources, mounts, and runs a
+ * multi-threaded FUSE loop built by hand: Debian's libfuse 3.14 ignores
+ * max_threads in fuse_main().
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <grp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "hvfs.h"
+
+struct hvfs_options hvfs_opts = { .timeout_ms = 5000 };
+
+struct source_arg {
+	char *uri;
+	char *label; /* NULL: the driver's name */
+};
+
+static struct source_arg *source_args;
+static size_t n_source_args;
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+"usage: hvfs [OPTIONS] [SOURCE] MOUNTPOINT\n"
+"\n"
+"Shows the virtual machines of a QEMU/KVM host as directories.\n"
+"\n"
+"Sources (any number; with none, qemu:///system):\n"
+"  SOURCE                 a libvirt URI or qmp-dir:DIR\n"
+"  -c, --connect [NAME=]URI\n"
+"                         a libvirt connection: qemu:///system,\n"
+"                         qemu+unix:///system?socket=PATH, test+unix:///default,\n"
+"                         qemu+tcp://HOST[:PORT]/system\n"
+"      --qmp-dir DIR      every QMP socket DIR/NAME.qmp is the domain NAME\n"
+"      --qmp NAME=ADDR    one QMP monitor, ADDR unix:PATH or tcp:HOST:PORT\n"
+"\n"
+"Options:\n"
+"  -o OPT[,OPT...]        timeout=SECONDS (deadline of every call, default 5),\n"
+"                         ctlgroup=GROUP (that group may write control files),\n"
+"                         allow_other (also turns on default_permissions),\n"
+"                         and any FUSE mount option\n"
+"  -f                     stay in the foreground, log to stderr\n"
+"  -d                     debug output (implies -f)\n"
+"  -h, --help             this text\n"
+"  -V, --version          the version\n");
+}
+
+static int add_source(const char *arg, bool may_be_named)
+{
+	struct source_arg *n;
+	const char *eq = strchr(arg, '='), *colon = strchr(arg, ':');
+	char *label = NULL;
+	const char *uri = arg;
+
+	/* NAME=URI: a name has no ':' (a URI's query may hold '='). */
+	if (may_be_named && eq && (!colon || eq < colon)) {
+		label = strndup(arg, eq - arg);
+		uri = eq + 1;
+		if (!label)
+			return -ENOMEM;
+	}
+	n = reallocarray(source_args, n_source_args + 1, sizeof(*n));
+	if (n)
+		source_args = n;
+	if (!n || !(uri = strdup(uri))) {
+		free(label);
+		return -ENOMEM;
+	}
+	source_args[n_source_args++] = (struct source_arg){ (char *)uri, label };
+	return 0;
+}
+
+/* Takes our own -o options out of `opts`; the rest goes to FUSE. */
+static int parse_o(const char *opts, struct fuse_args *fargs)
+{
+	char *copy = strdup(opts), *save = NULL, *tok;
+	int r = 0;
+
+	if (!copy)
+		return -ENOMEM;
+	for (tok = strtok_r(copy, ",", &save); tok && !r;
+	     tok = strtok_r(NULL, ",", &save)) {
+		if (strncmp(tok, "timeout=", 8) == 0) {
+			char *end;
+			double s = strtod(tok + 8, &end);
+
+			if (*end || end == tok + 8 || s <= 0 || s > 3600) {
+				fprintf(stderr, "hvfs: bad %s\n", tok);
+				r = -EINVAL;
+			}
+			hvfs_opts.timeout_ms = (int)(s * 1000);
+		} else if (strncmp(tok, "ctlgroup=", 9) == 0) {
+			struct group *g = getgrnam(tok + 9);
+
+			if (!g) {
+				fprintf(stderr, "hvfs: no group %s\n", tok + 9);
+				r = -EINVAL;
+			} else {
+				hvfs_opts.ctlgroup = g->gr_gid;
+				hvfs_opts.have_ctlgroup = true;
+			}
+		} else {
+			if (strcmp(tok, "allow_other") == 0)
+				hvfs_opts.allow_other = true;
+			if (fuse_opt_add_arg(fargs, "-o") < 0 ||
+			    fuse_opt_add_arg(fargs, tok) < 0)
+				r = -ENOMEM;
+		}
+	}
+	free(copy);
+	return r;
+}
+
+/*
+ * Detaches before any thread exists (drivers start threads), and lets the
+ * parent exit only when the child reports whether the mount came up.
+ */
+static int detach(int *ret_fd)
+{
+	int p[2];
+	pid_t pid;
+	char status = 1;
+
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -errno;
+	pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid > 0) {
+		close(p[1]);
+		if (read(p[0], &status, 1) != 1)
+			status = 1;
+		_exit(status);
+	}
+	close(p[0]);
+	setsid();
+	*ret_fd = p[1];
+	return 0;
+}
+
+static void report(int fd, char status)
+{
+	if (fd < 0)
+		return;
+	if (write(fd, &status, 1) != 1)
+		hvfs_log(LOG_WARNING, "cannot report start-up status");
+	close(fd);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "connect", required_argument, NULL, 'c' },
+		{ "qmp-dir", required_argument, NULL, 'Q' },
+		{ "qmp", required_argument, NULL, 'q' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{}
+	};
+	struct fuse_args fargs = FUSE_ARGS_INIT(0, NULL);
+	struct fuse_loop_config *loop = NULL;
+	struct fuse_session *se = NULL;
+	const char *mountpoint;
+	char *fsname = NULL;
+	int c, r, status_fd = -1, ret = 1;
+
+	if (fuse_opt_add_arg(&fargs, argv[0]) < 0)
+		return 1;
+	while ((c = getopt_long(argc, argv, "c:o:fdhV", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			r = add_source(argv[optind - 1], true);
+			break;
+		case 'Q': {
+			char *uri;
+
+			r = asprintf(&uri, "qmp-dir:%s", optarg) < 0 ? -ENOMEM
+								       : 0;
+			if (!r) {
+				r = add_source(uri, false);
+				free(uri);
+			}
+			break;
+		}
+		case 'q': {
+			char *uri;
+
+			r = asprintf(&uri, "qmp:%s", optarg) < 0 ? -ENOMEM : 0;
+			if (!r) {
+				r = add_source(uri, false);
+				free(uri);
+			}
+			break;
+		}
+		case 'o':
+			r = parse_o(optarg, &fargs);
+			break;
+		case 'f':
+			hvfs_opts.foreground = true;
+			r = 0;
+			break;
+		case 'd':
+			hvfs_opts.foreground = hvfs_opts.debug = true;
+			r = fuse_opt_add_arg(&fargs, "-d");
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'V':
+			printf("hvfs %s (libfuse %s)\n", HVFS_VERSION,
+			       fuse_pkgversion());
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+		if (r < 0)
+			return 2;
+	}
+	if (argc - optind == 2) {
+		if (add_source(argv[optind++], false) < 0)
+			return 1;
+	}
+	if (argc - optind != 1) {
+		usage(stderr);
+		return 2;
+	}
+	mountpoint = argv[optind];
+	if (n_source_args == 0 && add_source("qemu:///system", false) < 0)
+		return 1;
+
+	if (hvfs_opts.allow_other &&
+	    fuse_opt_add_arg(&fargs, "-odefault_permissions") < 0)
+		return 1;
+	if (asprintf(&fsname, "-ofsname=%s,subtype=hvfs",
+		     n_source_args == 1 ? source_args[0].uri : "hvfs") < 0 ||
+	    fuse_opt_add_arg(&fargs, fsname) < 0)
+		return 1;
+
+	if (!hvfs_opts.foreground && detach(&status_fd) < 0) {
+		perror("hvfs: fork");
+		return 1;
+	}
+	hvfs_log_init(true, hvfs_opts.debug);
+
+	for (size_t i = 0; i < n_source_args; i++) {
+		char *err = NULL;
+
+		r = tree_add_source(source_args[i].uri, source_args[i].label,
+				    &err);
+		if (r < 0) {
+			hvfs_log(LOG_ERR, "%s: %s", source_args[i].uri,
+				 err ? err : strerror(-r));
+			free(err);
+			goto out;
+		}
+	}
+	tree_refresh();
+
+	se = fuse_session_new(&fargs, &hvfs_ops, sizeof(hvfs_ops), NULL);
+	if (!se)
+		goto out;
+	if (fuse_set_signal_handlers(se) < 0)
+		goto out;
+	if (fuse_session_mount(se, mountpoint) < 0)
+		goto out_signals;
+
+	if (!hvfs_opts.foreground) {
+		report(status_fd, 0);
+		status_fd = -1;
+		hvfs_log_init(false, hvfs_opts.debug);
+		if (chdir("/") < 0 || !freopen("/dev/null", "r", stdin) ||
+		    !freopen("/dev/null", "w", stdout) ||
+		    !freopen("/dev/null", "w", stderr))
+			hvfs_log(LOG_WARNING, "cannot detach stdio");
+	}
+	hvfs_log(LOG_INFO, "mounted on %s", mountpoint);
+
+	loop = fuse_loop_cfg_create();
+	if (!loop)
+		goto out_unmount;
+	fuse_loop_cfg_set_max_threads(loop, HVFS_MAX_THREADS);
+	fuse_loop_cfg_set_idle_threads(loop, 8);
+	fuse_loop_cfg_set_clone_fd(loop, 1);
+	ret = fuse_session_loop_mt(se, loop) < 0 ? 1 : 0;
+	fuse_loop_cfg_destroy(loop);
+	hvfs_log(LOG_INFO, "unmounting %s", mountpoint);
+
+out_unmount:
+	fuse_session_unmount(se);
+out_signals:
+	fuse_remove_signal_handlers(se);
+out:
+	report(status_fd, 1);
+	if (se)
+		fuse_session_destroy(se);
+	tree_free();
+	fuse_opt_free_args(&fargs);
+	for (size_t i = 0; i < n_source_args; i++) {
+		free(source_args[i].label);
+		free(source_args[i].uri);
+	}
+	free(source_args);
+	free(fsname);
+	return ret;
+}

@@ -1,1 +1,231 @@
-/* placeholder: being written */
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The hypervisor abstraction: picks a driver for a URI and turns the driver
+ * table's NULL entries into -EOPNOTSUPP, so that each driver implements only
+ * what its peer can do.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hv-driver.h"
+
+struct hv_conn {
+	const struct hv_driver *drv;
+	void *priv;
+	char *uri;
+};
+
+static const struct hv_driver *const drivers[] = {
+	&hv_qmp_driver,
+	&hv_libvirt_driver,
+};
+
+static const char *const state_names[HV_STATE_COUNT] = {
+	[HV_STATE_NOSTATE] = "nostate",
+	[HV_STATE_RUNNING] = "running",
+	[HV_STATE_BLOCKED] = "blocked",
+	[HV_STATE_PAUSED] = "paused",
+	[HV_STATE_SHUTDOWN] = "shutdown",
+	[HV_STATE_SHUTOFF] = "shutoff",
+	[HV_STATE_CRASHED] = "crashed",
+	[HV_STATE_PMSUSPENDED] = "pmsuspended",
+};
+
+static const char *const verb_names[HV_VERB_COUNT] = {
+	[HV_VERB_START] = "start",
+	[HV_VERB_POWERDOWN] = "powerdown",
+	[HV_VERB_SHUTDOWN] = "shutdown",
+	[HV_VERB_REBOOT] = "reboot",
+	[HV_VERB_RESET] = "reset",
+	[HV_VERB_PAUSE] = "pause",
+	[HV_VERB_RESUME] = "resume",
+	[HV_VERB_DESTROY] = "destroy",
+	[HV_VERB_WAKEUP] = "wakeup",
+};
+
+const char *hv_state_name(enum hv_state s)
+{
+	if ((unsigned)s >= HV_STATE_COUNT)
+		return NULL;
+	return state_names[s];
+}
+
+const char *hv_verb_name(enum hv_verb v)
+{
+	if ((unsigned)v >= HV_VERB_COUNT)
+		return NULL;
+	return verb_names[v];
+}
+
+int hv_verb_parse(const char *buf, size_t len, enum hv_verb *ret)
+{
+	/* One line: strip a single trailing "\n" or "\r\n", nothing more. */
+	if (len > 0 && buf[len - 1] == '\n')
+		len--;
+	if (len > 0 && buf[len - 1] == '\r')
+		len--;
+	if (len == 0 || memchr(buf, '\0', len))
+		return -EINVAL;
+	for (unsigned v = 0; v < HV_VERB_COUNT; v++) {
+		if (strlen(verb_names[v]) == len &&
+		    memcmp(verb_names[v], buf, len) == 0) {
+			*ret = v;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+int hv_error(char **ret_error, int err, const char *fmt, ...)
+{
+	va_list ap;
+	char *msg;
+
+	if (!ret_error)
+		return err;
+	va_start(ap, fmt);
+	if (vasprintf(&msg, fmt, ap) >= 0) {
+		free(*ret_error);
+		*ret_error = msg;
+	}
+	va_end(ap);
+	return err;
+}
+
+int hv_open(const char *uri, const struct hv_options *opts,
+	    struct hv_conn **ret, char **ret_error)
+{
+	static const struct hv_options defaults = { .timeout_ms = 5000 };
+	struct hv_options o = opts ? *opts : defaults;
+	const struct hv_driver *drv = NULL;
+	struct hv_conn *c;
+	int r;
+
+	if (o.timeout_ms <= 0)
+		o.timeout_ms = defaults.timeout_ms;
+	for (size_t i = 0; i < sizeof(drivers) / sizeof(drivers[0]); i++) {
+		if (drivers[i]->probe && drivers[i]->probe(uri)) {
+			drv = drivers[i];
+			break;
+		}
+	}
+	if (!drv)
+		return hv_error(ret_error, -EINVAL, "%s: no driver takes this URI",
+				uri);
+
+	c = calloc(1, sizeof(*c));
+	if (!c || !(c->uri = strdup(uri))) {
+		free(c);
+		return -ENOMEM;
+	}
+	c->drv = drv;
+	r = drv->open(uri, &o, &c->priv, ret_error);
+	if (r < 0) {
+		free(c->uri);
+		free(c);
+		return r;
+	}
+	*ret = c;
+	return 0;
+}
+
+struct hv_conn *hv_close(struct hv_conn *c)
+{
+	if (!c)
+		return NULL;
+	if (c->drv->close)
+		c->drv->close(c->priv);
+	free(c->uri);
+	free(c);
+	return NULL;
+}
+
+const char *hv_driver_name(const struct hv_conn *c)
+{
+	return c->drv->name;
+}
+
+const char *hv_uri(const struct hv_conn *c)
+{
+	return c->uri;
+}
+
+#define UNSUPPORTED(c, what) \
+	hv_error(ret_error, -EOPNOTSUPP, "%s: %s is not supported by the %s driver", \
+		 (c)->uri, what, (c)->drv->name)
+
+int hv_list_domains(struct hv_conn *c, struct hv_domain_info **ret,
+		    size_t *ret_n, char **ret_error)
+{
+	if (!c->drv->list_domains)
+		return UNSUPPORTED(c, "listing domains");
+	return c->drv->list_domains(c->priv, ret, ret_n, ret_error);
+}
+
+int hv_lookup(struct hv_conn *c, const char *name, struct hv_domain_info *ret,
+	      char **ret_error)
+{
+	if (!c->drv->lookup)
+		return UNSUPPORTED(c, "lookup");
+	return c->drv->lookup(c->priv, name, ret, ret_error);
+}
+
+int hv_state(struct hv_conn *c, const char *name, enum hv_state *ret,
+	     char **ret_error)
+{
+	if (!c->drv->state)
+		return UNSUPPORTED(c, "state");
+	return c->drv->state(c->priv, name, ret, ret_error);
+}
+
+int hv_version(struct hv_conn *c, const char *name, char **ret,
+	       char **ret_error)
+{
+	if (!c->drv->version)
+		return UNSUPPORTED(c, "version");
+	return c->drv->version(c->priv, name, ret, ret_error);
+}
+
+int hv_xml(struct hv_conn *c, const char *name, char **ret, char **ret_error)
+{
+	if (!c->drv->xml)
+		return UNSUPPORTED(c, "xml");
+	return c->drv->xml(c->priv, name, ret, ret_error);
+}
+
+unsigned hv_verbs(struct hv_conn *c, const char *name)
+{
+	if (!c->drv->verbs || !c->drv->control)
+		return 0;
+	return c->drv->verbs(c->priv, name);
+}
+
+int hv_control(struct hv_conn *c, const char *name, enum hv_verb verb,
+	       char **ret_error)
+{
+	if ((unsigned)verb >= HV_VERB_COUNT)
+		return hv_error(ret_error, -EINVAL, "unknown verb %d", verb);
+	if (!(hv_verbs(c, name) & HV_VERB_BIT(verb)))
+		return hv_error(ret_error, -EOPNOTSUPP,
+				"%s: the %s driver cannot %s this domain", name,
+				c->drv->name, verb_names[verb]);
+	return c->drv->control(c->priv, name, verb, ret_error);
+}
+
+int hv_qmp(struct hv_conn *c, const char *name, const char *command_json,
+	   char **ret_reply, char **ret_error)
+{
+	if (!c->drv->qmp)
+		return UNSUPPORTED(c, "raw QMP");
+	return c->drv->qmp(c->priv, name, command_json, ret_reply, ret_error);
+}
+
+int hv_subscribe(struct hv_conn *c, hv_event_fn fn, void *userdata)
+{
+	if (!c->drv->subscribe)
+		return -EOPNOTSUPP;
+	return c->drv->subscribe(c->priv, fn, userdata);
+}
