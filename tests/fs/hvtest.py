@@ -1,0 +1,222 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Helpers for the mounted-tree tests: real QEMU processes, a QMP oracle,
+libvirt domains through virsh, and an hvfs mount driven as a shell would."""
+
+import errno
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+QEMU = shutil.which("qemu-system-x86_64") or "/usr/bin/qemu-system-x86_64"
+HVFS = os.environ.get("HVFS_BIN") or os.path.join(
+    os.path.dirname(__file__), "..", "..", "build", "fs", "hvfs")
+
+
+def wait_for(pred, timeout=10.0, what="condition"):
+    end = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > end:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+class Oracle:
+    """A minimal QMP client of our own, on a second monitor of a test VM, to
+    check what hvfs did without going through hvfs."""
+
+    def __init__(self, path):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(5)
+        self.sock.connect(path)
+        self.buf = b""
+        greeting = self._read()
+        assert "QMP" in greeting, greeting
+        self.greeting = greeting
+        self.execute("qmp_capabilities")
+
+    def _read(self):
+        while b"\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("oracle: QEMU closed the monitor")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def execute(self, cmd, **args):
+        msg = {"execute": cmd}
+        if args:
+            msg["arguments"] = args
+        self.sock.sendall(json.dumps(msg).encode() + b"\n")
+        while True:
+            m = self._read()
+            if "event" in m:
+                continue
+            if "error" in m:
+                raise RuntimeError(m["error"])
+            return m["return"]
+
+    def close(self):
+        self.sock.close()
+
+
+class Qemu:
+    """A bare QEMU (-machine none: no KVM, ~11 MiB) with two monitors: NAME.qmp
+    in `qmp_dir` for hvfs and NAME.oracle for the test."""
+
+    def __init__(self, qmp_dir, name, extra=()):
+        self.name = name
+        self.qmp = os.path.join(qmp_dir, name + ".qmp")
+        self.oracle_path = os.path.join(qmp_dir, name + ".oracle")
+        self.proc = subprocess.Popen(
+            [QEMU, "-machine", "none", "-nodefaults", "-display", "none",
+             "-name", name,
+             "-qmp", f"unix:{self.qmp},server=on,wait=off",
+             "-qmp", f"unix:{self.oracle_path},server=on,wait=off", *extra],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE)
+        wait_for(lambda: os.path.exists(self.qmp) and
+                 os.path.exists(self.oracle_path), what=f"{name} sockets")
+        self._oracle = None
+
+    @property
+    def oracle(self):
+        if self._oracle is None:
+            self._oracle = Oracle(self.oracle_path)
+        return self._oracle
+
+    def status(self):
+        return self.oracle.execute("query-status")["status"]
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def kill(self):
+        if self._oracle:
+            self._oracle.close()
+            self._oracle = None
+        if self.alive():
+            self.proc.kill()
+        self.proc.wait()
+        if self.proc.stderr:
+            self.proc.stderr.close()
+
+
+class Mount:
+    """hvfs -f ARGS MOUNTPOINT, unmounted and checked for a clean exit."""
+
+    def __init__(self, *args, timeout=None):
+        self.dir = tempfile.mkdtemp(prefix="hvfs-mnt-")
+        cmd = [HVFS, "-f"]
+        if timeout is not None:
+            cmd += ["-o", f"timeout={timeout}"]
+        cmd += [*args, self.dir]
+        self.log = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
+                                     stdout=self.log, stderr=self.log)
+
+        def up():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"hvfs exited {self.proc.returncode}: "
+                                   + self.logtext())
+            return os.path.ismount(self.dir)
+        wait_for(up, what="the mount")
+
+    def path(self, *parts):
+        return os.path.join(self.dir, *parts)
+
+    def logtext(self):
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
+
+    def read(self, *parts):
+        with open(self.path(*parts)) as f:
+            return f.read()
+
+    def write(self, text, *parts):
+        """Writes as `echo text > file` does: O_TRUNC, one write."""
+        fd = os.open(self.path(*parts), os.O_WRONLY | os.O_TRUNC)
+        try:
+            return os.write(fd, text.encode())
+        finally:
+            os.close(fd)
+
+    def ls(self, *parts):
+        return sorted(os.listdir(self.path(*parts)))
+
+    def umount(self):
+        if self.proc.poll() is None:
+            subprocess.run(["fusermount3", "-u", self.dir], check=False)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise
+        try:
+            os.rmdir(self.dir)
+        except OSError:
+            subprocess.run(["umount", "-l", self.dir], check=False)
+        return self.proc.returncode
+
+
+def errno_of(fn, *args):
+    """The errno fn raises, or 0."""
+    try:
+        fn(*args)
+    except OSError as e:
+        return e.errno
+    return 0
+
+
+def sh(cmd, check=True):
+    """Runs a shell command line; returns (status, stdout, stderr)."""
+    p = subprocess.run(cmd, shell=True, capture_output=True, text=True)
+    if check and p.returncode != 0:
+        raise AssertionError(f"`{cmd}` exited {p.returncode}: {p.stderr}")
+    return p.returncode, p.stdout, p.stderr
+
+
+def virsh(*args, uri="qemu:///system", check=True):
+    p = subprocess.run(["virsh", "-c", uri, "-q", *args],
+                       capture_output=True, text=True)
+    if check and p.returncode != 0:
+        raise AssertionError(f"virsh {' '.join(args)}: {p.stderr}")
+    return p.stdout.strip()
+
+
+DOMAIN_XML = """<domain type='{type}'>
+  <name>{name}</name>
+  <memory unit='MiB'>32</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <devices><emulator>{qemu}</emulator></devices>
+</domain>
+"""
+
+
+def define_domain(name):
+    """Defines a small libvirt domain (no disk: it starts and idles)."""
+    kvm = os.access("/dev/kvm", os.R_OK | os.W_OK)
+    with tempfile.NamedTemporaryFile("w", suffix=".xml") as f:
+        f.write(DOMAIN_XML.format(name=name, qemu=QEMU,
+                                  type="kvm" if kvm else "qemu"))
+        f.flush()
+        virsh("define", f.name)
+
+
+def remove_domain(name):
+    virsh("destroy", name, check=False)
+    virsh("undefine", name, check=False)
+
+
+ENOENT, EINVAL, EOPNOTSUPP, EIO = (errno.ENOENT, errno.EINVAL,
+                                   errno.EOPNOTSUPP, errno.EIO)
