@@ -43,7 +43,7 @@ static int read_state(struct dom *d, char **ret, size_t *ret_len,
 		      char **ret_error)
 {
 	enum hv_state s;
-	int r = hv_state(d->src->conn, d->hv_name, &s, ret_error);
+	int r = dom_state(d, &s, ret_error);
 
 	if (r < 0)
 		return r;
@@ -54,7 +54,7 @@ static int read_version(struct dom *d, char **ret, size_t *ret_len,
 			char **ret_error)
 {
 	char *v = NULL;
-	int r = hv_version(d->src->conn, d->hv_name, &v, ret_error);
+	int r = dom_version(d, &v, ret_error);
 
 	if (r < 0)
 		return r;
@@ -72,14 +72,14 @@ static int read_name(struct dom *d, char **ret, size_t *ret_len,
 static int read_uuid(struct dom *d, char **ret, size_t *ret_len,
 		     char **ret_error)
 {
-	struct hv_domain_info info;
-	int r = hv_lookup(d->src->conn, d->hv_name, &info, ret_error);
+	char *u = NULL;
+	int r = dom_uuid(d, &u, ret_error);
 
 	if (r < 0)
 		return r;
-	if (!info.uuid[0])
-		return -ENODATA;
-	return line(ret, ret_len, "%s\n", info.uuid);
+	r = line(ret, ret_len, "%s\n", u);
+	free(u);
+	return r;
 }
 
 static int read_id(struct dom *d, char **ret, size_t *ret_len,
@@ -170,15 +170,19 @@ static bool is_libvirt(struct dom *d)
 }
 
 const struct file_type file_types[FK_COUNT] = {
-	[FK_DIR] = { .name = NULL, .mode = 0555 },
-	[FK_STATE] = { "state", 0444, NULL, read_state, NULL },
-	[FK_VERSION] = { "version", 0444, NULL, read_version, NULL },
-	[FK_NAME] = { "name", 0444, NULL, read_name, NULL },
-	[FK_UUID] = { "uuid", 0444, NULL, read_uuid, NULL },
-	[FK_ID] = { "id", 0444, is_libvirt, read_id, NULL },
-	[FK_XML] = { "xml", 0444, is_libvirt, read_xml, NULL },
-	[FK_CONTROL] = { "control", 0200, NULL, read_control, write_control },
-	[FK_ERROR] = { "error", 0444, NULL, read_error, NULL },
+	[FK_DIR] = { .mode = 0555 },
+	[FK_STATE] = { .name = "state", .mode = 0444, .read = read_state },
+	[FK_VERSION] = { .name = "version", .mode = 0444, .read = read_version },
+	[FK_NAME] = { .name = "name", .mode = 0444, .read = read_name },
+	[FK_UUID] = { .name = "uuid", .mode = 0444, .read = read_uuid },
+	[FK_ID] = { .name = "id", .mode = 0444, .present = is_libvirt,
+		    .read = read_id },
+	[FK_XML] = { .name = "xml", .mode = 0444, .present = is_libvirt,
+		     .read = read_xml },
+	[FK_CONTROL] = { .name = "control", .mode = 0200, .read = read_control,
+			 .write = write_control },
+	[FK_ERROR] = { .name = "error", .mode = 0444, .read = read_error },
+	[FK_EVENTS] = { .name = "events", .mode = 0444, .stream = true },
 };
 
 int file_kind_by_name(struct dom *d, const char *name)

@@ -265,10 +265,12 @@ int main(int argc, char **argv)
 			goto out;
 		}
 	}
-	tree_refresh();
-
 	se = fuse_session_new(&fargs, &hvfs_ops, sizeof(hvfs_ops), NULL);
 	if (!se)
+		goto out;
+	/* Subscribes and fills the caches before the mount appears, so the
+	 * first reads are as fast as later ones. */
+	if (tree_start(se) < 0)
 		goto out;
 	if (fuse_set_signal_handlers(se) < 0)
 		goto out;
@@ -302,6 +304,7 @@ out_signals:
 	fuse_remove_signal_handlers(se);
 out:
 	report(status_fd, 1);
+	tree_stop();
 	if (se)
 		fuse_session_destroy(se);
 	tree_free();

@@ -18,8 +18,10 @@
 
 /* An open file: the domain it belongs to and the snapshot of its contents. */
 struct handle {
-	struct dom *dom;
+	struct dom *dom;             /* NULL for the mount's .events */
 	enum file_kind kind;
+	struct stream *stream;       /* events files */
+	uint64_t seen;               /* state: dom_state_gen() at the last read */
 	pthread_mutex_t lock;
 	char *buf;
 	size_t len;
@@ -33,6 +35,14 @@ struct dirhandle {
 };
 
 static time_t mount_time;
+
+#define ROOT_EVENTS_INO ino_make(0, FK_EVENTS, 0)
+
+/* The mount's own files at the root level (not in a domain). */
+static bool is_root_file(fuse_ino_t ino)
+{
+	return ino == ROOT_EVENTS_INO;
+}
 
 static int reply_err(fuse_req_t req, int err)
 {
@@ -105,10 +115,13 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	int k;
 
 	if (parent == FUSE_ROOT_ID) {
+		if (strcmp(name, HVFS_ROOT_EVENTS) == 0) {
+			reply_entry(req, ROOT_EVENTS_INO);
+			return;
+		}
 		d = tree_find_name(name);
-		if (!d) {
-			/* Perhaps it appeared since we last looked. */
-			tree_refresh();
+		if (!d && tree_refresh(true) == 0) {
+			/* A source without events: perhaps it appeared since. */
 			d = tree_find_name(name);
 		}
 		if (!d) {
@@ -137,7 +150,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 {
 	struct stat st;
 
-	if (ino != FUSE_ROOT_ID) {
+	if (ino != FUSE_ROOT_ID && !is_root_file(ino)) {
 		struct dom *d = dom_of(req, ino);
 
 		if (!d)
@@ -156,6 +169,10 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 
 	if (ino == FUSE_ROOT_ID || ino_kind(ino) == FK_DIR) {
 		reply_err(req, EPERM);
+		return;
+	}
+	if (is_root_file(ino)) {
+		reply_err(req, EACCES);
 		return;
 	}
 	if (!(d = dom_of(req, ino)))
@@ -188,8 +205,20 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 		return;
 	}
 	if (ino == FUSE_ROOT_ID) {
-		tree_refresh();
+		tree_refresh(true);
 		r = tree_entries(&h->e, &h->n);
+		if (r == 0) {
+			/* The mount's own files, after the domains. */
+			struct entry *n = reallocarray(h->e, h->n + 1,
+						       sizeof(*n));
+
+			if (n)
+				h->e = n;
+			if (!n || !(n[h->n].name = strdup(HVFS_ROOT_EVENTS)))
+				r = -ENOMEM;
+			else
+				n[h->n++].ino = ROOT_EVENTS_INO;
+		}
 	} else {
 		if (!(d = dom_of(req, ino))) {
 			free(h);
@@ -274,23 +303,25 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	unsigned kind = ino_kind(ino);
 	int acc = fi->flags & O_ACCMODE;
+	const struct file_type *t = &file_types[kind];
 	struct handle *h;
-	struct dom *d;
+	struct dom *d = NULL;
 
 	if (ino == FUSE_ROOT_ID || kind == FK_DIR) {
 		reply_err(req, EISDIR);
 		return;
 	}
-	if (!(d = dom_of(req, ino)))
+	if (!is_root_file(ino) && !(d = dom_of(req, ino)))
 		return;
-	if ((acc != O_RDONLY && !file_types[kind].write) ||
-	    (acc != O_WRONLY && !file_types[kind].read)) {
+	if ((acc != O_RDONLY && !t->write) ||
+	    (acc != O_WRONLY && !t->read && !t->stream)) {
 		dom_unref(d);
 		reply_err(req, EACCES);
 		return;
 	}
 	h = calloc(1, sizeof(*h));
-	if (!h) {
+	if (!h || (t->stream && !(h->stream = stream_open(d)))) {
+		free(h);
 		dom_unref(d);
 		reply_err(req, ENOMEM);
 		return;
@@ -300,6 +331,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	pthread_mutex_init(&h->lock, NULL);
 	fi->fh = (uintptr_t)h;
 	fi->direct_io = 1;
+	fi->nonseekable = t->stream;
 	fuse_reply_open(req, fi);
 }
 
@@ -309,11 +341,20 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 	const struct file_type *t = &file_types[h->kind];
 
+	if (h->stream) {
+		stream_read(req, h->stream, size, fi->flags);
+		return;
+	}
 	pthread_mutex_lock(&h->lock);
 	if (off == 0 || !h->filled) {
 		char *buf = NULL, *err = NULL;
 		size_t len = 0;
-		int r = t->read(h->dom, &buf, &len, &err);
+		int r;
+
+		/* Taken before reading: a change after it wakes poll(). */
+		if (h->kind == FK_STATE)
+			h->seen = dom_state_gen(h->dom);
+		r = t->read(h->dom, &buf, &len, &err);
 
 		if (r < 0) {
 			pthread_mutex_unlock(&h->lock);
@@ -374,6 +415,8 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 {
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 
+	if (h->stream)
+		stream_release(h->stream);
 	dom_unref(h->dom);
 	pthread_mutex_destroy(&h->lock);
 	free(h->buf);
@@ -381,12 +424,37 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 	fuse_reply_err(req, 0);
 }
 
+/*
+ * poll(): events files are readable when a line is queued. A state file is
+ * always readable, and adds POLLPRI once the state changed since this open
+ * file last read it at offset 0 (then lseek to 0 and read again, as with
+ * sysfs attributes). Other files are always ready.
+ */
 static void op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
 		    struct fuse_pollhandle *ph)
 {
-	/* Every file can be read or written without waiting. */
-	fuse_pollhandle_destroy(ph);
-	fuse_reply_poll(req, POLLIN | POLLRDNORM | POLLOUT | POLLWRNORM);
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	unsigned revents = POLLIN | POLLRDNORM;
+
+	if (h->stream) {
+		fuse_reply_poll(req, stream_poll(h->stream, ph));
+		return;
+	}
+	if (h->kind == FK_STATE) {
+		pthread_mutex_lock(&h->lock);
+		if (h->filled && dom_poll_state(h->dom, h->seen, ph))
+			revents |= POLLPRI;
+		else if (!h->filled && ph)
+			fuse_pollhandle_destroy(ph);
+		pthread_mutex_unlock(&h->lock);
+		fuse_reply_poll(req, revents);
+		return;
+	}
+	if (ph)
+		fuse_pollhandle_destroy(ph);
+	if (file_types[h->kind].write)
+		revents |= POLLOUT | POLLWRNORM;
+	fuse_reply_poll(req, revents);
 }
 
 const struct fuse_lowlevel_ops hvfs_ops = {

@@ -5,12 +5,12 @@
  * (lookup, readdir) and by slot (every operation on an inode).
  */
 #include <errno.h>
-#include <search.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "hvfs.h"
 
@@ -20,6 +20,8 @@ static pthread_mutex_t refresh_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static struct source **sources;
 static size_t n_sources;
+
+static struct fuse_session *session; /* for invalidations, once mounted */
 
 static struct dom **by_name; /* sorted by name */
 static struct dom **by_slot; /* sorted by slot */
@@ -55,10 +57,13 @@ int tree_add_source(const char *uri, const char *label, char **ret_error)
 
 static void dom_free(struct dom *d)
 {
+	dom_release_watchers(d);
 	pthread_mutex_destroy(&d->lock);
 	free(d->name);
 	free(d->hv_name);
 	free(d->error);
+	free(d->version);
+	free(d->uuid);
 	free(d);
 }
 
@@ -78,6 +83,9 @@ struct dom *dom_unref(struct dom *d)
 
 void tree_free(void)
 {
+	/* Close first: no driver thread may deliver an event after this. */
+	for (size_t i = 0; i < n_sources; i++)
+		sources[i]->conn = hv_close(sources[i]->conn);
 	for (size_t i = 0; i < n_doms; i++)
 		dom_unref(by_name[i]);
 	free(by_name);
@@ -85,7 +93,6 @@ void tree_free(void)
 	by_name = by_slot = NULL;
 	n_doms = 0;
 	for (size_t i = 0; i < n_sources; i++) {
-		hv_close(sources[i]->conn);
 		free(sources[i]->label);
 		free(sources[i]);
 	}
@@ -139,6 +146,21 @@ struct dom *tree_find_slot(uint64_t slot)
 		d = *p;
 		d->refs++;
 	}
+	pthread_mutex_unlock(&tree_lock);
+	return d;
+}
+
+struct dom *tree_find_hv(struct source *src, const char *hv_name)
+{
+	struct dom *d = NULL;
+
+	pthread_mutex_lock(&tree_lock);
+	for (size_t i = 0; i < n_doms && !d; i++)
+		if (by_slot[i]->src == src &&
+		    strcmp(by_slot[i]->hv_name, hv_name) == 0)
+			d = by_slot[i];
+	if (d)
+		d->refs++;
 	pthread_mutex_unlock(&tree_lock);
 	return d;
 }
@@ -272,8 +294,11 @@ static struct dom *dom_new(struct source *src, const char *hv_name,
  * source, driver name and tree name stay the same. Sources whose listing
  * failed keep the domains they had (their files then report the failure).
  */
-static int reconcile(struct seen *seen, size_t n_seen, const bool *failed)
+static int reconcile(struct seen *seen, size_t n_seen, const bool *failed,
+		     char ***ret_gone, size_t *ret_n_gone)
 {
+	char **gone = NULL;
+	size_t n_gone = 0;
 	struct dom **names, **slots;
 	size_t n = 0, cap = n_seen;
 
@@ -315,9 +340,18 @@ static int reconcile(struct seen *seen, size_t n_seen, const bool *failed)
 				names[n++] = by_name[i];
 			}
 	/* Drop the old table's references; domains not taken over are gone. */
-	for (size_t i = 0; i < n_doms; i++)
-		if (--by_name[i]->refs == 0)
-			dom_free(by_name[i]);
+	if (n_doms)
+		gone = calloc(n_doms, sizeof(*gone));
+	for (size_t i = 0; i < n_doms; i++) {
+		struct dom *d = by_name[i];
+
+		if (d->gone && gone && (gone[n_gone] = strdup(d->name)))
+			n_gone++;
+		if (d->gone)
+			dom_release_watchers(d);
+		if (--d->refs == 0)
+			dom_free(d);
+	}
 	memcpy(slots, names, n * sizeof(*names));
 	qsort(names, n, sizeof(*names), cmp_name);
 	qsort(slots, n, sizeof(*slots), cmp_slot);
@@ -327,16 +361,33 @@ static int reconcile(struct seen *seen, size_t n_seen, const bool *failed)
 	by_slot = slots;
 	n_doms = n;
 	pthread_mutex_unlock(&tree_lock);
+	*ret_gone = gone;
+	*ret_n_gone = n_gone;
 	return 0;
 }
 
-int tree_refresh(void)
+bool source_evented(struct source *s)
+{
+	return __atomic_load_n(&s->evented, __ATOMIC_ACQUIRE);
+}
+
+static void set_evented(struct source *s, bool on)
+{
+	__atomic_store_n(&s->evented, on, __ATOMIC_RELEASE);
+}
+
+int tree_refresh(bool only_unevented)
 {
 	struct seen *seen = NULL;
-	size_t n_seen = 0;
-	bool *failed;
+	size_t n_seen = 0, n_gone = 0;
+	char **gone = NULL;
+	bool *failed, any = !only_unevented;
 	int r = 0;
 
+	for (size_t k = 0; k < n_sources && !any; k++)
+		any = !source_evented(sources[k]);
+	if (!any)
+		return 0;
 	pthread_mutex_lock(&refresh_lock);
 	failed = calloc(n_sources ? n_sources : 1, sizeof(*failed));
 	if (!failed) {
@@ -359,6 +410,8 @@ int tree_refresh(void)
 			free(err);
 			continue;
 		}
+		if (sources[k]->subscribed)
+			set_evented(sources[k], true);
 		ns = reallocarray(seen, n_seen + n + 1, sizeof(*seen));
 		if (!ns) {
 			free(info);
@@ -399,7 +452,7 @@ int tree_refresh(void)
 		free(seen[i].name);
 		seen[i].name = qualified;
 	}
-	r = reconcile(seen, n_seen, failed);
+	r = reconcile(seen, n_seen, failed, &gone, &n_gone);
 out:
 	for (size_t i = 0; i < n_seen; i++) {
 		free(seen[i].hv_name);
@@ -408,6 +461,15 @@ out:
 	free(seen);
 	free(failed);
 	pthread_mutex_unlock(&refresh_lock);
+	/* With no lock held: the kernel may call us back while it works. */
+	for (size_t i = 0; i < n_gone; i++) {
+		if (session)
+			fuse_lowlevel_notify_inval_entry(session, FUSE_ROOT_ID,
+							 gone[i],
+							 strlen(gone[i]));
+		free(gone[i]);
+	}
+	free(gone);
 	return r;
 }
 
@@ -429,4 +491,211 @@ void dom_set_error(struct dom *d, const char *op, int err, const char *msg)
 	free(d->error);
 	d->error = text;
 	pthread_mutex_unlock(&d->lock);
+}
+
+/* ---- the worker thread: refreshes and prefetches off the event path ---- */
+
+#define PREFETCH_THREADS 8
+#define RETRY_MS_MIN 500
+#define RETRY_MS_MAX 8000
+
+static pthread_mutex_t kick_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t kick_cond = PTHREAD_COND_INITIALIZER;
+static bool kicked, stopping;
+static pthread_t worker_thread;
+static bool worker_running;
+
+void tree_kick(void)
+{
+	pthread_mutex_lock(&kick_lock);
+	kicked = true;
+	pthread_cond_signal(&kick_cond);
+	pthread_mutex_unlock(&kick_lock);
+}
+
+struct prefetch {
+	struct dom **doms;
+	size_t n, next;
+	pthread_mutex_t lock;
+};
+
+static void *prefetch_thread(void *arg)
+{
+	struct prefetch *p = arg;
+
+	for (;;) {
+		struct dom *d = NULL;
+
+		pthread_mutex_lock(&p->lock);
+		if (p->next < p->n)
+			d = p->doms[p->next++];
+		pthread_mutex_unlock(&p->lock);
+		if (!d)
+			return NULL;
+		dom_prefetch(d);
+	}
+}
+
+/*
+ * Fetches what no domain of an evented source has cached yet, several at a
+ * time: the peers answer concurrent calls (libvirt multiplexes one
+ * connection, each QMP monitor has its own).
+ */
+static void prefetch_all(void)
+{
+	struct prefetch p = { .lock = PTHREAD_MUTEX_INITIALIZER };
+	pthread_t threads[PREFETCH_THREADS];
+	size_t started = 0;
+
+	pthread_mutex_lock(&tree_lock);
+	p.doms = calloc(n_doms ? n_doms : 1, sizeof(*p.doms));
+	for (size_t i = 0; p.doms && i < n_doms; i++) {
+		struct dom *d = by_slot[i];
+		bool need;
+
+		if (!source_evented(d->src))
+			continue;
+		pthread_mutex_lock(&d->lock);
+		need = !d->state_known || !d->uuid ||
+		       (!d->version && d->state != HV_STATE_SHUTOFF);
+		pthread_mutex_unlock(&d->lock);
+		if (need) {
+			d->refs++;
+			p.doms[p.n++] = d;
+		}
+	}
+	pthread_mutex_unlock(&tree_lock);
+	for (; started < PREFETCH_THREADS && started < p.n; started++)
+		if (pthread_create(&threads[started], NULL, prefetch_thread,
+				   &p) != 0)
+			break;
+	if (!started)
+		prefetch_thread(&p);
+	for (size_t i = 0; i < started; i++)
+		pthread_join(threads[i], NULL);
+	for (size_t i = 0; i < p.n; i++)
+		dom_unref(p.doms[i]);
+	free(p.doms);
+}
+
+static void *worker(void *arg)
+{
+	int retry_ms = 0;
+
+	for (;;) {
+		bool lost = false;
+
+		pthread_mutex_lock(&kick_lock);
+		if (retry_ms > 0 && !kicked && !stopping) {
+			struct timespec t;
+
+			clock_gettime(CLOCK_REALTIME, &t);
+			t.tv_sec += retry_ms / 1000;
+			t.tv_nsec += (retry_ms % 1000) * 1000000L;
+			if (t.tv_nsec >= 1000000000L) {
+				t.tv_sec++;
+				t.tv_nsec -= 1000000000L;
+			}
+			pthread_cond_timedwait(&kick_cond, &kick_lock, &t);
+		}
+		while (retry_ms == 0 && !kicked && !stopping)
+			pthread_cond_wait(&kick_cond, &kick_lock);
+		kicked = false;
+		pthread_mutex_unlock(&kick_lock);
+		if (__atomic_load_n(&stopping, __ATOMIC_ACQUIRE))
+			return NULL;
+
+		tree_refresh(false);
+		prefetch_all();
+		/* A source that lost its peer is retried with backoff until a
+		 * listing succeeds (and its driver has re-subscribed). */
+		for (size_t k = 0; k < n_sources; k++)
+			lost |= sources[k]->subscribed && !source_evented(sources[k]);
+		if (!lost)
+			retry_ms = 0;
+		else if (retry_ms == 0)
+			retry_ms = RETRY_MS_MIN;
+		else if (retry_ms < RETRY_MS_MAX)
+			retry_ms *= 2;
+	}
+}
+
+static void on_event(void *userdata, const struct hv_event *ev)
+{
+	struct source *src = userdata;
+	struct dom *d = ev->domain ? tree_find_hv(src, ev->domain) : NULL;
+	char *escaped = NULL;
+
+	switch (ev->kind) {
+	case HV_EVENT_DEFINED:
+	case HV_EVENT_UNDEFINED:
+		if (d)
+			dom_forget(d);
+		tree_kick();
+		break;
+	case HV_EVENT_STATE:
+		if (d) {
+			dom_set_state(d, ev->state);
+			if (ev->state == HV_STATE_RUNNING)
+				tree_kick(); /* a new QEMU: fetch its version */
+		} else {
+			tree_kick(); /* a domain we do not know yet */
+		}
+		break;
+	case HV_EVENT_LOST:
+		/* Nothing cached can be trusted until the peer is back. */
+		set_evented(src, false);
+		pthread_mutex_lock(&tree_lock);
+		for (size_t i = 0; i < n_doms; i++)
+			if (by_slot[i]->src == src && by_slot[i] != d)
+				dom_forget(by_slot[i]);
+		pthread_mutex_unlock(&tree_lock);
+		if (d)
+			dom_forget(d);
+		tree_kick();
+		break;
+	case HV_EVENT_HYPERVISOR:
+		break;
+	}
+	if (!d && ev->domain)
+		escaped = tree_escape_name(ev->domain);
+	events_publish(d, d ? d->name : escaped, ev);
+	free(escaped);
+	dom_unref(d);
+}
+
+int tree_start(struct fuse_session *se)
+{
+	for (size_t k = 0; k < n_sources; k++) {
+		int r = hv_subscribe(sources[k]->conn, on_event, sources[k]);
+
+		if (r < 0) {
+			hvfs_log(LOG_NOTICE, "%s: no events (%s): every read "
+				 "asks the peer", hv_uri(sources[k]->conn),
+				 strerror(-r));
+			continue;
+		}
+		sources[k]->subscribed = true;
+		set_evented(sources[k], true);
+	}
+	tree_refresh(false);
+	prefetch_all();
+	session = se;
+	if (pthread_create(&worker_thread, NULL, worker, NULL) != 0)
+		return -errno;
+	worker_running = true;
+	return 0;
+}
+
+void tree_stop(void)
+{
+	if (!worker_running)
+		return;
+	pthread_mutex_lock(&kick_lock);
+	__atomic_store_n(&stopping, true, __ATOMIC_RELEASE);
+	pthread_cond_signal(&kick_cond);
+	pthread_mutex_unlock(&kick_lock);
+	pthread_join(worker_thread, NULL);
+	worker_running = false;
+	session = NULL;
 }

@@ -1,0 +1,337 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Event files. Each open events file is a stream: a bounded queue of JSON
+ * lines that events append to. A read with nothing queued is parked, not
+ * served by a waiting thread: the request is kept and answered when the next
+ * event arrives, so any number of blocked readers costs no FUSE worker.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hvfs.h"
+
+/* Named limits: a reader that does not keep up loses the oldest lines. */
+#define STREAM_BYTES_MAX (1u << 20)
+#define EVENT_LINE_MAX (64u << 10)
+
+struct line {
+	struct line *next;
+	size_t len;
+	char text[];
+};
+
+struct parked {
+	struct parked *next;
+	fuse_req_t req;
+	size_t size;
+};
+
+struct stream {
+	struct stream *next, *prev; /* all streams, under streams_lock */
+	uint64_t slot;              /* 0: every domain */
+
+	/* Guarded by streams_lock. */
+	struct line *head, *tail;
+	size_t bytes, off;          /* off: bytes of head already read */
+	unsigned long dropped;
+	struct parked *parked;
+	struct fuse_pollhandle *ph;
+};
+
+static pthread_mutex_t streams_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct stream *streams;
+
+struct stream *stream_open(struct dom *d)
+{
+	struct stream *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return NULL;
+	s->slot = d ? d->slot : 0;
+	pthread_mutex_lock(&streams_lock);
+	s->next = streams;
+	if (streams)
+		streams->prev = s;
+	streams = s;
+	pthread_mutex_unlock(&streams_lock);
+	return s;
+}
+
+/* Copies up to size queued bytes into buf; caller holds streams_lock. */
+static size_t take_locked(struct stream *s, char *buf, size_t size)
+{
+	size_t n = 0;
+
+	while (s->head && n < size) {
+		struct line *l = s->head;
+		size_t k = l->len - s->off;
+
+		if (k > size - n)
+			k = size - n;
+		memcpy(buf + n, l->text + s->off, k);
+		n += k;
+		s->off += k;
+		if (s->off == l->len) {
+			s->head = l->next;
+			if (!s->head)
+				s->tail = NULL;
+			s->bytes -= l->len;
+			s->off = 0;
+			free(l);
+		}
+	}
+	return n;
+}
+
+/* Answers parked reads while lines are queued; caller holds streams_lock. */
+static void serve_locked(struct stream *s)
+{
+	while (s->parked && s->head) {
+		struct parked *p = s->parked;
+		char *buf = malloc(p->size);
+		size_t n;
+
+		s->parked = p->next;
+		if (!buf) {
+			fuse_reply_err(p->req, ENOMEM);
+			free(p);
+			continue;
+		}
+		n = take_locked(s, buf, p->size);
+		fuse_reply_buf(p->req, buf, n);
+		free(buf);
+		free(p);
+	}
+}
+
+static void on_interrupt(fuse_req_t req, void *data)
+{
+	struct stream *s = data;
+	struct parked **pp, *found = NULL;
+
+	pthread_mutex_lock(&streams_lock);
+	for (pp = &s->parked; *pp; pp = &(*pp)->next) {
+		if ((*pp)->req == req) {
+			found = *pp;
+			*pp = found->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&streams_lock);
+	if (found) {
+		fuse_reply_err(req, EINTR);
+		free(found);
+	}
+}
+
+void stream_read(fuse_req_t req, struct stream *s, size_t size, int flags)
+{
+	struct parked *p;
+	char *buf;
+	size_t n;
+
+	pthread_mutex_lock(&streams_lock);
+	if (s->head) {
+		pthread_mutex_unlock(&streams_lock);
+		buf = malloc(size);
+		if (!buf) {
+			fuse_reply_err(req, ENOMEM);
+			return;
+		}
+		pthread_mutex_lock(&streams_lock);
+		n = take_locked(s, buf, size);
+		pthread_mutex_unlock(&streams_lock);
+		fuse_reply_buf(req, buf, n);
+		free(buf);
+		return;
+	}
+	pthread_mutex_unlock(&streams_lock);
+	if (flags & O_NONBLOCK) {
+		fuse_reply_err(req, EAGAIN);
+		return;
+	}
+	p = calloc(1, sizeof(*p));
+	if (!p) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	p->req = req;
+	p->size = size;
+	/* Registered before parking: if the reader is already interrupted,
+	 * the callback runs now, finds nothing parked, and we answer below. */
+	fuse_req_interrupt_func(req, on_interrupt, s);
+	pthread_mutex_lock(&streams_lock);
+	if (fuse_req_interrupted(req)) {
+		pthread_mutex_unlock(&streams_lock);
+		free(p);
+		fuse_reply_err(req, EINTR);
+		return;
+	}
+	p->next = s->parked;
+	s->parked = p;
+	/* An event may have come while the lock was free. */
+	serve_locked(s);
+	pthread_mutex_unlock(&streams_lock);
+}
+
+unsigned stream_poll(struct stream *s, struct fuse_pollhandle *ph)
+{
+	unsigned revents = 0;
+
+	pthread_mutex_lock(&streams_lock);
+	if (s->head) {
+		revents = POLLIN | POLLRDNORM;
+	} else if (ph) {
+		if (s->ph)
+			fuse_pollhandle_destroy(s->ph);
+		s->ph = ph;
+		ph = NULL;
+	}
+	pthread_mutex_unlock(&streams_lock);
+	if (ph)
+		fuse_pollhandle_destroy(ph);
+	return revents;
+}
+
+void stream_release(struct stream *s)
+{
+	pthread_mutex_lock(&streams_lock);
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		streams = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	while (s->parked) {
+		struct parked *p = s->parked;
+
+		s->parked = p->next;
+		fuse_reply_err(p->req, EINTR);
+		free(p);
+	}
+	pthread_mutex_unlock(&streams_lock);
+	while (s->head) {
+		struct line *l = s->head;
+
+		s->head = l->next;
+		free(l);
+	}
+	if (s->ph)
+		fuse_pollhandle_destroy(s->ph);
+	free(s);
+}
+
+static const char *const kind_names[] = {
+	[HV_EVENT_DEFINED] = "defined",
+	[HV_EVENT_UNDEFINED] = "undefined",
+	[HV_EVENT_STATE] = "state",
+	[HV_EVENT_HYPERVISOR] = "qemu",
+	[HV_EVENT_LOST] = "lost",
+};
+
+/*
+ * One JSON line:
+ * {"domain":D,"kind":K,"event":E,"state":S,"data":DATA,"timestamp":{...}}
+ * "state" only for kind "state"; "data" is the peer's JSON or null.
+ */
+static struct line *format(const char *domain, const struct hv_event *ev)
+{
+	json_object *dom = json_object_new_string(domain ? domain : "");
+	json_object *evname = json_object_new_string(ev->name ? ev->name : "");
+	const char *state = ev->kind == HV_EVENT_STATE ?
+		hv_state_name(ev->state) : NULL;
+	struct line *l = NULL;
+	char *text = NULL;
+	int n;
+
+	n = asprintf(&text,
+		"{\"domain\":%s,\"kind\":\"%s\",\"event\":%s,%s%s%s"
+		"\"data\":%s,\"timestamp\":{\"seconds\":%lld,\"microseconds\":%lld}}\n",
+		json_object_to_json_string_ext(dom, JSON_C_TO_STRING_PLAIN),
+		(unsigned)ev->kind < sizeof(kind_names) / sizeof(*kind_names) ?
+			kind_names[ev->kind] : "other",
+		json_object_to_json_string_ext(evname, JSON_C_TO_STRING_PLAIN),
+		state ? "\"state\":\"" : "", state ? state : "",
+		state ? "\"," : "",
+		ev->data_json && *ev->data_json ? ev->data_json : "null",
+		(long long)ev->seconds, (long long)ev->micros);
+	json_object_put(dom);
+	json_object_put(evname);
+	if (n < 0 || (size_t)n > EVENT_LINE_MAX) {
+		free(text);
+		return NULL;
+	}
+	l = malloc(sizeof(*l) + n);
+	if (l) {
+		memcpy(l->text, text, n);
+		l->len = n;
+		l->next = NULL;
+	}
+	free(text);
+	return l;
+}
+
+static void append_locked(struct stream *s, struct line *l)
+{
+	/* Keep the queue bounded: drop the oldest whole lines. */
+	while (s->head && s->bytes + l->len > STREAM_BYTES_MAX) {
+		struct line *old = s->head;
+
+		s->head = old->next;
+		if (!s->head)
+			s->tail = NULL;
+		s->bytes -= old->len;
+		s->off = 0;
+		s->dropped++;
+		free(old);
+	}
+	if (s->tail)
+		s->tail->next = l;
+	else
+		s->head = l;
+	s->tail = l;
+	s->bytes += l->len;
+	serve_locked(s);
+	if (s->ph) {
+		fuse_lowlevel_notify_poll(s->ph);
+		fuse_pollhandle_destroy(s->ph);
+		s->ph = NULL;
+	}
+}
+
+void events_publish(struct dom *d, const char *domain_name,
+		    const struct hv_event *ev)
+{
+	uint64_t slot = d ? d->slot : 0;
+	struct line *line;
+	bool listening;
+
+	pthread_mutex_lock(&streams_lock);
+	listening = streams != NULL;
+	pthread_mutex_unlock(&streams_lock);
+	if (!listening) /* skip the formatting */
+		return;
+	line = format(domain_name, ev);
+	if (!line)
+		return;
+	pthread_mutex_lock(&streams_lock);
+	for (struct stream *s = streams; s; s = s->next) {
+		struct line *copy;
+
+		if (s->slot && s->slot != slot)
+			continue;
+		copy = malloc(sizeof(*copy) + line->len);
+		if (!copy)
+			continue;
+		memcpy(copy, line, sizeof(*copy) + line->len);
+		copy->next = NULL;
+		append_locked(s, copy);
+	}
+	pthread_mutex_unlock(&streams_lock);
+	free(line);
+}
