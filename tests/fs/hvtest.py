@@ -150,7 +150,9 @@ class Mount:
             os.close(fd)
 
     def ls(self, *parts):
-        return sorted(os.listdir(self.path(*parts)))
+        """Lists a directory as plain `ls` does: without dotfiles."""
+        return sorted(n for n in os.listdir(self.path(*parts))
+                      if not n.startswith("."))
 
     def umount(self):
         if self.proc.poll() is None:

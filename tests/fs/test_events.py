@@ -1,0 +1,190 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""The live view: events files, poll() on state, caches kept true by events,
+and blocked readers that must not hold FUSE workers."""
+
+import errno
+import json
+import os
+import select
+import signal
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from hvtest import Mount, Qemu, errno_of, sh, wait_for
+
+
+@pytest.fixture
+def qmp_dir():
+    d = tempfile.mkdtemp(prefix="hvfs-qmp-")
+    yield d
+    subprocess.run(["rm", "-rf", d])
+
+
+@pytest.fixture
+def vms(qmp_dir):
+    started = []
+
+    def start(name, *extra):
+        vm = Qemu(qmp_dir, name, extra)
+        started.append(vm)
+        return vm
+    yield start
+    for vm in started:
+        vm.kill()
+
+
+@pytest.fixture
+def mount():
+    mounts = []
+
+    def make(*args, **kw):
+        m = Mount(*args, **kw)
+        mounts.append(m)
+        return m
+    yield make
+    for m in mounts:
+        assert m.umount() == 0, m.logtext()
+
+
+def read_lines(fd, want, timeout=5.0):
+    """Reads JSON lines from fd until `want` returns true for one of them."""
+    buf = b""
+    seen = []
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        r, _, _ = select.select([fd], [], [], max(0, end - time.monotonic()))
+        if not r:
+            break
+        chunk = os.read(fd, 65536)
+        assert chunk, "events file ended"
+        buf += chunk
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            ev = json.loads(line)
+            seen.append(ev)
+            if want(ev):
+                return ev, seen
+    raise AssertionError(f"no matching event; saw {seen}")
+
+
+def test_domain_events(qmp_dir, vms, mount):
+    vm = vms("vm-a")
+    m = mount("--qmp-dir", qmp_dir)
+    fd = os.open(m.path("vm-a", "events"), os.O_RDONLY)
+    try:
+        sh(f"echo pause > {m.path('vm-a', 'control')}")
+        ev, seen = read_lines(fd, lambda e: e["kind"] == "state")
+        assert ev["domain"] == "vm-a" and ev["state"] == "paused"
+        assert any(e["kind"] == "qemu" and e["event"] == "STOP"
+                   for e in seen)
+        assert isinstance(ev["timestamp"]["seconds"], int)
+        # A change behind hvfs's back arrives the same way.
+        vm.oracle.execute("cont")
+        ev, _ = read_lines(fd, lambda e: e["kind"] == "state")
+        assert ev["state"] == "running"
+        assert m.read("vm-a", "state") == "running\n"
+    finally:
+        os.close(fd)
+
+
+def test_root_events_hidden_from_globs(qmp_dir, vms, mount):
+    vms("vm-a")
+    vm_b = vms("vm-b")
+    m = mount("--qmp-dir", qmp_dir)
+    assert sorted(os.listdir(m.dir)) == [".events", "vm-a", "vm-b"]
+    _, out, _ = sh(f"ls {m.dir}")
+    assert out.split() == ["vm-a", "vm-b"]
+    _, out, _ = sh(f"ls -A {m.dir}")
+    assert ".events" in out.split()
+    _, out, _ = sh(f"cat {m.dir}/*/state")
+    assert out == "running\nrunning\n"
+    fd = os.open(m.path(".events"), os.O_RDONLY)
+    try:
+        vm_b.oracle.execute("stop")
+        ev, _ = read_lines(fd, lambda e: e["kind"] == "state")
+        assert ev["domain"] == "vm-b" and ev["state"] == "paused"
+    finally:
+        os.close(fd)
+
+
+def test_nonblocking_and_poll(qmp_dir, vms, mount):
+    vm = vms("vm-a")
+    m = mount("--qmp-dir", qmp_dir)
+    fd = os.open(m.path("vm-a", "events"), os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        assert errno_of(os.read, fd, 4096) == errno.EAGAIN
+        p = select.poll()
+        p.register(fd, select.POLLIN)
+        assert p.poll(100) == []
+        vm.oracle.execute("stop")
+        ready = p.poll(5000)
+        assert ready and ready[0][1] & select.POLLIN
+        data = os.read(fd, 65536)
+        assert data.endswith(b"\n") and b'"STOP"' in data
+    finally:
+        os.close(fd)
+
+
+def test_poll_state_for_change(qmp_dir, vms, mount):
+    vm = vms("vm-a")
+    m = mount("--qmp-dir", qmp_dir)
+    fd = os.open(m.path("vm-a", "state"), os.O_RDONLY)
+    try:
+        assert os.read(fd, 100) == b"running\n"
+        p = select.poll()
+        p.register(fd, select.POLLPRI)
+        assert p.poll(100) == []
+        vm.oracle.execute("stop")
+        ready = p.poll(5000)
+        assert ready and ready[0][1] & select.POLLPRI
+        os.lseek(fd, 0, os.SEEK_SET)
+        assert os.read(fd, 100) == b"paused\n"
+        # Read again: no change since, so no POLLPRI.
+        assert p.poll(100) == []
+    finally:
+        os.close(fd)
+
+
+def test_blocked_readers_hold_no_worker(qmp_dir, vms, mount):
+    """More blocked readers than hvfs has FUSE threads (128): every other
+    file must still answer at once."""
+    vm = vms("vm-a")
+    m = mount("--qmp-dir", qmp_dir)
+    readers = [subprocess.Popen(["cat", m.path("vm-a", "events")],
+                                stdout=subprocess.DEVNULL)
+               for _ in range(150)]
+    try:
+        time.sleep(0.5)
+        assert all(r.poll() is None for r in readers)
+        t = time.monotonic()
+        assert m.read("vm-a", "state") == "running\n"
+        assert m.read("vm-a", "version").count(".") == 2
+        elapsed = time.monotonic() - t
+        # Not a speed test: it must merely not wait for a free worker,
+        # which would block it until the readers end.
+        assert elapsed < 4, elapsed
+        sh(f"echo pause > {m.path('vm-a', 'control')}")
+        assert vm.status() == "paused"
+    finally:
+        for r in readers:
+            r.send_signal(signal.SIGINT)
+        for r in readers:
+            r.wait(timeout=10)
+    # Interrupted readers leave nothing behind: the mount still serves.
+    assert m.read("vm-a", "state") == "paused\n"
+
+
+def test_cache_follows_changes_behind_our_back(qmp_dir, vms, mount):
+    vm = vms("vm-a")
+    m = mount("--qmp-dir", qmp_dir)
+    for _ in range(3):
+        assert m.read("vm-a", "state") == "running\n"
+        vm.oracle.execute("stop")
+        wait_for(lambda: m.read("vm-a", "state") == "paused\n",
+                 timeout=2, what="paused")
+        vm.oracle.execute("cont")
+        wait_for(lambda: m.read("vm-a", "state") == "running\n",
+                 timeout=2, what="running")
