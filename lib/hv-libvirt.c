@@ -1,3 +1,731 @@
-/* placeholder */
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The libvirt driver: hv.h over libvirt's RPC protocol (vrpc.h), without
+ * libvirt's library.
+ *
+ * libvirtd finds a domain by its uuid alone, and we are addressed by name,
+ * so a name -> uuid cache saves a LOOKUP_BY_NAME per call. An entry goes
+ * stale when a domain is undefined and redefined under the same name: the
+ * server then answers "no domain" (42, -ENOENT), and we look the name up
+ * once more and retry.
+ *
+ * Listing takes three calls whatever the number of domains: every domain
+ * (flags 0), then the running ones and the paused ones (flags RUNNING,
+ * PAUSED). An inactive domain (id -1) is shut off by definition; an active
+ * one in neither list (blocked, shutting down, crashed, pmsuspended, or a
+ * state that changed between the calls) costs one GET_STATE.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <json-c/json.h>
+
 #include "hv-driver.h"
-const struct hv_driver hv_libvirt_driver = { .name = "libvirt" };
+#include "vrpc.h"
+
+#define JSON_DEPTH_MAX 64
+
+struct cache_entry {
+	char *name;
+	char uuid[VRPC_UUID_BUFLEN];
+};
+
+struct lv {
+	struct vrpc *rpc;
+
+	pthread_mutex_t lock; /* the cache and the subscriber */
+	struct cache_entry *cache;
+	size_t ncache;
+	hv_event_fn fn;
+	void *fn_ud;
+};
+
+/* ---- the name -> uuid cache ---- */
+
+static struct cache_entry *cache_find(struct lv *lv, const char *name)
+{
+	for (size_t i = 0; i < lv->ncache; i++)
+		if (!strcmp(lv->cache[i].name, name))
+			return &lv->cache[i];
+	return NULL;
+}
+
+static void cache_put(struct lv *lv, const char *name, const char *uuid)
+{
+	struct cache_entry *e, *n;
+	char *copy;
+
+	pthread_mutex_lock(&lv->lock);
+	e = cache_find(lv, name);
+	if (e) {
+		memcpy(e->uuid, uuid, VRPC_UUID_BUFLEN);
+	} else if ((copy = strdup(name))) {
+		/* A failed allocation only costs a lookup next time. */
+		n = realloc(lv->cache, (lv->ncache + 1) * sizeof(*n));
+		if (n) {
+			lv->cache = n;
+			n[lv->ncache].name = copy;
+			memcpy(n[lv->ncache].uuid, uuid, VRPC_UUID_BUFLEN);
+			lv->ncache++;
+		} else {
+			free(copy);
+		}
+	}
+	pthread_mutex_unlock(&lv->lock);
+}
+
+static void cache_drop(struct lv *lv, const char *name)
+{
+	struct cache_entry *e;
+
+	pthread_mutex_lock(&lv->lock);
+	e = cache_find(lv, name);
+	if (e) {
+		free(e->name);
+		*e = lv->cache[--lv->ncache];
+	}
+	pthread_mutex_unlock(&lv->lock);
+}
+
+/* Looks name up on the server; *ret's name is a malloc'd copy. */
+static int lookup_by_name(struct lv *lv, const char *name,
+			  vrpc_nonnull_domain *ret, char **ret_error)
+{
+	vrpc_domain_lookup_by_name_args a = { .name = (char *)name };
+	vrpc_domain_lookup_ret lr;
+	int r;
+
+	memset(&lr, 0, sizeof(lr));
+	r = vrpc_call(lv->rpc, VRPC_PROGRAM_REMOTE,
+		      VRPC_PROC_DOMAIN_LOOKUP_BY_NAME,
+		      VRPC_XDR(xdr_vrpc_domain_lookup_by_name_args), &a,
+		      VRPC_XDR(xdr_vrpc_domain_lookup_ret), &lr, ret_error);
+	if (r < 0)
+		return r;
+	cache_put(lv, lr.dom.name, lr.dom.uuid);
+	*ret = lr.dom;
+	return 0;
+}
+
+/*
+ * The domain struct to send for name: from the cache (*ret_cached true) or
+ * from the server. ret->name always points to name itself; the server reads
+ * only the uuid.
+ */
+static int resolve(struct lv *lv, const char *name, vrpc_nonnull_domain *ret,
+		   bool *ret_cached, char **ret_error)
+{
+	vrpc_nonnull_domain d;
+	struct cache_entry *e;
+	int r;
+
+	if (strlen(name) > HV_NAME_MAX)
+		return hv_error(ret_error, -ENOENT, "%s: no such domain", name);
+	pthread_mutex_lock(&lv->lock);
+	e = cache_find(lv, name);
+	if (e)
+		memcpy(ret->uuid, e->uuid, VRPC_UUID_BUFLEN);
+	pthread_mutex_unlock(&lv->lock);
+	if (e) {
+		ret->name = (char *)name;
+		ret->id = -1;
+		*ret_cached = true;
+		return 0;
+	}
+	r = lookup_by_name(lv, name, &d, ret_error);
+	if (r < 0)
+		return r;
+	memcpy(ret->uuid, d.uuid, VRPC_UUID_BUFLEN);
+	free(d.name);
+	ret->name = (char *)name;
+	ret->id = -1;
+	*ret_cached = false;
+	return 0;
+}
+
+/*
+ * One call about domain `name`: its args are the domain alone (flags < 0
+ * and no cmd), the domain and flags, or for the monitor command the domain,
+ * cmd and flags. A stale cache entry is refreshed once.
+ */
+static int dom_call(struct lv *lv, const char *name, uint32_t prog,
+		    int32_t proc, const char *cmd, int flags, xdrproc_t ret_fn,
+		    void *ret, char **ret_error)
+{
+	vrpc_nonnull_domain dom;
+	bool cached;
+	int r;
+
+	r = resolve(lv, name, &dom, &cached, ret_error);
+	for (int attempt = 0; r == 0; attempt++) {
+		if (cmd) {
+			vrpc_qemu_domain_monitor_command_args a = {
+				.dom = dom, .cmd = (char *)cmd, .flags = flags,
+			};
+
+			r = vrpc_call(lv->rpc, prog, proc,
+				VRPC_XDR(xdr_vrpc_qemu_domain_monitor_command_args),
+				&a, ret_fn, ret, ret_error);
+		} else if (flags >= 0) {
+			vrpc_domain_flags_args a = { .dom = dom, .flags = flags };
+
+			r = vrpc_call(lv->rpc, prog, proc,
+				      VRPC_XDR(xdr_vrpc_domain_flags_args), &a,
+				      ret_fn, ret, ret_error);
+		} else {
+			vrpc_domain_args a = { .dom = dom };
+
+			r = vrpc_call(lv->rpc, prog, proc,
+				      VRPC_XDR(xdr_vrpc_domain_args), &a,
+				      ret_fn, ret, ret_error);
+		}
+		if (r != -ENOENT || !cached || attempt > 0)
+			break;
+		cache_drop(lv, name);
+		r = resolve(lv, name, &dom, &cached, ret_error);
+	}
+	return r;
+}
+
+/* ---- helpers ---- */
+
+static void format_uuid(const char *uuid, char *out)
+{
+	const unsigned char *u = (const unsigned char *)uuid;
+
+	snprintf(out, HV_UUID_STRLEN + 1,
+		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
+		 "%02x%02x%02x%02x%02x%02x",
+		 u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9],
+		 u[10], u[11], u[12], u[13], u[14], u[15]);
+}
+
+static enum hv_state map_state(int s)
+{
+	return s >= 0 && s < HV_STATE_COUNT ? (enum hv_state)s :
+					      HV_STATE_NOSTATE;
+}
+
+static int get_state(struct lv *lv, const char *name, enum hv_state *ret,
+		     char **ret_error)
+{
+	vrpc_domain_get_state_ret sr = { 0 };
+	int r;
+
+	r = dom_call(lv, name, VRPC_PROGRAM_REMOTE, VRPC_PROC_DOMAIN_GET_STATE,
+		     NULL, 0, VRPC_XDR(xdr_vrpc_domain_get_state_ret), &sr,
+		     ret_error);
+	if (r < 0)
+		return r;
+	*ret = map_state(sr.state);
+	return 0;
+}
+
+/* Parses one JSON value from text (trailing whitespace allowed). */
+static json_object *parse_json(const char *text)
+{
+	json_tokener *tok = json_tokener_new_ex(JSON_DEPTH_MAX);
+	json_object *o;
+	size_t len = strlen(text);
+
+	if (!tok)
+		return NULL;
+	o = json_tokener_parse_ex(tok, text, (int)len);
+	if (o && (json_tokener_get_error(tok) != json_tokener_success ||
+		  text[json_tokener_get_parse_end(tok) +
+		       strspn(text + json_tokener_get_parse_end(tok),
+			      " \t\r\n")] != '\0')) {
+		json_object_put(o);
+		o = NULL;
+	}
+	json_tokener_free(tok);
+	return o;
+}
+
+/*
+ * Runs one QMP command object (JSON text, no "id") through the QEMU program
+ * and returns the parsed reply without libvirt's "id". A domain that is not
+ * running is -ENODATA.
+ */
+static int monitor(struct lv *lv, const char *name, const char *cmd,
+		   json_object **ret, char **ret_error)
+{
+	vrpc_qemu_domain_monitor_command_ret mr;
+	json_object *o;
+	int r;
+
+	memset(&mr, 0, sizeof(mr));
+	r = dom_call(lv, name, VRPC_PROGRAM_QEMU,
+		     VRPC_QEMU_PROC_DOMAIN_MONITOR_COMMAND, cmd, 0,
+		     VRPC_XDR(xdr_vrpc_qemu_domain_monitor_command_ret), &mr,
+		     ret_error);
+	if (r == -EBUSY) /* "operation invalid": the domain is not running */
+		return -ENODATA;
+	if (r < 0)
+		return r;
+	o = parse_json(mr.result);
+	xdr_free(VRPC_XDR(xdr_vrpc_qemu_domain_monitor_command_ret), &mr);
+	if (!o || !json_object_is_type(o, json_type_object) ||
+	    (!json_object_object_get_ex(o, "return", NULL) &&
+	     !json_object_object_get_ex(o, "error", NULL))) {
+		json_object_put(o);
+		return hv_error(ret_error, -EPROTO,
+				"%s: unexpected monitor reply", name);
+	}
+	json_object_object_del(o, "id");
+	*ret = o;
+	return 0;
+}
+
+/* ---- the driver ---- */
+
+static bool lv_probe(const char *uri)
+{
+	return vrpc_uri_is_libvirt(uri);
+}
+
+static void on_event(void *userdata, const struct vrpc_header *h,
+		     const uint8_t *payload, size_t size);
+
+static int lv_open(const char *uri, const struct hv_options *opts,
+		   void **ret_priv, char **ret_error)
+{
+	struct lv *lv;
+	int r;
+
+	lv = calloc(1, sizeof(*lv));
+	if (!lv)
+		return -ENOMEM;
+	pthread_mutex_init(&lv->lock, NULL);
+	r = vrpc_open(uri, opts ? opts->timeout_ms : 0, on_event, lv,
+		      &lv->rpc, ret_error);
+	if (r < 0) {
+		pthread_mutex_destroy(&lv->lock);
+		free(lv);
+		return r;
+	}
+	*ret_priv = lv;
+	return 0;
+}
+
+static void lv_close(void *priv)
+{
+	struct lv *lv = priv;
+
+	if (!lv)
+		return;
+	vrpc_close(lv->rpc); /* joins the reader: no event runs after this */
+	for (size_t i = 0; i < lv->ncache; i++)
+		free(lv->cache[i].name);
+	free(lv->cache);
+	pthread_mutex_destroy(&lv->lock);
+	free(lv);
+}
+
+static int list_all(struct lv *lv, unsigned flags,
+		    vrpc_connect_list_all_domains_ret *ret, char **ret_error)
+{
+	vrpc_connect_list_all_domains_args a = { .need_results = 1,
+						 .flags = flags };
+
+	memset(ret, 0, sizeof(*ret));
+	return vrpc_call(lv->rpc, VRPC_PROGRAM_REMOTE,
+			 VRPC_PROC_CONNECT_LIST_ALL_DOMAINS,
+			 VRPC_XDR(xdr_vrpc_connect_list_all_domains_args), &a,
+			 VRPC_XDR(xdr_vrpc_connect_list_all_domains_ret), ret,
+			 ret_error);
+}
+
+static bool in_list(const vrpc_connect_list_all_domains_ret *l,
+		    const char *uuid)
+{
+	for (unsigned i = 0; i < l->domains.domains_len; i++)
+		if (!memcmp(l->domains.domains_val[i].uuid, uuid,
+			    VRPC_UUID_BUFLEN))
+			return true;
+	return false;
+}
+
+static int lv_list_domains(void *priv, struct hv_domain_info **ret,
+			   size_t *ret_n, char **ret_error)
+{
+	static const xdrproc_t list_free =
+		VRPC_XDR(xdr_vrpc_connect_list_all_domains_ret);
+	vrpc_connect_list_all_domains_ret all, running, paused;
+	struct lv *lv = priv;
+	struct hv_domain_info *out = NULL;
+	size_t n = 0;
+	int r;
+
+	r = list_all(lv, 0, &all, ret_error);
+	if (r < 0)
+		return r;
+	r = list_all(lv, VRPC_LIST_DOMAINS_RUNNING, &running, ret_error);
+	if (r < 0) {
+		xdr_free(list_free, &all);
+		return r;
+	}
+	r = list_all(lv, VRPC_LIST_DOMAINS_PAUSED, &paused, ret_error);
+	if (r < 0) {
+		xdr_free(list_free, &running);
+		xdr_free(list_free, &all);
+		return r;
+	}
+	if (all.domains.domains_len) {
+		out = calloc(all.domains.domains_len, sizeof(*out));
+		if (!out)
+			r = -ENOMEM;
+	}
+	for (unsigned i = 0; r == 0 && i < all.domains.domains_len; i++) {
+		const vrpc_nonnull_domain *d = &all.domains.domains_val[i];
+		struct hv_domain_info *info = &out[n];
+
+		if (strlen(d->name) > HV_NAME_MAX)
+			continue; /* cannot be addressed by name through hv.h */
+		cache_put(lv, d->name, d->uuid);
+		if (d->id < 0) {
+			info->state = HV_STATE_SHUTOFF;
+		} else if (in_list(&running, d->uuid)) {
+			info->state = HV_STATE_RUNNING;
+		} else if (in_list(&paused, d->uuid)) {
+			info->state = HV_STATE_PAUSED;
+		} else {
+			r = get_state(lv, d->name, &info->state, ret_error);
+			if (r == -ENOENT) { /* gone since the listing */
+				r = 0;
+				continue;
+			}
+		}
+		strcpy(info->name, d->name);
+		format_uuid(d->uuid, info->uuid);
+		info->id = d->id;
+		n++;
+	}
+	xdr_free(list_free, &paused);
+	xdr_free(list_free, &running);
+	xdr_free(list_free, &all);
+	if (r < 0) {
+		free(out);
+		return r;
+	}
+	if (n == 0) {
+		free(out);
+		out = NULL;
+	}
+	*ret = out;
+	*ret_n = n;
+	return 0;
+}
+
+static int lv_lookup(void *priv, const char *name, struct hv_domain_info *ret,
+		     char **ret_error)
+{
+	struct lv *lv = priv;
+	struct hv_domain_info info = { .id = -1 };
+	vrpc_nonnull_domain d;
+	int r;
+
+	if (strlen(name) > HV_NAME_MAX)
+		return hv_error(ret_error, -ENOENT, "%s: no such domain", name);
+	/* By name every time: the id changes whenever the domain starts. */
+	r = lookup_by_name(lv, name, &d, ret_error);
+	if (r < 0)
+		return r;
+	snprintf(info.name, sizeof(info.name), "%s", d.name);
+	format_uuid(d.uuid, info.uuid);
+	info.id = d.id;
+	free(d.name);
+	r = get_state(lv, name, &info.state, ret_error);
+	if (r < 0)
+		return r;
+	*ret = info;
+	return 0;
+}
+
+static int lv_state(void *priv, const char *name, enum hv_state *ret,
+		    char **ret_error)
+{
+	return get_state(priv, name, ret, ret_error);
+}
+
+static int lv_version(void *priv, const char *name, char **ret,
+		      char **ret_error)
+{
+	json_object *o = NULL, *q;
+	char *v;
+	int r;
+
+	r = monitor(priv, name, "{\"execute\":\"query-version\"}", &o,
+		    ret_error);
+	if (r == -ENODATA)
+		return hv_error(ret_error, r, "%s: domain is not running", name);
+	if (r < 0)
+		return r;
+	if (!json_object_object_get_ex(o, "return", &q) ||
+	    !json_object_object_get_ex(q, "qemu", &q) ||
+	    !json_object_is_type(q, json_type_object)) {
+		json_object_put(o);
+		return hv_error(ret_error, -EPROTO,
+				"%s: query-version gave no version", name);
+	}
+	r = asprintf(&v, "%d.%d.%d",
+		     json_object_get_int(json_object_object_get(q, "major")),
+		     json_object_get_int(json_object_object_get(q, "minor")),
+		     json_object_get_int(json_object_object_get(q, "micro")));
+	json_object_put(o);
+	if (r < 0)
+		return -ENOMEM;
+	*ret = v;
+	return 0;
+}
+
+static int lv_xml(void *priv, const char *name, char **ret, char **ret_error)
+{
+	vrpc_domain_get_xml_desc_ret xr;
+	char *xml;
+	int r;
+
+	memset(&xr, 0, sizeof(xr));
+	r = dom_call(priv, name, VRPC_PROGRAM_REMOTE,
+		     VRPC_PROC_DOMAIN_GET_XML_DESC, NULL, 0,
+		     VRPC_XDR(xdr_vrpc_domain_get_xml_desc_ret), &xr,
+		     ret_error);
+	if (r < 0)
+		return r;
+	xml = xr.xml; /* take it over from the XDR value */
+	*ret = xml;
+	return 0;
+}
+
+/* Verb -> procedure. flags < 0: the procedure takes no flags argument. */
+static const struct {
+	int32_t proc;
+	int flags;
+} verb_procs[HV_VERB_COUNT] = {
+	[HV_VERB_START] = { VRPC_PROC_DOMAIN_CREATE, -1 },
+	[HV_VERB_POWERDOWN] = { VRPC_PROC_DOMAIN_SHUTDOWN_FLAGS,
+				VRPC_SHUTDOWN_ACPI_POWER_BTN },
+	[HV_VERB_SHUTDOWN] = { VRPC_PROC_DOMAIN_SHUTDOWN, -1 },
+	[HV_VERB_REBOOT] = { VRPC_PROC_DOMAIN_REBOOT, 0 },
+	[HV_VERB_RESET] = { VRPC_PROC_DOMAIN_RESET, 0 },
+	[HV_VERB_PAUSE] = { VRPC_PROC_DOMAIN_SUSPEND, -1 },
+	[HV_VERB_RESUME] = { VRPC_PROC_DOMAIN_RESUME, -1 },
+	[HV_VERB_DESTROY] = { VRPC_PROC_DOMAIN_DESTROY, -1 },
+	/* 267 answered "virDomainPMWakeup" on libvirtd 9.0 (test driver). */
+	[HV_VERB_WAKEUP] = { VRPC_PROC_DOMAIN_PM_WAKEUP, 0 },
+};
+
+static unsigned lv_verbs(void *priv, const char *name)
+{
+	/* libvirt judges the state itself and says why it refuses. */
+	return (1u << HV_VERB_COUNT) - 1;
+}
+
+static int lv_control(void *priv, const char *name, enum hv_verb verb,
+		      char **ret_error)
+{
+	if ((unsigned)verb >= HV_VERB_COUNT)
+		return hv_error(ret_error, -EINVAL, "unknown verb %d", verb);
+	return dom_call(priv, name, VRPC_PROGRAM_REMOTE, verb_procs[verb].proc,
+			NULL, verb_procs[verb].flags, NULL, NULL, ret_error);
+}
+
+static int lv_qmp(void *priv, const char *name, const char *command_json,
+		  char **ret_reply, char **ret_error)
+{
+	json_object *cmd, *ex, *reply = NULL;
+	char *text;
+	int r;
+
+	cmd = parse_json(command_json);
+	if (!cmd || !json_object_is_type(cmd, json_type_object) ||
+	    !json_object_object_get_ex(cmd, "execute", &ex) ||
+	    !json_object_is_type(ex, json_type_string)) {
+		json_object_put(cmd);
+		return hv_error(ret_error, -EINVAL,
+				"a QMP command is one JSON object with a "
+				"string \"execute\" member");
+	}
+	/* libvirt adds its own id and refuses ours. */
+	json_object_object_del(cmd, "id");
+	r = monitor(priv, name,
+		    json_object_to_json_string_ext(cmd, JSON_C_TO_STRING_PLAIN),
+		    &reply, ret_error);
+	json_object_put(cmd);
+	if (r == -ENODATA)
+		return hv_error(ret_error, r, "%s: domain is not running", name);
+	if (r < 0)
+		return r;
+	text = strdup(json_object_to_json_string_ext(reply,
+						     JSON_C_TO_STRING_PLAIN));
+	json_object_put(reply);
+	if (!text)
+		return -ENOMEM;
+	*ret_reply = text;
+	return 0;
+}
+
+static int lv_subscribe(void *priv, hv_event_fn fn, void *userdata)
+{
+	struct lv *lv = priv;
+	vrpc_connect_domain_event_callback_register_any_args la = {
+		.eventID = VRPC_DOMAIN_EVENT_ID_LIFECYCLE, .dom = NULL,
+	};
+	vrpc_qemu_connect_domain_monitor_event_register_args ma = {
+		.dom = NULL, .event = NULL, .flags = 0,
+	};
+	int r;
+
+	pthread_mutex_lock(&lv->lock);
+	if (lv->fn) {
+		pthread_mutex_unlock(&lv->lock);
+		return -EBUSY;
+	}
+	lv->fn = fn;
+	lv->fn_ud = userdata;
+	pthread_mutex_unlock(&lv->lock);
+
+	/* Both are replayed by vrpc after every reconnect. */
+	r = vrpc_call_persistent(lv->rpc, VRPC_PROGRAM_REMOTE,
+		VRPC_PROC_CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY,
+		VRPC_XDR(xdr_vrpc_connect_domain_event_callback_register_any_args),
+		&la, NULL);
+	if (r == 0)
+		r = vrpc_call_persistent(lv->rpc, VRPC_PROGRAM_QEMU,
+			VRPC_QEMU_PROC_CONNECT_DOMAIN_MONITOR_EVENT_REGISTER,
+			VRPC_XDR(xdr_vrpc_qemu_connect_domain_monitor_event_register_args),
+			&ma, NULL);
+	if (r < 0) {
+		pthread_mutex_lock(&lv->lock);
+		lv->fn = NULL;
+		pthread_mutex_unlock(&lv->lock);
+	}
+	return r;
+}
+
+/* ---- events (on vrpc's reader thread) ---- */
+
+static const char *const lifecycle_names[] = {
+	"defined", "undefined", "started", "suspended", "resumed",
+	"stopped", "shutdown", "pmsuspended", "crashed",
+};
+
+/* Lifecycle event -> what hv.h says; false for events we do not report. */
+static bool map_lifecycle(int event, struct hv_event *ev)
+{
+	static const struct {
+		enum hv_event_kind kind;
+		enum hv_state state;
+	} map[] = {
+		{ HV_EVENT_DEFINED, HV_STATE_NOSTATE },     /* DEFINED */
+		{ HV_EVENT_UNDEFINED, HV_STATE_NOSTATE },   /* UNDEFINED */
+		{ HV_EVENT_STATE, HV_STATE_RUNNING },       /* STARTED */
+		{ HV_EVENT_STATE, HV_STATE_PAUSED },        /* SUSPENDED */
+		{ HV_EVENT_STATE, HV_STATE_RUNNING },       /* RESUMED */
+		{ HV_EVENT_STATE, HV_STATE_SHUTOFF },       /* STOPPED */
+		{ HV_EVENT_STATE, HV_STATE_SHUTDOWN },      /* SHUTDOWN */
+		{ HV_EVENT_STATE, HV_STATE_PMSUSPENDED },   /* PMSUSPENDED */
+		{ HV_EVENT_STATE, HV_STATE_CRASHED },       /* CRASHED */
+	};
+
+	if (event < 0 || (size_t)event >= sizeof(map) / sizeof(*map))
+		return false;
+	ev->kind = map[event].kind;
+	ev->state = map[event].state;
+	return true;
+}
+
+static void on_lifecycle(struct lv *lv, hv_event_fn fn, void *ud,
+			 const uint8_t *payload, size_t size)
+{
+	vrpc_domain_event_callback_lifecycle_msg m;
+	struct hv_event ev = { .name = "lifecycle" };
+	struct timespec now;
+	char data[96];
+
+	memset(&m, 0, sizeof(m));
+	if (vrpc_payload_decode(payload, size,
+		VRPC_XDR(xdr_vrpc_domain_event_callback_lifecycle_msg),
+		&m) < 0)
+		return;
+	if (m.event == 1) /* UNDEFINED */
+		cache_drop(lv, m.dom.name);
+	else
+		cache_put(lv, m.dom.name, m.dom.uuid);
+	if (fn && map_lifecycle(m.event, &ev)) {
+		clock_gettime(CLOCK_REALTIME, &now);
+		snprintf(data, sizeof(data), "{\"event\":\"%s\",\"detail\":%d}",
+			 lifecycle_names[m.event], m.detail);
+		ev.domain = m.dom.name;
+		ev.data_json = data;
+		ev.seconds = now.tv_sec;
+		ev.micros = now.tv_nsec / 1000;
+		fn(ud, &ev);
+	}
+	xdr_free(VRPC_XDR(xdr_vrpc_domain_event_callback_lifecycle_msg), &m);
+}
+
+static void on_monitor_event(hv_event_fn fn, void *ud, const uint8_t *payload,
+			     size_t size)
+{
+	vrpc_qemu_domain_monitor_event_msg m;
+	struct hv_event ev = { .kind = HV_EVENT_HYPERVISOR };
+
+	memset(&m, 0, sizeof(m));
+	if (vrpc_payload_decode(payload, size,
+		VRPC_XDR(xdr_vrpc_qemu_domain_monitor_event_msg), &m) < 0)
+		return;
+	ev.domain = m.dom.name;
+	ev.name = m.event;
+	ev.data_json = m.details ? *m.details : NULL;
+	ev.seconds = m.seconds;
+	ev.micros = m.micros;
+	fn(ud, &ev);
+	xdr_free(VRPC_XDR(xdr_vrpc_qemu_domain_monitor_event_msg), &m);
+}
+
+static void on_event(void *userdata, const struct vrpc_header *h,
+		     const uint8_t *payload, size_t size)
+{
+	struct lv *lv = userdata;
+	hv_event_fn fn;
+	void *ud;
+
+	pthread_mutex_lock(&lv->lock);
+	fn = lv->fn;
+	ud = lv->fn_ud;
+	pthread_mutex_unlock(&lv->lock);
+
+	if (!h) {
+		const struct hv_event ev = { .kind = HV_EVENT_LOST };
+
+		if (fn)
+			fn(ud, &ev);
+	} else if (h->prog == VRPC_PROGRAM_REMOTE &&
+		   h->proc == VRPC_PROC_DOMAIN_EVENT_CALLBACK_LIFECYCLE) {
+		on_lifecycle(lv, fn, ud, payload, size);
+	} else if (fn && h->prog == VRPC_PROGRAM_QEMU &&
+		   h->proc == VRPC_QEMU_PROC_DOMAIN_MONITOR_EVENT) {
+		on_monitor_event(fn, ud, payload, size);
+	}
+}
+
+const struct hv_driver hv_libvirt_driver = {
+	.name = "libvirt",
+	.probe = lv_probe,
+	.open = lv_open,
+	.close = lv_close,
+	.list_domains = lv_list_domains,
+	.lookup = lv_lookup,
+	.state = lv_state,
+	.version = lv_version,
+	.xml = lv_xml,
+	.verbs = lv_verbs,
+	.control = lv_control,
+	.qmp = lv_qmp,
+	.subscribe = lv_subscribe,
+};

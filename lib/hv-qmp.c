@@ -1,3 +1,897 @@
-/* placeholder */
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The QMP driver: QEMU monitors reached directly, without libvirt.
+ *
+ *   qmp-dir:DIR          every UNIX socket DIR/NAME.qmp is the domain NAME;
+ *                        a watcher thread follows DIR with inotify
+ *   qmp:NAME=unix:PATH   one domain
+ *   qmp:NAME=tcp:HOST:PORT
+ *
+ * The domain table lives in memory under c->lock and is what list_domains
+ * and lookup answer from, without I/O. Each entry owns one struct qmp for its
+ * whole life and is refcounted: a call in flight keeps its entry (and the
+ * monitor connection) alive after the socket left the directory.
+ *
+ * RunState (query-status "status") to hv_state:
+ *   running                                          RUNNING
+ *   paused debug prelaunch inmigrate postmigrate
+ *   finish-migrate restore-vm save-vm io-error
+ *   watchdog colo internal-error                     PAUSED
+ *   suspended                                        PMSUSPENDED
+ *   shutdown                                         SHUTDOWN
+ *   guest-panicked                                   CRASHED
+ *   anything else                                    NOSTATE
+ *   nobody listens (ECONNREFUSED, ENOENT)            SHUTOFF (not an error)
+ *
+ * Events to hv_state (besides the HV_EVENT_HYPERVISOR event itself):
+ *   STOP PAUSED, RESUME RUNNING, SUSPEND PMSUSPENDED, WAKEUP RUNNING,
+ *   SHUTDOWN SHUTDOWN, GUEST_PANICKED CRASHED, connection lost SHUTOFF.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
 #include "hv-driver.h"
-const struct hv_driver hv_qmp_driver = { .name = "qmp" };
+#include "qmp.h"
+
+#define WATCHER_STACK (256u << 10)
+#define TICK_MS 250          /* watcher wake-up while subscribed */
+#define RETRY_MAX_MS 8000    /* longest wait between connect attempts */
+#define SUFFIX ".qmp"
+
+struct hvq;
+
+struct dom {
+	struct dom *next;
+	struct hvq *c;
+	char *name;
+	struct qmp *qmp;
+	/* Under c->lock: */
+	unsigned refs;          /* the table holds one while !gone */
+	bool gone;
+	bool seen;              /* scan_dir() mark */
+	char uuid[HV_UUID_STRLEN + 1]; /* "" until read on this connection */
+	enum hv_state state;    /* last known; NOSTATE if never known */
+	int64_t retry_at;       /* watcher: next connect attempt (ms) */
+	int backoff_ms;
+};
+
+struct hvq {
+	pthread_mutex_t lock;
+	struct dom *doms;       /* entries with !gone */
+	int timeout_ms;
+	char *dir;              /* qmp-dir only */
+	int inotify_fd;         /* -1 without a directory */
+	int wake_fd;            /* eventfd: subscribe() and close() */
+	pthread_t watcher;
+	bool watching;
+	bool stop;
+	hv_event_fn fn;         /* set once by subscribe() */
+	void *userdata;
+};
+
+struct dom_vec {
+	struct dom **v;
+	size_t n, cap;
+};
+
+static const struct {
+	const char *status;
+	enum hv_state state;
+} run_states[] = {
+	{ "running", HV_STATE_RUNNING },
+	{ "paused", HV_STATE_PAUSED },
+	{ "debug", HV_STATE_PAUSED },
+	{ "prelaunch", HV_STATE_PAUSED },
+	{ "inmigrate", HV_STATE_PAUSED },
+	{ "postmigrate", HV_STATE_PAUSED },
+	{ "finish-migrate", HV_STATE_PAUSED },
+	{ "restore-vm", HV_STATE_PAUSED },
+	{ "save-vm", HV_STATE_PAUSED },
+	{ "io-error", HV_STATE_PAUSED },
+	{ "watchdog", HV_STATE_PAUSED },
+	{ "colo", HV_STATE_PAUSED },
+	{ "internal-error", HV_STATE_PAUSED },
+	{ "suspended", HV_STATE_PMSUSPENDED },
+	{ "shutdown", HV_STATE_SHUTDOWN },
+	{ "guest-panicked", HV_STATE_CRASHED },
+};
+
+static const struct {
+	const char *event;
+	enum hv_state state;
+} event_states[] = {
+	{ "STOP", HV_STATE_PAUSED },
+	{ "RESUME", HV_STATE_RUNNING },
+	{ "SUSPEND", HV_STATE_PMSUSPENDED },
+	{ "WAKEUP", HV_STATE_RUNNING },
+	{ "SHUTDOWN", HV_STATE_SHUTDOWN },
+	{ "GUEST_PANICKED", HV_STATE_CRASHED },
+};
+
+/* start and reboot have no QMP command; they stay NULL (not offered). */
+static const char *const verb_commands[HV_VERB_COUNT] = {
+	[HV_VERB_POWERDOWN] = "system_powerdown",
+	[HV_VERB_SHUTDOWN] = "system_powerdown",
+	[HV_VERB_RESET] = "system_reset",
+	[HV_VERB_PAUSE] = "stop",
+	[HV_VERB_RESUME] = "cont",
+	[HV_VERB_DESTROY] = "quit",
+	[HV_VERB_WAKEUP] = "system_wakeup",
+};
+
+static enum hv_state status_state(const char *status)
+{
+	for (size_t i = 0; i < sizeof(run_states) / sizeof(run_states[0]); i++)
+		if (strcmp(run_states[i].status, status) == 0)
+			return run_states[i].state;
+	return HV_STATE_NOSTATE;
+}
+
+/* HV_STATE_COUNT when the event says nothing about the state. */
+static enum hv_state event_state(const char *event)
+{
+	if (!event)
+		return HV_STATE_SHUTOFF; /* connection lost: QEMU is gone */
+	for (size_t i = 0; i < sizeof(event_states) / sizeof(event_states[0]);
+	     i++)
+		if (strcmp(event_states[i].event, event) == 0)
+			return event_states[i].state;
+	return HV_STATE_COUNT;
+}
+
+/* Nobody listens at the socket: the QEMU process is not running. */
+static bool qemu_gone(int r)
+{
+	return r == -ECONNREFUSED || r == -ENOENT;
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+static int vec_push(struct dom_vec *v, struct dom *d)
+{
+	struct dom **p;
+
+	if (v->n == v->cap) {
+		p = realloc(v->v, (v->cap ? v->cap * 2 : 16) * sizeof(*p));
+		if (!p)
+			return -ENOMEM;
+		v->v = p;
+		v->cap = v->cap ? v->cap * 2 : 16;
+	}
+	v->v[v->n++] = d;
+	return 0;
+}
+
+static bool valid_name(const char *name, size_t len)
+{
+	return len > 0 && len <= HV_NAME_MAX && memchr(name, '/', len) == NULL &&
+	       !(len == 1 && name[0] == '.') &&
+	       !(len == 2 && name[0] == '.' && name[1] == '.');
+}
+
+/* Emits one event, lock not held. */
+static void emit(hv_event_fn fn, void *userdata, enum hv_event_kind kind,
+		 const char *domain, enum hv_state state)
+{
+	struct timespec t;
+	struct hv_event ev = {
+		.kind = kind,
+		.domain = domain,
+		.state = state,
+	};
+
+	clock_gettime(CLOCK_REALTIME, &t);
+	ev.seconds = t.tv_sec;
+	ev.micros = t.tv_nsec / 1000;
+	fn(userdata, &ev);
+}
+
+/* The monitor's reader thread: keeps the cached state, forwards events. */
+static void on_qmp_event(void *userdata, const char *event,
+			 const char *data_json, int64_t seconds, int64_t micros)
+{
+	struct dom *d = userdata;
+	struct hvq *c = d->c;
+	enum hv_state st = event_state(event);
+	struct hv_event ev = {
+		.domain = d->name,
+		.name = event,
+		.data_json = data_json,
+		.seconds = seconds,
+		.micros = micros,
+	};
+	hv_event_fn fn;
+	void *fn_userdata;
+
+	pthread_mutex_lock(&c->lock);
+	if (!event) {
+		d->uuid[0] = '\0'; /* the next QEMU may be another VM */
+		d->retry_at = now_ms();
+		d->backoff_ms = 0;
+	}
+	if (st != HV_STATE_COUNT)
+		d->state = st;
+	fn = d->gone ? NULL : c->fn;
+	fn_userdata = c->userdata;
+	pthread_mutex_unlock(&c->lock);
+	if (!fn)
+		return;
+	if (!event) {
+		emit(fn, fn_userdata, HV_EVENT_STATE, d->name, st);
+		return;
+	}
+	ev.kind = HV_EVENT_HYPERVISOR;
+	fn(fn_userdata, &ev);
+	if (st != HV_STATE_COUNT) {
+		ev.kind = HV_EVENT_STATE;
+		ev.state = st;
+		ev.data_json = NULL;
+		fn(fn_userdata, &ev);
+	}
+}
+
+static struct dom *dom_new(struct hvq *c, const char *name, size_t len,
+			   const char *address)
+{
+	struct dom *d = calloc(1, sizeof(*d));
+
+	if (!d)
+		return NULL;
+	d->c = c;
+	d->refs = 1;
+	d->state = HV_STATE_NOSTATE;
+	d->name = strndup(name, len);
+	if (!d->name || qmp_new(address, &d->qmp) < 0) {
+		free(d->name);
+		free(d);
+		return NULL;
+	}
+	qmp_set_event_handler(d->qmp, on_qmp_event, d);
+	return d;
+}
+
+static void dom_put(struct dom *d)
+{
+	struct hvq *c;
+	bool last;
+
+	if (!d)
+		return;
+	c = d->c;
+	pthread_mutex_lock(&c->lock);
+	last = --d->refs == 0;
+	pthread_mutex_unlock(&c->lock);
+	if (!last)
+		return;
+	/* Outside the lock: qmp_free() joins a reader that may be in
+	 * on_qmp_event(), which takes it. */
+	qmp_free(d->qmp);
+	free(d->name);
+	free(d);
+}
+
+static struct dom *find_locked(struct hvq *c, const char *name, size_t len)
+{
+	for (struct dom *d = c->doms; d; d = d->next)
+		if (strlen(d->name) == len && memcmp(d->name, name, len) == 0)
+			return d;
+	return NULL;
+}
+
+static struct dom *dom_get(struct hvq *c, const char *name)
+{
+	struct dom *d;
+
+	pthread_mutex_lock(&c->lock);
+	d = find_locked(c, name, strlen(name));
+	if (d)
+		d->refs++;
+	pthread_mutex_unlock(&c->lock);
+	return d;
+}
+
+static int no_domain(const char *name, char **ret_error)
+{
+	return hv_error(ret_error, -ENOENT, "%s: no such domain", name);
+}
+
+/* A member of a JSON object given as text; NULL if absent. */
+static char *json_member_string(const char *json, const char *key)
+{
+	json_object *o = json ? json_tokener_parse(json) : NULL;
+	json_object *v;
+	char *s = NULL;
+
+	if (json_object_object_get_ex(o, key, &v) &&
+	    json_object_is_type(v, json_type_string))
+		s = strdup(json_object_get_string(v));
+	json_object_put(o);
+	return s;
+}
+
+/*
+ * Asks QEMU for its state, and its UUID once per connection. Updates the
+ * cache and returns 0 with the state, or a negative errno (-ETIMEDOUT for a
+ * hung QEMU). A QEMU that is gone is HV_STATE_SHUTOFF.
+ */
+static int refresh(struct dom *d, enum hv_state *ret, char **ret_error)
+{
+	struct hvq *c = d->c;
+	enum hv_state st = HV_STATE_SHUTOFF;
+	char *json = NULL, *s;
+	bool need_uuid;
+	int r;
+
+	r = qmp_execute(d->qmp, "query-status", NULL, c->timeout_ms, &json,
+			ret_error);
+	/* The connection broke under us (QEMU exiting?): one more try tells
+	 * a fresh QEMU from a gone one. */
+	if (r == -ENOTCONN) {
+		if (ret_error) {
+			free(*ret_error);
+			*ret_error = NULL;
+		}
+		r = qmp_execute(d->qmp, "query-status", NULL, c->timeout_ms,
+				&json, ret_error);
+	}
+	if (qemu_gone(r)) {
+		r = 0;
+		if (ret_error) {
+			free(*ret_error);
+			*ret_error = NULL;
+		}
+	} else if (r == 0) {
+		s = json_member_string(json, "status");
+		st = s ? status_state(s) : HV_STATE_NOSTATE;
+		free(s);
+		free(json);
+		json = NULL;
+		pthread_mutex_lock(&c->lock);
+		need_uuid = d->uuid[0] == '\0';
+		pthread_mutex_unlock(&c->lock);
+		if (need_uuid && qmp_execute(d->qmp, "query-uuid", NULL,
+					     c->timeout_ms, &json, NULL) == 0) {
+			s = json_member_string(json, "UUID");
+			pthread_mutex_lock(&c->lock);
+			if (s && strlen(s) == HV_UUID_STRLEN)
+				memcpy(d->uuid, s, HV_UUID_STRLEN + 1);
+			pthread_mutex_unlock(&c->lock);
+			free(s);
+		}
+	}
+	free(json);
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&c->lock);
+	d->state = st;
+	pthread_mutex_unlock(&c->lock);
+	if (ret)
+		*ret = st;
+	return 0;
+}
+
+static void fill_info(struct dom *d, struct hv_domain_info *info)
+{
+	memset(info, 0, sizeof(*info));
+	snprintf(info->name, sizeof(info->name), "%s", d->name);
+	memcpy(info->uuid, d->uuid, sizeof(info->uuid));
+	info->id = -1;
+	info->state = d->state;
+}
+
+/* Adds a domain found at open time (no subscriber yet, so no event). */
+static int add_locked(struct hvq *c, struct dom *d)
+{
+	if (!d)
+		return -ENOMEM;
+	d->next = c->doms;
+	c->doms = d;
+	return 0;
+}
+
+/*
+ * Rereads DIR and brings the table in line: a socket that appeared is a new
+ * domain, an entry without a socket leaves. Rescanning on every batch of
+ * inotify events also covers a queue overflow and renames.
+ */
+static int scan_dir(struct hvq *c)
+{
+	struct dom_vec added = { 0 }, removed = { 0 };
+	struct dom *d, **pp;
+	struct dirent *de;
+	struct stat st;
+	hv_event_fn fn;
+	void *userdata;
+	char *address;
+	DIR *dir;
+	size_t len;
+	int r = 0;
+
+	dir = opendir(c->dir); /* O_CLOEXEC in glibc */
+	pthread_mutex_lock(&c->lock);
+	for (d = c->doms; d; d = d->next)
+		d->seen = false;
+	while (dir && r == 0 && (de = readdir(dir))) {
+		len = strlen(de->d_name);
+		if (len <= strlen(SUFFIX) ||
+		    strcmp(de->d_name + len - strlen(SUFFIX), SUFFIX) != 0)
+			continue;
+		len -= strlen(SUFFIX);
+		if (!valid_name(de->d_name, len))
+			continue;
+		if (de->d_type != DT_SOCK &&
+		    (de->d_type != DT_UNKNOWN && de->d_type != DT_LNK))
+			continue;
+		if (de->d_type != DT_SOCK &&
+		    (fstatat(dirfd(dir), de->d_name, &st, 0) < 0 ||
+		     !S_ISSOCK(st.st_mode)))
+			continue;
+		d = find_locked(c, de->d_name, len);
+		if (d) {
+			d->seen = true;
+			continue;
+		}
+		if (asprintf(&address, "unix:%s/%s", c->dir, de->d_name) < 0) {
+			r = -ENOMEM;
+			break;
+		}
+		d = dom_new(c, de->d_name, len, address);
+		free(address);
+		if (!d) {
+			/* A path too long for sun_path is skipped too. */
+			continue;
+		}
+		d->seen = true;
+		d->refs++; /* for `added` */
+		add_locked(c, d);
+		if (vec_push(&added, d) < 0) {
+			d->refs--;
+			r = -ENOMEM;
+		}
+	}
+	for (pp = &c->doms; r == 0 && (d = *pp);) {
+		if (d->seen) {
+			pp = &d->next;
+			continue;
+		}
+		if (vec_push(&removed, d) < 0) {
+			r = -ENOMEM;
+			break;
+		}
+		*pp = d->next;
+		d->gone = true; /* the table's ref moves to `removed` */
+	}
+	fn = c->fn;
+	userdata = c->userdata;
+	pthread_mutex_unlock(&c->lock);
+	if (dir)
+		closedir(dir);
+
+	for (size_t i = 0; i < added.n; i++) {
+		if (fn)
+			emit(fn, userdata, HV_EVENT_DEFINED, added.v[i]->name,
+			     HV_STATE_NOSTATE);
+		dom_put(added.v[i]);
+	}
+	for (size_t i = 0; i < removed.n; i++) {
+		if (fn)
+			emit(fn, userdata, HV_EVENT_UNDEFINED,
+			     removed.v[i]->name, HV_STATE_NOSTATE);
+		dom_put(removed.v[i]);
+	}
+	free(added.v);
+	free(removed.v);
+	return r;
+}
+
+/*
+ * While subscribed, keeps every monitor connected so that events flow:
+ * domains without a connection are tried, with a growing pause between
+ * attempts. A state learnt that way is an HV_EVENT_STATE.
+ */
+static void connect_pass(struct hvq *c)
+{
+	struct dom_vec todo = { 0 };
+	enum hv_state old, st = HV_STATE_NOSTATE;
+	hv_event_fn fn;
+	void *userdata;
+	int64_t now = now_ms();
+	bool stop;
+	int r;
+
+	pthread_mutex_lock(&c->lock);
+	fn = c->fn;
+	userdata = c->userdata;
+	for (struct dom *d = c->doms; fn && d; d = d->next) {
+		if (d->retry_at > now || qmp_is_connected(d->qmp))
+			continue;
+		if (vec_push(&todo, d) == 0)
+			d->refs++;
+	}
+	pthread_mutex_unlock(&c->lock);
+
+	for (size_t i = 0; i < todo.n; i++) {
+		struct dom *d = todo.v[i];
+
+		pthread_mutex_lock(&c->lock);
+		stop = c->stop;
+		old = d->state;
+		pthread_mutex_unlock(&c->lock);
+		r = stop ? -ECANCELED : refresh(d, &st, NULL);
+		pthread_mutex_lock(&c->lock);
+		if (r == 0 && qmp_is_connected(d->qmp)) {
+			d->backoff_ms = 0;
+		} else {
+			d->backoff_ms = d->backoff_ms ? d->backoff_ms * 2 : TICK_MS;
+			if (d->backoff_ms > RETRY_MAX_MS)
+				d->backoff_ms = RETRY_MAX_MS;
+		}
+		d->retry_at = now_ms() + d->backoff_ms;
+		pthread_mutex_unlock(&c->lock);
+		if (r == 0 && st != old)
+			emit(fn, userdata, HV_EVENT_STATE, d->name, st);
+		dom_put(d);
+	}
+	free(todo.v);
+}
+
+static void drain(int fd)
+{
+	/* inotify needs room for one event with a name. */
+	char buf[4096] __attribute__((aligned(8)));
+
+	while (read(fd, buf, sizeof(buf)) > 0)
+		;
+}
+
+static void *watcher_main(void *arg)
+{
+	struct hvq *c = arg;
+	struct pollfd p[2] = {
+		{ .fd = c->wake_fd, .events = POLLIN },
+		{ .fd = c->inotify_fd, .events = POLLIN },
+	};
+	bool subscribed, stop;
+
+	for (;;) {
+		pthread_mutex_lock(&c->lock);
+		subscribed = c->fn != NULL;
+		pthread_mutex_unlock(&c->lock);
+		if (poll(p, c->inotify_fd >= 0 ? 2 : 1,
+			 subscribed ? TICK_MS : -1) < 0 && errno != EINTR)
+			break;
+		pthread_mutex_lock(&c->lock);
+		subscribed = c->fn != NULL;
+		stop = c->stop;
+		pthread_mutex_unlock(&c->lock);
+		if (stop)
+			break;
+		if (p[0].revents)
+			drain(c->wake_fd);
+		if (c->inotify_fd >= 0 && p[1].revents) {
+			drain(c->inotify_fd);
+			scan_dir(c);
+			/* Something moved in DIR: maybe a QEMU (re)started. */
+			pthread_mutex_lock(&c->lock);
+			for (struct dom *d = c->doms; d; d = d->next)
+				d->retry_at = 0;
+			pthread_mutex_unlock(&c->lock);
+		}
+		if (subscribed)
+			connect_pass(c);
+	}
+	return NULL;
+}
+
+static void wake(struct hvq *c)
+{
+	uint64_t one = 1;
+
+	if (write(c->wake_fd, &one, sizeof(one)) < 0) {
+		/* The counter is non-zero already: the watcher will wake. */
+	}
+}
+
+static void qmp_close(void *priv)
+{
+	struct hvq *c = priv;
+	struct dom *d;
+
+	if (!c)
+		return;
+	if (c->watching) {
+		pthread_mutex_lock(&c->lock);
+		c->stop = true;
+		pthread_mutex_unlock(&c->lock);
+		wake(c);
+		pthread_join(c->watcher, NULL);
+	}
+	while ((d = c->doms)) {
+		c->doms = d->next;
+		d->gone = true;
+		dom_put(d);
+	}
+	if (c->inotify_fd >= 0)
+		close(c->inotify_fd);
+	if (c->wake_fd >= 0)
+		close(c->wake_fd);
+	pthread_mutex_destroy(&c->lock);
+	free(c->dir);
+	free(c);
+}
+
+static bool qmp_probe(const char *uri)
+{
+	return strncmp(uri, "qmp-dir:", 8) == 0 || strncmp(uri, "qmp:", 4) == 0;
+}
+
+static int open_dir(struct hvq *c, const char *dir, char **ret_error)
+{
+	struct stat st;
+
+	if (!*dir)
+		return hv_error(ret_error, -EINVAL, "qmp-dir: needs a directory");
+	if (stat(dir, &st) < 0)
+		return hv_error(ret_error, -errno, "%s: %s", dir,
+				strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		return hv_error(ret_error, -ENOTDIR, "%s: not a directory", dir);
+	c->dir = strdup(dir);
+	if (!c->dir)
+		return -ENOMEM;
+	c->inotify_fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+	if (c->inotify_fd < 0)
+		return hv_error(ret_error, -errno, "inotify: %s",
+				strerror(errno));
+	/* Watch first, then scan: nothing created in between is missed. */
+	if (inotify_add_watch(c->inotify_fd, dir,
+			      IN_CREATE | IN_DELETE | IN_MOVED_FROM |
+			      IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF |
+			      IN_ONLYDIR) < 0)
+		return hv_error(ret_error, -errno, "%s: inotify: %s", dir,
+				strerror(errno));
+	return scan_dir(c);
+}
+
+static int open_one(struct hvq *c, const char *spec, char **ret_error)
+{
+	const char *eq = strchr(spec, '=');
+	struct dom *d;
+
+	if (!eq || !valid_name(spec, (size_t)(eq - spec)))
+		return hv_error(ret_error, -EINVAL,
+				"qmp:%s: expected qmp:NAME=unix:PATH or "
+				"qmp:NAME=tcp:HOST:PORT", spec);
+	d = dom_new(c, spec, (size_t)(eq - spec), eq + 1);
+	if (!d)
+		return hv_error(ret_error, -EINVAL, "%s: bad monitor address",
+				eq + 1);
+	return add_locked(c, d);
+}
+
+static int qmp_open(const char *uri, const struct hv_options *opts,
+		    void **ret_priv, char **ret_error)
+{
+	struct hvq *c = calloc(1, sizeof(*c));
+	pthread_attr_t attr;
+	int r;
+
+	if (!c)
+		return -ENOMEM;
+	pthread_mutex_init(&c->lock, NULL);
+	c->inotify_fd = -1;
+	c->timeout_ms = opts && opts->timeout_ms > 0 ? opts->timeout_ms :
+						       QMP_TIMEOUT_MS_DEFAULT;
+	c->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (c->wake_fd < 0)
+		r = -errno;
+	else if (strncmp(uri, "qmp-dir:", 8) == 0)
+		r = open_dir(c, uri + 8, ret_error);
+	else if (strncmp(uri, "qmp:", 4) == 0)
+		r = open_one(c, uri + 4, ret_error);
+	else
+		r = -EINVAL;
+	if (r == 0) {
+		pthread_attr_init(&attr);
+		pthread_attr_setstacksize(&attr, WATCHER_STACK);
+		r = -pthread_create(&c->watcher, &attr, watcher_main, c);
+		pthread_attr_destroy(&attr);
+		c->watching = r == 0;
+	}
+	if (r < 0) {
+		qmp_close(c);
+		return hv_error(ret_error, r, "%s: %s", uri, strerror(-r));
+	}
+	*ret_priv = c;
+	return 0;
+}
+
+static int cmp_info(const void *a, const void *b)
+{
+	return strcmp(((const struct hv_domain_info *)a)->name,
+		      ((const struct hv_domain_info *)b)->name);
+}
+
+/* From the table only: the state is the last one known (from a state call,
+ * an event, or the watcher), HV_STATE_NOSTATE if never known. */
+static int qmp_list_domains(void *priv, struct hv_domain_info **ret,
+			    size_t *ret_n, char **ret_error)
+{
+	struct hvq *c = priv;
+	struct hv_domain_info *v = NULL;
+	size_t n = 0;
+	struct dom *d;
+
+	pthread_mutex_lock(&c->lock);
+	for (d = c->doms; d; d = d->next)
+		n++;
+	if (n > 0 && !(v = calloc(n, sizeof(*v)))) {
+		pthread_mutex_unlock(&c->lock);
+		return -ENOMEM;
+	}
+	n = 0;
+	for (d = c->doms; d; d = d->next)
+		fill_info(d, &v[n++]);
+	pthread_mutex_unlock(&c->lock);
+	if (n > 1)
+		qsort(v, n, sizeof(*v), cmp_info);
+	*ret = v;
+	*ret_n = n;
+	return 0;
+}
+
+/* Like one list entry; the first lookup of a domain whose state was never
+ * known asks QEMU (errors there only leave the state unknown). */
+static int qmp_lookup(void *priv, const char *name,
+		      struct hv_domain_info *ret, char **ret_error)
+{
+	struct hvq *c = priv;
+	struct dom *d = dom_get(c, name);
+	bool known;
+
+	if (!d)
+		return no_domain(name, ret_error);
+	pthread_mutex_lock(&c->lock);
+	known = d->state != HV_STATE_NOSTATE;
+	pthread_mutex_unlock(&c->lock);
+	if (!known)
+		refresh(d, NULL, NULL);
+	pthread_mutex_lock(&c->lock);
+	fill_info(d, ret);
+	pthread_mutex_unlock(&c->lock);
+	dom_put(d);
+	return 0;
+}
+
+static int qmp_state(void *priv, const char *name, enum hv_state *ret,
+		     char **ret_error)
+{
+	struct dom *d = dom_get(priv, name);
+	int r;
+
+	if (!d)
+		return no_domain(name, ret_error);
+	r = refresh(d, ret, ret_error);
+	dom_put(d);
+	return r;
+}
+
+static int qmp_version_of(void *priv, const char *name, char **ret,
+			  char **ret_error)
+{
+	struct hvq *c = priv;
+	struct dom *d = dom_get(c, name);
+	int major, minor, micro, r;
+
+	if (!d)
+		return no_domain(name, ret_error);
+	r = qmp_connect(d->qmp, c->timeout_ms, ret_error);
+	if (qemu_gone(r))
+		r = hv_error(ret_error, -ENODATA, "%s: not running", name);
+	if (r == 0)
+		r = qmp_version(d->qmp, &major, &minor, &micro);
+	if (r == 0 && asprintf(ret, "%d.%d.%d", major, minor, micro) < 0)
+		r = -ENOMEM;
+	dom_put(d);
+	return r;
+}
+
+static unsigned qmp_verbs(void *priv, const char *name)
+{
+	unsigned mask = 0;
+
+	for (unsigned v = 0; v < HV_VERB_COUNT; v++)
+		if (verb_commands[v])
+			mask |= HV_VERB_BIT(v);
+	return mask;
+}
+
+/* A QEMU that is gone answers with the connect error, ECONNREFUSED (ENOENT
+ * is kept for "no such domain"). */
+static int qmp_control(void *priv, const char *name, enum hv_verb verb,
+		       char **ret_error)
+{
+	struct hvq *c = priv;
+	struct dom *d;
+	int r;
+
+	if ((unsigned)verb >= HV_VERB_COUNT || !verb_commands[verb])
+		return hv_error(ret_error, -EOPNOTSUPP,
+				"not supported over QMP");
+	d = dom_get(c, name);
+	if (!d)
+		return no_domain(name, ret_error);
+	r = qmp_execute(d->qmp, verb_commands[verb], NULL, c->timeout_ms, NULL,
+			ret_error);
+	if (r == -ENOENT)
+		r = -ECONNREFUSED;
+	dom_put(d);
+	return r;
+}
+
+static int qmp_raw(void *priv, const char *name, const char *command_json,
+		   char **ret_reply, char **ret_error)
+{
+	struct hvq *c = priv;
+	struct dom *d = dom_get(c, name);
+	int r;
+
+	if (!d)
+		return no_domain(name, ret_error);
+	r = qmp_execute_json(d->qmp, command_json, c->timeout_ms, ret_reply,
+			     ret_error);
+	dom_put(d);
+	return r;
+}
+
+static int qmp_subscribe(void *priv, hv_event_fn fn, void *userdata)
+{
+	struct hvq *c = priv;
+
+	pthread_mutex_lock(&c->lock);
+	if (c->fn) {
+		pthread_mutex_unlock(&c->lock);
+		return -EBUSY;
+	}
+	c->fn = fn;
+	c->userdata = userdata;
+	for (struct dom *d = c->doms; d; d = d->next)
+		d->retry_at = 0;
+	pthread_mutex_unlock(&c->lock);
+	wake(c);
+	return 0;
+}
+
+const struct hv_driver hv_qmp_driver = {
+	.name = "qmp",
+	.probe = qmp_probe,
+	.open = qmp_open,
+	.close = qmp_close,
+	.list_domains = qmp_list_domains,
+	.lookup = qmp_lookup,
+	.state = qmp_state,
+	.version = qmp_version_of,
+	.verbs = qmp_verbs,
+	.control = qmp_control,
+	.qmp = qmp_raw,
+	.subscribe = qmp_subscribe,
+};

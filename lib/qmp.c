@@ -1,1 +1,753 @@
-/* placeholder: being written */
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The QMP client's I/O layer: socket, reader thread, table of pending
+ * requests. The codec (qmp-codec.c) does all the parsing.
+ *
+ * Locks: write_lock is held across one send() so that commands never
+ * interleave on the wire; lock guards everything else. write_lock is taken
+ * before lock, never after. The reader thread never waits for write_lock
+ * while holding lock, so a send that blocks cannot stop replies from being
+ * routed.
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "qmp-codec.h"
+
+/* Hosts run ~1000 monitors, each with its own reader thread. */
+#define READER_STACK (256u << 10)
+#define READ_CHUNK (16u << 10)
+
+struct pending {
+	struct pending *next;
+	int64_t id;
+	pthread_cond_t cond;
+	bool done;
+	int err;            /* transport error, or 0 when msg is the reply */
+	struct qmp_msg msg;
+};
+
+struct qmp {
+	char *address;
+	char *path;         /* unix: */
+	char *host, *port;  /* tcp: */
+
+	pthread_mutex_t write_lock;
+	pthread_mutex_t lock;
+	pthread_cond_t cond; /* greeting read, connection up or down */
+	qmp_event_fn event_fn;
+	void *event_userdata;
+	int fd;              /* owned by the reader thread; valid while alive */
+	bool alive;          /* the reader thread is reading fd */
+	bool greeted;
+	bool negotiated;
+	bool connecting;     /* one thread runs the connect sequence at a time */
+	bool dropping;       /* we closed it ourselves: no "lost" event */
+	int reader_err;      /* why the reader stopped */
+	pthread_t reader;
+	bool reader_joinable;
+	struct pending *pending;
+	int64_t last_id;
+	bool have_version;
+	int major, minor, micro;
+};
+
+static void cond_init(pthread_cond_t *c)
+{
+	pthread_condattr_t a;
+
+	pthread_condattr_init(&a);
+	pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+	pthread_cond_init(c, &a);
+	pthread_condattr_destroy(&a);
+}
+
+static struct timespec deadline_after(int timeout_ms)
+{
+	struct timespec t;
+
+	if (timeout_ms <= 0)
+		timeout_ms = QMP_TIMEOUT_MS_DEFAULT;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	t.tv_sec += timeout_ms / 1000;
+	t.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+	if (t.tv_nsec >= 1000000000) {
+		t.tv_sec++;
+		t.tv_nsec -= 1000000000;
+	}
+	return t;
+}
+
+/* Stores a message unless one is there already (the most precise wins). */
+static int set_error(char **ret_error, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int set_error(char **ret_error, int err, const char *fmt, ...)
+{
+	va_list ap;
+	char *msg;
+
+	if (!ret_error || *ret_error)
+		return err;
+	va_start(ap, fmt);
+	if (vasprintf(&msg, fmt, ap) >= 0)
+		*ret_error = msg;
+	va_end(ap);
+	return err;
+}
+
+/* SO_SNDTIMEO bounds connect() and send() on both UNIX and TCP sockets. */
+static int set_send_timeout(int fd, const struct timespec *dl)
+{
+	struct timespec now;
+	struct timeval tv;
+	long long us;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	us = (long long)(dl->tv_sec - now.tv_sec) * 1000000 +
+	     (dl->tv_nsec - now.tv_nsec) / 1000;
+	if (us <= 0)
+		return -ETIMEDOUT; /* a zero timeval would mean "forever" */
+	tv.tv_sec = us / 1000000;
+	tv.tv_usec = us % 1000000;
+	if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0)
+		return -errno;
+	return 0;
+}
+
+static int connect_fd(int family, int type, int proto,
+		      const struct sockaddr *sa, socklen_t salen,
+		      const struct timespec *dl)
+{
+	int fd = socket(family, type | SOCK_CLOEXEC, proto);
+	int r;
+
+	if (fd < 0)
+		return -errno;
+	r = set_send_timeout(fd, dl);
+	if (r == 0 && connect(fd, sa, salen) < 0) {
+		r = -errno;
+		/* The timeout expired while waiting in the listen backlog. */
+		if (r == -EINPROGRESS || r == -EAGAIN)
+			r = -ETIMEDOUT;
+	}
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
+static int open_socket(struct qmp *q, const struct timespec *dl)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
+				  .ai_flags = AI_ADDRCONFIG };
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct addrinfo *res, *ai;
+	int r;
+
+	if (q->path) {
+		/* qmp_new() checked that the path fits. */
+		memcpy(sun.sun_path, q->path, strlen(q->path));
+		return connect_fd(AF_UNIX, SOCK_STREAM, 0,
+				  (struct sockaddr *)&sun, sizeof(sun), dl);
+	}
+	/* getaddrinfo() has no deadline; numeric hosts need no lookup. */
+	r = getaddrinfo(q->host, q->port, &hints, &res);
+	if (r != 0)
+		return r == EAI_MEMORY ? -ENOMEM :
+		       r == EAI_SYSTEM ? -errno : -EHOSTUNREACH;
+	r = -ECONNREFUSED;
+	for (ai = res; ai; ai = ai->ai_next) {
+		r = connect_fd(ai->ai_family, ai->ai_socktype, ai->ai_protocol,
+			       ai->ai_addr, ai->ai_addrlen, dl);
+		if (r >= 0 || r == -ETIMEDOUT)
+			break;
+	}
+	freeaddrinfo(res);
+	return r;
+}
+
+/* Runs on the reader thread; takes ownership of m. */
+static void dispatch(struct qmp *q, struct qmp_msg *m)
+{
+	struct pending **pp, *p;
+	qmp_event_fn fn = NULL;
+	void *userdata = NULL;
+
+	pthread_mutex_lock(&q->lock);
+	switch (m->kind) {
+	case QMP_MSG_GREETING:
+		if (!q->greeted) {
+			q->greeted = true;
+			q->have_version = true;
+			q->major = m->major;
+			q->minor = m->minor;
+			q->micro = m->micro;
+			pthread_cond_broadcast(&q->cond);
+		}
+		break;
+	case QMP_MSG_RETURN:
+	case QMP_MSG_ERROR:
+		/* A reply nobody waits for (timed out, wrong id) is dropped. */
+		for (pp = &q->pending; m->has_id && (p = *pp); pp = &p->next) {
+			if (p->id != m->id)
+				continue;
+			*pp = p->next;
+			p->done = true;
+			p->msg = *m;
+			memset(m, 0, sizeof(*m));
+			pthread_cond_signal(&p->cond);
+			break;
+		}
+		break;
+	case QMP_MSG_EVENT:
+		fn = q->event_fn;
+		userdata = q->event_userdata;
+		break;
+	}
+	pthread_mutex_unlock(&q->lock);
+	if (fn)
+		fn(userdata, m->event, m->json, m->seconds, m->micros);
+	qmp_msg_release(m);
+}
+
+static int feed(struct qmp *q, struct qmp_decoder *dec, const char *p,
+		size_t n)
+{
+	struct qmp_msg m;
+	size_t used;
+	int r;
+
+	while (n > 0) {
+		r = qmp_decoder_feed(dec, p, n, &used, &m);
+		p += used;
+		n -= used;
+		if (r < 0)
+			return r;
+		if (r > 0)
+			dispatch(q, &m);
+	}
+	return 0;
+}
+
+static void reader_stop(struct qmp *q, int fd, int err)
+{
+	struct pending *p;
+	qmp_event_fn fn;
+	void *userdata;
+	bool lost;
+
+	pthread_mutex_lock(&q->lock);
+	lost = q->negotiated && !q->dropping;
+	fn = q->event_fn;
+	userdata = q->event_userdata;
+	q->alive = false;
+	q->negotiated = false;
+	q->reader_err = err;
+	q->fd = -1;
+	while ((p = q->pending)) {
+		q->pending = p->next;
+		p->done = true;
+		p->err = err;
+		pthread_cond_signal(&p->cond);
+	}
+	pthread_cond_broadcast(&q->cond);
+	/* Wakes a writer blocked in send(); it holds write_lock. */
+	shutdown(fd, SHUT_RDWR);
+	pthread_mutex_unlock(&q->lock);
+
+	/* No writer can be using fd once we hold write_lock. */
+	pthread_mutex_lock(&q->write_lock);
+	close(fd);
+	pthread_mutex_unlock(&q->write_lock);
+
+	if (lost && fn)
+		fn(userdata, NULL, NULL, 0, 0);
+}
+
+static void *reader_main(void *arg)
+{
+	struct qmp *q = arg;
+	struct qmp_decoder dec;
+	char *buf = malloc(READ_CHUNK);
+	int err = buf ? 0 : -ENOMEM;
+	ssize_t n;
+	int fd;
+
+	qmp_decoder_init(&dec);
+	pthread_mutex_lock(&q->lock);
+	fd = q->fd;
+	pthread_mutex_unlock(&q->lock);
+	/* No deadline here: waiting for events is this thread's job, and
+	 * shutdown() ends the wait. */
+	while (!err) {
+		n = recv(fd, buf, READ_CHUNK, 0);
+		if (n > 0)
+			err = feed(q, &dec, buf, (size_t)n);
+		else if (n == 0 || errno != EINTR)
+			err = -ENOTCONN;
+	}
+	free(buf);
+	qmp_decoder_release(&dec);
+	reader_stop(q, fd, err);
+	return NULL;
+}
+
+/* Ends the connection, if any, and joins its reader. */
+static void drop(struct qmp *q)
+{
+	pthread_t t;
+	bool join;
+
+	pthread_mutex_lock(&q->lock);
+	if (q->alive) {
+		q->dropping = true;
+		shutdown(q->fd, SHUT_RDWR);
+	}
+	join = q->reader_joinable;
+	q->reader_joinable = false;
+	t = q->reader;
+	pthread_mutex_unlock(&q->lock);
+	if (join)
+		pthread_join(t, NULL);
+}
+
+/*
+ * pthread_mutex_clocklock() would take dl as is, but sanitizers do not know
+ * it; timedlock wants CLOCK_REALTIME, so the remaining time is moved there.
+ */
+static int lock_until(pthread_mutex_t *m, const struct timespec *dl)
+{
+	struct timespec now, real;
+	long long ns;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	ns = (long long)(dl->tv_sec - now.tv_sec) * 1000000000 +
+	     (dl->tv_nsec - now.tv_nsec);
+	clock_gettime(CLOCK_REALTIME, &real);
+	if (ns > 0) {
+		ns += real.tv_nsec;
+		real.tv_sec += ns / 1000000000;
+		real.tv_nsec = ns % 1000000000;
+	}
+	return -pthread_mutex_timedlock(m, &real);
+}
+
+static int send_all(int fd, const char *buf, size_t len,
+		    const struct timespec *dl)
+{
+	size_t off = 0;
+	ssize_t n;
+	int r = set_send_timeout(fd, dl);
+
+	while (r == 0 && off < len) {
+		n = send(fd, buf + off, len - off, MSG_NOSIGNAL);
+		if (n >= 0)
+			off += (size_t)n;
+		else if (errno == EAGAIN || errno == EWOULDBLOCK)
+			r = -ETIMEDOUT;
+		else if (errno != EINTR)
+			r = -ENOTCONN;
+	}
+	/* Half a command on the wire: the stream is lost. */
+	if (r < 0 && off > 0)
+		shutdown(fd, SHUT_RDWR);
+	return r;
+}
+
+/*
+ * Sends cmd, after setting its "id", on the current connection and waits
+ * for the reply until dl. Returns 0 and the reply (QMP_MSG_RETURN or
+ * QMP_MSG_ERROR) in *ret, or a negative errno.
+ */
+static int request(struct qmp *q, json_object *cmd, const struct timespec *dl,
+		   struct qmp_msg *ret)
+{
+	struct pending p = { 0 };
+	json_object *id;
+	const char *text;
+	char *line;
+	size_t len;
+	int r = 0, fd = -1;
+
+	pthread_mutex_lock(&q->lock);
+	p.id = ++q->last_id;
+	pthread_mutex_unlock(&q->lock);
+	id = json_object_new_int64(p.id);
+	if (!id || json_object_object_add(cmd, "id", id) < 0) {
+		json_object_put(id);
+		return -ENOMEM;
+	}
+	text = json_object_to_json_string_ext(cmd,
+			JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+	if (!text || asprintf(&line, "%s\n", text) < 0)
+		return -ENOMEM;
+	len = strlen(line);
+
+	cond_init(&p.cond);
+	r = lock_until(&q->write_lock, dl);
+	if (r == 0) {
+		pthread_mutex_lock(&q->lock);
+		if (q->alive) {
+			fd = q->fd;
+			p.next = q->pending;
+			q->pending = &p;
+		} else {
+			r = -ENOTCONN;
+		}
+		pthread_mutex_unlock(&q->lock);
+		if (r == 0)
+			r = send_all(fd, line, len, dl);
+		pthread_mutex_unlock(&q->write_lock);
+	}
+	free(line);
+
+	pthread_mutex_lock(&q->lock);
+	while (r == 0 && !p.done) {
+		if (pthread_cond_timedwait(&p.cond, &q->lock, dl) == ETIMEDOUT &&
+		    !p.done)
+			r = -ETIMEDOUT;
+	}
+	if (!p.done && fd >= 0) {
+		/* Still in the table: take it out so a late reply is dropped. */
+		struct pending **pp = &q->pending;
+
+		while (*pp && *pp != &p)
+			pp = &(*pp)->next;
+		if (*pp)
+			*pp = p.next;
+	}
+	if (r == 0)
+		r = p.err;
+	pthread_mutex_unlock(&q->lock);
+	pthread_cond_destroy(&p.cond);
+	if (r < 0) {
+		qmp_msg_release(&p.msg);
+		return r;
+	}
+	*ret = p.msg;
+	return 0;
+}
+
+/* Turns a reply into 0 or the mapped errno, with QEMU's text. */
+static int reply_result(struct qmp_msg *m, char **ret_error)
+{
+	if (m->kind != QMP_MSG_ERROR)
+		return 0;
+	return set_error(ret_error, qmp_error_to_errno(m->error_class), "%s",
+			 m->desc);
+}
+
+static int do_connect(struct qmp *q, const struct timespec *dl,
+		      char **ret_error)
+{
+	struct qmp_msg m = { 0 };
+	pthread_attr_t attr;
+	json_object *cmd;
+	int fd, r;
+
+	fd = open_socket(q, dl);
+	if (fd < 0)
+		return fd;
+
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, READER_STACK);
+	pthread_mutex_lock(&q->lock);
+	q->fd = fd;
+	q->alive = true;
+	q->greeted = false;
+	q->negotiated = false;
+	q->dropping = false;
+	q->reader_err = 0;
+	r = -pthread_create(&q->reader, &attr, reader_main, q);
+	if (r < 0) {
+		q->alive = false;
+		q->fd = -1;
+		pthread_mutex_unlock(&q->lock);
+		pthread_attr_destroy(&attr);
+		close(fd);
+		return r;
+	}
+	q->reader_joinable = true;
+	while (q->alive && !q->greeted &&
+	       pthread_cond_timedwait(&q->cond, &q->lock, dl) != ETIMEDOUT)
+		;
+	r = q->greeted ? 0 : q->alive ? -ETIMEDOUT : q->reader_err;
+	pthread_mutex_unlock(&q->lock);
+	pthread_attr_destroy(&attr);
+	if (r == -ETIMEDOUT)
+		set_error(ret_error, r, "%s: no greeting (monitor busy or hung)",
+			  q->address);
+
+	if (r == 0) {
+		cmd = json_object_new_object();
+		if (!cmd || json_object_object_add(cmd, "execute",
+				json_object_new_string("qmp_capabilities")) < 0)
+			r = -ENOMEM;
+		else
+			r = request(q, cmd, dl, &m);
+		json_object_put(cmd);
+		if (r == 0)
+			r = reply_result(&m, ret_error);
+		qmp_msg_release(&m);
+	}
+
+	pthread_mutex_lock(&q->lock);
+	if (r == 0 && !q->alive)
+		r = q->reader_err;
+	if (r == 0)
+		q->negotiated = true;
+	pthread_mutex_unlock(&q->lock);
+	if (r < 0)
+		drop(q);
+	return r;
+}
+
+static int connect_until(struct qmp *q, const struct timespec *dl,
+			 char **ret_error)
+{
+	pthread_t old;
+	bool join;
+	int r = 0;
+
+	pthread_mutex_lock(&q->lock);
+	while (q->connecting && !(q->alive && q->negotiated) && r == 0)
+		if (pthread_cond_timedwait(&q->cond, &q->lock, dl) == ETIMEDOUT)
+			r = -ETIMEDOUT;
+	if (r < 0 || (q->alive && q->negotiated)) {
+		pthread_mutex_unlock(&q->lock);
+		return r < 0 ? set_error(ret_error, r, "%s: %s", q->address,
+					 strerror(-r)) : 0;
+	}
+	q->connecting = true;
+	/* The last connection's reader has ended (or is ending). */
+	join = q->reader_joinable;
+	q->reader_joinable = false;
+	old = q->reader;
+	pthread_mutex_unlock(&q->lock);
+	if (join)
+		pthread_join(old, NULL);
+
+	r = do_connect(q, dl, ret_error);
+
+	pthread_mutex_lock(&q->lock);
+	q->connecting = false;
+	pthread_cond_broadcast(&q->cond);
+	pthread_mutex_unlock(&q->lock);
+	if (r < 0)
+		set_error(ret_error, r, "%s: %s", q->address, strerror(-r));
+	return r;
+}
+
+int qmp_connect(struct qmp *q, int timeout_ms, char **ret_error)
+{
+	struct timespec dl = deadline_after(timeout_ms);
+
+	return connect_until(q, &dl, ret_error);
+}
+
+void qmp_disconnect(struct qmp *q)
+{
+	drop(q);
+}
+
+bool qmp_is_connected(struct qmp *q)
+{
+	bool r;
+
+	pthread_mutex_lock(&q->lock);
+	r = q->alive && q->negotiated;
+	pthread_mutex_unlock(&q->lock);
+	return r;
+}
+
+/* Connects if needed, runs cmd, returns the reply in *ret. */
+static int run(struct qmp *q, json_object *cmd, int timeout_ms,
+	       struct qmp_msg *ret, char **ret_error)
+{
+	struct timespec dl = deadline_after(timeout_ms);
+	int r = connect_until(q, &dl, ret_error);
+
+	if (r == 0)
+		r = request(q, cmd, &dl, ret);
+	if (r < 0)
+		return set_error(ret_error, r, "%s: %s", q->address,
+				 strerror(-r));
+	return 0;
+}
+
+int qmp_execute(struct qmp *q, const char *command, const char *args_json,
+		int timeout_ms, char **ret_json, char **ret_error)
+{
+	struct qmp_msg m = { 0 };
+	json_object *cmd, *args = NULL;
+	int r;
+
+	if (!command || !*command)
+		return set_error(ret_error, -EINVAL, "no command");
+	if (args_json &&
+	    qmp_json_parse_object(args_json, strlen(args_json), &args) < 0)
+		return set_error(ret_error, -EINVAL,
+				 "arguments are not one JSON object");
+	cmd = json_object_new_object();
+	if (!cmd || json_object_object_add(cmd, "execute",
+			json_object_new_string(command)) < 0 ||
+	    (args && json_object_object_add(cmd, "arguments", args) < 0)) {
+		json_object_put(cmd);
+		json_object_put(args);
+		return -ENOMEM;
+	}
+	r = run(q, cmd, timeout_ms, &m, ret_error);
+	json_object_put(cmd);
+	if (r == 0)
+		r = reply_result(&m, ret_error);
+	if (r == 0 && ret_json) {
+		*ret_json = m.json;
+		m.json = NULL;
+	}
+	qmp_msg_release(&m);
+	return r;
+}
+
+int qmp_execute_json(struct qmp *q, const char *command_json, int timeout_ms,
+		     char **ret_reply, char **ret_error)
+{
+	struct qmp_msg m = { 0 };
+	json_object *cmd = NULL, *v;
+	char *reply;
+	int r;
+
+	if (!command_json ||
+	    qmp_json_parse_object(command_json, strlen(command_json), &cmd) < 0)
+		return set_error(ret_error, -EINVAL,
+				 "a command must be one JSON object");
+	if (!json_object_object_get_ex(cmd, "execute", &v) ||
+	    !json_object_is_type(v, json_type_string)) {
+		json_object_put(cmd);
+		return set_error(ret_error, -EINVAL,
+				 "a command needs a string \"execute\" member");
+	}
+	json_object_object_del(cmd, "id");
+	r = run(q, cmd, timeout_ms, &m, ret_error);
+	json_object_put(cmd);
+	if (r < 0)
+		return r;
+	if (asprintf(&reply, "{\"%s\": %s}",
+		     m.kind == QMP_MSG_ERROR ? "error" : "return", m.json) < 0)
+		r = -ENOMEM;
+	else if (ret_reply)
+		*ret_reply = reply;
+	else
+		free(reply);
+	qmp_msg_release(&m);
+	return r;
+}
+
+int qmp_version(struct qmp *q, int *ret_major, int *ret_minor,
+		int *ret_micro)
+{
+	int r = -ENOTCONN;
+
+	pthread_mutex_lock(&q->lock);
+	if (q->have_version) {
+		*ret_major = q->major;
+		*ret_minor = q->minor;
+		*ret_micro = q->micro;
+		r = 0;
+	}
+	pthread_mutex_unlock(&q->lock);
+	return r;
+}
+
+void qmp_set_event_handler(struct qmp *q, qmp_event_fn fn, void *userdata)
+{
+	pthread_mutex_lock(&q->lock);
+	q->event_fn = fn;
+	q->event_userdata = userdata;
+	pthread_mutex_unlock(&q->lock);
+}
+
+const char *qmp_address(const struct qmp *q)
+{
+	return q->address;
+}
+
+static int parse_address(struct qmp *q, const char *address)
+{
+	struct sockaddr_un sun;
+	const char *rest, *colon;
+	size_t hlen;
+
+	if (strncmp(address, "unix:", 5) == 0) {
+		rest = address + 5;
+		if (!*rest || strlen(rest) >= sizeof(sun.sun_path))
+			return -EINVAL;
+		q->path = strdup(rest);
+		return q->path ? 0 : -ENOMEM;
+	}
+	if (strncmp(address, "tcp:", 4) != 0)
+		return -EINVAL;
+	rest = address + 4;
+	colon = strrchr(rest, ':');
+	if (!colon || colon == rest || !colon[1])
+		return -EINVAL;
+	hlen = (size_t)(colon - rest);
+	if (rest[0] == '[' && hlen > 2 && rest[hlen - 1] == ']') {
+		rest++;
+		hlen -= 2;
+	}
+	q->host = strndup(rest, hlen);
+	q->port = strdup(colon + 1);
+	return q->host && q->port ? 0 : -ENOMEM;
+}
+
+int qmp_new(const char *address, struct qmp **ret)
+{
+	struct qmp *q;
+	int r;
+
+	if (!address)
+		return -EINVAL;
+	q = calloc(1, sizeof(*q));
+	if (!q)
+		return -ENOMEM;
+	q->fd = -1;
+	pthread_mutex_init(&q->lock, NULL);
+	pthread_mutex_init(&q->write_lock, NULL);
+	cond_init(&q->cond);
+	q->address = strdup(address);
+	r = q->address ? parse_address(q, address) : -ENOMEM;
+	if (r < 0) {
+		qmp_free(q);
+		return r;
+	}
+	*ret = q;
+	return 0;
+}
+
+struct qmp *qmp_free(struct qmp *q)
+{
+	if (!q)
+		return NULL;
+	drop(q);
+	pthread_cond_destroy(&q->cond);
+	pthread_mutex_destroy(&q->write_lock);
+	pthread_mutex_destroy(&q->lock);
+	free(q->address);
+	free(q->path);
+	free(q->host);
+	free(q->port);
+	free(q);
+	return NULL;
+}

@@ -46,8 +46,9 @@ struct qmp;
  * NULL when the connection is lost (the peer closed it or broke the
  * protocol). data_json is the JSON text of the event's "data" member, or NULL
  * when QEMU sent none. The strings are borrowed for the duration of the call.
- * The handler must not call qmp_execute() on the same struct qmp (it would
- * wait for a reply only its own thread can read) and should return quickly.
+ * The handler must not call qmp_execute(), qmp_disconnect() or qmp_free() on
+ * the same struct qmp (they wait for the thread the handler runs on) and
+ * should return quickly.
  */
 typedef void (*qmp_event_fn)(void *userdata, const char *event,
 			     const char *data_json, int64_t seconds,

@@ -169,15 +169,27 @@ static void test_connect_open_encode(void)
 	CHECK(size == 28 && buf[3] == 28 && buf[15] == 66);
 	free(buf);
 
-	/* A NULL nonnull string does not encode. */
-	vrpc_domain_lookup_by_name_args la = { .name = NULL };
+	/* A string over VRPC_STRING_MAX does not encode. */
+	char *big = malloc(VRPC_STRING_MAX + 2);
+	vrpc_domain_lookup_by_name_args la = { .name = big };
 
+	memset(big, 'x', VRPC_STRING_MAX + 1);
+	big[VRPC_STRING_MAX + 1] = '\0';
 	buf = NULL;
 	CHECK(vrpc_call_encode(VRPC_PROGRAM_REMOTE,
 			       VRPC_PROC_DOMAIN_LOOKUP_BY_NAME, 1,
 			       VRPC_XDR(xdr_vrpc_domain_lookup_by_name_args),
 			       &la, &buf, &size) == -EINVAL);
 	CHECK(buf == NULL);
+	/* One byte less is the largest string there is. */
+	big[VRPC_STRING_MAX] = '\0';
+	CHECK(vrpc_call_encode(VRPC_PROGRAM_REMOTE,
+			       VRPC_PROC_DOMAIN_LOOKUP_BY_NAME, 1,
+			       VRPC_XDR(xdr_vrpc_domain_lookup_by_name_args),
+			       &la, &buf, &size) == 0);
+	CHECK(size == 28 + 4 + VRPC_STRING_MAX);
+	free(buf);
+	free(big);
 }
 
 static void test_header(void)

@@ -1,0 +1,127 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * libvirt RPC client: one connection to libvirtd, shared by any number of
+ * threads. Internal to lib/ (XDR types cross this header); hv-libvirt.c is
+ * its user.
+ *
+ * A struct vrpc owns at most one socket and one reader thread. Callers send
+ * CALLs with their own serial and wait, each on its own condition, until the
+ * reader routes the REPLY with that serial to them; several calls may be in
+ * flight at once and replies may come in any order. MESSAGE packets (events)
+ * go to the event handler; keepalive PINGs are answered with PONGs.
+ *
+ * Every call has a deadline (the timeout given to vrpc_open(), counted on
+ * CLOCK_MONOTONIC from the start of the call, connecting included). A caller
+ * that times out forgets its serial; a late reply is dropped.
+ *
+ * When the connection drops, every waiter gets -ENOTCONN at once and the
+ * event handler is told (h == NULL). The next call reconnects: AUTH_LIST,
+ * SUPPORTS_FEATURE(keepalive), CONNECT_OPEN, then it replays every call made
+ * with vrpc_call_persistent() (event registrations), in order.
+ *
+ * Keepalive: we ask for it (feature 10) when the server offers it and answer
+ * each PING with a PONG, so libvirtd can reap a client that froze and an idle
+ * TCP connection sees traffic. Once a PING has been seen on a connection, a
+ * silence of VRPC_KEEPALIVE_DEAD_MS means the peer is gone: the connection is
+ * dropped as if it had closed.
+ *
+ * Errors are negative errno values:
+ *   -EINVAL       bad URI or arguments that do not encode (nothing sent)
+ *   -EOPNOTSUPP   a URI transport we do not speak (tls, ssh, ...)
+ *   -ECONNREFUSED, -ENOENT, ...  connect() failed (libvirtd not running)
+ *   -ETIMEDOUT    the deadline passed (connecting or waiting for the reply)
+ *   -ENOTCONN     the connection dropped while we waited
+ *   -EPROTO, -EMSGSIZE  the peer broke the protocol; the connection is dropped
+ *   anything vrpc_errno() returns: libvirt answered with an error
+ * Wherever a function takes `char **ret_error` (may be NULL), a failure
+ * stores a malloc'd message there: libvirt's own text when libvirt refused.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vrpc-codec.h"
+
+#define VRPC_TCP_PORT_DEFAULT "16509"
+#define VRPC_KEEPALIVE_DEAD_MS 60000
+#define VRPC_READER_STACK_SIZE (256u << 10)
+
+enum vrpc_transport {
+	VRPC_TRANSPORT_UNIX,
+	VRPC_TRANSPORT_TCP,
+};
+
+/* A parsed libvirt URI. */
+struct vrpc_uri {
+	enum vrpc_transport transport;
+	char *name; /* sent in CONNECT_OPEN: "qemu:///system" */
+	char *path; /* UNIX: the socket */
+	char *host; /* TCP */
+	char *port; /* TCP */
+};
+
+/*
+ * Whether uri names a libvirt driver we know ("qemu", "test"), whatever its
+ * transport: such a URI belongs to us even when vrpc_uri_parse() then
+ * refuses its transport with a clear message. No I/O.
+ */
+bool vrpc_uri_is_libvirt(const char *uri);
+
+/*
+ * Parses "qemu:///system", "qemu+unix:///system?socket=PATH",
+ * "test+unix:///default", "qemu+tcp://HOST[:PORT]/system". The default
+ * socket of qemu:///system is virtqemud's when it exists, else libvirtd's
+ * (this stats the file system). Returns 0 and *ret, -EINVAL, -EOPNOTSUPP for
+ * a transport we do not speak, -ENOMEM.
+ */
+int vrpc_uri_parse(const char *uri, struct vrpc_uri **ret, char **ret_error);
+
+/* Accepts NULL; returns NULL. */
+struct vrpc_uri *vrpc_uri_free(struct vrpc_uri *u);
+
+/*
+ * Event handler: runs on the reader thread for every MESSAGE packet except
+ * keepalive (h, then its payload), and with h == NULL when an established
+ * connection is lost. Everything is borrowed for the call. It must not call
+ * into the same struct vrpc and must return quickly (it delays replies).
+ */
+typedef void (*vrpc_event_fn)(void *userdata, const struct vrpc_header *h,
+			      const uint8_t *payload, size_t size);
+
+struct vrpc;
+
+/*
+ * Parses uri and connects (handshake included). timeout_ms <= 0 means 5000.
+ * event_fn may be NULL. Returns 0 and *ret or a negative errno.
+ */
+int vrpc_open(const char *uri, int timeout_ms, vrpc_event_fn event_fn,
+	      void *userdata, struct vrpc **ret, char **ret_error);
+
+/* Sends CONNECT_CLOSE if connected, joins the reader thread, frees. No other
+ * thread may be using c. Accepts NULL; returns NULL. */
+struct vrpc *vrpc_close(struct vrpc *c);
+
+/*
+ * Calls procedure proc of program prog with *args encoded by args_fn (NULL:
+ * no arguments) and decodes the reply into *ret with ret_fn (NULL: a void
+ * reply; ret must then be NULL). *ret must be zeroed; on success the caller
+ * frees it with xdr_free(ret_fn, ret); on failure it holds nothing.
+ * Reconnects first if the connection is down.
+ */
+int vrpc_call(struct vrpc *c, uint32_t prog, int32_t proc, xdrproc_t args_fn,
+	      const void *args, xdrproc_t ret_fn, void *ret, char **ret_error);
+
+/*
+ * Like vrpc_call() without a result, and the call is made again on every new
+ * connection, after CONNECT_OPEN (event registrations). Made only when it
+ * succeeded once; never undone before vrpc_close().
+ */
+int vrpc_call_persistent(struct vrpc *c, uint32_t prog, int32_t proc,
+			 xdrproc_t args_fn, const void *args,
+			 char **ret_error);
+
+/* Drops the connection now, as if the peer had closed it (tests). */
+void vrpc_disconnect(struct vrpc *c);

@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * Helpers of the QMP tests: checks, a temp dir per test program, and QEMU
+ * processes that are killed on every exit path (exit, a failed check, a
+ * signal from the test runner, and PR_SET_PDEATHSIG if we are killed).
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/types.h>
+
+extern int test_failures;
+
+#define CHECK(cond)                                                          \
+	do {                                                                 \
+		if (!(cond)) {                                               \
+			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, \
+				__LINE__, #cond);                            \
+			test_failures++;                                     \
+		}                                                            \
+	} while (0)
+
+/* A check after which going on makes no sense. */
+#define REQUIRE(cond)                                                        \
+	do {                                                                 \
+		if (!(cond)) {                                               \
+			fprintf(stderr, "%s:%d: required: %s\n", __FILE__,   \
+				__LINE__, #cond);                            \
+			exit(1);                                             \
+		}                                                            \
+	} while (0)
+
+static inline bool test_streq(const char *a, const char *b)
+{
+	return a && b && strcmp(a, b) == 0;
+}
+
+#define STREQ(a, b) test_streq((a), (b))
+
+/* Creates the temp dir and installs the cleanup; returns the dir. */
+const char *test_init(const char *name);
+
+/* Exit status: 0 or 1 from test_failures. */
+int test_finish(void);
+
+int64_t test_now_ms(void);
+void test_sleep_ms(int ms);
+
+/* Exits 77 when qemu-system-x86_64 is not installed. */
+void test_require_qemu(void);
+
+/*
+ * Starts `qemu-system-x86_64 -machine none` with one QMP monitor per path
+ * (up to 4; NULL-terminated) and waits until the first one accepts.
+ * Returns the pid.
+ */
+pid_t qemu_start(const char *const *qmp_paths);
+
+/* Kills (SIGKILL) and reaps; accepts 0. */
+void qemu_kill(pid_t pid);
+
+/* Waits up to ms for the process to exit by itself; true if it did. */
+bool qemu_wait_exit(pid_t pid, int ms);
+
+/* Waits until path accepts a connection (or ms pass). */
+bool wait_listening(const char *path, int ms);
