@@ -34,7 +34,10 @@ id libvirt-qemu >/dev/null 2>&1 ||
 # security driver nor a delegated cgroup tree.
 conf=/etc/libvirt/qemu.conf
 touch "$conf"
+changed=0
 setconf() {
+	grep -qxF "$1 = $2" "$conf" && return 0
+	changed=1
 	if grep -qE "^[[:space:]]*$1[[:space:]]*=" "$conf"; then
 		sed -i -E "s|^[[:space:]]*$1[[:space:]]*=.*|$1 = $2|" "$conf"
 	else
@@ -45,9 +48,19 @@ setconf user '"root"'
 setconf group '"root"'
 setconf security_driver '"none"'
 setconf cgroup_controllers '[ ]'
+# No private mount namespace per QEMU: on a machine whose mounts are private
+# (no systemd making / shared), each namespace would keep a copy of every
+# FUSE mount that existed when the VM started, and an unmounted hvfs could
+# not end until those VMs do.
+setconf namespaces '[ ]'
 mkdir -p /var/log/libvirt /var/lib/libvirt/qemu /run/libvirt
 
 sock=/var/run/libvirt/libvirt-sock
+if [ "$changed" = 1 ] && pgrep -x libvirtd >/dev/null; then
+	# Running domains survive a libvirtd restart.
+	pkill -x libvirtd
+	for _ in $(seq 50); do pgrep -x libvirtd >/dev/null || break; sleep 0.1; done
+fi
 if ! pgrep -x virtlogd >/dev/null; then
 	virtlogd -d
 fi

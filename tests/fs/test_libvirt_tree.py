@@ -79,7 +79,7 @@ def test_tree_equals_virsh(domains, mount):
             assert m.read(name, "id") == domid + "\n"
         else:
             assert errno_of(m.read, name, "id") == errno.ENODATA
-    assert m.ls(on) == ["control", "error", "id", "name", "state", "uuid",
+    assert m.ls(on) == ["control", "error", "events", "id", "name", "state", "uuid",
                         "version", "xml"]
     out = virsh("qemu-monitor-command", on, '{"execute":"query-version"}')
     q = json.loads(out)["return"]["qemu"]
