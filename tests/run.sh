@@ -43,7 +43,7 @@ tally "$build/meson-logs/testlog.json"
 # The codec and driver unit tests once more under valgrind.
 meson test -C "$build" --setup valgrind --suite unit --print-errorlogs \
 	--logbase valgrind
-tally "$build/meson-logs/valgrind.json"
+tally "$build/meson-logs/valgrind-valgrind.json"
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
