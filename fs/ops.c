@@ -216,8 +216,10 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 				h->e = n;
 			if (!n || !(n[h->n].name = strdup(HVFS_ROOT_EVENTS)))
 				r = -ENOMEM;
-			else
+			else {
+				n[h->n].dir = false;
 				n[h->n++].ino = ROOT_EVENTS_INO;
+			}
 		}
 	} else {
 		if (!(d = dom_of(req, ino))) {

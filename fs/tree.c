@@ -120,6 +120,8 @@ static struct dom *find_name_locked(const char *name)
 {
 	struct dom key = { .name = (char *)name }, *kp = &key, **p;
 
+	if (!n_doms)
+		return NULL;
 	p = bsearch(&kp, by_name, n_doms, sizeof(*by_name), cmp_name);
 	return p ? *p : NULL;
 }
@@ -141,7 +143,8 @@ struct dom *tree_find_slot(uint64_t slot)
 	struct dom key = { .slot = slot }, *kp = &key, **p, *d = NULL;
 
 	pthread_mutex_lock(&tree_lock);
-	p = bsearch(&kp, by_slot, n_doms, sizeof(*by_slot), cmp_slot);
+	p = n_doms ? bsearch(&kp, by_slot, n_doms, sizeof(*by_slot), cmp_slot)
+		   : NULL;
 	if (p) {
 		d = *p;
 		d->refs++;

@@ -45,5 +45,21 @@ meson test -C "$build" --setup valgrind --suite unit --print-errorlogs \
 	--logbase valgrind
 tally "$build/meson-logs/valgrind-valgrind.json"
 
+# The whole suite again in a build with AddressSanitizer and UBSan; any
+# report makes the test fail (hvfs must also exit 0 at every unmount).
+asan=${build}-asan
+if [ ! -f "$asan/build.ninja" ]; then
+	meson setup "$asan" -Db_sanitize=address,undefined -Db_lundef=false \
+		>/dev/null || exit 1
+fi
+if ninja -C "$asan" >/dev/null; then
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+		meson test -C "$asan" --print-errorlogs --num-processes 2
+	tally "$asan/meson-logs/testlog.json"
+else
+	failed=$((failed + 1))
+fi
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
