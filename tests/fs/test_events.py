@@ -16,39 +16,6 @@ import pytest
 from hvtest import Mount, Qemu, errno_of, sh, wait_for
 
 
-@pytest.fixture
-def qmp_dir():
-    d = tempfile.mkdtemp(prefix="hvfs-qmp-")
-    yield d
-    subprocess.run(["rm", "-rf", d])
-
-
-@pytest.fixture
-def vms(qmp_dir):
-    started = []
-
-    def start(name, *extra):
-        vm = Qemu(qmp_dir, name, extra)
-        started.append(vm)
-        return vm
-    yield start
-    for vm in started:
-        vm.kill()
-
-
-@pytest.fixture
-def mount():
-    mounts = []
-
-    def make(*args, **kw):
-        m = Mount(*args, **kw)
-        mounts.append(m)
-        return m
-    yield make
-    for m in mounts:
-        assert m.umount() == 0, m.logtext()
-
-
 def read_lines(fd, want, timeout=5.0):
     """Reads JSON lines from fd until `want` returns true for one of them."""
     buf = b""

@@ -42,19 +42,6 @@ def domains():
         remove_domain(name)
 
 
-@pytest.fixture
-def mount():
-    mounts = []
-
-    def make(*args, **kw):
-        m = Mount(*args, **kw)
-        mounts.append(m)
-        return m
-    yield make
-    for m in mounts:
-        assert m.umount() == 0, m.logtext()
-
-
 def virsh_state(name, uri="qemu:///system"):
     s = virsh("domstate", name, uri=uri)
     return {"running": "running", "paused": "paused", "shut off": "shutoff",

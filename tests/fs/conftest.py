@@ -1,0 +1,51 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Fixtures shared by the mounted-tree tests."""
+
+import os
+import signal
+import subprocess
+import tempfile
+
+import pytest
+
+from hvtest import Mount, Qemu
+
+
+@pytest.fixture
+def qmp_dir():
+    """A directory for QMP sockets, readable by other users too."""
+    d = tempfile.mkdtemp(prefix="hvfs-qmp-")
+    os.chmod(d, 0o755)
+    yield d
+    subprocess.run(["rm", "-rf", d])
+
+
+@pytest.fixture
+def vms(qmp_dir):
+    """vms(name, *extra_qemu_args) starts a bare QEMU in qmp_dir."""
+    started = []
+
+    def start(name, *extra):
+        vm = Qemu(qmp_dir, name, extra)
+        started.append(vm)
+        return vm
+    yield start
+    for vm in started:
+        if vm.alive():
+            os.kill(vm.proc.pid, signal.SIGCONT)
+        vm.kill()
+
+
+@pytest.fixture
+def mount():
+    """mount(*hvfs_args, timeout=None) mounts hvfs; each mount must unmount
+    cleanly and the daemon exit 0 at the end of the test."""
+    mounts = []
+
+    def make(*args, **kw):
+        m = Mount(*args, **kw)
+        mounts.append(m)
+        return m
+    yield make
+    for m in mounts:
+        assert m.umount() == 0, m.logtext()
