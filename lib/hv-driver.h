@@ -37,8 +37,3 @@ struct hv_driver {
 
 extern const struct hv_driver hv_qmp_driver;     /* hv-qmp.c */
 extern const struct hv_driver hv_libvirt_driver; /* hv-libvirt.c */
-
-/* Stores a printf-formatted message in *ret_error when ret_error is not
- * NULL. Returns err, so that `return hv_error(ret_error, -EIO, ...)` works. */
-int hv_error(char **ret_error, int err, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));

@@ -104,6 +104,14 @@ struct hv_event {
  */
 typedef void (*hv_event_fn)(void *userdata, const struct hv_event *ev);
 
+/*
+ * Stores a printf-formatted message in *ret_error (replacing what was there)
+ * when ret_error is not NULL, and returns err, so that
+ * `return hv_error(ret_error, -EINVAL, "...")` works.
+ */
+int hv_error(char **ret_error, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 struct hv_options {
 	int timeout_ms; /* deadline of every call into a peer; <= 0: 5000 */
 };
