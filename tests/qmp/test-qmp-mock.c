@@ -288,38 +288,6 @@ static struct qmp *client(struct mock *m)
 	return q;
 }
 
-/* Events seen by the handler. */
-struct seen {
-	pthread_mutex_t lock;
-	char names[512];
-	int lost;
-};
-
-static int lost(struct seen *s)
-{
-	int n;
-
-	pthread_mutex_lock(&s->lock);
-	n = s->lost;
-	pthread_mutex_unlock(&s->lock);
-	return n;
-}
-
-static void on_event(void *userdata, const char *event, const char *data,
-		     int64_t seconds, int64_t micros)
-{
-	struct seen *s = userdata;
-
-	pthread_mutex_lock(&s->lock);
-	if (!event)
-		s->lost++;
-	else if (strlen(s->names) + strlen(event) + 2 < sizeof(s->names)) {
-		strcat(s->names, event);
-		strcat(s->names, " ");
-	}
-	pthread_mutex_unlock(&s->lock);
-}
-
 #define CAPS { OP_EXPECT, "qmp_capabilities" }, \
 	     { OP_SEND, "{\"return\": {}, \"id\": $ID}\r\n" }
 
@@ -358,7 +326,7 @@ static void test_replies(const char *dir)
 
 	mock_start(&m, dir, "replies", script);
 	q = client(&m);
-	qmp_set_event_handler(q, on_event, &seen);
+	qmp_set_event_handler(q, seen_on_event, &seen);
 	CHECK(qmp_version(q, &major, &minor, &micro) == -ENOTCONN);
 	CHECK(!qmp_is_connected(q));
 
@@ -411,7 +379,7 @@ static void test_replies(const char *dir)
 	CHECK(!qmp_is_connected(q));
 	qmp_free(q);
 	CHECK(STREQ(seen.names, "SHUTDOWN "));
-	CHECK(lost(&seen) == 1);
+	CHECK(seen_lost(&seen) == 1);
 }
 
 static void test_event_before_reply(const char *dir)
@@ -435,7 +403,7 @@ static void test_event_before_reply(const char *dir)
 
 	mock_start(&m, dir, "event", script);
 	q = client(&m);
-	qmp_set_event_handler(q, on_event, &seen);
+	qmp_set_event_handler(q, seen_on_event, &seen);
 	CHECK(qmp_execute(q, "stop", NULL, 2000, &json, NULL) == 0);
 	CHECK(STREQ(json, "{}"));
 	free(json);
@@ -445,7 +413,7 @@ static void test_event_before_reply(const char *dir)
 	pthread_mutex_unlock(&seen.lock);
 	qmp_free(q);
 	mock_finish(&m);
-	CHECK(lost(&seen) == 0); /* our own close is not a loss */
+	CHECK(seen_lost(&seen) == 0); /* our own close is not a loss */
 }
 
 static void test_split_greeting_and_reply(const char *dir)
@@ -495,7 +463,7 @@ static void test_close_mid_command(const char *dir)
 
 	mock_start(&m, dir, "close", script);
 	q = client(&m);
-	qmp_set_event_handler(q, on_event, &seen);
+	qmp_set_event_handler(q, seen_on_event, &seen);
 	CHECK(qmp_execute(q, "query-status", NULL, 2000, &json, &err) ==
 	      -ENOTCONN);
 	CHECK(json == NULL && err != NULL);
@@ -505,7 +473,7 @@ static void test_close_mid_command(const char *dir)
 	free(json);
 	qmp_free(q);
 	mock_finish(&m);
-	CHECK(lost(&seen) == 1);
+	CHECK(seen_lost(&seen) == 1);
 }
 
 static void test_no_greeting(const char *dir)
@@ -559,7 +527,7 @@ static void test_garbage(const char *dir)
 
 	mock_start(&m, dir, "garbage", script);
 	q = client(&m);
-	qmp_set_event_handler(q, on_event, &seen);
+	qmp_set_event_handler(q, seen_on_event, &seen);
 	CHECK(qmp_execute(q, "query-status", NULL, 2000, NULL, &err) ==
 	      -EPROTO);
 	CHECK(err != NULL);
@@ -570,7 +538,7 @@ static void test_garbage(const char *dir)
 	      -EPROTO);
 	mock_finish(&m);
 	qmp_free(q);
-	CHECK(lost(&seen) == 2);
+	CHECK(seen_lost(&seen) == 2);
 }
 
 static void test_wrong_id(const char *dir)

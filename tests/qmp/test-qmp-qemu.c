@@ -16,37 +16,6 @@
 #include "qmp.h"
 #include "testutil.h"
 
-struct seen {
-	pthread_mutex_t lock;
-	char names[1024];
-	int lost;
-};
-
-static int lost(struct seen *s)
-{
-	int n;
-
-	pthread_mutex_lock(&s->lock);
-	n = s->lost;
-	pthread_mutex_unlock(&s->lock);
-	return n;
-}
-
-static void on_event(void *userdata, const char *event, const char *data,
-		     int64_t seconds, int64_t micros)
-{
-	struct seen *s = userdata;
-
-	pthread_mutex_lock(&s->lock);
-	if (!event)
-		s->lost++;
-	else if (strlen(s->names) + strlen(event) + 2 < sizeof(s->names)) {
-		strcat(s->names, event);
-		strcat(s->names, " ");
-	}
-	pthread_mutex_unlock(&s->lock);
-}
-
 static bool seen_has(struct seen *s, const char *name, int wait_ms)
 {
 	int64_t end = test_now_ms() + wait_ms;
@@ -123,7 +92,7 @@ int main(void)
 
 	REQUIRE(qmp_new(addr_a, &qa) == 0);
 	REQUIRE(qmp_new(addr_b, &qb) == 0);
-	qmp_set_event_handler(qa, on_event, &seen);
+	qmp_set_event_handler(qa, seen_on_event, &seen);
 
 	/* The greeting's version is query-version's. */
 	REQUIRE(qmp_connect(qa, 3000, NULL) == 0);
@@ -188,7 +157,7 @@ int main(void)
 	for (int i = 0; i < 100 && qmp_is_connected(qa); i++)
 		test_sleep_ms(10);
 	CHECK(!qmp_is_connected(qa));
-	CHECK(lost(&seen) == 1);
+	CHECK(seen_lost(&seen) == 1);
 	r = qmp_execute(qa, "query-status", NULL, 1000, NULL, &err);
 	/* QEMU removes its socket file on a clean exit: ENOENT. */
 	CHECK(r == -ENOENT);
@@ -207,9 +176,9 @@ int main(void)
 
 	/* A QEMU killed outright: the loss is reported, the socket stays. */
 	qemu_kill(pid);
-	for (int i = 0; i < 200 && lost(&seen) < 2; i++)
+	for (int i = 0; i < 200 && seen_lost(&seen) < 2; i++)
 		test_sleep_ms(10);
-	CHECK(lost(&seen) == 2);
+	CHECK(seen_lost(&seen) == 2);
 	CHECK(qmp_execute(qa, "query-status", NULL, 1000, NULL, NULL) ==
 	      -ECONNREFUSED);
 

@@ -191,3 +191,28 @@ bool qemu_wait_exit(pid_t pid, int ms)
 	} while (test_now_ms() < end);
 	return false;
 }
+
+int seen_lost(struct seen *s)
+{
+	int n;
+
+	pthread_mutex_lock(&s->lock);
+	n = s->lost;
+	pthread_mutex_unlock(&s->lock);
+	return n;
+}
+
+void seen_on_event(void *userdata, const char *event, const char *data,
+		   int64_t seconds, int64_t micros)
+{
+	struct seen *s = userdata;
+
+	pthread_mutex_lock(&s->lock);
+	if (!event)
+		s->lost++;
+	else if (strlen(s->names) + strlen(event) + 2 < sizeof(s->names)) {
+		strcat(s->names, event);
+		strcat(s->names, " ");
+	}
+	pthread_mutex_unlock(&s->lock);
+}

@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
+#include <pthread.h>
+#include <stdint.h>
+
 /*
  * Helpers of the QMP tests: checks, a temp dir per test program, and QEMU
  * processes that are killed on every exit path (exit, a failed check, a
@@ -68,3 +71,15 @@ bool qemu_wait_exit(pid_t pid, int ms);
 
 /* Waits until path accepts a connection (or ms pass). */
 bool wait_listening(const char *path, int ms);
+
+/* Records the events a QMP handler receives, for checks. */
+struct seen {
+	pthread_mutex_t lock;
+	char names[1024]; /* event names, each followed by a space */
+	int lost;         /* connection-lost calls (event == NULL) */
+};
+
+/* A qmp_event_fn that records into the struct seen given as userdata. */
+void seen_on_event(void *userdata, const char *event, const char *data,
+		   int64_t seconds, int64_t micros);
+int seen_lost(struct seen *s);
