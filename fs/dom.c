@@ -18,10 +18,19 @@ void dom_forget(struct dom *d)
 {
 	pthread_mutex_lock(&d->lock);
 	d->gen++;
+	d->qemu_gen++;
 	d->state_known = false;
 	free(d->version);
 	free(d->uuid);
 	d->version = d->uuid = NULL;
+	pthread_mutex_unlock(&d->lock);
+}
+
+void dom_state_unsure(struct dom *d)
+{
+	pthread_mutex_lock(&d->lock);
+	d->gen++;
+	d->state_known = false;
 	pthread_mutex_unlock(&d->lock);
 }
 
@@ -45,6 +54,7 @@ void dom_set_state(struct dom *d, enum hv_state s)
 	d->state_known = source_evented(d->src);
 	/* A QEMU that stopped takes its version with it. */
 	if (s == HV_STATE_SHUTOFF || s == HV_STATE_NOSTATE) {
+		d->qemu_gen++;
 		free(d->version);
 		d->version = NULL;
 	}

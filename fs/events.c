@@ -33,7 +33,8 @@ struct parked {
 
 struct stream {
 	struct stream *next, *prev; /* all streams, under streams_lock */
-	uint64_t slot;              /* 0: every domain */
+	uint64_t slot;              /* 0: every domain of host */
+	int host;                   /* -1: every host */
 
 	/* Guarded by streams_lock. */
 	struct line *head, *tail;
@@ -46,13 +47,14 @@ struct stream {
 static pthread_mutex_t streams_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct stream *streams;
 
-struct stream *stream_open(struct dom *d)
+struct stream *stream_open(struct dom *d, int host)
 {
 	struct stream *s = calloc(1, sizeof(*s));
 
 	if (!s)
 		return NULL;
 	s->slot = d ? d->slot : 0;
+	s->host = d ? -1 : host;
 	pthread_mutex_lock(&streams_lock);
 	s->next = streams;
 	if (streams)
@@ -236,11 +238,15 @@ static const char *const kind_names[] = {
 
 /*
  * One JSON line:
- * {"domain":D,"kind":K,"event":E,"state":S,"data":DATA,"timestamp":{...}}
- * "state" only for kind "state"; "data" is the peer's JSON or null.
+ * {"host":H,"domain":D,"kind":K,"event":E,"state":S,"data":DATA,
+ *  "timestamp":{...}}
+ * "host" only with several hosts; "state" only for kind "state"; "data" is
+ * the peer's JSON or null.
  */
-static struct line *format(const char *domain, const struct hv_event *ev)
+static struct line *format(const char *host, const char *domain,
+			   const struct hv_event *ev)
 {
+	json_object *hostname = json_object_new_string(host ? host : "");
 	json_object *dom = json_object_new_string(domain ? domain : "");
 	json_object *evname = json_object_new_string(ev->name ? ev->name : "");
 	const char *state = ev->kind == HV_EVENT_STATE ?
@@ -250,8 +256,12 @@ static struct line *format(const char *domain, const struct hv_event *ev)
 	int n;
 
 	n = asprintf(&text,
-		"{\"domain\":%s,\"kind\":\"%s\",\"event\":%s,%s%s%s"
+		"{%s%s%s\"domain\":%s,\"kind\":\"%s\",\"event\":%s,%s%s%s"
 		"\"data\":%s,\"timestamp\":{\"seconds\":%lld,\"microseconds\":%lld}}\n",
+		host ? "\"host\":" : "",
+		host ? json_object_to_json_string_ext(hostname,
+						      JSON_C_TO_STRING_PLAIN) : "",
+		host ? "," : "",
 		json_object_to_json_string_ext(dom, JSON_C_TO_STRING_PLAIN),
 		(unsigned)ev->kind < sizeof(kind_names) / sizeof(*kind_names) ?
 			kind_names[ev->kind] : "other",
@@ -260,6 +270,7 @@ static struct line *format(const char *domain, const struct hv_event *ev)
 		state ? "\"," : "",
 		ev->data_json && *ev->data_json ? ev->data_json : "null",
 		(long long)ev->seconds, (long long)ev->micros);
+	json_object_put(hostname);
 	json_object_put(dom);
 	json_object_put(evname);
 	if (n < 0 || (size_t)n > EVENT_LINE_MAX) {
@@ -304,10 +315,11 @@ static void append_locked(struct stream *s, struct line *l)
 	}
 }
 
-void events_publish(struct dom *d, const char *domain_name,
+void events_publish(struct source *src, struct dom *d, const char *domain_name,
 		    const struct hv_event *ev)
 {
 	uint64_t slot = d ? d->slot : 0;
+	int host = src->host->index;
 	struct line *line;
 	bool listening;
 
@@ -316,14 +328,16 @@ void events_publish(struct dom *d, const char *domain_name,
 	pthread_mutex_unlock(&streams_lock);
 	if (!listening) /* skip the formatting */
 		return;
-	line = format(domain_name, ev);
+	line = format(tree_multi_host() ? src->host->name : NULL, domain_name,
+		      ev);
 	if (!line)
 		return;
 	pthread_mutex_lock(&streams_lock);
 	for (struct stream *s = streams; s; s = s->next) {
 		struct line *copy;
 
-		if (s->slot && s->slot != slot)
+		if ((s->slot && s->slot != slot) ||
+		    (s->host >= 0 && s->host != host))
 			continue;
 		copy = malloc(sizeof(*copy) + line->len);
 		if (!copy)

@@ -11,6 +11,7 @@
 #include <syslog.h>
 
 #include "hvfs.h"
+#include "rich.h"
 
 /* Takes ownership of text and makes it the file's contents. */
 static int contents(char *text, char **ret, size_t *ret_len)
@@ -129,6 +130,7 @@ static int read_control(struct dom *d, char **ret, size_t *ret_len,
 }
 
 static int write_control(struct dom *d, const char *buf, size_t len,
+			 char **ret_reply, size_t *ret_reply_len,
 			 char **ret_error)
 {
 	enum hv_verb verb;
@@ -150,7 +152,11 @@ static int write_control(struct dom *d, const char *buf, size_t len,
 		shown[n] = '\0';
 		return hv_error(ret_error, r, "unknown verb \"%s\"", shown);
 	}
-	return hv_control(d->src->conn, d->hv_name, verb, ret_error);
+	r = hv_control(d->src->conn, d->hv_name, verb, ret_error);
+	/* Even a failed verb may have done something. A read that follows
+	 * must not answer from before it. */
+	dom_state_unsure(d);
+	return r;
 }
 
 static int read_error(struct dom *d, char **ret, size_t *ret_len,
@@ -183,6 +189,24 @@ const struct file_type file_types[FK_COUNT] = {
 			 .write = write_control },
 	[FK_ERROR] = { .name = "error", .mode = 0444, .read = read_error },
 	[FK_EVENTS] = { .name = "events", .mode = 0444, .stream = true },
+	[FK_QMP] = { .name = "qmp", .mode = 0600, .write = rich_write_qmp,
+		     .exchange = true },
+	[FK_CPUS] = { .name = "cpus", .mode = 0444, .read = rich_read_cpus },
+	[FK_MEMORY] = { .name = "memory", .mode = 0644,
+			.read = rich_read_memory, .write = rich_write_memory },
+	[FK_SCREEN] = { .name = "screen.png", .mode = 0444,
+			.read = rich_read_screen },
+	[FK_QUERY_DIR] = { .name = "query", .mode = 0555, .dir = true },
+	[FK_BLOCK_DIR] = { .name = "block", .mode = 0555, .dir = true },
+	[FK_QUERY] = { .name = "query", .mode = 0444, .family = true,
+		       .read_arg = rich_read_query },
+	[FK_BLOCK_DEV] = { .name = "block", .mode = 0555, .family = true,
+			   .dir = true },
+	[FK_BLOCK_INFO] = { .name = "block-info", .mode = 0444,
+			    .family = true, .read_arg = rich_read_block_info },
+	[FK_BLOCK_STATS] = { .name = "block-stats", .mode = 0444,
+			     .family = true,
+			     .read_arg = rich_read_block_stats },
 };
 
 int file_kind_by_name(struct dom *d, const char *name)
@@ -190,7 +214,7 @@ int file_kind_by_name(struct dom *d, const char *name)
 	for (unsigned k = 1; k < FK_COUNT; k++) {
 		const struct file_type *t = &file_types[k];
 
-		if (strcmp(t->name, name) == 0)
+		if (!t->family && strcmp(t->name, name) == 0)
 			return !t->present || t->present(d) ? (int)k : -ENOENT;
 	}
 	return -ENOENT;

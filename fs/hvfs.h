@@ -26,7 +26,10 @@
 #define HVFS_MAX_THREADS 128
 #define HVFS_ENTRY_TIMEOUT 0.5
 #define HVFS_ATTR_TIMEOUT 0.5
-#define HVFS_ROOT_EVENTS ".events" /* hidden from globs and plain ls */
+/* The files of the levels above the domains: hidden from globs and plain
+ * ls, and never a domain's name (those are escaped if they start with '.'). */
+#define HVFS_TOP_EVENTS ".events"
+#define HVFS_TOP_ERROR ".error"
 
 struct hvfs_options {
 	int timeout_ms;      /* -o timeout=SECONDS */
@@ -55,16 +58,67 @@ static inline uint64_t ino_slot(fuse_ino_t ino) { return ino >> 24; }
 static inline unsigned ino_kind(fuse_ino_t ino) { return (ino >> 16) & 0xff; }
 static inline unsigned ino_sub(fuse_ino_t ino) { return ino & 0xffff; }
 
-/* ---- tree.c: sources and domains ---- */
+/* ---- tree.c: hosts, sources and domains ---- */
+
+/*
+ * Slot 0 holds what is above the domains: the mount's root and, with several
+ * hosts, one directory per host. Its sub says whose: 0 the root, 2 + h host h
+ * (1 is skipped: kind 0, sub 1 is FUSE_ROOT_ID, the root directory).
+ */
+static inline fuse_ino_t top_ino(int host, unsigned kind)
+{
+	if (host < 0)
+		return kind == 0 ? FUSE_ROOT_ID : ino_make(0, kind, 0);
+	return ino_make(0, kind, 2 + (unsigned)host);
+}
+/* The host of a slot-0 inode, or -1 for the mount's root level. */
+static inline int top_host(fuse_ino_t ino)
+{
+	return ino == FUSE_ROOT_ID || ino_sub(ino) < 2 ? -1
+						       : (int)ino_sub(ino) - 2;
+}
+
+/* One hypervisor host: a libvirt connection, and the QMP sources on it. */
+struct host {
+	char *name;          /* its directory's name (escaped) */
+	int index;           /* position in the order given */
+	pthread_mutex_t lock; /* guards its sources' error */
+};
+
+/* A domain as the last listing of its source that worked saw it. */
+struct listed {
+	char *hv_name;
+	char *name;          /* escaped */
+};
 
 /* One -c / --qmp-dir / --qmp: a connection to a driver. */
 struct source {
+	char *uri;
 	char *label;         /* short name shown on clashes: "libvirt", "qmp", ... */
+	struct host *host;
+	char *error;         /* guarded by host->lock: why it is down, or NULL */
+	/* NULL until opened (a host that was unreachable at start), then
+	 * fixed until tree_free(): read it with source_conn(). */
 	struct hv_conn *conn;
-	/* Set once at start: the driver delivers events, so cached facts stay
-	 * true and the domain list changes only when an event says so. */
+	/* Set while events keep the source's facts true, so cached facts stay
+	 * true and its domain list changes only when an event says so. */
 	bool evented;        /* atomic: false while the peer is lost */
-	bool subscribed;     /* set once at start */
+	bool subscribed;     /* atomic */
+
+	/* Guarded by the tree lock. */
+	struct listed *listing;
+	size_t n_listing;
+
+	/* One listing at a time. */
+	pthread_mutex_t list_lock;
+	int64_t failed_ms;   /* guarded by list_lock: when a listing last failed */
+
+	/* Its worker: opens, refreshes, prefetches, retries with backoff. */
+	pthread_t worker;
+	bool worker_running;
+	pthread_mutex_t kick_lock;
+	pthread_cond_t kick_cond;
+	bool kicked;
 };
 
 struct dom {
@@ -87,32 +141,48 @@ struct dom {
 	enum hv_state state;
 	char *version;       /* NULL: not known */
 	char *uuid;          /* NULL: not known */
+	uint64_t qemu_gen;   /* bumped whenever the QEMU process may change */
+	struct rich *rich;   /* rich.c's cache (query/, block/ names) */
 	struct fuse_pollhandle **watchers; /* pollers waiting for a change */
 	size_t n_watchers;
 };
 
-int tree_add_source(const char *uri, const char *label, char **ret_error);
+/* Records a source given on the command line (opened by tree_open()). */
+int tree_add_source(const char *uri, const char *label);
+
+/*
+ * Groups the sources into hosts and opens them. With one host, a source
+ * that cannot be opened is an error; with several, it is retried in the
+ * background and its host's .error says why.
+ */
+int tree_open(void);
+
+/* Whether the root holds one directory per host. */
+bool tree_multi_host(void);
+
+/* The source's connection, or NULL while it is not open. */
+struct hv_conn *source_conn(struct source *s);
 
 /* Whether events keep s's facts true right now. */
 bool source_evented(struct source *s);
 
-/* Subscribes to every source's events; starts the tree's worker thread. */
+/* Subscribes to every source's events; starts the workers. */
 int tree_start(struct fuse_session *se);
 void tree_stop(void);
 void tree_free(void);
 
 /*
- * Re-reads the domain lists and updates the table; with `only_unevented`,
- * does nothing unless some source lacks events. Names that left the tree
- * are invalidated in the kernel's cache.
+ * Re-reads the domain lists of host (-1: every host) and updates the table;
+ * with `only_unevented`, only of sources that lack events. Names that left
+ * the tree are invalidated in the kernel's cache.
  */
-int tree_refresh(bool only_unevented);
+void tree_refresh(int host, bool only_unevented);
 
-/* Asks the worker thread for a refresh and to fetch what is not cached. */
+/* Asks every source's worker for a refresh and to fetch what is not cached. */
 void tree_kick(void);
 
 /* Lookups return a reference (dom_unref() it), or NULL. */
-struct dom *tree_find_name(const char *name);
+struct dom *tree_find_name(int host, const char *name);
 struct dom *tree_find_slot(uint64_t slot);
 struct dom *tree_find_hv(struct source *src, const char *hv_name);
 struct dom *dom_unref(struct dom *d);
@@ -123,10 +193,19 @@ struct entry {
 	fuse_ino_t ino;
 	bool dir;
 };
-
-/* A snapshot of the domains in the tree, sorted by name. */
-int tree_entries(struct entry **ret, size_t *ret_n);
 void entries_free(struct entry *e, size_t n);
+
+/*
+ * The levels above the domains (slot-0 inodes): the root, host directories,
+ * and their own files .events and .error. -ENOENT for what does not exist.
+ */
+int tree_top_lookup(fuse_ino_t parent, const char *name, fuse_ino_t *ret);
+int tree_top_entries(fuse_ino_t dir, struct entry **ret, size_t *ret_n);
+bool tree_top_exists(fuse_ino_t ino);
+/* The contents of a top-level .error file (malloc'd, maybe ""). */
+int tree_top_error(fuse_ino_t ino, char **ret, size_t *ret_len);
+/* The directory a domain's directory is in. */
+fuse_ino_t tree_parent_of(struct dom *d);
 
 /* Records a failure of `op` on d for its error file and logs it. */
 void dom_set_error(struct dom *d, const char *op, int err, const char *msg);
@@ -141,6 +220,9 @@ int dom_version(struct dom *d, char **ret, char **ret_error);
 int dom_uuid(struct dom *d, char **ret, char **ret_error);
 /* Forgets every cached fact (the domain may be another process now). */
 void dom_forget(struct dom *d);
+/* Forgets the cached state: an action just changed it, and its event may
+ * not have arrived yet. */
+void dom_state_unsure(struct dom *d);
 /* Records a new state from an event and wakes the pollers. */
 void dom_set_state(struct dom *d, enum hv_state s);
 /* Fetches into the cache whatever is not there yet (errors ignored). */
@@ -156,13 +238,13 @@ void dom_release_watchers(struct dom *d);
 /* ---- events.c: event files ---- */
 
 struct stream;
-/* d NULL: every domain's events (the mount's .events file). */
-struct stream *stream_open(struct dom *d);
+/* d NULL: every domain's events of host (-1: of every host). */
+struct stream *stream_open(struct dom *d, int host);
 void stream_release(struct stream *s);
 void stream_read(fuse_req_t req, struct stream *s, size_t size, int flags);
 unsigned stream_poll(struct stream *s, struct fuse_pollhandle *ph);
-/* Hands an event to every open stream that wants it. */
-void events_publish(struct dom *d, const char *domain_name,
+/* Hands an event of src (about d, if known) to every stream that wants it. */
+void events_publish(struct source *src, struct dom *d, const char *domain_name,
 		    const struct hv_event *ev);
 
 /* ---- files.c: the files of a domain ---- */
@@ -178,6 +260,18 @@ enum file_kind {
 	FK_CONTROL,
 	FK_ERROR,
 	FK_EVENTS,
+	/* The rich tree (rich.c). */
+	FK_QMP,
+	FK_CPUS,
+	FK_MEMORY,
+	FK_SCREEN,
+	FK_QUERY_DIR,
+	FK_BLOCK_DIR,
+	/* Families: sub is the index of a name in the domain's rich.c table. */
+	FK_QUERY,            /* query/NAME */
+	FK_BLOCK_DEV,        /* block/NAME/ */
+	FK_BLOCK_INFO,       /* block/NAME/info */
+	FK_BLOCK_STATS,      /* block/NAME/stats */
 	FK_COUNT
 };
 
@@ -190,9 +284,17 @@ struct file_type {
 	int (*read)(struct dom *d, char **ret, size_t *ret_len, char **ret_error);
 	/* A stream (events): read by events.c, not through read(). */
 	bool stream;
-	/* Runs what was written; returns 0 or -errno. */
+	/* Runs what was written; returns 0 or -errno. An `exchange` file
+	 * (qmp) also returns a reply, which reads of that open file give. */
 	int (*write)(struct dom *d, const char *buf, size_t len,
+		     char **ret_reply, size_t *ret_reply_len,
 		     char **ret_error);
+	bool exchange;
+	bool dir;            /* a directory below the domain's (query/, ...) */
+	bool family;         /* named by sub, not by .name (rich.c) */
+	/* The contents of a family file, for the name its sub stands for. */
+	int (*read_arg)(struct dom *d, const char *arg, char **ret,
+			size_t *ret_len, char **ret_error);
 };
 
 extern const struct file_type file_types[FK_COUNT];
@@ -202,6 +304,33 @@ int file_kind_by_name(struct dom *d, const char *name);
 
 /* The mode bits of a file of this kind, with ctlgroup applied. */
 mode_t file_mode(enum file_kind kind);
+
+/* Whether inodes of this kind are directories. */
+static inline bool file_kind_is_dir(unsigned kind)
+{
+	return kind == FK_DIR || (kind < FK_COUNT && file_types[kind].dir);
+}
+
+/* ---- rich.c: qmp, query/, block/, cpus, memory, screen.png ---- */
+
+/*
+ * Lookup and listing in the rich tree's directories (query/, block/,
+ * block/NAME/); `dir` is such a directory's inode, or the domain's own for
+ * rich_entries(), which lists every file of the domain's directory.
+ */
+int rich_lookup(struct dom *d, fuse_ino_t dir, const char *name,
+		fuse_ino_t *ret);
+int rich_entries(struct dom *d, fuse_ino_t dir, struct entry **ret,
+		 size_t *ret_n);
+/*
+ * Whether ino still names something of d: 0, with the name a family's sub
+ * stands for in *ret_arg (malloc'd; NULL for other kinds; ret_arg may be
+ * NULL), or -ENOENT. A sub never changes meaning, so a stale inode can only
+ * be missing, never another thing.
+ */
+int rich_check(struct dom *d, fuse_ino_t ino, char **ret_arg);
+/* Frees d's rich.c state (the domain is being freed). */
+void rich_release(struct dom *d);
 
 /* ---- ops.c ---- */
 extern const struct fuse_lowlevel_ops hvfs_ops;

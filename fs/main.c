@@ -20,13 +20,8 @@
 
 struct hvfs_options hvfs_opts = { .timeout_ms = 5000 };
 
-struct source_arg {
-	char *uri;
-	char *label; /* NULL: the driver's name */
-};
-
-static struct source_arg *source_args;
 static size_t n_source_args;
+static char *first_uri; /* names the mount when it is the only source */
 
 static void usage(FILE *f)
 {
@@ -40,7 +35,9 @@ static void usage(FILE *f)
 "  -c, --connect [NAME=]URI\n"
 "                         a libvirt connection: qemu:///system,\n"
 "                         qemu+unix:///system?socket=PATH, test+unix:///default,\n"
-"                         qemu+tcp://HOST[:PORT]/system\n"
+"                         qemu+tcp://HOST[:PORT]/system; with several, the root\n"
+"                         holds one directory per host: NAME, else the URI's\n"
+"                         host, else this machine's name\n"
 "      --qmp-dir DIR      every QMP socket DIR/NAME.qmp is the domain NAME\n"
 "      --qmp NAME=ADDR    one QMP monitor, ADDR unix:PATH or tcp:HOST:PORT\n"
 "\n"
@@ -48,7 +45,8 @@ static void usage(FILE *f)
 "  -o OPT[,OPT...]        timeout=SECONDS (deadline of every call, default 5),\n"
 "                         ctlgroup=GROUP (that group may write control files),\n"
 "                         allow_other (also turns on default_permissions),\n"
-"                         and any FUSE mount option\n"
+"                         and any FUSE mount option; fstab's own (_netdev,\n"
+"                         nofail, noauto, user, x-*, ...) are ignored\n"
 "  -f                     stay in the foreground, log to stderr\n"
 "  -d                     debug output (implies -f)\n"
 "  -h, --help             this text\n"
@@ -57,10 +55,10 @@ static void usage(FILE *f)
 
 static int add_source(const char *arg, bool may_be_named)
 {
-	struct source_arg *n;
 	const char *eq = strchr(arg, '='), *colon = strchr(arg, ':');
 	char *label = NULL;
 	const char *uri = arg;
+	int r;
 
 	/* NAME=URI: a name has no ':' (a URI's query may hold '='). */
 	if (may_be_named && eq && (!colon || eq < colon)) {
@@ -68,16 +66,41 @@ static int add_source(const char *arg, bool may_be_named)
 		uri = eq + 1;
 		if (!label)
 			return -ENOMEM;
+		if (!*label || strchr(label, '/')) {
+			fprintf(stderr, "hvfs: bad connection name in %s\n",
+				arg);
+			free(label);
+			return -EINVAL;
+		}
 	}
-	n = reallocarray(source_args, n_source_args + 1, sizeof(*n));
-	if (n)
-		source_args = n;
-	if (!n || !(uri = strdup(uri))) {
-		free(label);
+	r = tree_add_source(uri, label);
+	free(label);
+	if (r < 0)
+		return r;
+	if (!n_source_args++ && !(first_uri = strdup(uri)))
 		return -ENOMEM;
-	}
-	source_args[n_source_args++] = (struct source_arg){ (char *)uri, label };
 	return 0;
+}
+
+/*
+ * Options that mount(8), mount.fuse3 or an fstab line may hand us and that
+ * mean nothing to a FUSE mount: fstab and helper flags, and the atime
+ * flavours libfuse does not know (hvfs keeps no atime). They are accepted
+ * and dropped; an unknown option still fails the mount (libfuse says which).
+ */
+static bool ignored_o(const char *opt)
+{
+	static const char *const names[] = {
+		"defaults", "auto",	  "noauto",   "user",
+		"nouser",   "users",	  "owner",    "group",
+		"_netdev",  "nofail",	  "relatime", "strictatime",
+		"diratime", "nodiratime", "lazytime", "nolazytime",
+	};
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcmp(opt, names[i]) == 0)
+			return true;
+	return strncmp(opt, "x-", 2) == 0 || strncmp(opt, "comment=", 8) == 0;
 }
 
 /* Takes our own -o options out of `opts`; the rest goes to FUSE. */
@@ -109,7 +132,7 @@ static int parse_o(const char *opts, struct fuse_args *fargs)
 				hvfs_opts.ctlgroup = g->gr_gid;
 				hvfs_opts.have_ctlgroup = true;
 			}
-		} else {
+		} else if (!ignored_o(tok)) {
 			if (strcmp(tok, "allow_other") == 0)
 				hvfs_opts.allow_other = true;
 			if (fuse_opt_add_arg(fargs, "-o") < 0 ||
@@ -155,6 +178,11 @@ static void report(int fd, char status)
 	if (write(fd, &status, 1) != 1)
 		hvfs_log(LOG_WARNING, "cannot report start-up status");
 	close(fd);
+}
+
+static void log_lib_debug(const char *msg)
+{
+	hvfs_log(LOG_DEBUG, "%s", msg);
 }
 
 int main(int argc, char **argv)
@@ -243,7 +271,7 @@ int main(int argc, char **argv)
 	    fuse_opt_add_arg(&fargs, "-odefault_permissions") < 0)
 		return 1;
 	if (asprintf(&fsname, "-ofsname=%s,subtype=hvfs",
-		     n_source_args == 1 ? source_args[0].uri : "hvfs") < 0 ||
+		     n_source_args == 1 ? first_uri : "hvfs") < 0 ||
 	    fuse_opt_add_arg(&fargs, fsname) < 0)
 		return 1;
 
@@ -252,19 +280,11 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	hvfs_log_init(true, hvfs_opts.debug);
+	if (hvfs_opts.debug)
+		hv_set_debug_log(log_lib_debug);
 
-	for (size_t i = 0; i < n_source_args; i++) {
-		char *err = NULL;
-
-		r = tree_add_source(source_args[i].uri, source_args[i].label,
-				    &err);
-		if (r < 0) {
-			hvfs_log(LOG_ERR, "%s: %s", source_args[i].uri,
-				 err ? err : strerror(-r));
-			free(err);
-			goto out;
-		}
-	}
+	if (tree_open() < 0)
+		goto out;
 	se = fuse_session_new(&fargs, &hvfs_ops, sizeof(hvfs_ops), NULL);
 	if (!se)
 		goto out;
@@ -309,11 +329,7 @@ out:
 		fuse_session_destroy(se);
 	tree_free();
 	fuse_opt_free_args(&fargs);
-	for (size_t i = 0; i < n_source_args; i++) {
-		free(source_args[i].label);
-		free(source_args[i].uri);
-	}
-	free(source_args);
+	free(first_uri);
 	free(fsname);
 	return ret;
 }

@@ -19,7 +19,7 @@
 
 /* An open file: the domain it belongs to and the snapshot of its contents. */
 struct handle {
-	struct dom *dom;             /* NULL for the mount's .events */
+	struct dom *dom;             /* NULL for the files above domains */
 	enum file_kind kind;
 	struct stream *stream;       /* events files */
 	uint64_t seen;               /* state: dom_state_gen() at the last read */
@@ -27,6 +27,8 @@ struct handle {
 	char *buf;
 	size_t len;
 	bool filled;
+	bool fixed;                  /* contents made at open, never again */
+	char *arg;                   /* what a family file's sub names */
 };
 
 /* An open directory: the entries it had when opened. */
@@ -37,12 +39,10 @@ struct dirhandle {
 
 static time_t mount_time;
 
-#define ROOT_EVENTS_INO ino_make(0, FK_EVENTS, 0)
-
-/* The mount's own files at the root level (not in a domain). */
-static bool is_root_file(fuse_ino_t ino)
+/* The levels above the domains (tree.c): the root and host directories. */
+static bool is_top(fuse_ino_t ino)
 {
-	return ino == ROOT_EVENTS_INO;
+	return ino_slot(ino) == 0;
 }
 
 static int reply_err(fuse_req_t req, int err)
@@ -64,7 +64,7 @@ static void fill_attr(fuse_ino_t ino, struct stat *st)
 	st->st_uid = getuid();
 	st->st_gid = getgid();
 	st->st_atime = st->st_mtime = st->st_ctime = mount_time;
-	if (ino == FUSE_ROOT_ID || kind == FK_DIR) {
+	if (ino == FUSE_ROOT_ID || file_kind_is_dir(kind)) {
 		st->st_mode = S_IFDIR | 0555;
 		st->st_nlink = 2;
 		return;
@@ -115,34 +115,31 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct dom *d;
 	int k;
 
-	if (parent == FUSE_ROOT_ID) {
-		if (strcmp(name, HVFS_ROOT_EVENTS) == 0) {
-			reply_entry(req, ROOT_EVENTS_INO);
-			return;
-		}
-		d = tree_find_name(name);
-		if (!d && tree_refresh(true) == 0) {
-			/* A source without events: perhaps it appeared since. */
-			d = tree_find_name(name);
-		}
-		if (!d) {
-			reply_err(req, ENOENT);
-			return;
-		}
-		reply_entry(req, ino_make(d->slot, FK_DIR, 0));
-		dom_unref(d);
+	if (is_top(parent)) {
+		fuse_ino_t ino;
+
+		k = tree_top_lookup(parent, name, &ino);
+		if (k < 0)
+			reply_err(req, k);
+		else
+			reply_entry(req, ino);
 		return;
 	}
-	if (ino_kind(parent) != FK_DIR || !(d = dom_of(req, parent))) {
-		if (ino_kind(parent) != FK_DIR)
+	if (!file_kind_is_dir(ino_kind(parent)) || !(d = dom_of(req, parent))) {
+		if (!file_kind_is_dir(ino_kind(parent)))
 			reply_err(req, ENOTDIR);
 		return;
 	}
-	k = file_kind_by_name(d, name);
-	if (k < 0)
-		reply_err(req, -k);
-	else
-		reply_entry(req, ino_make(d->slot, k, 0));
+	{
+		fuse_ino_t ino;
+
+		/* The domain's files, and below them query/, block/. */
+		k = rich_lookup(d, parent, name, &ino);
+		if (k < 0)
+			reply_err(req, -k);
+		else
+			reply_entry(req, ino);
+	}
 	dom_unref(d);
 }
 
@@ -151,12 +148,23 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 {
 	struct stat st;
 
-	if (ino != FUSE_ROOT_ID && !is_root_file(ino)) {
+	if (is_top(ino)) {
+		if (!tree_top_exists(ino)) {
+			reply_err(req, ENOENT);
+			return;
+		}
+	} else {
 		struct dom *d = dom_of(req, ino);
+		int r;
 
 		if (!d)
 			return;
+		r = rich_check(d, ino, NULL); /* a sub that no longer exists */
 		dom_unref(d);
+		if (r < 0) {
+			reply_err(req, r);
+			return;
+		}
 	}
 	fill_attr(ino, &st);
 	fuse_reply_attr(req, &st, HVFS_ATTR_TIMEOUT);
@@ -168,12 +176,12 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 	struct stat st;
 	struct dom *d;
 
-	if (ino == FUSE_ROOT_ID || ino_kind(ino) == FK_DIR) {
+	if (ino == FUSE_ROOT_ID || file_kind_is_dir(ino_kind(ino))) {
 		reply_err(req, EPERM);
 		return;
 	}
-	if (is_root_file(ino)) {
-		reply_err(req, EACCES);
+	if (is_top(ino)) {
+		reply_err(req, tree_top_exists(ino) ? EACCES : ENOENT);
 		return;
 	}
 	if (!(d = dom_of(req, ino)))
@@ -205,43 +213,15 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 		reply_err(req, ENOMEM);
 		return;
 	}
-	if (ino == FUSE_ROOT_ID) {
-		tree_refresh(true);
-		r = tree_entries(&h->e, &h->n);
-		if (r == 0) {
-			/* The mount's own files, after the domains. */
-			struct entry *n = reallocarray(h->e, h->n + 1,
-						       sizeof(*n));
-
-			if (n)
-				h->e = n;
-			if (!n || !(n[h->n].name = strdup(HVFS_ROOT_EVENTS)))
-				r = -ENOMEM;
-			else {
-				n[h->n].dir = false;
-				n[h->n++].ino = ROOT_EVENTS_INO;
-			}
-		}
+	if (is_top(ino)) {
+		r = tree_top_entries(ino, &h->e, &h->n);
 	} else {
 		if (!(d = dom_of(req, ino))) {
 			free(h);
 			return;
 		}
-		h->e = calloc(FK_COUNT, sizeof(*h->e));
-		if (!h->e)
-			r = -ENOMEM;
-		for (unsigned k = 1; !r && k < FK_COUNT; k++) {
-			struct entry *e = &h->e[h->n];
-
-			if (file_kind_by_name(d, file_types[k].name) < 0)
-				continue;
-			e->ino = ino_make(d->slot, k, 0);
-			e->name = strdup(file_types[k].name);
-			if (!e->name)
-				r = -ENOMEM;
-			else
-				h->n++;
-		}
+		/* The domain's files, or query/, block/, block/NAME/. */
+		r = rich_entries(d, ino, &h->e, &h->n);
 		dom_unref(d);
 	}
 	if (r < 0) {
@@ -309,28 +289,58 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	const struct file_type *t = &file_types[kind];
 	struct handle *h;
 	struct dom *d = NULL;
+	char *arg = NULL;
 
-	if (ino == FUSE_ROOT_ID || kind == FK_DIR) {
+	if (ino == FUSE_ROOT_ID || file_kind_is_dir(kind)) {
 		reply_err(req, EISDIR);
 		return;
 	}
-	if (!is_root_file(ino) && !(d = dom_of(req, ino)))
+	if (is_top(ino) && !tree_top_exists(ino)) {
+		reply_err(req, ENOENT);
+		return;
+	}
+	if (!is_top(ino) && !(d = dom_of(req, ino)))
 		return;
 	if ((acc != O_RDONLY && !t->write) ||
-	    (acc != O_WRONLY && !t->read && !t->stream)) {
+	    (acc != O_WRONLY && !t->read && !t->read_arg && !t->stream &&
+	     !t->exchange)) {
 		dom_unref(d);
 		reply_err(req, EACCES);
 		return;
 	}
+	if (d) {
+		/* query/NAME, block/NAME/...: NAME must still exist. */
+		int r = rich_check(d, ino, &arg);
+
+		if (r < 0) {
+			dom_unref(d);
+			reply_err(req, r);
+			return;
+		}
+	}
 	h = calloc(1, sizeof(*h));
-	if (!h || (t->stream && !(h->stream = stream_open(d)))) {
+	if (!h || (t->stream && !(h->stream = stream_open(d, top_host(ino))))) {
 		free(h);
+		free(arg);
 		dom_unref(d);
 		reply_err(req, ENOMEM);
 		return;
 	}
 	h->dom = d;
 	h->kind = kind;
+	h->arg = arg;
+	/* qmp: reads give the reply to this open file's last write. */
+	h->fixed = t->exchange;
+	if (is_top(ino) && kind == FK_ERROR) {
+		int r = tree_top_error(ino, &h->buf, &h->len);
+
+		if (r < 0) {
+			free(h);
+			reply_err(req, r);
+			return;
+		}
+		h->filled = h->fixed = true;
+	}
 	pthread_mutex_init(&h->lock, NULL);
 	fi->fh = (uintptr_t)h;
 	fi->direct_io = 1;
@@ -343,13 +353,15 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 	const struct file_type *t = &file_types[h->kind];
+	char *out = NULL;
+	size_t n = 0;
 
 	if (h->stream) {
 		stream_read(req, h->stream, size, fi->flags);
 		return;
 	}
 	pthread_mutex_lock(&h->lock);
-	if (off == 0 || !h->filled) {
+	if (!h->fixed && (off == 0 || !h->filled)) {
 		char *buf = NULL, *err = NULL;
 		size_t len = 0;
 		int r;
@@ -357,14 +369,17 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		/* Taken before reading: a change after it wakes poll(). */
 		if (h->kind == FK_STATE)
 			h->seen = dom_state_gen(h->dom);
-		r = t->read(h->dom, &buf, &len, &err);
+		r = t->read_arg ? t->read_arg(h->dom, h->arg, &buf, &len, &err)
+				: t->read(h->dom, &buf, &len, &err);
 
 		if (r < 0) {
 			pthread_mutex_unlock(&h->lock);
 			if (r != -ENODATA) {
 				char *op = NULL;
 
-				if (asprintf(&op, "read %s", t->name) >= 0)
+				if (asprintf(&op, "read %s%s%s", t->name,
+					     h->arg ? " " : "",
+					     h->arg ? h->arg : "") >= 0)
 					dom_set_error(h->dom, op, r, err);
 				free(op);
 			}
@@ -377,12 +392,23 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		h->len = len;
 		h->filled = true;
 	}
-	if ((size_t)off >= h->len)
-		fuse_reply_buf(req, NULL, 0);
-	else
-		fuse_reply_buf(req, h->buf + off,
-			       size < h->len - off ? size : h->len - off);
+	/*
+	 * Reply with a copy, after unlocking: once the reply is out, the
+	 * reader may close the file and RELEASE free h on another thread
+	 * before this one could touch h->lock again (found by test_load).
+	 */
+	if ((size_t)off < h->len) {
+		n = size < h->len - off ? size : h->len - off;
+		out = malloc(n ? n : 1);
+		if (out)
+			memcpy(out, h->buf + off, n);
+	}
 	pthread_mutex_unlock(&h->lock);
+	if (n && !out)
+		reply_err(req, ENOMEM);
+	else
+		fuse_reply_buf(req, out, n);
+	free(out);
 }
 
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
@@ -391,14 +417,26 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 	const struct file_type *t = &file_types[h->kind];
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
-	char *err = NULL, *op = NULL;
-	int r;
+	char *err = NULL, *op = NULL, *reply = NULL;
+	size_t reply_len = 0;
+	int r, shown = 0;
 
 	/* Offsets mean nothing to a command file: each write is one command. */
-	r = t->write(h->dom, buf, size, &err);
-	if (asprintf(&op, "%s %.*s", t->name,
-		     (int)strcspn(buf, "\n") > 64 ? 64 : (int)strcspn(buf, "\n"),
-		     buf) < 0)
+	r = t->write(h->dom, buf, size, &reply, &reply_len, &err);
+	if (r == 0 && t->exchange) {
+		pthread_mutex_lock(&h->lock);
+		free(h->buf);
+		h->buf = reply;
+		h->len = reply_len;
+		h->filled = true;
+		pthread_mutex_unlock(&h->lock);
+		reply = NULL;
+	}
+	free(reply);
+	/* The first line, at most 64 bytes (buf is not NUL-terminated). */
+	while ((size_t)shown < size && shown < 64 && buf[shown] != '\n')
+		shown++;
+	if (asprintf(&op, "%s %.*s", t->name, shown, buf) < 0)
 		op = NULL;
 	hvfs_log(LOG_NOTICE, "%s: uid %u pid %u wrote %s: %s", h->dom->name,
 		 (unsigned)ctx->uid, (unsigned)ctx->pid, op ? op : t->name,
@@ -423,6 +461,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 	dom_unref(h->dom);
 	pthread_mutex_destroy(&h->lock);
 	free(h->buf);
+	free(h->arg);
 	free(h);
 	fuse_reply_err(req, 0);
 }

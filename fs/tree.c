@@ -1,10 +1,18 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * The domain table: which domains the tree shows, under which names, and in
- * which slots. Two sorted arrays index the same live domains, by tree name
- * (lookup, readdir) and by slot (every operation on an inode).
+ * The domain table: which hosts and domains the tree shows, under which
+ * names, and in which slots. Two sorted arrays index the same live domains,
+ * by (host, tree name) for lookup and readdir, and by slot for every
+ * operation on an inode.
+ *
+ * Each source keeps the last listing of its domains that worked; the table
+ * is rebuilt from all of them whenever one changes, so a source that is
+ * slow or down never holds up another one. Each source has a worker thread
+ * of its own that opens it, re-lists it, fetches what is not cached, and
+ * retries with backoff while its peer is lost.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,46 +22,310 @@
 
 #include "hvfs.h"
 
-static pthread_mutex_t tree_lock = PTHREAD_MUTEX_INITIALIZER;
-/* Serialises refreshes, so two of them never race to add one domain. */
-static pthread_mutex_t refresh_lock = PTHREAD_MUTEX_INITIALIZER;
+#define PREFETCH_THREADS 8
+#define RETRY_MS_MIN 500
+#define RETRY_MS_MAX 8000
+/* A read does not re-list a source whose listing failed this recently: it
+ * answers from the last listing, and the worker keeps retrying. */
+#define FAILED_QUIET_MS 1000
 
+static pthread_mutex_t tree_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static struct host **hosts;
+static size_t n_hosts;
 static struct source **sources;
 static size_t n_sources;
 
 static struct fuse_session *session; /* for invalidations, once mounted */
+static bool stopping;                 /* atomic */
 
-static struct dom **by_name; /* sorted by name */
+static struct dom **by_name; /* sorted by host, then name */
 static struct dom **by_slot; /* sorted by slot */
 static size_t n_doms;
 static uint64_t next_slot = 1;
 
-int tree_add_source(const char *uri, const char *label, char **ret_error)
+static int64_t now_ms(void)
 {
-	struct hv_options o = { .timeout_ms = hvfs_opts.timeout_ms };
-	struct source *s, **n;
-	int r;
+	struct timespec t;
 
-	s = calloc(1, sizeof(*s));
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+bool tree_multi_host(void)
+{
+	return n_hosts > 1;
+}
+
+struct hv_conn *source_conn(struct source *s)
+{
+	return __atomic_load_n(&s->conn, __ATOMIC_ACQUIRE);
+}
+
+bool source_evented(struct source *s)
+{
+	return __atomic_load_n(&s->evented, __ATOMIC_ACQUIRE);
+}
+
+static void set_evented(struct source *s, bool on)
+{
+	__atomic_store_n(&s->evented, on, __ATOMIC_RELEASE);
+}
+
+static bool subscribed(struct source *s)
+{
+	return __atomic_load_n(&s->subscribed, __ATOMIC_ACQUIRE);
+}
+
+/* The level of the tree a host's domains are in: -1 (the root) or h. */
+static int level_of(const struct host *h)
+{
+	return tree_multi_host() ? h->index : -1;
+}
+
+/* ---- hosts ---- */
+
+/*
+ * Sets (op non-NULL) or clears why s is unreachable, as its host's .error
+ * shows it, and logs the change: a source that stays down is not logged
+ * again at every retry.
+ */
+static void source_set_error(struct source *s, const char *op, int err,
+			     const char *msg)
+{
+	struct host *h = s->host;
+	const char *uri = s->uri;
+	char *text = NULL;
+	bool same;
+
+	if (op) {
+		char stamp[32];
+		const char *ename = strerrorname_np(-err);
+		time_t now = time(NULL);
+		struct tm tm;
+
+		gmtime_r(&now, &tm);
+		strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		if (asprintf(&text, "%s %s %s: %s (%s)\n", stamp, op, uri,
+			     msg ? msg : strerror(-err),
+			     ename ? ename : "?") < 0)
+			text = NULL;
+	}
+	pthread_mutex_lock(&h->lock);
+	/* The same failure again: compare past the time stamp. */
+	same = text && s->error && strcmp(strchr(text, ' '),
+					  strchr(s->error, ' ')) == 0;
+	if (!text && s->error)
+		hvfs_log(LOG_NOTICE, "%s: %s is back", h->name, uri);
+	else if (text && !same)
+		hvfs_log(LOG_ERR, "%s: %s", h->name, strchr(text, ' ') + 1);
+	free(s->error);
+	s->error = text;
+	pthread_mutex_unlock(&h->lock);
+}
+
+static struct host *host_new(const char *name)
+{
+	struct host *h = calloc(1, sizeof(*h)), **n;
+
+	if (!h || !(h->name = tree_escape_name(name)))
+		goto fail;
+	n = reallocarray(hosts, n_hosts + 1, sizeof(*hosts));
+	if (!n)
+		goto fail;
+	hosts = n;
+	h->index = (int)n_hosts;
+	pthread_mutex_init(&h->lock, NULL);
+	hosts[n_hosts++] = h;
+	return h;
+fail:
+	if (h)
+		free(h->name);
+	free(h);
+	return NULL;
+}
+
+/*
+ * The host part of a URI "scheme://[user@]HOST[:PORT]/path", or "" when
+ * it names the local host. A bracketed IPv6 address loses its brackets.
+ */
+static char *uri_host(const char *uri)
+{
+	const char *p = strstr(uri, "://"), *end;
+
+	if (!p)
+		return strdup("");
+	p += 3;
+	end = p + strcspn(p, "/?");
+	for (const char *at = p; at < end; at++)
+		if (*at == '@')
+			p = at + 1;
+	if (*p == '[') {
+		const char *close = memchr(p, ']', end - p);
+
+		if (close)
+			return strndup(p + 1, close - p - 1);
+	}
+	return strndup(p, strcspn(p, ":/?") < (size_t)(end - p) ?
+				  strcspn(p, ":/?") : (size_t)(end - p));
+}
+
+static char *local_host_name(void)
+{
+	char name[HOST_NAME_MAX + 1] = "";
+
+	if (gethostname(name, sizeof(name) - 1) < 0 || !name[0])
+		strcpy(name, "localhost");
+	return strdup(name);
+}
+
+int tree_add_source(const char *uri, const char *label)
+{
+	struct source *s = calloc(1, sizeof(*s)), **n;
+
 	if (!s)
 		return -ENOMEM;
-	r = hv_open(uri, &o, &s->conn, ret_error);
-	if (r < 0) {
-		free(s);
-		return r;
-	}
-	s->label = strdup(label ? label : hv_driver_name(s->conn));
+	s->uri = strdup(uri);
+	s->label = label ? strdup(label) : NULL;
 	n = reallocarray(sources, n_sources + 1, sizeof(*sources));
-	if (!s->label || !n) {
-		hv_close(s->conn);
+	if (!s->uri || (label && !s->label) || !n) {
+		free(s->uri);
 		free(s->label);
 		free(s);
 		return -ENOMEM;
 	}
+	pthread_mutex_init(&s->list_lock, NULL);
+	pthread_mutex_init(&s->kick_lock, NULL);
+	pthread_cond_init(&s->kick_cond, NULL);
 	sources = n;
 	sources[n_sources++] = s;
 	return 0;
 }
+
+/*
+ * Every libvirt connection is a host of its own, named by its -c NAME, else
+ * by its URI's host, else after this machine. QMP sources are on this
+ * machine: they join the first libvirt connection to it, or a host named
+ * after this machine.
+ */
+static int assign_hosts(void)
+{
+	struct host *local = NULL;
+
+	for (size_t k = 0; k < n_sources; k++) {
+		struct source *s = sources[k];
+		const char *drv = hv_uri_driver(s->uri);
+		char *name;
+
+		if (!drv) {
+			hvfs_log(LOG_ERR, "%s: no driver takes this URI", s->uri);
+			return -EINVAL;
+		}
+		if (strcmp(drv, "qmp") == 0)
+			continue;
+		name = s->label ? strdup(s->label) : uri_host(s->uri);
+		if (name && !*name && !s->label) {
+			free(name);
+			name = local_host_name();
+		}
+		if (!name)
+			return -ENOMEM;
+		for (size_t i = 0; i < n_hosts; i++)
+			if (strcmp(hosts[i]->name, name) == 0) {
+				hvfs_log(LOG_ERR, "two connections to host %s: "
+					 "name them with -c NAME=URI", name);
+				free(name);
+				return -EINVAL;
+			}
+		s->host = host_new(name);
+		free(name);
+		if (!s->host || !(name = uri_host(s->uri)))
+			return -ENOMEM;
+		if (!local && !*name)
+			local = s->host;
+		free(name);
+	}
+	for (size_t k = 0; k < n_sources; k++) {
+		struct source *s = sources[k];
+
+		if (s->host)
+			continue;
+		if (!local) {
+			char *name = local_host_name();
+
+			for (size_t i = 0; name && i < n_hosts; i++)
+				if (strcmp(hosts[i]->name, name) == 0) {
+					hvfs_log(LOG_ERR, "a connection is "
+						 "named %s, like this host: "
+						 "name it otherwise", name);
+					free(name);
+					return -EINVAL;
+				}
+			local = name ? host_new(name) : NULL;
+			free(name);
+			if (!local)
+				return -ENOMEM;
+		}
+		s->host = local;
+	}
+	for (size_t k = 0; k < n_sources; k++)
+		if (!sources[k]->label &&
+		    !(sources[k]->label = strdup(hv_uri_driver(sources[k]->uri))))
+			return -ENOMEM;
+	return 0;
+}
+
+/* Opens s; on failure records why in its host's .error. */
+static int source_open(struct source *s)
+{
+	struct hv_options o = { .timeout_ms = hvfs_opts.timeout_ms };
+	struct hv_conn *c = NULL;
+	char *err = NULL;
+	int r = hv_open(s->uri, &o, &c, &err);
+
+	if (r < 0) {
+		source_set_error(s, "connect", r, err);
+		free(err);
+		return r;
+	}
+	__atomic_store_n(&s->conn, c, __ATOMIC_RELEASE);
+	return 0;
+}
+
+static void *open_thread(void *arg)
+{
+	source_open(arg);
+	return NULL;
+}
+
+int tree_open(void)
+{
+	pthread_t *threads;
+	bool *started;
+	int r = assign_hosts();
+
+	if (r < 0)
+		return r;
+	/* All at once: a slow host delays the mount by one deadline at most. */
+	threads = calloc(n_sources, sizeof(*threads));
+	started = calloc(n_sources, sizeof(*started));
+	for (size_t k = 0; threads && started && k < n_sources; k++)
+		started[k] = pthread_create(&threads[k], NULL, open_thread,
+					    sources[k]) == 0;
+	for (size_t k = 0; k < n_sources; k++) {
+		if (started && started[k])
+			pthread_join(threads[k], NULL);
+		else
+			source_open(sources[k]);
+		if (!source_conn(sources[k]) && !tree_multi_host())
+			r = -EIO;
+	}
+	free(threads);
+	free(started);
+	return r;
+}
+
+/* ---- domains ---- */
 
 static void dom_free(struct dom *d)
 {
@@ -64,6 +336,7 @@ static void dom_free(struct dom *d)
 	free(d->error);
 	free(d->version);
 	free(d->uuid);
+	rich_release(d);
 	free(d);
 }
 
@@ -81,6 +354,15 @@ struct dom *dom_unref(struct dom *d)
 	return NULL;
 }
 
+static void listing_free(struct listed *l, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(l[i].hv_name);
+		free(l[i].name);
+	}
+	free(l);
+}
+
 void tree_free(void)
 {
 	/* Close first: no driver thread may deliver an event after this. */
@@ -93,18 +375,44 @@ void tree_free(void)
 	by_name = by_slot = NULL;
 	n_doms = 0;
 	for (size_t i = 0; i < n_sources; i++) {
-		free(sources[i]->label);
-		free(sources[i]);
+		struct source *s = sources[i];
+
+		listing_free(s->listing, s->n_listing);
+		pthread_mutex_destroy(&s->list_lock);
+		pthread_mutex_destroy(&s->kick_lock);
+		pthread_cond_destroy(&s->kick_cond);
+		free(s->uri);
+		free(s->label);
+		free(s->error);
+		free(s);
 	}
 	free(sources);
 	sources = NULL;
 	n_sources = 0;
+	for (size_t i = 0; i < n_hosts; i++) {
+		pthread_mutex_destroy(&hosts[i]->lock);
+		free(hosts[i]->name);
+		free(hosts[i]);
+	}
+	free(hosts);
+	hosts = NULL;
+	n_hosts = 0;
+}
+
+static int cmp_host_name(int ha, const char *na, int hb, const char *nb)
+{
+	if (ha != hb)
+		return ha < hb ? -1 : 1;
+	return strcmp(na, nb);
 }
 
 static int cmp_name(const void *a, const void *b)
 {
-	return strcmp((*(struct dom *const *)a)->name,
-		      (*(struct dom *const *)b)->name);
+	const struct dom *x = *(struct dom *const *)a;
+	const struct dom *y = *(struct dom *const *)b;
+
+	return cmp_host_name(x->src->host->index, x->name,
+			     y->src->host->index, y->name);
 }
 
 static int cmp_slot(const void *a, const void *b)
@@ -116,22 +424,31 @@ static int cmp_slot(const void *a, const void *b)
 }
 
 /* Caller holds tree_lock. */
-static struct dom *find_name_locked(const char *name)
+static struct dom *find_name_locked(int host, const char *name)
 {
-	struct dom key = { .name = (char *)name }, *kp = &key, **p;
+	size_t lo = 0, hi = n_doms;
 
-	if (!n_doms)
-		return NULL;
-	p = bsearch(&kp, by_name, n_doms, sizeof(*by_name), cmp_name);
-	return p ? *p : NULL;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		struct dom *d = by_name[mid];
+		int c = cmp_host_name(host, name, d->src->host->index, d->name);
+
+		if (c == 0)
+			return d;
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return NULL;
 }
 
-struct dom *tree_find_name(const char *name)
+struct dom *tree_find_name(int host, const char *name)
 {
 	struct dom *d;
 
 	pthread_mutex_lock(&tree_lock);
-	d = find_name_locked(name);
+	d = find_name_locked(host, name);
 	if (d)
 		d->refs++;
 	pthread_mutex_unlock(&tree_lock);
@@ -168,29 +485,9 @@ struct dom *tree_find_hv(struct source *src, const char *hv_name)
 	return d;
 }
 
-int tree_entries(struct entry **ret, size_t *ret_n)
+fuse_ino_t tree_parent_of(struct dom *d)
 {
-	struct entry *e;
-	size_t n;
-
-	pthread_mutex_lock(&tree_lock);
-	n = n_doms;
-	e = calloc(n ? n : 1, sizeof(*e));
-	for (size_t i = 0; e && i < n; i++) {
-		e[i].name = strdup(by_name[i]->name);
-		e[i].ino = ino_make(by_name[i]->slot, FK_DIR, 0);
-		e[i].dir = true;
-		if (!e[i].name) {
-			entries_free(e, i);
-			e = NULL;
-		}
-	}
-	pthread_mutex_unlock(&tree_lock);
-	if (!e)
-		return -ENOMEM;
-	*ret = e;
-	*ret_n = n;
-	return 0;
+	return top_ino(level_of(d->src->host), FK_DIR);
 }
 
 void entries_free(struct entry *e, size_t n)
@@ -258,17 +555,20 @@ char *tree_escape_name(const char *name)
 	return out;
 }
 
+/* ---- rebuilding the table from the listings ---- */
+
 struct seen {
 	struct source *src;
-	char *hv_name;
-	char *name; /* escaped */
-	bool clash;
+	const char *hv_name;
+	char *name; /* the tree name: escaped, maybe NAME@label */
 };
 
 static int cmp_seen(const void *a, const void *b)
 {
-	return strcmp(((const struct seen *)a)->name,
-		      ((const struct seen *)b)->name);
+	const struct seen *x = a, *y = b;
+
+	return cmp_host_name(x->src->host->index, x->name,
+			     y->src->host->index, y->name);
 }
 
 static struct dom *dom_new(struct source *src, const char *hv_name,
@@ -292,66 +592,85 @@ static struct dom *dom_new(struct source *src, const char *hv_name,
 	return d;
 }
 
-/*
- * Rebuilds the table from `seen`: a domain keeps its slot as long as its
- * source, driver name and tree name stay the same. Sources whose listing
- * failed keep the domains they had (their files then report the failure).
- */
-static int reconcile(struct seen *seen, size_t n_seen, const bool *failed,
-		     char ***ret_gone, size_t *ret_n_gone)
-{
-	char **gone = NULL;
-	size_t n_gone = 0;
-	struct dom **names, **slots;
-	size_t n = 0, cap = n_seen;
+/* A name that left the tree, to invalidate in the kernel's cache. */
+struct gone {
+	fuse_ino_t parent;
+	char *name;
+};
 
-	pthread_mutex_lock(&tree_lock);
-	for (size_t i = 0; i < n_doms; i++)
-		for (size_t k = 0; k < n_sources; k++)
-			if (failed[k] && by_name[i]->src == sources[k])
-				cap++;
+/*
+ * Rebuilds the table from every source's listing; caller holds tree_lock.
+ * A domain keeps its slot as long as its source, driver name and tree name
+ * stay the same. A name two sources of one host share is shown as
+ * NAME@LABEL for both.
+ */
+static int rebuild_locked(struct gone **ret_gone, size_t *ret_n_gone)
+{
+	struct seen *seen;
+	struct dom **names, **slots;
+	struct gone *gone = NULL;
+	size_t n_seen = 0, cap = 0, n = 0, n_gone = 0;
+	int r = -ENOMEM;
+
+	for (size_t k = 0; k < n_sources; k++)
+		cap += sources[k]->n_listing;
+	seen = calloc(cap ? cap : 1, sizeof(*seen));
 	names = calloc(cap ? cap : 1, sizeof(*names));
 	slots = calloc(cap ? cap : 1, sizeof(*slots));
-	if (!names || !slots) {
-		pthread_mutex_unlock(&tree_lock);
-		free(names);
-		free(slots);
-		return -ENOMEM;
-	}
-	for (size_t i = 0; i < n_doms; i++)
-		by_name[i]->gone = true;
-	for (size_t i = 0; i < n_seen; i++) {
-		struct dom *d = find_name_locked(seen[i].name);
-
-		if (d && d->gone && d->src == seen[i].src &&
-		    strcmp(d->hv_name, seen[i].hv_name) == 0) {
-			d->refs++;
-			d->gone = false;
-		} else {
-			d = dom_new(seen[i].src, seen[i].hv_name, seen[i].name);
-			if (!d)
-				continue;
-			d->slot = next_slot++;
-		}
-		names[n++] = d;
-	}
-	for (size_t i = 0; i < n_doms; i++)
-		for (size_t k = 0; k < n_sources; k++)
-			if (failed[k] && by_name[i]->src == sources[k]) {
-				by_name[i]->refs++;
-				by_name[i]->gone = false;
-				names[n++] = by_name[i];
-			}
-	/* Drop the old table's references; domains not taken over are gone. */
 	if (n_doms)
 		gone = calloc(n_doms, sizeof(*gone));
+	if (!seen || !names || !slots || (n_doms && !gone))
+		goto out;
+	for (size_t k = 0; k < n_sources; k++)
+		for (size_t i = 0; i < sources[k]->n_listing; i++)
+			seen[n_seen++] = (struct seen){
+				.src = sources[k],
+				.hv_name = sources[k]->listing[i].hv_name,
+				.name = sources[k]->listing[i].name,
+			};
+	if (n_seen)
+		qsort(seen, n_seen, sizeof(*seen), cmp_seen);
+	for (size_t i = 0; i < n_seen; i++) {
+		bool clash = (i > 0 && cmp_seen(&seen[i - 1], &seen[i]) == 0) ||
+			     (i + 1 < n_seen &&
+			      cmp_seen(&seen[i], &seen[i + 1]) == 0);
+		char *qualified = NULL;
+		const char *name = seen[i].name;
+		struct dom *d;
+
+		if (clash) {
+			if (asprintf(&qualified, "%s@%s", name,
+				     seen[i].src->label) < 0)
+				continue;
+			name = qualified;
+		}
+		d = find_name_locked(seen[i].src->host->index, name);
+		if (d && !d->gone && d->src == seen[i].src &&
+		    strcmp(d->hv_name, seen[i].hv_name) == 0) {
+			d->refs++;
+			d->gone = true; /* marks it taken over */
+		} else {
+			d = dom_new(seen[i].src, seen[i].hv_name, name);
+			if (d)
+				d->slot = next_slot++;
+		}
+		free(qualified);
+		if (d)
+			names[n++] = d;
+	}
+	/* The old table: what was taken over stays, the rest is gone. */
 	for (size_t i = 0; i < n_doms; i++) {
 		struct dom *d = by_name[i];
 
-		if (d->gone && gone && (gone[n_gone] = strdup(d->name)))
-			n_gone++;
-		if (d->gone)
+		if (d->gone) {
+			d->gone = false;
+		} else {
+			d->gone = true;
+			gone[n_gone].parent = tree_parent_of(d);
+			if ((gone[n_gone].name = strdup(d->name)))
+				n_gone++;
 			dom_release_watchers(d);
+		}
 		if (--d->refs == 0)
 			dom_free(d);
 	}
@@ -363,117 +682,103 @@ static int reconcile(struct seen *seen, size_t n_seen, const bool *failed,
 	by_name = names;
 	by_slot = slots;
 	n_doms = n;
-	pthread_mutex_unlock(&tree_lock);
+	names = slots = NULL;
+	r = 0;
+out:
+	free(seen);
+	free(names);
+	free(slots);
 	*ret_gone = gone;
 	*ret_n_gone = n_gone;
-	return 0;
+	return r;
 }
 
-bool source_evented(struct source *s)
+/*
+ * Lists one source and, if that worked, rebuilds the table. With `quiet`,
+ * a source whose listing failed a moment ago is left alone (its worker
+ * retries). Returns 0 or the listing's error.
+ */
+static int refresh_source(struct source *s, bool quiet)
 {
-	return __atomic_load_n(&s->evented, __ATOMIC_ACQUIRE);
-}
+	struct hv_conn *c = source_conn(s);
+	struct hv_domain_info *info = NULL;
+	struct listed *l;
+	struct gone *gone = NULL;
+	size_t n = 0, n_l = 0, n_gone = 0;
+	char *err = NULL;
+	int r;
 
-static void set_evented(struct source *s, bool on)
-{
-	__atomic_store_n(&s->evented, on, __ATOMIC_RELEASE);
-}
-
-int tree_refresh(bool only_unevented)
-{
-	struct seen *seen = NULL;
-	size_t n_seen = 0, n_gone = 0;
-	char **gone = NULL;
-	bool *failed, any = !only_unevented;
-	int r = 0;
-
-	for (size_t k = 0; k < n_sources && !any; k++)
-		any = !source_evented(sources[k]);
-	if (!any)
-		return 0;
-	pthread_mutex_lock(&refresh_lock);
-	failed = calloc(n_sources ? n_sources : 1, sizeof(*failed));
-	if (!failed) {
-		r = -ENOMEM;
-		goto out;
+	if (!c)
+		return -ENOTCONN;
+	pthread_mutex_lock(&s->list_lock);
+	if (quiet && s->failed_ms &&
+	    now_ms() - s->failed_ms < FAILED_QUIET_MS) {
+		pthread_mutex_unlock(&s->list_lock);
+		return -EAGAIN;
 	}
-	for (size_t k = 0; k < n_sources; k++) {
-		struct hv_domain_info *info = NULL;
-		struct seen *ns;
-		char *err = NULL;
-		size_t n = 0;
-		int q;
-
-		q = hv_list_domains(sources[k]->conn, &info, &n, &err);
-		if (q < 0) {
-			hvfs_log(LOG_WARNING, "%s: listing domains: %s",
-				 hv_uri(sources[k]->conn),
-				 err ? err : strerror(-q));
-			failed[k] = true;
-			free(err);
-			continue;
+	r = hv_list_domains(c, &info, &n, &err);
+	if (r < 0) {
+		s->failed_ms = now_ms();
+		pthread_mutex_unlock(&s->list_lock);
+		source_set_error(s, "list", r, err);
+		free(err);
+		return r;
+	}
+	s->failed_ms = 0;
+	source_set_error(s, NULL, 0, NULL);
+	if (subscribed(s))
+		set_evented(s, true);
+	l = calloc(n ? n : 1, sizeof(*l));
+	for (size_t i = 0; l && i < n; i++) {
+		l[n_l].hv_name = strdup(info[i].name);
+		l[n_l].name = tree_escape_name(info[i].name);
+		if (l[n_l].hv_name && l[n_l].name) {
+			n_l++;
+		} else {
+			free(l[n_l].hv_name);
+			free(l[n_l].name);
 		}
-		if (sources[k]->subscribed)
-			set_evented(sources[k], true);
-		ns = reallocarray(seen, n_seen + n + 1, sizeof(*seen));
-		if (!ns) {
-			free(info);
-			r = -ENOMEM;
-			goto out;
-		}
-		seen = ns;
-		for (size_t i = 0; i < n; i++) {
-			struct seen *s = &seen[n_seen];
-
-			*s = (struct seen){ .src = sources[k] };
-			s->hv_name = strdup(info[i].name);
-			s->name = tree_escape_name(info[i].name);
-			if (!s->hv_name || !s->name) {
-				free(s->hv_name);
-				free(s->name);
-				continue;
-			}
-			n_seen++;
-		}
-		free(info);
 	}
-
-	/* A name two sources share is shown as NAME@LABEL for both. */
-	if (n_seen)
-		qsort(seen, n_seen, sizeof(*seen), cmp_seen);
-	for (size_t i = 0; i + 1 < n_seen; i++)
-		if (strcmp(seen[i].name, seen[i + 1].name) == 0)
-			seen[i].clash = seen[i + 1].clash = true;
-	for (size_t i = 0; i < n_seen; i++) {
-		char *qualified;
-
-		if (!seen[i].clash)
-			continue;
-		if (asprintf(&qualified, "%s@%s", seen[i].name,
-			     seen[i].src->label) < 0)
-			continue;
-		free(seen[i].name);
-		seen[i].name = qualified;
+	free(info);
+	if (!l) {
+		pthread_mutex_unlock(&s->list_lock);
+		return -ENOMEM;
 	}
-	r = reconcile(seen, n_seen, failed, &gone, &n_gone);
-out:
-	for (size_t i = 0; i < n_seen; i++) {
-		free(seen[i].hv_name);
-		free(seen[i].name);
-	}
-	free(seen);
-	free(failed);
-	pthread_mutex_unlock(&refresh_lock);
+	pthread_mutex_lock(&tree_lock);
+	listing_free(s->listing, s->n_listing);
+	s->listing = l;
+	s->n_listing = n_l;
+	r = rebuild_locked(&gone, &n_gone);
+	pthread_mutex_unlock(&tree_lock);
+	pthread_mutex_unlock(&s->list_lock);
 	/* With no lock held: the kernel may call us back while it works. */
 	for (size_t i = 0; i < n_gone; i++) {
 		if (session)
-			fuse_lowlevel_notify_inval_entry(session, FUSE_ROOT_ID,
-							 gone[i],
-							 strlen(gone[i]));
-		free(gone[i]);
+			fuse_lowlevel_notify_inval_entry(session,
+							 gone[i].parent,
+							 gone[i].name,
+							 strlen(gone[i].name));
+		free(gone[i].name);
 	}
 	free(gone);
 	return r;
+}
+
+void tree_refresh(int host, bool only_unevented)
+{
+	for (size_t k = 0; k < n_sources; k++) {
+		struct source *s = sources[k];
+
+		if (host >= 0 && s->host->index != host)
+			continue;
+		if (only_unevented && source_evented(s))
+			continue;
+		/* A subscribed source that lost its peer is its worker's to
+		 * retry; meanwhile its last listing stands. */
+		if (only_unevented && subscribed(s))
+			continue;
+		refresh_source(s, true);
+	}
 }
 
 void dom_set_error(struct dom *d, const char *op, int err, const char *msg)
@@ -488,7 +793,9 @@ void dom_set_error(struct dom *d, const char *op, int err, const char *msg)
 	if (asprintf(&text, "%s %s: %s (%s)\n", stamp, op,
 		     msg ? msg : strerror(-err), ename ? ename : "?") < 0)
 		return;
-	hvfs_log(LOG_ERR, "%s: %s: %s (%s)", d->name, op,
+	hvfs_log(LOG_ERR, "%s%s%s: %s: %s (%s)",
+		 tree_multi_host() ? d->src->host->name : "",
+		 tree_multi_host() ? "/" : "", d->name, op,
 		 msg ? msg : strerror(-err), ename ? ename : "?");
 	pthread_mutex_lock(&d->lock);
 	free(d->error);
@@ -496,24 +803,165 @@ void dom_set_error(struct dom *d, const char *op, int err, const char *msg)
 	pthread_mutex_unlock(&d->lock);
 }
 
-/* ---- the worker thread: refreshes and prefetches off the event path ---- */
+/* ---- the levels above the domains ---- */
 
-#define PREFETCH_THREADS 8
-#define RETRY_MS_MIN 500
-#define RETRY_MS_MAX 8000
+static struct host *host_of_level(fuse_ino_t ino)
+{
+	int h = top_host(ino);
 
-static pthread_mutex_t kick_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t kick_cond = PTHREAD_COND_INITIALIZER;
-static bool kicked, stopping;
-static pthread_t worker_thread;
-static bool worker_running;
+	if (!tree_multi_host())
+		return h < 0 ? hosts[0] : NULL;
+	return h >= 0 && (size_t)h < n_hosts ? hosts[h] : NULL;
+}
+
+bool tree_top_exists(fuse_ino_t ino)
+{
+	unsigned kind = ino_kind(ino);
+	bool root = top_host(ino) < 0;
+
+	if (ino_slot(ino) != 0)
+		return false;
+	if (ino == FUSE_ROOT_ID || kind == FK_EVENTS)
+		return root || host_of_level(ino);
+	if (kind == FK_DIR || kind == FK_ERROR)
+		return host_of_level(ino) != NULL;
+	return false;
+}
+
+int tree_top_lookup(fuse_ino_t parent, const char *name, fuse_ino_t *ret)
+{
+	struct host *h;
+	struct dom *d;
+
+	if (!tree_top_exists(parent))
+		return -ENOENT;
+	if (ino_kind(parent) != FK_DIR)
+		return -ENOTDIR;
+	if (strcmp(name, HVFS_TOP_EVENTS) == 0) {
+		*ret = top_ino(top_host(parent), FK_EVENTS);
+		return 0;
+	}
+	h = host_of_level(parent);
+	if (!h) {
+		/* The root of several hosts: a host's directory. */
+		for (size_t i = 0; i < n_hosts; i++)
+			if (strcmp(hosts[i]->name, name) == 0) {
+				*ret = top_ino(hosts[i]->index, FK_DIR);
+				return 0;
+			}
+		return -ENOENT;
+	}
+	if (strcmp(name, HVFS_TOP_ERROR) == 0) {
+		*ret = top_ino(top_host(parent), FK_ERROR);
+		return 0;
+	}
+	d = tree_find_name(h->index, name);
+	if (!d) {
+		/* A source without events: perhaps it appeared since. */
+		tree_refresh(h->index, true);
+		d = tree_find_name(h->index, name);
+	}
+	if (!d)
+		return -ENOENT;
+	*ret = ino_make(d->slot, FK_DIR, 0);
+	dom_unref(d);
+	return 0;
+}
+
+static int add_entry(struct entry **e, size_t *n, const char *name,
+		     fuse_ino_t ino, bool dir)
+{
+	struct entry *ne = reallocarray(*e, *n + 1, sizeof(**e));
+
+	if (!ne)
+		return -ENOMEM;
+	*e = ne;
+	ne[*n] = (struct entry){ .name = strdup(name), .ino = ino, .dir = dir };
+	if (!ne[*n].name)
+		return -ENOMEM;
+	(*n)++;
+	return 0;
+}
+
+int tree_top_entries(fuse_ino_t dir, struct entry **ret, size_t *ret_n)
+{
+	struct host *h = host_of_level(dir);
+	struct entry *e = NULL;
+	size_t n = 0;
+	int r = 0;
+
+	if (!tree_top_exists(dir) || ino_kind(dir) != FK_DIR)
+		return -ENOTDIR;
+	if (!h) {
+		for (size_t i = 0; i < n_hosts && !r; i++)
+			r = add_entry(&e, &n, hosts[i]->name,
+				      top_ino(hosts[i]->index, FK_DIR), true);
+	} else {
+		tree_refresh(h->index, true);
+		pthread_mutex_lock(&tree_lock);
+		for (size_t i = 0; i < n_doms && !r; i++)
+			if (by_name[i]->src->host == h)
+				r = add_entry(&e, &n, by_name[i]->name,
+					      ino_make(by_name[i]->slot,
+						       FK_DIR, 0), true);
+		pthread_mutex_unlock(&tree_lock);
+	}
+	/* The level's own files, after the directories. */
+	if (!r)
+		r = add_entry(&e, &n, HVFS_TOP_EVENTS,
+			      top_ino(top_host(dir), FK_EVENTS), false);
+	if (!r && h)
+		r = add_entry(&e, &n, HVFS_TOP_ERROR,
+			      top_ino(top_host(dir), FK_ERROR), false);
+	if (r < 0) {
+		entries_free(e, n);
+		return r;
+	}
+	*ret = e;
+	*ret_n = n;
+	return 0;
+}
+
+int tree_top_error(fuse_ino_t ino, char **ret, size_t *ret_len)
+{
+	struct host *h = host_of_level(ino);
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f;
+
+	if (!h || ino_kind(ino) != FK_ERROR)
+		return -ENOENT;
+	f = open_memstream(&text, &len);
+	if (!f)
+		return -ENOMEM;
+	pthread_mutex_lock(&h->lock);
+	for (size_t k = 0; k < n_sources; k++)
+		if (sources[k]->host == h && sources[k]->error)
+			fputs(sources[k]->error, f);
+	pthread_mutex_unlock(&h->lock);
+	if (fclose(f) != 0) {
+		free(text);
+		return -ENOMEM;
+	}
+	*ret = text;
+	*ret_len = len;
+	return 0;
+}
+
+/* ---- the workers: one per source, off the event path ---- */
+
+static void kick(struct source *s)
+{
+	pthread_mutex_lock(&s->kick_lock);
+	s->kicked = true;
+	pthread_cond_signal(&s->kick_cond);
+	pthread_mutex_unlock(&s->kick_lock);
+}
 
 void tree_kick(void)
 {
-	pthread_mutex_lock(&kick_lock);
-	kicked = true;
-	pthread_cond_signal(&kick_cond);
-	pthread_mutex_unlock(&kick_lock);
+	for (size_t k = 0; k < n_sources; k++)
+		kick(sources[k]);
 }
 
 struct prefetch {
@@ -540,23 +988,25 @@ static void *prefetch_thread(void *arg)
 }
 
 /*
- * Fetches what no domain of an evented source has cached yet, several at a
+ * Fetches what no domain of s (if evented) has cached yet, several at a
  * time: the peers answer concurrent calls (libvirt multiplexes one
  * connection, each QMP monitor has its own).
  */
-static void prefetch_all(void)
+static void prefetch(struct source *s)
 {
 	struct prefetch p = { .lock = PTHREAD_MUTEX_INITIALIZER };
 	pthread_t threads[PREFETCH_THREADS];
 	size_t started = 0;
 
+	if (!source_evented(s))
+		return;
 	pthread_mutex_lock(&tree_lock);
 	p.doms = calloc(n_doms ? n_doms : 1, sizeof(*p.doms));
 	for (size_t i = 0; p.doms && i < n_doms; i++) {
 		struct dom *d = by_slot[i];
 		bool need;
 
-		if (!source_evented(d->src))
+		if (d->src != s)
 			continue;
 		pthread_mutex_lock(&d->lock);
 		need = !d->state_known || !d->uuid ||
@@ -581,39 +1031,64 @@ static void prefetch_all(void)
 	free(p.doms);
 }
 
+static void on_event(void *userdata, const struct hv_event *ev);
+
+static void subscribe(struct source *s)
+{
+	int r = hv_subscribe(source_conn(s), on_event, s);
+
+	if (r < 0) {
+		hvfs_log(LOG_NOTICE, "%s: no events (%s): every read asks the "
+			 "peer", s->uri, strerror(-r));
+		return;
+	}
+	set_evented(s, true);
+	__atomic_store_n(&s->subscribed, true, __ATOMIC_RELEASE);
+}
+
+/* Waits for a kick, or retry_ms if positive; false when stopping. */
+static bool wait_kick(struct source *s, int retry_ms)
+{
+	pthread_mutex_lock(&s->kick_lock);
+	if (retry_ms > 0 && !s->kicked && !stopping) {
+		struct timespec t;
+
+		clock_gettime(CLOCK_REALTIME, &t);
+		t.tv_sec += retry_ms / 1000;
+		t.tv_nsec += (retry_ms % 1000) * 1000000L;
+		if (t.tv_nsec >= 1000000000L) {
+			t.tv_sec++;
+			t.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&s->kick_cond, &s->kick_lock, &t);
+	}
+	while (retry_ms <= 0 && !s->kicked && !stopping)
+		pthread_cond_wait(&s->kick_cond, &s->kick_lock);
+	s->kicked = false;
+	pthread_mutex_unlock(&s->kick_lock);
+	return !__atomic_load_n(&stopping, __ATOMIC_ACQUIRE);
+}
+
 static void *worker(void *arg)
 {
+	struct source *s = arg;
 	int retry_ms = 0;
 
-	for (;;) {
-		bool lost = false;
+	while (wait_kick(s, retry_ms)) {
+		bool lost;
 
-		pthread_mutex_lock(&kick_lock);
-		if (retry_ms > 0 && !kicked && !stopping) {
-			struct timespec t;
-
-			clock_gettime(CLOCK_REALTIME, &t);
-			t.tv_sec += retry_ms / 1000;
-			t.tv_nsec += (retry_ms % 1000) * 1000000L;
-			if (t.tv_nsec >= 1000000000L) {
-				t.tv_sec++;
-				t.tv_nsec -= 1000000000L;
-			}
-			pthread_cond_timedwait(&kick_cond, &kick_lock, &t);
+		if (!source_conn(s) && source_open(s) == 0) {
+			hvfs_log(LOG_NOTICE, "%s: connected", s->uri);
+			subscribe(s);
 		}
-		while (retry_ms == 0 && !kicked && !stopping)
-			pthread_cond_wait(&kick_cond, &kick_lock);
-		kicked = false;
-		pthread_mutex_unlock(&kick_lock);
-		if (__atomic_load_n(&stopping, __ATOMIC_ACQUIRE))
-			return NULL;
-
-		tree_refresh(false);
-		prefetch_all();
-		/* A source that lost its peer is retried with backoff until a
-		 * listing succeeds (and its driver has re-subscribed). */
-		for (size_t k = 0; k < n_sources; k++)
-			lost |= sources[k]->subscribed && !source_evented(sources[k]);
+		if (source_conn(s)) {
+			refresh_source(s, false);
+			prefetch(s);
+		}
+		/* A source that is not open, or lost its peer, is retried
+		 * with backoff until a listing works (and its driver has
+		 * subscribed again). */
+		lost = !source_conn(s) || (subscribed(s) && !source_evented(s));
 		if (!lost)
 			retry_ms = 0;
 		else if (retry_ms == 0)
@@ -621,6 +1096,7 @@ static void *worker(void *arg)
 		else if (retry_ms < RETRY_MS_MAX)
 			retry_ms *= 2;
 	}
+	return NULL;
 }
 
 static void on_event(void *userdata, const struct hv_event *ev)
@@ -634,20 +1110,29 @@ static void on_event(void *userdata, const struct hv_event *ev)
 	case HV_EVENT_UNDEFINED:
 		if (d)
 			dom_forget(d);
-		tree_kick();
+		kick(src);
 		break;
 	case HV_EVENT_STATE:
 		if (d) {
 			dom_set_state(d, ev->state);
 			if (ev->state == HV_STATE_RUNNING)
-				tree_kick(); /* a new QEMU: fetch its version */
+				kick(src); /* a new QEMU: fetch its version */
 		} else {
-			tree_kick(); /* a domain we do not know yet */
+			kick(src); /* a domain we do not know yet */
 		}
 		break;
 	case HV_EVENT_LOST:
+		if (ev->domain) {
+			/* One domain's monitor: only its facts are unsure. */
+			if (d)
+				dom_forget(d);
+			break;
+		}
 		/* Nothing cached can be trusted until the peer is back. */
 		set_evented(src, false);
+		if (!ev->domain)
+			source_set_error(src, "connection", -ENOTCONN,
+					 "the connection to the peer was lost");
 		pthread_mutex_lock(&tree_lock);
 		for (size_t i = 0; i < n_doms; i++)
 			if (by_slot[i]->src == src && by_slot[i] != d)
@@ -655,14 +1140,14 @@ static void on_event(void *userdata, const struct hv_event *ev)
 		pthread_mutex_unlock(&tree_lock);
 		if (d)
 			dom_forget(d);
-		tree_kick();
+		kick(src);
 		break;
 	case HV_EVENT_HYPERVISOR:
 		break;
 	}
 	if (!d && ev->domain)
 		escaped = tree_escape_name(ev->domain);
-	events_publish(d, d ? d->name : escaped, ev);
+	events_publish(src, d, d ? d->name : escaped, ev);
 	free(escaped);
 	dom_unref(d);
 }
@@ -670,35 +1155,35 @@ static void on_event(void *userdata, const struct hv_event *ev)
 int tree_start(struct fuse_session *se)
 {
 	for (size_t k = 0; k < n_sources; k++) {
-		int r = hv_subscribe(sources[k]->conn, on_event, sources[k]);
-
-		if (r < 0) {
-			hvfs_log(LOG_NOTICE, "%s: no events (%s): every read "
-				 "asks the peer", hv_uri(sources[k]->conn),
-				 strerror(-r));
-			continue;
+		if (source_conn(sources[k])) {
+			subscribe(sources[k]);
+			refresh_source(sources[k], false);
+			prefetch(sources[k]);
 		}
-		sources[k]->subscribed = true;
-		set_evented(sources[k], true);
 	}
-	tree_refresh(false);
-	prefetch_all();
 	session = se;
-	if (pthread_create(&worker_thread, NULL, worker, NULL) != 0)
-		return -errno;
-	worker_running = true;
+	for (size_t k = 0; k < n_sources; k++) {
+		struct source *s = sources[k];
+
+		if (pthread_create(&s->worker, NULL, worker, s) != 0)
+			return -errno;
+		s->worker_running = true;
+		if (!source_conn(s))
+			kick(s);
+	}
 	return 0;
 }
 
 void tree_stop(void)
 {
-	if (!worker_running)
-		return;
-	pthread_mutex_lock(&kick_lock);
 	__atomic_store_n(&stopping, true, __ATOMIC_RELEASE);
-	pthread_cond_signal(&kick_cond);
-	pthread_mutex_unlock(&kick_lock);
-	pthread_join(worker_thread, NULL);
-	worker_running = false;
+	for (size_t k = 0; k < n_sources; k++)
+		kick(sources[k]);
+	for (size_t k = 0; k < n_sources; k++) {
+		if (!sources[k]->worker_running)
+			continue;
+		pthread_join(sources[k]->worker, NULL);
+		sources[k]->worker_running = false;
+	}
 	session = NULL;
 }

@@ -33,7 +33,21 @@ struct hv_driver {
 	int (*qmp)(void *priv, const char *name, const char *command_json,
 		   char **ret_reply, char **ret_error);
 	int (*subscribe)(void *priv, hv_event_fn fn, void *userdata);
+	int (*screenshot)(void *priv, const char *name, char **ret,
+			  size_t *ret_len, char **ret_error);
+	int (*set_memory)(void *priv, const char *name, uint64_t bytes,
+			  char **ret_error);
 };
+
+/* A message for hv_set_debug_log()'s function, if one is set. */
+void hv_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/*
+ * A binary PPM (P6, maxval 255) as PNG (hv-rich.c): stored deflate blocks,
+ * no compression. -EPROTO for what is not such a PPM, -EFBIG beyond
+ * HV_SCREENSHOT_MAX. For QEMU before 7.1 and libvirt that give PPM.
+ */
+int ppm_to_png(const uint8_t *ppm, size_t len, char **ret, size_t *ret_len);
 
 extern const struct hv_driver hv_qmp_driver;     /* hv-qmp.c */
 extern const struct hv_driver hv_libvirt_driver; /* hv-libvirt.c */

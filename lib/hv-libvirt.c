@@ -569,6 +569,103 @@ static int lv_qmp(void *priv, const char *name, const char *command_json,
 	return 0;
 }
 
+/*
+ * Through libvirt's own API, so that libvirt's view of the domain stays
+ * true; the balloon is looked for first because libvirt's refusal without
+ * one is only an "operation invalid".
+ */
+static int lv_set_memory(void *priv, const char *name, uint64_t bytes,
+			 char **ret_error)
+{
+	struct lv *lv = priv;
+	vrpc_domain_set_memory_flags_args a = {
+		.memory = bytes / 1024, .flags = VRPC_DOMAIN_AFFECT_LIVE,
+	};
+	json_object *o = NULL, *e;
+	bool cached;
+	int r;
+
+	r = monitor(lv, name, "{\"execute\":\"query-balloon\"}", &o, ret_error);
+	if (r == -ENODATA)
+		return hv_error(ret_error, r, "%s: domain is not running", name);
+	if (r < 0)
+		return r;
+	if (json_object_object_get_ex(o, "error", &e)) {
+		json_object *d = NULL;
+
+		json_object_object_get_ex(e, "desc", &d);
+		r = hv_error(ret_error, -EOPNOTSUPP, "%s: no balloon: %s", name,
+			     d ? json_object_get_string(d) : "?");
+		json_object_put(o);
+		return r;
+	}
+	json_object_put(o);
+	r = resolve(lv, name, &a.dom, &cached, ret_error);
+	for (int attempt = 0; r == 0; attempt++) {
+		r = vrpc_call(lv->rpc, VRPC_PROGRAM_REMOTE,
+			      VRPC_PROC_DOMAIN_SET_MEMORY_FLAGS,
+			      VRPC_XDR(xdr_vrpc_domain_set_memory_flags_args),
+			      &a, NULL, NULL, ret_error);
+		if (r != -ENOENT || !cached || attempt > 0)
+			break;
+		cache_drop(lv, name);
+		r = resolve(lv, name, &a.dom, &cached, ret_error);
+	}
+	return r;
+}
+
+/* libvirt's screenshot call, so that it works over a remote connection. */
+static int lv_screenshot(void *priv, const char *name, char **ret,
+			 size_t *ret_len, char **ret_error)
+{
+	struct lv *lv = priv;
+	vrpc_domain_screenshot_args a = { .screen = 0, .flags = 0 };
+	vrpc_domain_screenshot_ret sr;
+	uint8_t *data = NULL;
+	size_t len = 0;
+	bool cached;
+	int r;
+
+	r = resolve(lv, name, &a.dom, &cached, ret_error);
+	for (int attempt = 0; r == 0; attempt++) {
+		memset(&sr, 0, sizeof(sr));
+		r = vrpc_call_download(lv->rpc, VRPC_PROGRAM_REMOTE,
+				       VRPC_PROC_DOMAIN_SCREENSHOT,
+				       VRPC_XDR(xdr_vrpc_domain_screenshot_args),
+				       &a,
+				       VRPC_XDR(xdr_vrpc_domain_screenshot_ret),
+				       &sr, HV_SCREENSHOT_MAX, &data, &len,
+				       ret_error);
+		if (r != -ENOENT || !cached || attempt > 0)
+			break;
+		cache_drop(lv, name);
+		r = resolve(lv, name, &a.dom, &cached, ret_error);
+	}
+	/* "Operation invalid": no screen to take, or not running. */
+	if (r == -EBUSY)
+		return -ENODATA;
+	if (r < 0)
+		return r;
+	if (sr.mime && strcmp(*sr.mime, "image/x-portable-pixmap") == 0) {
+		/* libvirt with a QEMU before 7.1 */
+		r = ppm_to_png(data, len, ret, ret_len);
+		if (r < 0)
+			hv_error(ret_error, r, "%s: libvirt's PPM is no PPM",
+				 name);
+		free(data);
+	} else if (!sr.mime || strcmp(*sr.mime, "image/png") != 0) {
+		r = hv_error(ret_error, -EOPNOTSUPP,
+			     "%s: libvirt gave a screenshot as %s, not PNG",
+			     name, sr.mime ? *sr.mime : "(no type)");
+		free(data);
+	} else {
+		*ret = (char *)data;
+		*ret_len = len;
+	}
+	xdr_free(VRPC_XDR(xdr_vrpc_domain_screenshot_ret), &sr);
+	return r;
+}
+
 static int lv_subscribe(void *priv, hv_event_fn fn, void *userdata)
 {
 	struct lv *lv = priv;
@@ -578,7 +675,8 @@ static int lv_subscribe(void *priv, hv_event_fn fn, void *userdata)
 	vrpc_qemu_connect_domain_monitor_event_register_args ma = {
 		.dom = NULL, .event = NULL, .flags = 0,
 	};
-	int r;
+	char *err = NULL;
+	int r, q;
 
 	pthread_mutex_lock(&lv->lock);
 	if (lv->fn) {
@@ -589,22 +687,31 @@ static int lv_subscribe(void *priv, hv_event_fn fn, void *userdata)
 	lv->fn_ud = userdata;
 	pthread_mutex_unlock(&lv->lock);
 
-	/* Both are replayed by vrpc after every reconnect. */
+	/*
+	 * Both are replayed by vrpc after every reconnect (each only if it
+	 * succeeded). Lifecycle events keep states true, so they alone make a
+	 * subscription; QEMU's monitor events are a bonus that some drivers
+	 * (test:///default) refuse.
+	 */
 	r = vrpc_call_persistent(lv->rpc, VRPC_PROGRAM_REMOTE,
 		VRPC_PROC_CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY,
 		VRPC_XDR(xdr_vrpc_connect_domain_event_callback_register_any_args),
 		&la, NULL);
-	if (r == 0)
-		r = vrpc_call_persistent(lv->rpc, VRPC_PROGRAM_QEMU,
-			VRPC_QEMU_PROC_CONNECT_DOMAIN_MONITOR_EVENT_REGISTER,
-			VRPC_XDR(xdr_vrpc_qemu_connect_domain_monitor_event_register_args),
-			&ma, NULL);
 	if (r < 0) {
 		pthread_mutex_lock(&lv->lock);
 		lv->fn = NULL;
 		pthread_mutex_unlock(&lv->lock);
+		return r;
 	}
-	return r;
+	q = vrpc_call_persistent(lv->rpc, VRPC_PROGRAM_QEMU,
+		VRPC_QEMU_PROC_CONNECT_DOMAIN_MONITOR_EVENT_REGISTER,
+		VRPC_XDR(xdr_vrpc_qemu_connect_domain_monitor_event_register_args),
+		&ma, &err);
+	if (q < 0)
+		hv_debug("libvirt: no QEMU monitor events, lifecycle events "
+			 "only: %s", err ? err : strerror(-q));
+	free(err);
+	return 0;
 }
 
 /* ---- events (on vrpc's reader thread) ---- */
@@ -728,4 +835,6 @@ const struct hv_driver hv_libvirt_driver = {
 	.control = lv_control,
 	.qmp = lv_qmp,
 	.subscribe = lv_subscribe,
+	.screenshot = lv_screenshot,
+	.set_memory = lv_set_memory,
 };

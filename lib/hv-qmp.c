@@ -25,7 +25,12 @@
  *
  * Events to hv_state (besides the HV_EVENT_HYPERVISOR event itself):
  *   STOP PAUSED, RESUME RUNNING, SUSPEND PMSUSPENDED, WAKEUP RUNNING,
- *   SHUTDOWN SHUTDOWN, GUEST_PANICKED CRASHED, connection lost SHUTOFF.
+ *   SHUTDOWN SHUTDOWN, GUEST_PANICKED CRASHED.
+ * A lost connection is HV_EVENT_LOST for that domain alone: QEMU may have
+ * exited, or it broke the protocol and lives on. The watcher then asks at
+ * once, and an exited QEMU becomes SHUTOFF (an HV_EVENT_STATE). The watcher
+ * also says HV_EVENT_LOST when a domain whose state it knew fails to connect
+ * for another reason than "nobody listens" (timeout, protocol).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -58,6 +63,7 @@ struct dom {
 	struct hvq *c;
 	char *name;
 	struct qmp *qmp;
+	char *path;             /* the UNIX socket's path; NULL for TCP */
 	/* Under c->lock: */
 	unsigned refs;          /* the table holds one while !gone */
 	bool gone;
@@ -144,7 +150,7 @@ static enum hv_state status_state(const char *status)
 static enum hv_state event_state(const char *event)
 {
 	if (!event)
-		return HV_STATE_SHUTOFF; /* connection lost: QEMU is gone */
+		return HV_STATE_NOSTATE; /* connection lost: unknown */
 	for (size_t i = 0; i < sizeof(event_states) / sizeof(event_states[0]);
 	     i++)
 		if (strcmp(event_states[i].event, event) == 0)
@@ -156,6 +162,26 @@ static enum hv_state event_state(const char *event)
 static bool qemu_gone(int r)
 {
 	return r == -ECONNREFUSED || r == -ENOENT;
+}
+
+/*
+ * QEMU binds its socket a moment before it listens: a refusal from a socket
+ * made less than STARTING_MS ago is a QEMU starting, not one gone.
+ */
+#define STARTING_MS 2000
+#define STARTING_POLL_MS 20
+
+static bool socket_is_new(const struct dom *d)
+{
+	struct timespec now;
+	struct stat st;
+
+	if (!d->path || stat(d->path, &st) < 0)
+		return false;
+	clock_gettime(CLOCK_REALTIME, &now);
+	return (now.tv_sec - st.st_ctim.tv_sec) * 1000 +
+		       (now.tv_nsec - st.st_ctim.tv_nsec) / 1000000 <
+	       STARTING_MS;
 }
 
 static int64_t now_ms(void)
@@ -205,6 +231,8 @@ static void emit(hv_event_fn fn, void *userdata, enum hv_event_kind kind,
 	fn(userdata, &ev);
 }
 
+static void wake(struct hvq *c);
+
 /* The monitor's reader thread: keeps the cached state, forwards events. */
 static void on_qmp_event(void *userdata, const char *event,
 			 const char *data_json, int64_t seconds, int64_t micros)
@@ -225,20 +253,25 @@ static void on_qmp_event(void *userdata, const char *event,
 	pthread_mutex_lock(&c->lock);
 	if (!event) {
 		d->uuid[0] = '\0'; /* the next QEMU may be another VM */
-		d->retry_at = now_ms();
-		d->backoff_ms = 0;
+		/* Ask soon, but keep the backoff: a peer that breaks every
+		 * connection it gets must not be retried in a tight loop. */
+		if (d->retry_at < now_ms())
+			d->retry_at = now_ms();
 	}
 	if (st != HV_STATE_COUNT)
 		d->state = st;
 	fn = d->gone ? NULL : c->fn;
 	fn_userdata = c->userdata;
 	pthread_mutex_unlock(&c->lock);
-	if (!fn)
-		return;
 	if (!event) {
-		emit(fn, fn_userdata, HV_EVENT_STATE, d->name, st);
+		wake(c);
+		if (fn)
+			emit(fn, fn_userdata, HV_EVENT_LOST, d->name,
+			     HV_STATE_NOSTATE);
 		return;
 	}
+	if (!fn)
+		return;
 	ev.kind = HV_EVENT_HYPERVISOR;
 	fn(fn_userdata, &ev);
 	if (st != HV_STATE_COUNT) {
@@ -260,8 +293,12 @@ static struct dom *dom_new(struct hvq *c, const char *name, size_t len,
 	d->refs = 1;
 	d->state = HV_STATE_NOSTATE;
 	d->name = strndup(name, len);
-	if (!d->name || qmp_new(address, &d->qmp) < 0) {
+	if (strncmp(address, "unix:", 5) == 0)
+		d->path = strdup(address + 5);
+	if (!d->name || (strncmp(address, "unix:", 5) == 0 && !d->path) ||
+	    qmp_new(address, &d->qmp) < 0) {
 		free(d->name);
+		free(d->path);
 		free(d);
 		return NULL;
 	}
@@ -285,6 +322,7 @@ static void dom_put(struct dom *d)
 	/* Outside the lock: qmp_free() joins a reader that may be in
 	 * on_qmp_event(), which takes it. */
 	qmp_free(d->qmp);
+	free(d->path);
 	free(d->name);
 	free(d);
 }
@@ -350,6 +388,13 @@ static int refresh(struct dom *d, enum hv_state *ret, char **ret_error)
 			free(*ret_error);
 			*ret_error = NULL;
 		}
+		r = qmp_execute(d->qmp, "query-status", NULL, c->timeout_ms,
+				&json, ret_error);
+	}
+	for (int waited = 0; qemu_gone(r) && socket_is_new(d) &&
+			     waited < STARTING_MS;
+	     waited += STARTING_POLL_MS) {
+		usleep(STARTING_POLL_MS * 1000);
 		r = qmp_execute(d->qmp, "query-status", NULL, c->timeout_ms,
 				&json, ret_error);
 	}
@@ -515,7 +560,7 @@ static void connect_pass(struct hvq *c)
 	hv_event_fn fn;
 	void *userdata;
 	int64_t now = now_ms();
-	bool stop;
+	bool stop, unsure;
 	int r;
 
 	pthread_mutex_lock(&c->lock);
@@ -546,9 +591,21 @@ static void connect_pass(struct hvq *c)
 				d->backoff_ms = RETRY_MAX_MS;
 		}
 		d->retry_at = now_ms() + d->backoff_ms;
+		/*
+		 * Nobody listened before (shutoff), and now something listens
+		 * but does not answer (a QEMU wedged at start, or not a QEMU):
+		 * what we said is no longer known to be true.
+		 */
+		unsure = r < 0 && r != -ECANCELED &&
+			 d->state != HV_STATE_NOSTATE;
+		if (unsure)
+			d->state = HV_STATE_NOSTATE;
 		pthread_mutex_unlock(&c->lock);
 		if (r == 0 && st != old)
 			emit(fn, userdata, HV_EVENT_STATE, d->name, st);
+		if (unsure)
+			emit(fn, userdata, HV_EVENT_LOST, d->name,
+			     HV_STATE_NOSTATE);
 		dom_put(d);
 	}
 	free(todo.v);
@@ -859,6 +916,148 @@ static int qmp_raw(void *priv, const char *name, const char *command_json,
 		return no_domain(name, ret_error);
 	r = qmp_execute_json(d->qmp, command_json, c->timeout_ms, ret_reply,
 			     ret_error);
+	if (r == -ENOENT) /* no socket: QEMU is gone, the domain is not */
+		r = -ECONNREFUSED;
+	dom_put(d);
+	return r;
+}
+
+/* Reads a whole regular file of at most `max` bytes. */
+static int slurp(const char *path, size_t max, char **ret, size_t *ret_len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	struct stat st;
+	char *buf;
+	size_t off = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return -EPROTO;
+	}
+	if ((uint64_t)st.st_size > max) {
+		close(fd);
+		return -EFBIG;
+	}
+	buf = malloc(st.st_size ? st.st_size : 1);
+	if (!buf) {
+		close(fd);
+		return -ENOMEM;
+	}
+	while (off < (size_t)st.st_size) {
+		ssize_t n = read(fd, buf + off, st.st_size - off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		off += n;
+	}
+	close(fd);
+	*ret = buf;
+	*ret_len = off;
+	return 0;
+}
+
+/*
+ * screendump writes the PNG into a file that QEMU opens itself: a private
+ * directory (mkdtemp, 0700) that only we and a QEMU running as our user can
+ * enter. The monitor must be local to share the file system.
+ */
+static int qmp_screenshot(void *priv, const char *name, char **ret,
+			  size_t *ret_len, char **ret_error)
+{
+	struct hvq *c = priv;
+	struct dom *d = dom_get(c, name);
+	const char *tmp = getenv("TMPDIR");
+	char dir[4096], file[4200];
+	json_object *args;
+	bool ppm = false;
+	int r;
+
+	if (!d)
+		return no_domain(name, ret_error);
+	snprintf(dir, sizeof(dir), "%s/hvfs-screen-XXXXXX",
+		 tmp && *tmp ? tmp : "/tmp");
+	if (!mkdtemp(dir)) {
+		r = -errno;
+		dom_put(d);
+		return hv_error(ret_error, r, "cannot make a temporary "
+				"directory: %s", strerror(-r));
+	}
+	snprintf(file, sizeof(file), "%s/screen", dir);
+	args = json_object_new_object();
+	json_object_object_add(args, "filename", json_object_new_string(file));
+	json_object_object_add(args, "format", json_object_new_string("png"));
+	r = qmp_execute(d->qmp, "screendump",
+			json_object_to_json_string_ext(args,
+						       JSON_C_TO_STRING_PLAIN),
+			c->timeout_ms, NULL, ret_error);
+	if (r == -EIO && ret_error && *ret_error &&
+	    strstr(*ret_error, "'format'")) {
+		/* Before QEMU 7.1 screendump knows PPM only. */
+		ppm = true;
+		json_object_object_del(args, "format");
+		r = qmp_execute(d->qmp, "screendump",
+				json_object_to_json_string_ext(
+					args, JSON_C_TO_STRING_PLAIN),
+				c->timeout_ms, NULL, ret_error);
+		if (r == 0) { /* the first refusal is no failure */
+			free(*ret_error);
+			*ret_error = NULL;
+		}
+	}
+	json_object_put(args);
+	if (qemu_gone(r))
+		r = hv_error(ret_error, -ENODATA, "%s: not running", name);
+	else if (r == -EIO && ret_error && *ret_error &&
+		 strstr(*ret_error, "no console"))
+		r = -ENODATA; /* QEMU's GenericError: no display device */
+	if (r == 0) {
+		r = slurp(file, HV_SCREENSHOT_MAX, ret, ret_len);
+		if (r < 0)
+			hv_error(ret_error, r, "%s: cannot read the screendump: "
+				 "%s", name, strerror(-r));
+	}
+	if (r == 0 && ppm) {
+		char *png = NULL;
+		size_t len = 0;
+
+		r = ppm_to_png((const uint8_t *)*ret, *ret_len, &png, &len);
+		free(*ret);
+		if (r < 0)
+			hv_error(ret_error, r, "%s: screendump gave no PPM",
+				 name);
+		else {
+			*ret = png;
+			*ret_len = len;
+		}
+	}
+	unlink(file);
+	rmdir(dir);
+	dom_put(d);
+	return r;
+}
+
+static int qmp_set_memory(void *priv, const char *name, uint64_t bytes,
+			  char **ret_error)
+{
+	struct hvq *c = priv;
+	struct dom *d = dom_get(c, name);
+	char args[64];
+	int r;
+
+	if (!d)
+		return no_domain(name, ret_error);
+	snprintf(args, sizeof(args), "{\"value\":%llu}",
+		 (unsigned long long)bytes);
+	r = qmp_execute(d->qmp, "balloon", args, c->timeout_ms, NULL,
+			ret_error);
+	if (r == -ENODEV) /* DeviceNotActive: no balloon device */
+		r = -EOPNOTSUPP;
+	else if (qemu_gone(r))
+		r = -ECONNREFUSED;
 	dom_put(d);
 	return r;
 }
@@ -894,4 +1093,6 @@ const struct hv_driver hv_qmp_driver = {
 	.control = qmp_control,
 	.qmp = qmp_raw,
 	.subscribe = qmp_subscribe,
+	.screenshot = qmp_screenshot,
+	.set_memory = qmp_set_memory,
 };

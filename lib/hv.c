@@ -95,6 +95,44 @@ int hv_error(char **ret_error, int err, const char *fmt, ...)
 	return err;
 }
 
+static const struct hv_driver *driver_for(const char *uri)
+{
+	for (size_t i = 0; i < sizeof(drivers) / sizeof(drivers[0]); i++)
+		if (drivers[i]->probe && drivers[i]->probe(uri))
+			return drivers[i];
+	return NULL;
+}
+
+const char *hv_uri_driver(const char *uri)
+{
+	const struct hv_driver *drv = driver_for(uri);
+
+	return drv ? drv->name : NULL;
+}
+
+static hv_log_fn debug_log;
+
+void hv_set_debug_log(hv_log_fn fn)
+{
+	__atomic_store_n(&debug_log, fn, __ATOMIC_RELEASE);
+}
+
+void hv_debug(const char *fmt, ...)
+{
+	hv_log_fn fn = __atomic_load_n(&debug_log, __ATOMIC_ACQUIRE);
+	va_list ap;
+	char *msg;
+
+	if (!fn)
+		return;
+	va_start(ap, fmt);
+	if (vasprintf(&msg, fmt, ap) >= 0) {
+		fn(msg);
+		free(msg);
+	}
+	va_end(ap);
+}
+
 int hv_open(const char *uri, const struct hv_options *opts,
 	    struct hv_conn **ret, char **ret_error)
 {
@@ -106,12 +144,7 @@ int hv_open(const char *uri, const struct hv_options *opts,
 
 	if (o.timeout_ms <= 0)
 		o.timeout_ms = defaults.timeout_ms;
-	for (size_t i = 0; i < sizeof(drivers) / sizeof(drivers[0]); i++) {
-		if (drivers[i]->probe && drivers[i]->probe(uri)) {
-			drv = drivers[i];
-			break;
-		}
-	}
+	drv = driver_for(uri);
 	if (!drv)
 		return hv_error(ret_error, -EINVAL, "%s: no driver takes this URI",
 				uri);
@@ -228,4 +261,20 @@ int hv_subscribe(struct hv_conn *c, hv_event_fn fn, void *userdata)
 	if (!c->drv->subscribe)
 		return -EOPNOTSUPP;
 	return c->drv->subscribe(c->priv, fn, userdata);
+}
+
+int hv_screenshot(struct hv_conn *c, const char *name, char **ret,
+		  size_t *ret_len, char **ret_error)
+{
+	if (!c->drv->screenshot)
+		return UNSUPPORTED(c, "screenshots");
+	return c->drv->screenshot(c->priv, name, ret, ret_len, ret_error);
+}
+
+int hv_set_memory(struct hv_conn *c, const char *name, uint64_t bytes,
+		  char **ret_error)
+{
+	if (!c->drv->set_memory)
+		return UNSUPPORTED(c, "setting the memory");
+	return c->drv->set_memory(c->priv, name, bytes, ret_error);
 }

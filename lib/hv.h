@@ -12,7 +12,11 @@
  *
  * Domains are addressed by name. Every call is bounded by the connection's
  * timeout. All functions are safe to call from several threads at once on
- * the same connection.
+ * the same connection, except hv_close() (no other call may be running or
+ * follow) and hv_set_debug_log() (before any connection). A call blocks the
+ * calling thread until the peer answers or the deadline passes; lib/ starts
+ * its own threads (one reader per connection or monitor), where event
+ * handlers run.
  *
  * Errors are negative errno values. A driver that lacks an operation returns
  * -EOPNOTSUPP. Where a function takes `char **ret_error` (may be NULL), a
@@ -43,7 +47,8 @@ enum hv_state {
 	HV_STATE_COUNT
 };
 
-/* "running", "paused", ...; NULL for an out-of-range value. */
+/* "running", "paused", ...: a static string; NULL for an out-of-range
+ * value. */
 const char *hv_state_name(enum hv_state s);
 
 enum hv_verb {
@@ -61,7 +66,7 @@ enum hv_verb {
 
 #define HV_VERB_BIT(v) (1u << (v))
 
-/* "powerdown", ...; NULL for an out-of-range value. */
+/* "powerdown", ...: a static string; NULL for an out-of-range value. */
 const char *hv_verb_name(enum hv_verb v);
 
 /*
@@ -105,12 +110,21 @@ struct hv_event {
 typedef void (*hv_event_fn)(void *userdata, const struct hv_event *ev);
 
 /*
- * Stores a printf-formatted message in *ret_error (replacing what was there)
- * when ret_error is not NULL, and returns err, so that
+ * Stores a printf-formatted message in *ret_error (freeing what was there;
+ * on ENOMEM the old message stays) when ret_error is not NULL, and returns
+ * err, so that
  * `return hv_error(ret_error, -EINVAL, "...")` works.
  */
 int hv_error(char **ret_error, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+/*
+ * Where lib/ sends its debug messages: failures it worked around, e.g. a
+ * libvirt daemon that refuses QEMU monitor events. The default (NULL) drops
+ * them. Set it before opening connections; fn may run on any thread.
+ */
+typedef void (*hv_log_fn)(const char *msg);
+void hv_set_debug_log(hv_log_fn fn);
 
 struct hv_options {
 	int timeout_ms; /* deadline of every call into a peer; <= 0: 5000 */
@@ -122,43 +136,59 @@ struct hv_conn;
  * Opens a connection for `uri` (see the top of this file). For libvirt this
  * connects and authenticates now; for QMP monitors it only checks the
  * address (monitors are reached when first used). Returns 0 and *ret, or a
- * negative errno: -EINVAL for a URI no driver takes.
+ * negative errno: -EINVAL for a URI no driver takes; libvirt:
+ * -ECONNREFUSED (no daemon), -EACCES (refused), -ETIMEDOUT, -EPROTO. opts
+ * may be NULL (defaults). *ret belongs to the caller until hv_close().
  */
 int hv_open(const char *uri, const struct hv_options *opts,
 	    struct hv_conn **ret, char **ret_error);
 
-/* Closes and frees. Accepts NULL; returns NULL. */
+/*
+ * Closes and frees: ends the connection's threads and cancels its
+ * subscription. Accepts NULL; returns NULL. No other thread may be using c,
+ * and an event handler must not call it.
+ */
 struct hv_conn *hv_close(struct hv_conn *c);
 
-/* The driver's name: "libvirt" or "qmp". Borrowed. */
+/* The driver's name: "libvirt" or "qmp". A static string. */
 const char *hv_driver_name(const struct hv_conn *c);
 
-/* The URI the connection was opened with. Borrowed. */
+/* The name of the driver that would take `uri` (no I/O), or NULL. Static. */
+const char *hv_uri_driver(const char *uri);
+
+/* The URI the connection was opened with. Borrowed until hv_close(). */
 const char *hv_uri(const struct hv_conn *c);
 
 /*
  * Every domain of the connection, running or not, in a malloc'd array
- * (free() it). Returns 0, *ret (NULL when *ret_n is 0) and *ret_n.
+ * (free() it), in no particular order. Returns 0, *ret (NULL when *ret_n is 0)
+ * and *ret_n; on failure a negative errno (-ETIMEDOUT, -ENOTCONN, ...) and
+ * *ret, *ret_n untouched.
  */
 int hv_list_domains(struct hv_conn *c, struct hv_domain_info **ret,
 		    size_t *ret_n, char **ret_error);
 
-/* One domain by name. -ENOENT when there is no such domain. */
+/* One domain by name, into *ret (caller's memory). -ENOENT when there is
+ * no such domain. */
 int hv_lookup(struct hv_conn *c, const char *name, struct hv_domain_info *ret,
 	      char **ret_error);
 
+/* The domain's state, asked of the peer now (QMP: query-status; a socket
+ * nobody answers is HV_STATE_SHUTOFF). -ENOENT: no such domain. */
 int hv_state(struct hv_conn *c, const char *name, enum hv_state *ret,
 	     char **ret_error);
 
-/* The domain's QEMU version, "MAJOR.MINOR.MICRO". -ENODATA when the
- * domain is not running. */
+/* The domain's QEMU version, "MAJOR.MINOR.MICRO", in *ret (malloc'd, the
+ * caller frees it). -ENODATA when the domain is not running. */
 int hv_version(struct hv_conn *c, const char *name, char **ret,
 	       char **ret_error);
 
-/* The domain's XML description (libvirt only). */
+/* The domain's XML description in *ret (malloc'd, the caller frees it).
+ * libvirt only: -EOPNOTSUPP from the QMP driver. */
 int hv_xml(struct hv_conn *c, const char *name, char **ret, char **ret_error);
 
-/* The set of verbs this domain's driver accepts, as HV_VERB_BIT()s. */
+/* The set of verbs this domain's driver accepts, as HV_VERB_BIT()s; 0 when
+ * it has no control at all. No I/O. */
 unsigned hv_verbs(struct hv_conn *c, const char *name);
 
 /*
@@ -177,8 +207,43 @@ int hv_qmp(struct hv_conn *c, const char *name, const char *command_json,
 	   char **ret_reply, char **ret_error);
 
 /*
- * Subscribes fn to every domain's events. At most one subscriber per
- * connection. Returns -EOPNOTSUPP when the driver cannot deliver events (the
- * caller must then re-read).
+ * One QMP command by name, with `args_json` (a JSON object's text) or NULL
+ * for none. Returns 0 and the JSON text of its "return" value in *ret_json
+ * (may be NULL to discard it). A QMP error reply is its class's errno
+ * (CommandNotFound -EOPNOTSUPP, DeviceNotFound -ENOENT, DeviceNotActive
+ * -ENODEV, others -EIO) with QEMU's "desc" in *ret_error. Works on both
+ * drivers (libvirt: monitor passthrough; a domain not running: -ENODATA).
+ */
+int hv_qmp_command(struct hv_conn *c, const char *name, const char *command,
+		   const char *args_json, char **ret_json, char **ret_error);
+
+/* The errno hv_qmp_command() gives for a QMP error class ("GenericError"). */
+int hv_qmp_error_errno(const char *error_class);
+
+/* The largest screenshot hv_screenshot() accepts. */
+#define HV_SCREENSHOT_MAX (64u << 20)
+
+/*
+ * A fresh screenshot of the domain's first console as PNG (*ret, malloc'd,
+ * *ret_len bytes). -ENODATA when the VM has no display (no console), or is
+ * not running; -EFBIG beyond HV_SCREENSHOT_MAX.
+ */
+int hv_screenshot(struct hv_conn *c, const char *name, char **ret,
+		  size_t *ret_len, char **ret_error);
+
+/*
+ * Sets the balloon target of a running domain to `bytes` (libvirt: the
+ * domain's live current memory, rounded down to KiB). -EOPNOTSUPP when the
+ * VM has no balloon device.
+ */
+int hv_set_memory(struct hv_conn *c, const char *name, uint64_t bytes,
+		  char **ret_error);
+
+/*
+ * Subscribes fn to every domain's events, until hv_close(). fn runs on
+ * one of the connection's threads (see hv_event_fn), never on the caller's.
+ * At most one subscriber per connection (a second: -EBUSY). Returns
+ * -EOPNOTSUPP when the driver cannot deliver events (the caller must then
+ * re-read).
  */
 int hv_subscribe(struct hv_conn *c, hv_event_fn fn, void *userdata);

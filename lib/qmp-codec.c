@@ -3,13 +3,20 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include <json-c/json.h>
 
 #include "qmp-codec.h"
 
-/* A buffer that grew past this for one long line is given back afterwards,
- * so that 1000 idle connections do not each keep megabytes. */
+/*
+ * A buffer that grew past this for one long line is given back afterwards,
+ * so that 1000 idle connections do not each keep megabytes. Such buffers are
+ * mapped by the decoder itself (mmap/mremap/munmap) rather than malloc'd:
+ * malloc keeps a freed block of that size for reuse in the arena of the
+ * thread that freed it, so a peer that sends long lines would leave up to
+ * QMP_LINE_MAX resident per arena, long after the line failed.
+ */
 #define KEEP_BUF_MAX (64u << 10)
 
 /* The one place where QMP error classes become errno values. */
@@ -177,22 +184,39 @@ static int classify(json_object *o, struct qmp_msg *m)
 	return -EPROTO;
 }
 
-int qmp_json_parse_object(const char *text, size_t len, json_object **ret)
+/* qmp_json_parse_object(), and on -EINVAL what was wrong (static text). */
+static int parse_object(const char *text, size_t len, json_object **ret,
+			const char **ret_why)
 {
+	enum json_tokener_error jerr;
 	json_tokener *tok;
 	json_object *o;
 	size_t end;
 
 	/* json-c would stop at a NUL and take the rest for trailing text. */
-	if (len > QMP_LINE_MAX || memchr(text, '\0', len))
+	if (len > QMP_LINE_MAX) {
+		*ret_why = "a message longer than QMP_LINE_MAX";
 		return -EINVAL;
+	}
+	if (memchr(text, '\0', len)) {
+		*ret_why = "a NUL byte inside a message";
+		return -EINVAL;
+	}
 	tok = json_tokener_new_ex(QMP_JSON_DEPTH_MAX);
 	if (!tok)
 		return -ENOMEM;
 	json_tokener_set_flags(tok, JSON_TOKENER_VALIDATE_UTF8);
 	o = json_tokener_parse_ex(tok, text, (int)len);
-	if (o && json_tokener_get_error(tok) == json_tokener_success &&
-	    json_object_is_type(o, json_type_object)) {
+	jerr = json_tokener_get_error(tok);
+	if (!o || jerr != json_tokener_success) {
+		/* json-c's own words: "nesting too deep", "invalid utf-8
+		 * string", "unexpected character", ... (static strings). */
+		*ret_why = jerr == json_tokener_continue ?
+				   "an incomplete JSON value" :
+				   json_tokener_error_desc(jerr);
+	} else if (!json_object_is_type(o, json_type_object)) {
+		*ret_why = "JSON that is not an object";
+	} else {
 		end = json_tokener_get_parse_end(tok);
 		while (end < len && strchr(" \t\r\n", text[end]))
 			end++;
@@ -201,13 +225,22 @@ int qmp_json_parse_object(const char *text, size_t len, json_object **ret)
 			*ret = o;
 			return 0;
 		}
+		*ret_why = "text after the JSON object";
 	}
 	json_object_put(o);
 	json_tokener_free(tok);
 	return -EINVAL;
 }
 
-int qmp_msg_parse(const char *line, size_t len, struct qmp_msg *ret)
+int qmp_json_parse_object(const char *text, size_t len, json_object **ret)
+{
+	const char *why;
+
+	return parse_object(text, len, ret, &why);
+}
+
+int qmp_msg_parse_why(const char *line, size_t len, struct qmp_msg *ret,
+		      const char **ret_why)
 {
 	struct qmp_msg m = { 0 };
 	json_object *o = NULL;
@@ -215,7 +248,7 @@ int qmp_msg_parse(const char *line, size_t len, struct qmp_msg *ret)
 
 	if (len > 0 && line[len - 1] == '\r')
 		len--;
-	r = qmp_json_parse_object(line, len, &o);
+	r = parse_object(line, len, &o, ret_why);
 	if (r == -EINVAL)
 		return -EPROTO;
 	if (r < 0)
@@ -223,6 +256,8 @@ int qmp_msg_parse(const char *line, size_t len, struct qmp_msg *ret)
 	r = classify(o, &m);
 	json_object_put(o);
 	if (r < 0) {
+		if (r == -EPROTO)
+			*ret_why = "JSON that is not a QMP message";
 		qmp_msg_release(&m);
 		return r;
 	}
@@ -230,14 +265,50 @@ int qmp_msg_parse(const char *line, size_t len, struct qmp_msg *ret)
 	return 0;
 }
 
+int qmp_msg_parse(const char *line, size_t len, struct qmp_msg *ret)
+{
+	const char *why;
+
+	return qmp_msg_parse_why(line, len, ret, &why);
+}
+
 void qmp_decoder_init(struct qmp_decoder *d)
 {
 	memset(d, 0, sizeof(*d));
 }
 
+/* Buffers over KEEP_BUF_MAX are mapped; their sizes are powers of two. */
+static void buf_free(char *buf, size_t cap)
+{
+	if (buf && cap > KEEP_BUF_MAX)
+		munmap(buf, cap);
+	else
+		free(buf);
+}
+
+static char *buf_grow(char *buf, size_t len, size_t cap, size_t new_cap)
+{
+	char *p;
+
+	if (new_cap <= KEEP_BUF_MAX)
+		return realloc(buf, new_cap);
+	if (cap > KEEP_BUF_MAX) {
+		p = mremap(buf, cap, new_cap, MREMAP_MAYMOVE);
+		return p == MAP_FAILED ? NULL : p;
+	}
+	p = mmap(NULL, new_cap, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	if (len)
+		memcpy(p, buf, len);
+	free(buf);
+	return p;
+}
+
 void qmp_decoder_release(struct qmp_decoder *d)
 {
-	free(d->buf);
+	buf_free(d->buf, d->cap);
 	qmp_decoder_init(d);
 }
 
@@ -253,7 +324,7 @@ static int append(struct qmp_decoder *d, const char *buf, size_t n)
 			cap *= 2;
 		if (cap > QMP_LINE_MAX)
 			cap = QMP_LINE_MAX;
-		p = realloc(d->buf, cap);
+		p = buf_grow(d->buf, d->len, d->cap, cap);
 		if (!p)
 			return -ENOMEM;
 		d->buf = p;
@@ -264,13 +335,14 @@ static int append(struct qmp_decoder *d, const char *buf, size_t n)
 	return 0;
 }
 
-static int parse_line(const char *line, size_t len, struct qmp_msg *ret)
+static int parse_line(struct qmp_decoder *d, const char *line, size_t len,
+		      struct qmp_msg *ret)
 {
 	int r;
 
 	if (len == 0 || (len == 1 && line[0] == '\r'))
 		return 0;
-	r = qmp_msg_parse(line, len, ret);
+	r = qmp_msg_parse_why(line, len, ret, &d->why);
 	return r < 0 ? r : 1;
 }
 
@@ -288,6 +360,7 @@ int qmp_decoder_feed(struct qmp_decoder *d, const char *buf, size_t len,
 	if (seg > QMP_LINE_MAX - d->len) {
 		qmp_decoder_release(d);
 		d->failed = true;
+		d->why = "a line longer than QMP_LINE_MAX (8 MiB)";
 		return -EPROTO;
 	}
 	if (!nl)
@@ -295,14 +368,14 @@ int qmp_decoder_feed(struct qmp_decoder *d, const char *buf, size_t len,
 
 	*consumed = seg + 1;
 	if (d->len == 0)
-		return parse_line(buf, seg, ret);
+		return parse_line(d, buf, seg, ret);
 	r = append(d, buf, seg);
 	if (r < 0)
 		return r;
-	r = parse_line(d->buf, d->len, ret);
+	r = parse_line(d, d->buf, d->len, ret);
 	d->len = 0;
 	if (d->cap > KEEP_BUF_MAX) {
-		free(d->buf);
+		buf_free(d->buf, d->cap);
 		d->buf = NULL;
 		d->cap = 0;
 	}

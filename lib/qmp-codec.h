@@ -65,12 +65,18 @@ void qmp_msg_release(struct qmp_msg *m);
  */
 int qmp_msg_parse(const char *line, size_t len, struct qmp_msg *ret);
 
+/* The same, and on -EPROTO *ret_why says what was wrong (static text). */
+int qmp_msg_parse_why(const char *line, size_t len, struct qmp_msg *ret,
+		      const char **ret_why);
+
 /* A line splitter. Zero-initialised or qmp_decoder_init()ed before use. */
 struct qmp_decoder {
 	char *buf;    /* the incomplete line so far */
 	size_t len;
 	size_t cap;
 	bool failed;  /* a line was over-long: the stream cannot be resynced */
+	/* After -EPROTO: what was wrong with the line, for humans (static). */
+	const char *why;
 };
 
 void qmp_decoder_init(struct qmp_decoder *d);
@@ -83,7 +89,8 @@ void qmp_decoder_release(struct qmp_decoder *d);
  *    0  more bytes are needed (or an empty line was skipped);
  *   -EPROTO  the line was not a QMP message (it is dropped and the decoder
  *            goes on with the next line), or it is longer than QMP_LINE_MAX
- *            (the decoder then fails every later call too);
+ *            (the decoder then fails every later call too); d->why says
+ *            which, e.g. "nesting too deep";
  *   -ENOMEM.
  * Callers loop until all their bytes are consumed:
  *

@@ -1,7 +1,21 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The QMP client's I/O layer: socket, reader thread, table of pending
+ * The QMP client's I/O layer: sockets, the reader thread, tables of pending
  * requests. The codec (qmp-codec.c) does all the parsing.
+ *
+ * One reader thread serves every monitor of the process: it waits on one
+ * epoll set for all connected sockets, reads what a ready socket has (one
+ * recv of at most READ_CHUNK, so a monitor that sends a lot cannot starve
+ * the others), decodes, routes replies to their waiters and runs event
+ * handlers. It is started with the first connection and ends when the last
+ * struct qmp that used it is freed. Hosts run ~1000 monitors: a thread each
+ * cost megabytes of stacks and malloc arenas.
+ *
+ * A connection is attached to the reader from do_connect() until the reader
+ * itself ends it (conn_stop()): on EOF, an error, a protocol violation, or a
+ * shutdown() by drop(). Only the reader closes a socket, and drop() waits
+ * until it has, so a struct qmp is never touched by the reader after
+ * drop() returns.
  *
  * Locks: write_lock is held across one send() so that commands never
  * interleave on the wire; lock guards everything else. write_lock is taken
@@ -16,6 +30,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -25,9 +41,9 @@
 
 #include "qmp-codec.h"
 
-/* Hosts run ~1000 monitors, each with its own reader thread. */
 #define READER_STACK (256u << 10)
 #define READ_CHUNK (16u << 10)
+#define EPOLL_BATCH 64
 
 struct pending {
 	struct pending *next;
@@ -50,13 +66,15 @@ struct qmp {
 	void *event_userdata;
 	int fd;              /* owned by the reader thread; valid while alive */
 	bool alive;          /* the reader thread is reading fd */
+	bool attached;       /* fd is the reader's until conn_stop() ends */
+	bool reader_ref;     /* this struct holds a reference on the reader */
+	struct qmp_decoder dec; /* the reader's, while attached */
 	bool greeted;
 	bool negotiated;
 	bool connecting;     /* one thread runs the connect sequence at a time */
 	bool dropping;       /* we closed it ourselves: no "lost" event */
 	int reader_err;      /* why the reader stopped */
-	pthread_t reader;
-	bool reader_joinable;
+	const char *reader_why; /* with -EPROTO: what the peer sent (static) */
 	struct pending *pending;
 	int64_t last_id;
 	bool have_version;
@@ -104,6 +122,31 @@ static int set_error(char **ret_error, int err, const char *fmt, ...)
 		*ret_error = msg;
 	va_end(ap);
 	return err;
+}
+
+/* The message for a failure r of the connection, for humans. */
+static int explain(struct qmp *q, char **ret_error, int r)
+{
+	const char *why;
+
+	switch (r) {
+	case -EPROTO:
+		pthread_mutex_lock(&q->lock);
+		why = q->reader_why;
+		pthread_mutex_unlock(&q->lock);
+		return set_error(ret_error, r,
+				 "%s: the monitor broke the QMP protocol: %s",
+				 q->address, why ? why : "a bad message");
+	case -ETIMEDOUT:
+		return set_error(ret_error, r,
+				 "%s: no reply in time (monitor busy or hung)",
+				 q->address);
+	case -ENOTCONN:
+		return set_error(ret_error, r,
+				 "%s: the monitor closed the connection",
+				 q->address);
+	}
+	return set_error(ret_error, r, "%s: %s", q->address, strerror(-r));
 }
 
 /* SO_SNDTIMEO bounds connect() and send() on both UNIX and TCP sockets. */
@@ -241,20 +284,39 @@ static int feed(struct qmp *q, struct qmp_decoder *dec, const char *p,
 	return 0;
 }
 
-static void reader_stop(struct qmp *q, int fd, int err)
+/* ---- the reader thread, shared by every monitor ---- */
+
+static struct {
+	pthread_mutex_t lock;  /* users, started, the thread's life */
+	unsigned users;        /* struct qmp holding a reference */
+	bool started;
+	int epfd;
+	int wake_fd;           /* eventfd: the last user left */
+	pthread_t thread;
+} reader = { .lock = PTHREAD_MUTEX_INITIALIZER, .epfd = -1, .wake_fd = -1 };
+
+/*
+ * Ends q's connection: runs on the reader thread only. Waiters fail with
+ * err; the event handler hears of the loss unless we dropped it ourselves.
+ */
+static void conn_stop(struct qmp *q, int err, const char *why)
 {
 	struct pending *p;
 	qmp_event_fn fn;
 	void *userdata;
 	bool lost;
+	int fd;
 
 	pthread_mutex_lock(&q->lock);
+	fd = q->fd;
+	epoll_ctl(reader.epfd, EPOLL_CTL_DEL, fd, NULL);
 	lost = q->negotiated && !q->dropping;
 	fn = q->event_fn;
 	userdata = q->event_userdata;
 	q->alive = false;
 	q->negotiated = false;
 	q->reader_err = err;
+	q->reader_why = why;
 	q->fd = -1;
 	while ((p = q->pending)) {
 		q->pending = p->next;
@@ -271,56 +333,144 @@ static void reader_stop(struct qmp *q, int fd, int err)
 	pthread_mutex_lock(&q->write_lock);
 	close(fd);
 	pthread_mutex_unlock(&q->write_lock);
+	qmp_decoder_release(&q->dec);
 
 	if (lost && fn)
 		fn(userdata, NULL, NULL, 0, 0);
+
+	/* The last touch: drop() and qmp_free() wait for it. */
+	pthread_mutex_lock(&q->lock);
+	q->attached = false;
+	pthread_cond_broadcast(&q->cond);
+	pthread_mutex_unlock(&q->lock);
 }
 
-static void *reader_main(void *arg)
+/* Reads what q's socket has now (at most one chunk) and handles it. */
+static void conn_ready(struct qmp *q, char *buf)
 {
-	struct qmp *q = arg;
-	struct qmp_decoder dec;
-	char *buf = malloc(READ_CHUNK);
-	int err = buf ? 0 : -ENOMEM;
 	ssize_t n;
-	int fd;
+	int err = 0, fd;
 
-	qmp_decoder_init(&dec);
+	/* fd changes only on this thread; the lock orders us after do_connect. */
 	pthread_mutex_lock(&q->lock);
 	fd = q->fd;
 	pthread_mutex_unlock(&q->lock);
-	/* No deadline here: waiting for events is this thread's job, and
-	 * shutdown() ends the wait. */
-	while (!err) {
-		n = recv(fd, buf, READ_CHUNK, 0);
-		if (n > 0)
-			err = feed(q, &dec, buf, (size_t)n);
-		else if (n == 0 || errno != EINTR)
-			err = -ENOTCONN;
+	n = recv(fd, buf, READ_CHUNK, MSG_DONTWAIT);
+	if (n > 0)
+		err = feed(q, &q->dec, buf, (size_t)n);
+	else if (n == 0)
+		err = -ENOTCONN;
+	else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+		err = -ENOTCONN;
+	if (err)
+		conn_stop(q, err, err == -EPROTO ? q->dec.why : NULL);
+}
+
+/* No deadline here: waiting for events is this thread's job. */
+static void *reader_main(void *arg)
+{
+	struct epoll_event ev[EPOLL_BATCH];
+	char *buf = malloc(READ_CHUNK);
+	int n;
+
+	for (;;) {
+		n = epoll_wait(reader.epfd, ev, EPOLL_BATCH, -1);
+		if (n < 0 && errno != EINTR)
+			break; /* cannot happen with a valid epfd */
+		for (int i = 0; i < n; i++) {
+			struct qmp *q = ev[i].data.ptr;
+
+			if (!q) {
+				free(buf);
+				return NULL; /* wake_fd: the last user left */
+			}
+			if (!buf) {
+				/* No memory to read with: fail this one. */
+				conn_stop(q, -ENOMEM, NULL);
+				continue;
+			}
+			conn_ready(q, buf);
+		}
 	}
 	free(buf);
-	qmp_decoder_release(&dec);
-	reader_stop(q, fd, err);
 	return NULL;
 }
 
-/* Ends the connection, if any, and joins its reader. */
+/* Takes a reference on the reader thread, starting it if needed. */
+static int reader_get(struct qmp *q)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+	pthread_attr_t attr;
+	int r = 0;
+
+	if (q->reader_ref)
+		return 0;
+	pthread_mutex_lock(&reader.lock);
+	if (!reader.started) {
+		reader.epfd = epoll_create1(EPOLL_CLOEXEC);
+		reader.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (reader.epfd < 0 || reader.wake_fd < 0 ||
+		    epoll_ctl(reader.epfd, EPOLL_CTL_ADD, reader.wake_fd,
+			      &ev) < 0)
+			r = -errno;
+		if (r == 0) {
+			pthread_attr_init(&attr);
+			pthread_attr_setstacksize(&attr, READER_STACK);
+			r = -pthread_create(&reader.thread, &attr, reader_main,
+					    NULL);
+			pthread_attr_destroy(&attr);
+		}
+		if (r < 0) {
+			if (reader.epfd >= 0)
+				close(reader.epfd);
+			if (reader.wake_fd >= 0)
+				close(reader.wake_fd);
+			reader.epfd = reader.wake_fd = -1;
+		} else {
+			reader.started = true;
+		}
+	}
+	if (r == 0) {
+		reader.users++;
+		q->reader_ref = true;
+	}
+	pthread_mutex_unlock(&reader.lock);
+	return r;
+}
+
+/* Gives q's reference back; the last one ends the thread. */
+static void reader_put(struct qmp *q)
+{
+	uint64_t one = 1;
+
+	if (!q->reader_ref)
+		return;
+	q->reader_ref = false;
+	pthread_mutex_lock(&reader.lock);
+	if (--reader.users == 0 && reader.started) {
+		if (write(reader.wake_fd, &one, sizeof(one)) < 0) {
+			/* The counter is set already: it will wake. */
+		}
+		pthread_join(reader.thread, NULL);
+		close(reader.epfd);
+		close(reader.wake_fd);
+		reader.epfd = reader.wake_fd = -1;
+		reader.started = false;
+	}
+	pthread_mutex_unlock(&reader.lock);
+}
+
+/* Ends the connection, if any, and waits until the reader let go of it. */
 static void drop(struct qmp *q)
 {
-	pthread_t t;
-	bool join;
-
 	pthread_mutex_lock(&q->lock);
 	if (q->alive) {
 		q->dropping = true;
 		shutdown(q->fd, SHUT_RDWR);
 	}
-	join = q->reader_joinable;
-	q->reader_joinable = false;
-	t = q->reader;
+	while (q->attached)
+		pthread_cond_wait(&q->cond, &q->lock);
 	pthread_mutex_unlock(&q->lock);
-	if (join)
-		pthread_join(t, NULL);
 }
 
 /*
@@ -452,42 +602,45 @@ static int reply_result(struct qmp_msg *m, char **ret_error)
 static int do_connect(struct qmp *q, const struct timespec *dl,
 		      char **ret_error)
 {
+	struct epoll_event ev = { .events = EPOLLIN };
 	struct qmp_msg m = { 0 };
-	pthread_attr_t attr;
 	json_object *cmd;
 	int fd, r;
 
+	r = reader_get(q);
+	if (r < 0)
+		return r;
 	fd = open_socket(q, dl);
 	if (fd < 0)
 		return fd;
 
-	pthread_attr_init(&attr);
-	pthread_attr_setstacksize(&attr, READER_STACK);
 	pthread_mutex_lock(&q->lock);
 	q->fd = fd;
 	q->alive = true;
+	q->attached = true;
 	q->greeted = false;
 	q->negotiated = false;
 	q->dropping = false;
 	q->reader_err = 0;
-	r = -pthread_create(&q->reader, &attr, reader_main, q);
-	if (r < 0) {
+	qmp_decoder_init(&q->dec);
+	ev.data.ptr = q;
+	if (epoll_ctl(reader.epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		r = -errno;
 		q->alive = false;
+		q->attached = false;
 		q->fd = -1;
 		pthread_mutex_unlock(&q->lock);
-		pthread_attr_destroy(&attr);
 		close(fd);
 		return r;
 	}
-	q->reader_joinable = true;
 	while (q->alive && !q->greeted &&
 	       pthread_cond_timedwait(&q->cond, &q->lock, dl) != ETIMEDOUT)
 		;
 	r = q->greeted ? 0 : q->alive ? -ETIMEDOUT : q->reader_err;
 	pthread_mutex_unlock(&q->lock);
-	pthread_attr_destroy(&attr);
 	if (r == -ETIMEDOUT)
-		set_error(ret_error, r, "%s: no greeting (monitor busy or hung)",
+		set_error(ret_error, r,
+			  "%s: no greeting in time (monitor busy or hung)",
 			  q->address);
 
 	if (r == 0) {
@@ -517,8 +670,6 @@ static int do_connect(struct qmp *q, const struct timespec *dl,
 static int connect_until(struct qmp *q, const struct timespec *dl,
 			 char **ret_error)
 {
-	pthread_t old;
-	bool join;
 	int r = 0;
 
 	pthread_mutex_lock(&q->lock);
@@ -527,17 +678,17 @@ static int connect_until(struct qmp *q, const struct timespec *dl,
 			r = -ETIMEDOUT;
 	if (r < 0 || (q->alive && q->negotiated)) {
 		pthread_mutex_unlock(&q->lock);
-		return r < 0 ? set_error(ret_error, r, "%s: %s", q->address,
-					 strerror(-r)) : 0;
+		/* Another thread's attempt took all our time. */
+		return r < 0 ? set_error(ret_error, r,
+					 "%s: no connection in time (monitor "
+					 "busy or hung)", q->address) : 0;
 	}
 	q->connecting = true;
-	/* The last connection's reader has ended (or is ending). */
-	join = q->reader_joinable;
-	q->reader_joinable = false;
-	old = q->reader;
+	/* The last connection has ended; wait until the reader let go of it
+	 * (it never waits for anything but handlers, so this is short). */
+	while (q->attached)
+		pthread_cond_wait(&q->cond, &q->lock);
 	pthread_mutex_unlock(&q->lock);
-	if (join)
-		pthread_join(old, NULL);
 
 	r = do_connect(q, dl, ret_error);
 
@@ -546,7 +697,7 @@ static int connect_until(struct qmp *q, const struct timespec *dl,
 	pthread_cond_broadcast(&q->cond);
 	pthread_mutex_unlock(&q->lock);
 	if (r < 0)
-		set_error(ret_error, r, "%s: %s", q->address, strerror(-r));
+		explain(q, ret_error, r);
 	return r;
 }
 
@@ -582,8 +733,7 @@ static int run(struct qmp *q, json_object *cmd, int timeout_ms,
 	if (r == 0)
 		r = request(q, cmd, &dl, ret);
 	if (r < 0)
-		return set_error(ret_error, r, "%s: %s", q->address,
-				 strerror(-r));
+		return explain(q, ret_error, r);
 	return 0;
 }
 
@@ -741,6 +891,7 @@ struct qmp *qmp_free(struct qmp *q)
 	if (!q)
 		return NULL;
 	drop(q);
+	reader_put(q);
 	pthread_cond_destroy(&q->cond);
 	pthread_mutex_destroy(&q->write_lock);
 	pthread_mutex_destroy(&q->lock);

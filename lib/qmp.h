@@ -5,11 +5,13 @@
  * QMP client: one connection to one QEMU monitor socket, shared by any number
  * of threads.
  *
- * A struct qmp owns at most one socket and one reader thread. Callers send
- * commands under a lock and wait, each on its own condition, for the reply
- * whose "id" matches; the reader thread routes replies to waiters and events
- * to the event handler. Events may arrive before the reply of the command
- * that caused them.
+ * A struct qmp owns at most one socket. Callers send commands under a lock
+ * and wait, each on its own condition, for the reply whose "id" matches. One
+ * reader thread serves every struct qmp of the process (epoll): it routes
+ * replies to waiters and events to the event handlers. It starts with the
+ * first connection and ends when the last struct qmp that connected is
+ * freed. Events may arrive before the reply of the command that caused
+ * them; a handler has returned before that reply reaches its waiter.
  *
  * The connection is made lazily: qmp_execute() connects (greeting, then
  * qmp_capabilities) when there is no live connection, so a monitor that went
@@ -46,9 +48,14 @@ struct qmp;
  * NULL when the connection is lost (the peer closed it or broke the
  * protocol). data_json is the JSON text of the event's "data" member, or NULL
  * when QEMU sent none. The strings are borrowed for the duration of the call.
- * The handler must not call qmp_execute(), qmp_disconnect() or qmp_free() on
- * the same struct qmp (they wait for the thread the handler runs on) and
- * should return quickly.
+ *
+ * The reader thread is shared by every monitor of the process, and while a
+ * handler runs no monitor's reply or event is read. So a handler must not
+ * block: no I/O, no waiting for another thread that may itself wait for a
+ * monitor, and only locks that are held briefly everywhere. It must not
+ * call qmp_connect(), qmp_execute(), qmp_execute_json(), qmp_disconnect()
+ * or qmp_free() on any struct qmp: they wait for this very thread. Work that
+ * may take long belongs to another thread the handler wakes.
  */
 typedef void (*qmp_event_fn)(void *userdata, const char *event,
 			     const char *data_json, int64_t seconds,
@@ -56,18 +63,21 @@ typedef void (*qmp_event_fn)(void *userdata, const char *event,
 
 /*
  * Creates a client for "unix:PATH" or "tcp:HOST:PORT". No I/O happens here.
- * Returns 0 and *ret, -EINVAL for a malformed address, -ENOMEM.
+ * Returns 0 and *ret, -EINVAL for a malformed address, -ENOMEM. *ret
+ * belongs to the caller until qmp_free().
  */
 int qmp_new(const char *address, struct qmp **ret);
 
-/* Closes the connection, joins the reader thread, frees. Accepts NULL;
- * returns NULL. No other thread may be using q. */
+/* Closes the connection, waits until the reader thread let go of it (and
+ * ends that thread if q was its last user), frees. Accepts NULL; returns
+ * NULL. No other thread may be using q. */
 struct qmp *qmp_free(struct qmp *q);
 
-/* Sets the event handler. Call before the first connection. */
+/* Sets the event handler (see qmp_event_fn: it runs on the reader thread).
+ * Call before the first connection, from one thread. */
 void qmp_set_event_handler(struct qmp *q, qmp_event_fn fn, void *userdata);
 
-/* The address given to qmp_new(); borrowed. */
+/* The address given to qmp_new(); borrowed until qmp_free(). */
 const char *qmp_address(const struct qmp *q);
 
 /*
@@ -104,8 +114,8 @@ int qmp_execute_json(struct qmp *q, const char *command_json, int timeout_ms,
 		     char **ret_reply, char **ret_error);
 
 /*
- * The QEMU version from the greeting of the current (or last) connection.
- * Returns -ENOTCONN if no greeting was ever read.
+ * The QEMU version from the greeting of the current (or last) connection;
+ * no I/O. Returns -ENOTCONN if no greeting was ever read.
  */
 int qmp_version(struct qmp *q, int *ret_major, int *ret_minor,
 		int *ret_micro);

@@ -80,7 +80,8 @@ int vrpc_call_encode(uint32_t prog, int32_t proc, uint32_t serial,
  * Decodes payload[0..size) into *ret with fn. *ret must be zeroed by the
  * caller; on success the caller frees it with xdr_free(fn, ret). Trailing
  * bytes are an error. On failure returns -EPROTO and *ret holds nothing that
- * needs freeing (it is zeroed again).
+ * needs freeing: its pointers are NULL again, but numbers decoded before the
+ * failure stay (do not read *ret).
  */
 int vrpc_payload_decode(const uint8_t *payload, size_t size, xdrproc_t fn,
 			void *ret);

@@ -28,6 +28,8 @@
 #include "vrpc.h"
 
 #define VRPC_TIMEOUT_MS_DEFAULT 5000
+#define VRPC_HOLD_MS_MIN 500
+#define VRPC_HOLD_MS_MAX 8000
 #define QEMU_SYSTEM_SOCKETS \
 	{ "/var/run/libvirt/virtqemud-sock", "/var/run/libvirt/libvirt-sock" }
 #define LIBVIRTD_SOCKET "/var/run/libvirt/libvirt-sock"
@@ -39,6 +41,19 @@ struct pending {
 	int err;       /* the connection failed: -ENOTCONN, -EPROTO, ... */
 	uint8_t *pkt;  /* the whole reply packet, when err == 0 */
 	size_t size;
+	pthread_cond_t cond;
+};
+
+/* A download stream (server to client) opened by a call with this serial. */
+struct vstream {
+	struct vstream *next;
+	uint32_t serial;
+	uint8_t *data;
+	size_t len, max;
+	int err;       /* -EFBIG past max, an ERROR packet's errno, -ENOTCONN */
+	char *msg;     /* the ERROR packet's message */
+	int oks;       /* 1: end of data (an empty CONTINUE); 2: an OK came
+			* (libvirtd's confirmation of our finish or abort) */
 	pthread_cond_t cond;
 };
 
@@ -64,11 +79,16 @@ struct vrpc {
 	bool up;              /* alive and the handshake completed */
 	bool connecting;      /* a thread is (re)connecting */
 	bool closing;
+	/* After a connection the peer broke (-EPROTO), no new one before
+	 * hold_until; the pause doubles with each broken connection. */
+	struct timespec hold_until;
+	int hold_ms;
 	bool have_reader;
 	pthread_t reader;
 	uint32_t serial;
 	struct pending *pending;
 	struct persist *persist, **persist_tail;
+	struct vstream *streams;  /* guarded by lock */
 };
 
 static int set_error(char **ret_error, int err, const char *fmt, ...)
@@ -614,6 +634,64 @@ static void route_reply(struct vrpc *c, const struct vrpc_header *h,
 		free(pkt);
 }
 
+/*
+ * Hands a STREAM packet to the download with its serial; takes pkt. Data
+ * beyond the stream's max is dropped and fails the download.
+ */
+static void route_stream(struct vrpc *c, const struct vrpc_header *h,
+			 uint8_t *pkt)
+{
+	const uint8_t *payload = pkt + VRPC_HEADER_SIZE;
+	size_t size = h->len - VRPC_HEADER_SIZE;
+	struct vstream *st;
+
+	pthread_mutex_lock(&c->lock);
+	for (st = c->streams; st && st->serial != h->serial; st = st->next)
+		;
+	if (!st) {
+		/* Nobody downloads (anymore): drop it. */
+	} else if (h->status == VRPC_CONTINUE) {
+		if (st->err) {
+			/* failed already: drain */
+		} else if (size == 0) {
+			/* libvirtd 9.0 ends the data with an empty CONTINUE */
+			if (st->oks < 1)
+				st->oks = 1;
+			pthread_cond_signal(&st->cond);
+		} else if (size > st->max - st->len) {
+			st->err = -EFBIG;
+			pthread_cond_signal(&st->cond);
+		} else if (size > 0) {
+			uint8_t *n = realloc(st->data, st->len + size);
+
+			if (!n) {
+				st->err = -ENOMEM;
+			} else {
+				memcpy(n + st->len, payload, size);
+				st->data = n;
+				st->len += size;
+			}
+		}
+	} else if (h->status == VRPC_OK) {
+		st->oks = 2;
+		pthread_cond_signal(&st->cond);
+	} else {
+		int code = 0;
+		char *msg = NULL;
+
+		if (vrpc_error_decode(payload, size, &code, &msg) < 0)
+			st->err = -EPROTO;
+		else if (!st->err)
+			st->err = vrpc_errno(code);
+		free(st->msg);
+		st->msg = msg;
+		st->oks = 2; /* nothing follows an error */
+		pthread_cond_signal(&st->cond);
+	}
+	pthread_mutex_unlock(&c->lock);
+	free(pkt);
+}
+
 static void *reader_main(void *arg)
 {
 	struct reader_args a = *(struct reader_args *)arg;
@@ -664,8 +742,10 @@ static void *reader_main(void *arg)
 					    pkt + VRPC_HEADER_SIZE,
 					    len - VRPC_HEADER_SIZE);
 			free(pkt);
+		} else if (h.type == VRPC_STREAM) {
+			route_stream(c, &h, pkt);
 		} else {
-			/* Streams and fd passing: never asked for. */
+			/* fd passing: never asked for. */
 			free(pkt);
 		}
 	}
@@ -674,6 +754,12 @@ static void *reader_main(void *arg)
 	pthread_mutex_lock(&c->lock);
 	was_up = c->gen == a.gen && c->up;
 	closing = c->closing;
+	if (r == -EPROTO || r == -EMSGSIZE) {
+		c->hold_ms = c->hold_ms ? c->hold_ms * 2 : VRPC_HOLD_MS_MIN;
+		if (c->hold_ms > VRPC_HOLD_MS_MAX)
+			c->hold_ms = VRPC_HOLD_MS_MAX;
+		c->hold_until = deadline_in(c->hold_ms);
+	}
 	if (c->gen == a.gen) {
 		c->alive = false;
 		c->up = false;
@@ -682,9 +768,16 @@ static void *reader_main(void *arg)
 		struct pending *p = c->pending;
 
 		c->pending = p->next;
-		p->err = r == -EPROTO || r == -EMSGSIZE ? r : -ENOTCONN;
+		/* A length word out of range (-EMSGSIZE from the codec) is
+		 * the peer breaking the protocol like any other. */
+		p->err = r == -EPROTO || r == -EMSGSIZE ? -EPROTO : -ENOTCONN;
 		p->done = true;
 		pthread_cond_signal(&p->cond);
+	}
+	for (struct vstream *st = c->streams; st; st = st->next) {
+		if (!st->err)
+			st->err = -ENOTCONN;
+		pthread_cond_signal(&st->cond);
 	}
 	pthread_mutex_unlock(&c->lock);
 	/* Wake the peer too, so that it notices a protocol error at once. */
@@ -709,9 +802,25 @@ static void put_serial(uint8_t *pkt, uint32_t serial)
  * waits for the reply. Returns 0 and the reply packet in *ret_pkt (malloc'd),
  * or a negative errno. libvirt's ERROR replies are turned into errno here.
  */
+static int exchange_stream(struct vrpc *c, uint64_t gen, uint8_t *pkt,
+			   size_t size, const struct timespec *deadline,
+			   uint8_t **ret_pkt, size_t *ret_size,
+			   struct vstream *st, char **ret_error);
+
 static int exchange(struct vrpc *c, uint64_t gen, uint8_t *pkt, size_t size,
 		    const struct timespec *deadline, uint8_t **ret_pkt,
 		    size_t *ret_size, char **ret_error)
+{
+	return exchange_stream(c, gen, pkt, size, deadline, ret_pkt, ret_size,
+			       NULL, ret_error);
+}
+
+/* exchange(); with st, st is registered under the call's serial before the
+ * call is sent, so no packet of its stream can come unseen. */
+static int exchange_stream(struct vrpc *c, uint64_t gen, uint8_t *pkt,
+			   size_t size, const struct timespec *deadline,
+			   uint8_t **ret_pkt, size_t *ret_size,
+			   struct vstream *st, char **ret_error)
 {
 	struct pending p = { .done = false };
 	struct vrpc_header h;
@@ -734,6 +843,11 @@ static int exchange(struct vrpc *c, uint64_t gen, uint8_t *pkt, size_t size,
 	put_serial(pkt, p.serial);
 	p.next = c->pending;
 	c->pending = &p;
+	if (st) {
+		st->serial = p.serial;
+		st->next = c->streams;
+		c->streams = st;
+	}
 	pthread_mutex_unlock(&c->lock);
 
 	r = send_packet(c, gen, pkt, size, deadline);
@@ -768,7 +882,7 @@ static int exchange(struct vrpc *c, uint64_t gen, uint8_t *pkt, size_t size,
 			return set_error(ret_error, r,
 					 "%s: libvirtd did not answer in time",
 					 c->uri->name);
-		if (r == -EPROTO || r == -EMSGSIZE)
+		if (r == -EPROTO)
 			return set_error(ret_error, r,
 					 "%s: libvirtd broke the protocol",
 					 c->uri->name);
@@ -947,9 +1061,13 @@ static int reconnect(struct vrpc *c, const struct timespec *deadline,
 
 	teardown(c);
 	r = transport_connect(c->uri, deadline, &fd);
-	if (r < 0)
-		return set_error(ret_error, r, "%s: cannot connect to libvirtd: %s",
-				 c->uri->name, strerror(-r));
+	if (r < 0) {
+		set_error(ret_error, r, "cannot connect to libvirtd: %s",
+			  strerror(-r));
+		/* A daemon that stopped may have removed its socket; ENOENT
+		 * would read as "no such domain" to every caller. */
+		return r == -ENOENT ? -ECONNREFUSED : r;
+	}
 	ra = malloc(sizeof(*ra));
 	if (!ra) {
 		close(fd);
@@ -1003,6 +1121,16 @@ static int ensure_connected(struct vrpc *c, const struct timespec *deadline,
 			pthread_mutex_unlock(&c->lock);
 			return 0;
 		}
+		if (!c->connecting && ms_left(&c->hold_until) > 0) {
+			/* Every caller would reconnect, meet the same broken
+			 * peer and make the next caller do it again. */
+			int ms = ms_left(&c->hold_until);
+
+			pthread_mutex_unlock(&c->lock);
+			return set_error(ret_error, -EPROTO,
+					 "%s: libvirtd broke the protocol; "
+					 "next try in %d ms", c->uri->name, ms);
+		}
 		if (!c->connecting)
 			break;
 		if (pthread_cond_timedwait(&c->cond, &c->lock, deadline) ==
@@ -1037,6 +1165,132 @@ int vrpc_call(struct vrpc *c, uint32_t prog, int32_t proc, xdrproc_t args_fn,
 		return r;
 	return call_on(c, gen, prog, proc, args_fn, args, ret_fn, ret,
 		       &deadline, ret_error);
+}
+
+/* ---- downloads: a reply followed by a stream of data ---- */
+
+/* One empty STREAM packet of the stream opened by `serial`. */
+static int stream_send(struct vrpc *c, uint64_t gen, uint32_t prog,
+		       int32_t proc, uint32_t serial, int32_t status,
+		       const struct timespec *deadline)
+{
+	const struct vrpc_header h = {
+		.len = VRPC_HEADER_SIZE,
+		.prog = prog,
+		.vers = VRPC_PROTOCOL_VERSION,
+		.proc = proc,
+		.type = VRPC_STREAM,
+		.serial = serial,
+		.status = status,
+	};
+	uint8_t pkt[VRPC_HEADER_SIZE];
+
+	vrpc_header_encode(&h, pkt);
+	return send_packet(c, gen, pkt, sizeof(pkt), deadline);
+}
+
+/* Caller holds c->lock. Waits until the stream saw `oks` OK packets, failed,
+ * or the deadline passed (-ETIMEDOUT). */
+static int stream_wait(struct vrpc *c, struct vstream *st, int oks,
+		       const struct timespec *deadline)
+{
+	while (!st->err && st->oks < oks)
+		if (pthread_cond_timedwait(&st->cond, &c->lock, deadline) ==
+			    ETIMEDOUT &&
+		    !st->err && st->oks < oks)
+			return -ETIMEDOUT;
+	return st->err;
+}
+
+int vrpc_call_download(struct vrpc *c, uint32_t prog, int32_t proc,
+		       xdrproc_t args_fn, const void *args, xdrproc_t ret_fn,
+		       void *ret, size_t max, uint8_t **ret_data,
+		       size_t *ret_len, char **ret_error)
+{
+	struct timespec deadline = deadline_in(c->timeout_ms);
+	struct vstream st = { .max = max };
+	uint8_t *pkt = NULL, *reply = NULL;
+	size_t size, rsize;
+	pthread_condattr_t ca;
+	bool decoded = false, over = false;
+	uint64_t gen;
+	int r;
+
+	r = ensure_connected(c, &deadline, &gen, ret_error);
+	if (r < 0)
+		return r;
+	r = vrpc_call_encode(prog, proc, 0, args_fn, args, &pkt, &size);
+	if (r < 0)
+		return set_error(ret_error, r,
+				 "cannot encode the arguments of call %d", proc);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&st.cond, &ca);
+	pthread_condattr_destroy(&ca);
+
+	r = exchange_stream(c, gen, pkt, size, &deadline, &reply, &rsize, &st,
+			    ret_error);
+	free(pkt);
+	if (r == 0) {
+		r = vrpc_payload_decode(reply + VRPC_HEADER_SIZE,
+					rsize - VRPC_HEADER_SIZE, ret_fn, ret);
+		free(reply);
+		if (r < 0)
+			set_error(ret_error, r, "%s: undecodable reply to call %d",
+				  c->uri->name, proc);
+		decoded = r == 0;
+	}
+	if (r == 0) {
+		pthread_mutex_lock(&c->lock);
+		r = stream_wait(c, &st, 1, &deadline);
+		over = st.oks >= 2; /* the daemon ended it (an ERROR) */
+		pthread_mutex_unlock(&c->lock);
+		if (r == 0) {
+			/* The end of the data: finish as libvirt's client
+			 * does, so that the daemon frees its side. */
+			if (stream_send(c, gen, prog, proc, st.serial, VRPC_OK,
+					&deadline) == 0) {
+				pthread_mutex_lock(&c->lock);
+				stream_wait(c, &st, 2, &deadline);
+				pthread_mutex_unlock(&c->lock);
+			}
+		} else if (r != -ENOTCONN && !over) {
+			/* Too big, or too slow: abort it (best effort). */
+			stream_send(c, gen, prog, proc, st.serial, VRPC_ERROR,
+				    &deadline);
+		}
+		if (r == -EFBIG)
+			set_error(ret_error, r, "%s: the stream of call %d "
+				  "exceeds %zu bytes", c->uri->name, proc, max);
+		else if (r == -ETIMEDOUT)
+			set_error(ret_error, r, "%s: libvirtd did not send the "
+				  "data in time", c->uri->name);
+		else if (r < 0 && st.msg)
+			set_error(ret_error, r, "%s", st.msg);
+		else if (r < 0)
+			set_error(ret_error, r, "%s: stream of call %d failed",
+				  c->uri->name, proc);
+	}
+
+	pthread_mutex_lock(&c->lock);
+	for (struct vstream **pp = &c->streams; *pp; pp = &(*pp)->next) {
+		if (*pp == &st) {
+			*pp = st.next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+	pthread_cond_destroy(&st.cond);
+	free(st.msg);
+	if (r < 0) {
+		if (decoded)
+			xdr_free(ret_fn, ret);
+		free(st.data);
+		return r;
+	}
+	*ret_data = st.data;
+	*ret_len = st.len;
+	return 0;
 }
 
 int vrpc_call_persistent(struct vrpc *c, uint32_t prog, int32_t proc,

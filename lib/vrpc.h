@@ -19,7 +19,10 @@
  * When the connection drops, every waiter gets -ENOTCONN at once and the
  * event handler is told (h == NULL). The next call reconnects: AUTH_LIST,
  * SUPPORTS_FEATURE(keepalive), CONNECT_OPEN, then it replays every call made
- * with vrpc_call_persistent() (event registrations), in order.
+ * with vrpc_call_persistent() (event registrations), in order. After a
+ * connection the peer broke (-EPROTO), calls fail at once with -EPROTO for a
+ * while (0.5 s, doubling with each broken connection up to 8 s) instead of
+ * reconnecting, so that a broken peer is not reconnected in a tight loop.
  *
  * Keepalive: we ask for it (feature 10) when the server offers it and answer
  * each PING with a PONG, so libvirtd can reap a client that froze and an idle
@@ -30,10 +33,12 @@
  * Errors are negative errno values:
  *   -EINVAL       bad URI or arguments that do not encode (nothing sent)
  *   -EOPNOTSUPP   a URI transport we do not speak (tls, ssh, ...)
- *   -ECONNREFUSED, -ENOENT, ...  connect() failed (libvirtd not running)
+ *   -ECONNREFUSED, ...  connect() failed (libvirtd not running; a missing
+ *                 socket file is -ECONNREFUSED too, never -ENOENT)
  *   -ETIMEDOUT    the deadline passed (connecting or waiting for the reply)
  *   -ENOTCONN     the connection dropped while we waited
- *   -EPROTO, -EMSGSIZE  the peer broke the protocol; the connection is dropped
+ *   -EPROTO       the peer broke the protocol (a length word out of range
+ *                 included); the connection is dropped
  *   anything vrpc_errno() returns: libvirt answered with an error
  * Wherever a function takes `char **ret_error` (may be NULL), a failure
  * stores a malloc'd message there: libvirt's own text when libvirt refused.
@@ -113,6 +118,18 @@ struct vrpc *vrpc_close(struct vrpc *c);
  */
 int vrpc_call(struct vrpc *c, uint32_t prog, int32_t proc, xdrproc_t args_fn,
 	      const void *args, xdrproc_t ret_fn, void *ret, char **ret_error);
+
+/*
+ * A call whose REPLY is followed by a stream of data from the daemon (e.g.
+ * DOMAIN_SCREENSHOT): like vrpc_call(), then collects the STREAM packets of
+ * the call's serial into *ret_data (malloc'd, *ret_len bytes) until the
+ * daemon's end of stream, and finishes the stream. More than `max` bytes is
+ * -EFBIG (the stream is aborted). One deadline covers the whole download.
+ */
+int vrpc_call_download(struct vrpc *c, uint32_t prog, int32_t proc,
+		       xdrproc_t args_fn, const void *args, xdrproc_t ret_fn,
+		       void *ret, size_t max, uint8_t **ret_data,
+		       size_t *ret_len, char **ret_error);
 
 /*
  * Like vrpc_call() without a result, and the call is made again on every new

@@ -8,7 +8,8 @@ set -euo pipefail
 
 pkgs=(meson ninja-build pkg-config gcc libfuse3-dev fuse3 libjson-c-dev
       libtirpc-dev rpcsvc-proto qemu-system-x86 libvirt-daemon
-      libvirt-daemon-driver-qemu libvirt-clients python3-pytest valgrind)
+      libvirt-daemon-driver-qemu libvirt-clients python3-pytest valgrind
+      man-db systemd binutils)
 [ -n "${HVFS_SETUP_EXTRA:-}" ] && pkgs+=($HVFS_SETUP_EXTRA)
 
 missing=()
@@ -36,6 +37,7 @@ conf=/etc/libvirt/qemu.conf
 touch "$conf"
 changed=0
 setconf() {
+	touch "$conf"
 	grep -qxF "$1 = $2" "$conf" && return 0
 	changed=1
 	if grep -qE "^[[:space:]]*$1[[:space:]]*=" "$conf"; then
@@ -53,9 +55,27 @@ setconf cgroup_controllers '[ ]'
 # FUSE mount that existed when the VM started, and an unmounted hvfs could
 # not end until those VMs do.
 setconf namespaces '[ ]'
+# Remote connections for the multi-host tests: plain TCP on the loopback
+# only, without authentication (libvirtd --listen, below).
+conf=/etc/libvirt/libvirtd.conf
+setconf listen_tcp 1
+setconf listen_tls 0
+setconf auth_tcp '"none"'
+setconf listen_addr '"127.0.0.1"'
 mkdir -p /var/log/libvirt /var/lib/libvirt/qemu /run/libvirt
 
 sock=/var/run/libvirt/libvirt-sock
+# A libvirtd started without --listen (by hand, or an older run) is
+# restarted too.
+listening() {
+	for pid in $(pgrep -x libvirtd); do
+		tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- --listen && return 0
+	done
+	return 1
+}
+if pgrep -x libvirtd >/dev/null && ! listening; then
+	changed=1
+fi
 if [ "$changed" = 1 ] && pgrep -x libvirtd >/dev/null; then
 	# Running domains survive a libvirtd restart.
 	pkill -x libvirtd
@@ -66,10 +86,12 @@ if ! pgrep -x virtlogd >/dev/null; then
 fi
 if ! pgrep -x libvirtd >/dev/null; then
 	rm -f "$sock"
-	libvirtd -d
+	libvirtd -d --listen
 fi
 for _ in $(seq 100); do
-	[ -S "$sock" ] && virsh -c qemu:///system version >/dev/null 2>&1 && exit 0
+	[ -S "$sock" ] && virsh -c qemu:///system version >/dev/null 2>&1 &&
+		virsh -c qemu+tcp://127.0.0.1/system version >/dev/null 2>&1 &&
+		exit 0
 	sleep 0.1
 done
 echo "setup-host: libvirtd did not come up (no $sock)" >&2

@@ -8,7 +8,7 @@ import tempfile
 
 import pytest
 
-from hvtest import Mount, Qemu
+from hvtest import Mount, Qemu, define_domain, remove_domain, virsh
 
 
 @pytest.fixture
@@ -49,3 +49,30 @@ def mount():
     yield make
     for m in mounts:
         assert m.umount() == 0, m.logtext()
+
+
+def remove_prefixed(prefix, uri="qemu:///system"):
+    """Removes the libvirt domains a test module left behind."""
+    for name in virsh("list", "--all", "--name", uri=uri).split():
+        if name.startswith(prefix):
+            remove_domain(name)
+
+
+@pytest.fixture
+def domains(request):
+    """domains(name, start=True) defines (and starts) a small libvirt
+    domain called PREFIX + name, PREFIX being the test module's; all are
+    removed at the end of the test."""
+    prefix = request.module.PREFIX
+    made = []
+
+    def make(name, start=True):
+        name = prefix + name
+        define_domain(name)
+        made.append(name)
+        if start:
+            virsh("start", name)
+        return name
+    yield make
+    for name in made:
+        remove_domain(name)

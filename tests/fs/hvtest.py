@@ -5,8 +5,8 @@ libvirt domains through virsh, and an hvfs mount driven as a shell would."""
 import errno
 import json
 import os
+import select
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -15,6 +15,13 @@ import time
 QEMU = shutil.which("qemu-system-x86_64") or "/usr/bin/qemu-system-x86_64"
 HVFS = os.environ.get("HVFS_BIN") or os.path.join(
     os.path.dirname(__file__), "..", "..", "build", "fs", "hvfs")
+
+
+def hvfs_sanitized():
+    """Whether HVFS is built with AddressSanitizer, whose quarantine and
+    shadow memory make resident-set bounds meaningless."""
+    with open(HVFS, "rb") as f:
+        return b"__asan_init" in f.read()
 
 
 def wait_for(pred, timeout=10.0, what="condition"):
@@ -222,3 +229,25 @@ def remove_domain(name):
 
 ENOENT, EINVAL, EOPNOTSUPP, EIO = (errno.ENOENT, errno.EINVAL,
                                    errno.EOPNOTSUPP, errno.EIO)
+
+
+def read_events(fd, want, timeout=10.0, seen=None):
+    """Reads JSON lines from fd until want(event) holds; returns it. Every
+    event read is appended to `seen` if given."""
+    buf = b""
+    seen = [] if seen is None else seen
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        r, _, _ = select.select([fd], [], [], max(0, end - time.monotonic()))
+        if not r:
+            break
+        chunk = os.read(fd, 65536)
+        assert chunk, "events file ended"
+        buf += chunk
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            ev = json.loads(line)
+            seen.append(ev)
+            if want(ev):
+                return ev
+    raise AssertionError(f"no matching event within {timeout} s; saw {seen}")

@@ -3,38 +3,13 @@
 and blocked readers that must not hold FUSE workers."""
 
 import errno
-import json
 import os
 import select
 import signal
 import subprocess
-import tempfile
 import time
 
-import pytest
-
-from hvtest import Mount, Qemu, errno_of, sh, wait_for
-
-
-def read_lines(fd, want, timeout=5.0):
-    """Reads JSON lines from fd until `want` returns true for one of them."""
-    buf = b""
-    seen = []
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        r, _, _ = select.select([fd], [], [], max(0, end - time.monotonic()))
-        if not r:
-            break
-        chunk = os.read(fd, 65536)
-        assert chunk, "events file ended"
-        buf += chunk
-        while b"\n" in buf:
-            line, buf = buf.split(b"\n", 1)
-            ev = json.loads(line)
-            seen.append(ev)
-            if want(ev):
-                return ev, seen
-    raise AssertionError(f"no matching event; saw {seen}")
+from hvtest import errno_of, read_events, sh, wait_for
 
 
 def test_domain_events(qmp_dir, vms, mount):
@@ -43,14 +18,15 @@ def test_domain_events(qmp_dir, vms, mount):
     fd = os.open(m.path("vm-a", "events"), os.O_RDONLY)
     try:
         sh(f"echo pause > {m.path('vm-a', 'control')}")
-        ev, seen = read_lines(fd, lambda e: e["kind"] == "state")
+        seen = []
+        ev = read_events(fd, lambda e: e["kind"] == "state", seen=seen)
         assert ev["domain"] == "vm-a" and ev["state"] == "paused"
         assert any(e["kind"] == "qemu" and e["event"] == "STOP"
                    for e in seen)
         assert isinstance(ev["timestamp"]["seconds"], int)
         # A change behind hvfs's back arrives the same way.
         vm.oracle.execute("cont")
-        ev, _ = read_lines(fd, lambda e: e["kind"] == "state")
+        ev = read_events(fd, lambda e: e["kind"] == "state")
         assert ev["state"] == "running"
         assert m.read("vm-a", "state") == "running\n"
     finally:
@@ -61,7 +37,7 @@ def test_root_events_hidden_from_globs(qmp_dir, vms, mount):
     vms("vm-a")
     vm_b = vms("vm-b")
     m = mount("--qmp-dir", qmp_dir)
-    assert sorted(os.listdir(m.dir)) == [".events", "vm-a", "vm-b"]
+    assert sorted(os.listdir(m.dir)) == [".error", ".events", "vm-a", "vm-b"]
     _, out, _ = sh(f"ls {m.dir}")
     assert out.split() == ["vm-a", "vm-b"]
     _, out, _ = sh(f"ls -A {m.dir}")
@@ -71,7 +47,7 @@ def test_root_events_hidden_from_globs(qmp_dir, vms, mount):
     fd = os.open(m.path(".events"), os.O_RDONLY)
     try:
         vm_b.oracle.execute("stop")
-        ev, _ = read_lines(fd, lambda e: e["kind"] == "state")
+        ev = read_events(fd, lambda e: e["kind"] == "state")
         assert ev["domain"] == "vm-b" and ev["state"] == "paused"
     finally:
         os.close(fd)

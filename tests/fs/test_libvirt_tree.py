@@ -10,8 +10,8 @@ import tempfile
 
 import pytest
 
-from hvtest import (Mount, Qemu, define_domain, errno_of, remove_domain, sh,
-                    virsh, wait_for)
+from conftest import remove_prefixed
+from hvtest import Mount, Qemu, errno_of, sh, virsh, wait_for
 
 SOCK = "/var/run/libvirt/libvirt-sock"
 PREFIX = "hvt-fs-"
@@ -21,25 +21,7 @@ PREFIX = "hvt-fs-"
 def libvirtd():
     if not os.path.exists(SOCK):
         pytest.fail(f"no libvirtd at {SOCK}: run tests/setup-host.sh as root")
-    for name in virsh("list", "--all", "--name").split():
-        if name.startswith(PREFIX):
-            remove_domain(name)
-
-
-@pytest.fixture
-def domains():
-    made = []
-
-    def make(name, start=True):
-        name = PREFIX + name
-        define_domain(name)
-        made.append(name)
-        if start:
-            virsh("start", name)
-        return name
-    yield make
-    for name in made:
-        remove_domain(name)
+    remove_prefixed(PREFIX)
 
 
 def virsh_state(name, uri="qemu:///system"):
@@ -66,8 +48,9 @@ def test_tree_equals_virsh(domains, mount):
             assert m.read(name, "id") == domid + "\n"
         else:
             assert errno_of(m.read, name, "id") == errno.ENODATA
-    assert m.ls(on) == ["control", "error", "events", "id", "name", "state", "uuid",
-                        "version", "xml"]
+    assert m.ls(on) == ["block", "control", "cpus", "error", "events", "id",
+                        "memory", "name", "qmp", "query", "screen.png",
+                        "state", "uuid", "version", "xml"]
     out = virsh("qemu-monitor-command", on, '{"execute":"query-version"}')
     q = json.loads(out)["return"]["qemu"]
     assert m.read(on, "version") == f"{q['major']}.{q['minor']}.{q['micro']}\n"

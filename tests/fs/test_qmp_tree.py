@@ -20,8 +20,9 @@ def test_ls_and_values(qmp_dir, vms, mount):
     a, b = vms("vm-a"), vms("vm-b")
     m = mount("--qmp-dir", qmp_dir)
     assert m.ls() == ["vm-a", "vm-b"]
-    assert m.ls("vm-a") == ["control", "error", "events", "name", "state", "uuid",
-                            "version"]
+    assert m.ls("vm-a") == ["block", "control", "cpus", "error", "events",
+                            "memory", "name", "qmp", "query", "screen.png",
+                            "state", "uuid", "version"]
     for vm in (a, b):
         q = vm.oracle.execute("query-version")["qemu"]
         assert m.read(vm.name, "version") == \

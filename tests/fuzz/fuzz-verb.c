@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Fuzz target: the control-file verb parser, hv_verb_parse() (lib/hv.h).
+ * Whatever it accepts must be exactly a verb's name, with at most one "\n"
+ * or "\r\n" after it; whatever it refuses is -EINVAL.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hv.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	const char *buf = (const char *)data;
+	enum hv_verb v = HV_VERB_COUNT;
+	size_t len = size;
+	const char *name;
+	int r;
+
+	r = hv_verb_parse(buf, size, &v);
+	if (len > 0 && buf[len - 1] == '\n')
+		len--;
+	if (len > 0 && buf[len - 1] == '\r')
+		len--;
+	if (r < 0) {
+		if (r != -EINVAL)
+			abort();
+		/* No verb's name, exactly, was refused. */
+		for (unsigned i = 0; i < HV_VERB_COUNT; i++)
+			if (strlen(hv_verb_name(i)) == len &&
+			    memcmp(hv_verb_name(i), buf, len) == 0)
+				abort();
+		return 0;
+	}
+	if (r != 0 || (unsigned)v >= HV_VERB_COUNT)
+		abort();
+	name = hv_verb_name(v);
+	if (!name || strlen(name) != len || memcmp(name, buf, len) != 0)
+		abort();
+	return 0;
+}
