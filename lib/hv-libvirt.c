@@ -25,9 +25,8 @@
 #include <json-c/json.h>
 
 #include "hv-driver.h"
+#include "qmp-codec.h"
 #include "vrpc.h"
-
-#define JSON_DEPTH_MAX 64
 
 struct cache_entry {
 	char *name;
@@ -225,24 +224,16 @@ static int get_state(struct lv *lv, const char *name, enum hv_state *ret,
 	return 0;
 }
 
-/* Parses one JSON value from text (trailing whitespace allowed). */
+/*
+ * Parses one JSON object from text, within the QMP codec's limits (depth,
+ * UTF-8): what QEMU says through libvirt is held to what it says directly.
+ */
 static json_object *parse_json(const char *text)
 {
-	json_tokener *tok = json_tokener_new_ex(JSON_DEPTH_MAX);
-	json_object *o;
-	size_t len = strlen(text);
+	json_object *o = NULL;
 
-	if (!tok)
+	if (qmp_json_parse_object(text, strlen(text), &o) < 0)
 		return NULL;
-	o = json_tokener_parse_ex(tok, text, (int)len);
-	if (o && (json_tokener_get_error(tok) != json_tokener_success ||
-		  text[json_tokener_get_parse_end(tok) +
-		       strspn(text + json_tokener_get_parse_end(tok),
-			      " \t\r\n")] != '\0')) {
-		json_object_put(o);
-		o = NULL;
-	}
-	json_tokener_free(tok);
 	return o;
 }
 

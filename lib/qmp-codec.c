@@ -151,6 +151,8 @@ static int parse_event(json_object *o, json_object *name, struct qmp_msg *m)
 	if (r < 0)
 		return r;
 	if (json_object_object_get_ex(o, "data", &data)) {
+		if (!json_object_is_type(data, json_type_object))
+			return -EPROTO;
 		r = dup_text(data, &m->json);
 		if (r < 0)
 			return r;
