@@ -194,6 +194,9 @@ struct entry {
 	bool dir;
 };
 void entries_free(struct entry *e, size_t n);
+/* Appends a copy of name to the array *e of *n entries. */
+int entries_add(struct entry **e, size_t *n, const char *name, fuse_ino_t ino,
+		bool dir);
 
 /*
  * The levels above the domains (slot-0 inodes): the root, host directories,

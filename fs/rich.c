@@ -671,23 +671,6 @@ int rich_read_screen(struct dom *d, char **ret, size_t *ret_len,
 
 /* ---- lookup and listing ---- */
 
-static int add_entry(struct entry **e, size_t *n, const char *name,
-		     fuse_ino_t ino, bool dir)
-{
-	struct entry *ne = reallocarray(*e, *n + 1, sizeof(**e));
-
-	if (!ne)
-		return -ENOMEM;
-	*e = ne;
-	ne[*n].name = strdup(name);
-	if (!ne[*n].name)
-		return -ENOMEM;
-	ne[*n].ino = ino;
-	ne[*n].dir = dir;
-	(*n)++;
-	return 0;
-}
-
 static int query_entries(struct dom *d, struct entry **e, size_t *n)
 {
 	unsigned *subs = NULL;
@@ -697,7 +680,7 @@ static int query_entries(struct dom *d, struct entry **e, size_t *n)
 	for (size_t i = 0; r == 0 && i < ns; i++) {
 		char *name = name_of(d, subs[i]);
 
-		r = name ? add_entry(e, n, name,
+		r = name ? entries_add(e, n, name,
 				     ino_make(d->slot, FK_QUERY, subs[i]),
 				     false)
 			 : -ENOMEM;
@@ -721,7 +704,7 @@ static int block_entries(struct dom *d, struct entry **e, size_t *n)
 		if (sub == -ENOSPC)
 			continue;
 		r = sub < 0 ? sub
-			    : add_entry(e, n, b.names[i],
+			    : entries_add(e, n, b.names[i],
 					ino_make(d->slot, FK_BLOCK_DEV, sub),
 					true);
 	}
@@ -742,7 +725,7 @@ int rich_entries(struct dom *d, fuse_ino_t dir, struct entry **ret,
 			if (file_types[k].family ||
 			    file_kind_by_name(d, file_types[k].name) < 0)
 				continue;
-			r = add_entry(&e, &n, file_types[k].name,
+			r = entries_add(&e, &n, file_types[k].name,
 				      ino_make(d->slot, k, 0),
 				      file_types[k].dir);
 		}
@@ -756,12 +739,12 @@ int rich_entries(struct dom *d, fuse_ino_t dir, struct entry **ret,
 	case FK_BLOCK_DEV:
 		r = rich_check(d, dir, NULL);
 		if (r == 0)
-			r = add_entry(
+			r = entries_add(
 				&e, &n, "info",
 				ino_make(d->slot, FK_BLOCK_INFO, ino_sub(dir)),
 				false);
 		if (r == 0)
-			r = add_entry(
+			r = entries_add(
 				&e, &n, "stats",
 				ino_make(d->slot, FK_BLOCK_STATS, ino_sub(dir)),
 				false);

@@ -868,8 +868,8 @@ int tree_top_lookup(fuse_ino_t parent, const char *name, fuse_ino_t *ret)
 	return 0;
 }
 
-static int add_entry(struct entry **e, size_t *n, const char *name,
-		     fuse_ino_t ino, bool dir)
+int entries_add(struct entry **e, size_t *n, const char *name, fuse_ino_t ino,
+		bool dir)
 {
 	struct entry *ne = reallocarray(*e, *n + 1, sizeof(**e));
 
@@ -894,24 +894,24 @@ int tree_top_entries(fuse_ino_t dir, struct entry **ret, size_t *ret_n)
 		return -ENOTDIR;
 	if (!h) {
 		for (size_t i = 0; i < n_hosts && !r; i++)
-			r = add_entry(&e, &n, hosts[i]->name,
+			r = entries_add(&e, &n, hosts[i]->name,
 				      top_ino(hosts[i]->index, FK_DIR), true);
 	} else {
 		tree_refresh(h->index, true);
 		pthread_mutex_lock(&tree_lock);
 		for (size_t i = 0; i < n_doms && !r; i++)
 			if (by_name[i]->src->host == h)
-				r = add_entry(&e, &n, by_name[i]->name,
+				r = entries_add(&e, &n, by_name[i]->name,
 					      ino_make(by_name[i]->slot,
 						       FK_DIR, 0), true);
 		pthread_mutex_unlock(&tree_lock);
 	}
 	/* The level's own files, after the directories. */
 	if (!r)
-		r = add_entry(&e, &n, HVFS_TOP_EVENTS,
+		r = entries_add(&e, &n, HVFS_TOP_EVENTS,
 			      top_ino(top_host(dir), FK_EVENTS), false);
 	if (!r && h)
-		r = add_entry(&e, &n, HVFS_TOP_ERROR,
+		r = entries_add(&e, &n, HVFS_TOP_ERROR,
 			      top_ino(top_host(dir), FK_ERROR), false);
 	if (r < 0) {
 		entries_free(e, n);
