@@ -34,6 +34,7 @@ struct parked {
 struct stream {
 	struct stream *next, *prev; /* all streams, under streams_lock */
 	uint64_t slot;              /* 0: every domain of host */
+	struct source *src;         /* the domain's source, with slot */
 	int host;                   /* -1: every host */
 
 	/* Guarded by streams_lock. */
@@ -54,6 +55,7 @@ struct stream *stream_open(struct dom *d, int host)
 	if (!s)
 		return NULL;
 	s->slot = d ? d->slot : 0;
+	s->src = d ? d->src : NULL;
 	s->host = d ? -1 : host;
 	pthread_mutex_lock(&streams_lock);
 	s->next = streams;
@@ -320,6 +322,8 @@ void events_publish(struct source *src, struct dom *d, const char *domain_name,
 {
 	uint64_t slot = d ? d->slot : 0;
 	int host = src->host->index;
+	/* The whole connection lost: every domain of it is concerned. */
+	bool all_of_src = !d && ev->kind == HV_EVENT_LOST && !ev->domain;
 	struct line *line;
 	bool listening;
 
@@ -336,7 +340,8 @@ void events_publish(struct source *src, struct dom *d, const char *domain_name,
 	for (struct stream *s = streams; s; s = s->next) {
 		struct line *copy;
 
-		if ((s->slot && s->slot != slot) ||
+		if ((s->slot && s->slot != slot &&
+		     !(all_of_src && s->src == src)) ||
 		    (s->host >= 0 && s->host != host))
 			continue;
 		copy = malloc(sizeof(*copy) + line->len);

@@ -113,6 +113,9 @@ def test_libvirtd_restart_under_the_mount(libvirtd, domain, mount):
         libvirtd.stop()
         ev = read_events(all_fd, lambda e: e["kind"] == "lost")
         assert ev["domain"] == ""
+        # Each domain of that connection is concerned: its own file says so.
+        ev = read_events(dom_fd, lambda e: e["kind"] == "lost")
+        assert ev["domain"] == ""
 
         # While it is gone: every read fails at once, none hangs; the
         # domains stay in the tree (hvfs cannot tell that they left).
