@@ -19,30 +19,12 @@
 #include <json-c/json.h>
 
 #include "hv.h"
+#include "../check.h"
 
 #define SOCK "/var/run/libvirt/libvirt-sock"
 
-static int failures;
 static char dom[64];
 static char xml_path[128];
-
-#define CHECK(cond)                                                         \
-	do {                                                                \
-		if (!(cond)) {                                              \
-			fprintf(stderr, "%s:%d: CHECK failed: %s\n",        \
-				__FILE__, __LINE__, #cond);                 \
-			failures++;                                         \
-		}                                                           \
-	} while (0)
-
-#define REQUIRE(cond)                                                       \
-	do {                                                                \
-		if (!(cond)) {                                              \
-			fprintf(stderr, "%s:%d: REQUIRE failed: %s\n",      \
-				__FILE__, __LINE__, #cond);                 \
-			exit(1);                                            \
-		}                                                           \
-	} while (0)
 
 /* Runs a shell command; returns its exit status and, if out is not NULL,
  * its stdout with trailing whitespace removed (malloc'd). */
@@ -511,10 +493,5 @@ int main(void)
 	test_test_driver();
 	test_qemu();
 
-	if (failures) {
-		fprintf(stderr, "%d check(s) failed\n", failures);
-		return 1;
-	}
-	printf("test-libvirt-live: all checks passed\n");
-	return 0;
+	return check_finish("test-libvirt-live");
 }

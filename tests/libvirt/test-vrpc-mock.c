@@ -21,17 +21,8 @@
 #include <unistd.h>
 
 #include "vrpc.h"
+#include "../check.h"
 
-static int failures;
-
-#define CHECK(cond)                                                         \
-	do {                                                                \
-		if (!(cond)) {                                              \
-			fprintf(stderr, "%s:%d: CHECK failed: %s\n",        \
-				__FILE__, __LINE__, #cond);                 \
-			failures++;                                         \
-		}                                                           \
-	} while (0)
 
 #define MOCK_IO_MS 5000
 
@@ -1077,10 +1068,5 @@ int main(void)
 	test_keepalive(true);
 	test_mock_catches_unexpected();
 	test_download();
-	if (failures) {
-		fprintf(stderr, "%d check(s) failed\n", failures);
-		return 1;
-	}
-	printf("test-vrpc-mock: all checks passed\n");
-	return 0;
+	return check_finish("test-vrpc-mock");
 }

@@ -259,5 +259,5 @@ int main(void)
 	qemu_kill(vm1);
 	for (int i = 0; i < events.n; i++)
 		free(events.lines[i]);
-	return test_finish();
+	return check_finish("test-hv-qmp");
 }

@@ -668,5 +668,5 @@ int main(void)
 	test_garbage(dir);
 	test_wrong_id(dir);
 	test_concurrent(dir);
-	return test_finish();
+	return check_finish("test-qmp-mock");
 }

@@ -184,5 +184,5 @@ int main(void)
 
 	qmp_free(qa);
 	qmp_free(qb);
-	return test_finish();
+	return check_finish("test-qmp-qemu");
 }

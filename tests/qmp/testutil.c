@@ -16,7 +16,6 @@
 
 #define MAX_QEMUS 16
 
-int test_failures;
 
 /* Touched by the exit paths; the tests start QEMUs from the main thread. */
 static char tmpdir[64];
@@ -76,15 +75,6 @@ const char *test_init(const char *name)
 	/* A hang anywhere must end as a failure, not a stuck test. */
 	alarm(120);
 	return tmpdir;
-}
-
-int test_finish(void)
-{
-	if (test_failures) {
-		fprintf(stderr, "%d check(s) failed\n", test_failures);
-		return 1;
-	}
-	return 0;
 }
 
 int64_t test_now_ms(void)

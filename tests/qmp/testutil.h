@@ -16,26 +16,7 @@
 #include <string.h>
 #include <sys/types.h>
 
-extern int test_failures;
-
-#define CHECK(cond)                                                          \
-	do {                                                                 \
-		if (!(cond)) {                                               \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, \
-				__LINE__, #cond);                            \
-			test_failures++;                                     \
-		}                                                            \
-	} while (0)
-
-/* A check after which going on makes no sense. */
-#define REQUIRE(cond)                                                        \
-	do {                                                                 \
-		if (!(cond)) {                                               \
-			fprintf(stderr, "%s:%d: required: %s\n", __FILE__,   \
-				__LINE__, #cond);                            \
-			exit(1);                                             \
-		}                                                            \
-	} while (0)
+#include "../check.h"
 
 static inline bool test_streq(const char *a, const char *b)
 {
@@ -46,9 +27,6 @@ static inline bool test_streq(const char *a, const char *b)
 
 /* Creates the temp dir and installs the cleanup; returns the dir. */
 const char *test_init(const char *name);
-
-/* Exit status: 0 or 1 from test_failures. */
-int test_finish(void);
 
 int64_t test_now_ms(void);
 void test_sleep_ms(int ms);

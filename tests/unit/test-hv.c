@@ -6,17 +6,8 @@
 #include <string.h>
 
 #include "hv.h"
+#include "../check.h"
 
-static int failures;
-
-#define CHECK(cond)                                                          \
-	do {                                                                 \
-		if (!(cond)) {                                               \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, \
-				__LINE__, #cond);                            \
-			failures++;                                          \
-		}                                                            \
-	} while (0)
 
 static int parse(const char *s, size_t len)
 {
@@ -87,10 +78,5 @@ int main(void)
 	test_verbs();
 	test_states();
 	test_open();
-	if (failures) {
-		fprintf(stderr, "%d checks failed\n", failures);
-		return 1;
-	}
-	printf("ok\n");
-	return 0;
+	return check_finish("test-hv");
 }

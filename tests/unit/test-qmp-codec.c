@@ -6,17 +6,8 @@
 #include <string.h>
 
 #include "qmp-codec.h"
+#include "../check.h"
 
-static int failures;
-
-#define CHECK(cond)                                                          \
-	do {                                                                 \
-		if (!(cond)) {                                               \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, \
-				__LINE__, #cond);                            \
-			failures++;                                          \
-		}                                                            \
-	} while (0)
 
 #define STREQ(a, b) ((a) && (b) && strcmp((a), (b)) == 0)
 
@@ -336,9 +327,5 @@ int main(void)
 	test_long_line();
 	test_depth();
 	test_garbage();
-	if (failures) {
-		fprintf(stderr, "%d check(s) failed\n", failures);
-		return 1;
-	}
-	return 0;
+	return check_finish("test-qmp-codec");
 }

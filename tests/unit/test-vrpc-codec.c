@@ -10,17 +10,8 @@
 #include <string.h>
 
 #include "vrpc-codec.h"
+#include "../check.h"
 
-static int failures;
-
-#define CHECK(cond)                                                         \
-	do {                                                                \
-		if (!(cond)) {                                              \
-			fprintf(stderr, "%s:%d: CHECK failed: %s\n",        \
-				__FILE__, __LINE__, #cond);                 \
-			failures++;                                         \
-		}                                                           \
-	} while (0)
 
 #define BE32(v) (uint8_t)((uint32_t)(v) >> 24), (uint8_t)((uint32_t)(v) >> 16), \
 		(uint8_t)((uint32_t)(v) >> 8), (uint8_t)(v)
@@ -515,10 +506,5 @@ int main(void)
 	test_monitor_event();
 	test_errno_map();
 	test_garbage();
-	if (failures) {
-		fprintf(stderr, "%d check(s) failed\n", failures);
-		return 1;
-	}
-	printf("test-vrpc-codec: all checks passed\n");
-	return 0;
+	return check_finish("test-vrpc-codec");
 }
