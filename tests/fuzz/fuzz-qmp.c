@@ -19,6 +19,7 @@
 #include <json-c/json.h>
 
 #include "qmp-codec.h"
+#include "fuzz.h"
 
 #define RESULTS_MAX 256
 
@@ -32,15 +33,6 @@ struct results {
 	struct result v[RESULTS_MAX];
 	size_t n;
 };
-
-#define ASSERT(cond)                                                       \
-	do {                                                               \
-		if (!(cond)) {                                             \
-			fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, \
-				#cond);                                    \
-			abort();                                           \
-		}                                                          \
-	} while (0)
 
 static bool str_eq(const char *a, const char *b)
 {
@@ -150,8 +142,6 @@ static void release(struct results *res)
 		qmp_msg_release(&res->v[i].m);
 	res->n = 0;
 }
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

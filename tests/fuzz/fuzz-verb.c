@@ -10,8 +10,7 @@
 #include <string.h>
 
 #include "hv.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#include "fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -27,19 +26,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (len > 0 && buf[len - 1] == '\r')
 		len--;
 	if (r < 0) {
-		if (r != -EINVAL)
-			abort();
+		ASSERT(r == -EINVAL);
 		/* No verb's name, exactly, was refused. */
 		for (unsigned i = 0; i < HV_VERB_COUNT; i++)
-			if (strlen(hv_verb_name(i)) == len &&
-			    memcmp(hv_verb_name(i), buf, len) == 0)
-				abort();
+			ASSERT(strlen(hv_verb_name(i)) != len ||
+			       memcmp(hv_verb_name(i), buf, len) != 0);
 		return 0;
 	}
-	if (r != 0 || (unsigned)v >= HV_VERB_COUNT)
-		abort();
+	ASSERT(r == 0 && (unsigned)v < HV_VERB_COUNT);
 	name = hv_verb_name(v);
-	if (!name || strlen(name) != len || memcmp(name, buf, len) != 0)
-		abort();
+	ASSERT(name && strlen(name) == len && memcmp(name, buf, len) == 0);
 	return 0;
 }

@@ -26,15 +26,7 @@
 #include <string.h>
 
 #include "vrpc-codec.h"
-
-#define ASSERT(cond)                                                       \
-	do {                                                               \
-		if (!(cond)) {                                             \
-			fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, \
-				#cond);                                    \
-			abort();                                           \
-		}                                                          \
-	} while (0)
+#include "fuzz.h"
 
 /* Room for the largest decoded struct. */
 union any {
@@ -274,8 +266,6 @@ static void packet(const uint8_t *pkt, size_t len)
 			decode(T_EVENT, payload, size);
 	}
 }
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
