@@ -1130,16 +1130,13 @@ static void on_event(void *userdata, const struct hv_event *ev)
 		}
 		/* Nothing cached can be trusted until the peer is back. */
 		set_evented(src, false);
-		if (!ev->domain)
-			source_set_error(src, "connection", -ENOTCONN,
-					 "the connection to the peer was lost");
+		source_set_error(src, "connection", -ENOTCONN,
+				 "the connection to the peer was lost");
 		pthread_mutex_lock(&tree_lock);
 		for (size_t i = 0; i < n_doms; i++)
-			if (by_slot[i]->src == src && by_slot[i] != d)
+			if (by_slot[i]->src == src)
 				dom_forget(by_slot[i]);
 		pthread_mutex_unlock(&tree_lock);
-		if (d)
-			dom_forget(d);
 		kick(src);
 		break;
 	case HV_EVENT_HYPERVISOR:

@@ -514,7 +514,12 @@ static int scan_dir(struct hvq *c)
 		}
 	}
 	for (pp = &c->doms; r == 0 && (d = *pp);) {
-		if (d->seen) {
+		/*
+		 * A QEMU removes its socket on the way out, a moment before its
+		 * connection ends: it leaves when the connection does (the
+		 * reader wakes us), so its last events (SHUTDOWN) come first.
+		 */
+		if (d->seen || qmp_is_connected(d->qmp)) {
 			pp = &d->next;
 			continue;
 		}
@@ -644,9 +649,13 @@ static void *watcher_main(void *arg)
 			break;
 		if (p[0].revents)
 			drain(c->wake_fd);
-		if (c->inotify_fd >= 0 && p[1].revents) {
+		/* A wake-up may be a lost connection of a QEMU whose socket
+		 * is gone already: scan then too. */
+		if (c->inotify_fd >= 0 && p[1].revents)
 			drain(c->inotify_fd);
+		if (c->inotify_fd >= 0 && (p[1].revents || p[0].revents))
 			scan_dir(c);
+		if (c->inotify_fd >= 0 && p[1].revents) {
 			/* Something moved in DIR: maybe a QEMU (re)started. */
 			pthread_mutex_lock(&c->lock);
 			for (struct dom *d = c->doms; d; d = d->next)
