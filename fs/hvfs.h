@@ -24,6 +24,7 @@
 #include "hv.h"
 
 #define HVFS_MAX_THREADS 128
+#define HVFS_MALLOC_ARENAS 2
 #define HVFS_ENTRY_TIMEOUT 0.5
 #define HVFS_ATTR_TIMEOUT 0.5
 /* The files of the levels above the domains: hidden from globs and plain

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <grp.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -280,6 +281,12 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	hvfs_log_init(true, hvfs_opts.debug);
+	/*
+	 * Up to 128 FUSE workers come and go with the load; glibc would give
+	 * them up to 8 malloc arenas a core, each keeping what it freed. Our
+	 * allocations are small and short: two arenas keep memory flat.
+	 */
+	mallopt(M_ARENA_MAX, HVFS_MALLOC_ARENAS);
 	if (hvfs_opts.debug)
 		hv_set_debug_log(log_lib_debug);
 
