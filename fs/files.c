@@ -140,7 +140,10 @@ static int write_control(struct dom *d, const char *buf, size_t len,
 		char shown[64];
 		size_t n = 0;
 
-		/* Show the rejected input, made printable and short. */
+		/* Show the rejected input, made printable and short, without
+		 * the newline echo adds. */
+		if (len > 0 && buf[len - 1] == '\n')
+			len--;
 		for (size_t i = 0; i < len && n + 5 < sizeof(shown); i++) {
 			unsigned char c = buf[i];
 

@@ -222,8 +222,18 @@ int main(int argc, char **argv)
 			break;
 		}
 		case 'q': {
+			const char *eq = strchr(optarg, '=');
 			char *uri;
 
+			/* The syntax is the command line's: a mistake is 2. */
+			if (!eq || eq == optarg ||
+			    (strncmp(eq + 1, "unix:", 5) != 0 &&
+			     strncmp(eq + 1, "tcp:", 4) != 0)) {
+				fprintf(stderr, "hvfs: --qmp %s: expected "
+					"NAME=unix:PATH or NAME=tcp:HOST:PORT\n",
+					optarg);
+				return 2;
+			}
 			r = asprintf(&uri, "qmp:%s", optarg) < 0 ? -ENOMEM : 0;
 			if (!r) {
 				r = add_source(uri, false);

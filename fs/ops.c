@@ -28,6 +28,7 @@ struct handle {
 	size_t len;
 	bool filled;
 	bool fixed;                  /* contents made at open, never again */
+	bool ran;                    /* control: this open file ran its verb */
 	char *arg;                   /* what a family file's sub names */
 };
 
@@ -191,10 +192,13 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 	 * `echo verb > control` opens with O_TRUNC, which arrives here as a
 	 * size change: accept it on files one may write, and nothing else.
 	 */
-	if ((to_set & ~(FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME |
-			FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
-			FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME)) ||
-	    !file_types[ino_kind(ino)].write) {
+	if (to_set & ~(FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME |
+		       FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
+		       FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME)) {
+		reply_err(req, EPERM); /* chmod, chown: modes are the tree's */
+		return;
+	}
+	if (!file_types[ino_kind(ino)].write) {
 		reply_err(req, EACCES);
 		return;
 	}
@@ -421,8 +425,21 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 	size_t reply_len = 0;
 	int r, shown = 0;
 
-	/* Offsets mean nothing to a command file: each write is one command. */
-	r = t->write(h->dom, buf, size, &reply, &reply_len, &err);
+	/*
+	 * Offsets mean nothing to a command file: each write is one command.
+	 * A control file takes one verb per open: bash's `echo -e 'a\nb'`
+	 * writes line by line, and two lines are not a verb.
+	 */
+	pthread_mutex_lock(&h->lock);
+	if (h->kind == FK_CONTROL && h->ran)
+		r = hv_error(&err, -EINVAL, "one verb per open: this open file "
+			     "already ran one; nothing more is run");
+	else
+		r = 0;
+	h->ran = true;
+	pthread_mutex_unlock(&h->lock);
+	if (r == 0)
+		r = t->write(h->dom, buf, size, &reply, &reply_len, &err);
 	if (r == 0 && t->exchange) {
 		pthread_mutex_lock(&h->lock);
 		free(h->buf);
@@ -499,6 +516,72 @@ static void op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
 	fuse_reply_poll(req, revents);
 }
 
+/*
+ * The names in the tree are the hypervisors' to make: nothing may be
+ * created, removed, renamed or linked. EPERM as sysfs and /proc answer;
+ * creating a file is EACCES, as there (the directories are 0555). Without
+ * these FUSE would say ENOSYS, "Function not implemented".
+ */
+static void op_forbid_name(fuse_req_t req)
+{
+	reply_err(req, EPERM);
+}
+
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
+		     mode_t mode, dev_t rdev)
+{
+	op_forbid_name(req);
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
+		     mode_t mode)
+{
+	op_forbid_name(req);
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	op_forbid_name(req);
+}
+
+static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
+		       const char *name)
+{
+	op_forbid_name(req);
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      fuse_ino_t newparent, const char *newname,
+		      unsigned int flags)
+{
+	op_forbid_name(req);
+}
+
+static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
+		    const char *newname)
+{
+	op_forbid_name(req);
+}
+
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      mode_t mode, struct fuse_file_info *fi)
+{
+	reply_err(req, EACCES);
+}
+
+/* No extended attributes to set (reading them stays ENOSYS, which the
+ * kernel turns into EOPNOTSUPP once and remembers). */
+static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			const char *value, size_t size, int flags)
+{
+	reply_err(req, EOPNOTSUPP);
+}
+
+static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	reply_err(req, EOPNOTSUPP);
+}
+
 const struct fuse_lowlevel_ops hvfs_ops = {
 	.init = op_init,
 	.lookup = op_lookup,
@@ -512,4 +595,14 @@ const struct fuse_lowlevel_ops hvfs_ops = {
 	.write = op_write,
 	.release = op_release,
 	.poll = op_poll,
+	.mknod = op_mknod,
+	.mkdir = op_mkdir,
+	.unlink = op_unlink,
+	.rmdir = op_unlink,
+	.symlink = op_symlink,
+	.rename = op_rename,
+	.link = op_link,
+	.create = op_create,
+	.setxattr = op_setxattr,
+	.removexattr = op_removexattr,
 };

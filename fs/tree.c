@@ -118,7 +118,9 @@ static void source_set_error(struct source *s, const char *op, int err,
 	if (!text && s->error)
 		hvfs_log(LOG_NOTICE, "%s: %s is back", h->name, uri);
 	else if (text && !same)
-		hvfs_log(LOG_ERR, "%s: %s", h->name, strchr(text, ' ') + 1);
+		hvfs_log(LOG_ERR, "%s: %.*s", h->name,
+			 (int)strlen(strchr(text, ' ') + 2), /* no "\n" */
+			 strchr(text, ' ') + 1);
 	free(s->error);
 	s->error = text;
 	pthread_mutex_unlock(&h->lock);

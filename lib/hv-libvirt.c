@@ -799,8 +799,13 @@ static void on_event(void *userdata, const struct vrpc_header *h,
 	pthread_mutex_unlock(&lv->lock);
 
 	if (!h) {
-		const struct hv_event ev = { .kind = HV_EVENT_LOST };
+		struct hv_event ev = { .kind = HV_EVENT_LOST };
+		struct timespec t;
 
+		/* No peer stamps this one: it happens here, now. */
+		clock_gettime(CLOCK_REALTIME, &t);
+		ev.seconds = t.tv_sec;
+		ev.micros = t.tv_nsec / 1000;
 		if (fn)
 			fn(ud, &ev);
 	} else if (h->prog == VRPC_PROGRAM_REMOTE &&

@@ -715,12 +715,11 @@ static int open_dir(struct hvq *c, const char *dir, char **ret_error)
 	struct stat st;
 
 	if (!*dir)
-		return hv_error(ret_error, -EINVAL, "qmp-dir: needs a directory");
+		return hv_error(ret_error, -EINVAL, "needs a directory");
 	if (stat(dir, &st) < 0)
-		return hv_error(ret_error, -errno, "%s: %s", dir,
-				strerror(errno));
+		return hv_error(ret_error, -errno, "%s", strerror(errno));
 	if (!S_ISDIR(st.st_mode))
-		return hv_error(ret_error, -ENOTDIR, "%s: not a directory", dir);
+		return hv_error(ret_error, -ENOTDIR, "not a directory");
 	c->dir = strdup(dir);
 	if (!c->dir)
 		return -ENOMEM;
@@ -733,7 +732,7 @@ static int open_dir(struct hvq *c, const char *dir, char **ret_error)
 			      IN_CREATE | IN_DELETE | IN_MOVED_FROM |
 			      IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF |
 			      IN_ONLYDIR) < 0)
-		return hv_error(ret_error, -errno, "%s: inotify: %s", dir,
+		return hv_error(ret_error, -errno, "inotify: %s",
 				strerror(errno));
 	return scan_dir(c);
 }
@@ -745,12 +744,11 @@ static int open_one(struct hvq *c, const char *spec, char **ret_error)
 
 	if (!eq || !valid_name(spec, (size_t)(eq - spec)))
 		return hv_error(ret_error, -EINVAL,
-				"qmp:%s: expected qmp:NAME=unix:PATH or "
-				"qmp:NAME=tcp:HOST:PORT", spec);
+				"expected qmp:NAME=unix:PATH or "
+				"qmp:NAME=tcp:HOST:PORT");
 	d = dom_new(c, spec, (size_t)(eq - spec), eq + 1);
 	if (!d)
-		return hv_error(ret_error, -EINVAL, "%s: bad monitor address",
-				eq + 1);
+		return hv_error(ret_error, -EINVAL, "bad monitor address");
 	return add_locked(c, d);
 }
 
@@ -785,7 +783,9 @@ static int qmp_open(const char *uri, const struct hv_options *opts,
 	}
 	if (r < 0) {
 		qmp_close(c);
-		return hv_error(ret_error, r, "%s: %s", uri, strerror(-r));
+		/* The caller names the URI; the message says the rest. */
+		return ret_error && *ret_error ? r :
+			hv_error(ret_error, r, "%s", strerror(-r));
 	}
 	*ret_priv = c;
 	return 0;

@@ -145,6 +145,12 @@ static int explain(struct qmp *q, char **ret_error, int r)
 		return set_error(ret_error, r,
 				 "%s: the monitor closed the connection",
 				 q->address);
+	case -ENXIO:
+		if (q->host)
+			return set_error(ret_error, r,
+					 "%s: the host name %s does not resolve",
+					 q->address, q->host);
+		break;
 	}
 	return set_error(ret_error, r, "%s: %s", q->address, strerror(-r));
 }
@@ -209,7 +215,7 @@ static int open_socket(struct qmp *q, const struct timespec *dl)
 	r = getaddrinfo(q->host, q->port, &hints, &res);
 	if (r != 0)
 		return r == EAI_MEMORY ? -ENOMEM :
-		       r == EAI_SYSTEM ? -errno : -EHOSTUNREACH;
+		       r == EAI_SYSTEM ? -errno : -ENXIO; /* see explain() */
 	r = -ECONNREFUSED;
 	for (ai = res; ai; ai = ai->ai_next) {
 		r = connect_fd(ai->ai_family, ai->ai_socktype, ai->ai_protocol,

@@ -381,7 +381,7 @@ static int resolve(const struct vrpc_uri *u, const struct timespec *deadline,
 		if (r == 0)
 			return 0;
 		if (r != EAI_NONAME)
-			return -EHOSTUNREACH;
+			return -ENXIO;
 	}
 	req = calloc(1, sizeof(*req) + sizeof(*hints));
 	if (!req)
@@ -416,7 +416,7 @@ static int resolve(const struct vrpc_uri *u, const struct timespec *deadline,
 	}
 	if (r != 0) {
 		free(req);
-		return r == EAI_NONAME ? -EHOSTUNREACH : -EIO;
+		return r == EAI_SYSTEM ? -EIO : -ENXIO; /* see reconnect() */
 	}
 	*ret = req->ar_result;
 	free(req);
@@ -1062,8 +1062,13 @@ static int reconnect(struct vrpc *c, const struct timespec *deadline,
 	teardown(c);
 	r = transport_connect(c->uri, deadline, &fd);
 	if (r < 0) {
-		set_error(ret_error, r, "cannot connect to libvirtd: %s",
-			  strerror(-r));
+		if (r == -ENXIO)
+			set_error(ret_error, r, "cannot connect to libvirtd: "
+				  "the host name %s does not resolve",
+				  c->uri->host);
+		else
+			set_error(ret_error, r, "cannot connect to libvirtd: %s",
+				  strerror(-r));
 		/* A daemon that stopped may have removed its socket; ENOENT
 		 * would read as "no such domain" to every caller. */
 		return r == -ENOENT ? -ECONNREFUSED : r;
