@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <grp.h>
+#include <limits.h>
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,11 +55,62 @@ static void usage(FILE *f)
 "  -V, --version          the version\n");
 }
 
+/*
+ * path made absolute, so that it means the same after detach()'s chdir("/"):
+ * resolved when it exists, else joined to the working directory (a socket
+ * may not exist yet). malloc'd; NULL on ENOMEM.
+ */
+static char *absolute(const char *path, size_t len)
+{
+	char *p = strndup(path, len), *r = NULL, cwd[PATH_MAX];
+
+	if (!p || p[0] == '/' || (len == 0))
+		return p;
+	r = realpath(p, NULL);
+	if (!r && getcwd(cwd, sizeof(cwd)) && asprintf(&r, "%s/%s", cwd, p) < 0)
+		r = NULL;
+	free(p);
+	return r;
+}
+
+/*
+ * uri with every local path in it absolute: qmp-dir:DIR, qmp:NAME=unix:PATH
+ * and a libvirt URI's socket=PATH. malloc'd; NULL on ENOMEM.
+ */
+static char *absolute_uri(const char *uri)
+{
+	const char *at = NULL, *end, *eq;
+	char *abs, *r;
+	bool in_query = false;
+
+	if (strncmp(uri, "qmp-dir:", 8) == 0) {
+		at = uri + 8;
+	} else if (strncmp(uri, "qmp:", 4) == 0) {
+		eq = strchr(uri, '=');
+		if (eq && strncmp(eq + 1, "unix:", 5) == 0)
+			at = eq + 6;
+	} else if ((at = strstr(uri, "?socket=")) ||
+		   (at = strstr(uri, "&socket="))) {
+		at += 8;
+		in_query = true;
+	}
+	if (!at || *at == '/' || !*at)
+		return strdup(uri);
+	end = at + strcspn(at, in_query ? "&" : "");
+	abs = absolute(at, end - at);
+	if (!abs || asprintf(&r, "%.*s%s%s", (int)(at - uri), uri, abs,
+			     end) < 0)
+		r = NULL;
+	free(abs);
+	return r;
+}
+
 static int add_source(const char *arg, bool may_be_named)
 {
 	const char *eq = strchr(arg, '='), *colon = strchr(arg, ':');
 	char *label = NULL;
 	const char *uri = arg;
+	char *abs_uri = NULL;
 	int r;
 
 	/* NAME=URI: a name has no ':' (a URI's query may hold '='). */
@@ -74,13 +126,13 @@ static int add_source(const char *arg, bool may_be_named)
 			return -EINVAL;
 		}
 	}
-	r = tree_add_source(uri, label);
+	uri = abs_uri = absolute_uri(uri);
+	r = uri ? tree_add_source(uri, label) : -ENOMEM;
 	free(label);
-	if (r < 0)
-		return r;
-	if (!n_source_args++ && !(first_uri = strdup(uri)))
-		return -ENOMEM;
-	return 0;
+	if (r == 0 && !n_source_args++ && !(first_uri = strdup(uri)))
+		r = -ENOMEM;
+	free(abs_uri);
+	return r;
 }
 
 /*
@@ -200,7 +252,7 @@ int main(int argc, char **argv)
 	struct fuse_loop_config *loop = NULL;
 	struct fuse_session *se = NULL;
 	const char *mountpoint;
-	char *fsname = NULL;
+	char *fsname = NULL, *mountpoint_abs = NULL;
 	int c, r, status_fd = -1, ret = 1;
 
 	if (fuse_opt_add_arg(&fargs, argv[0]) < 0)
@@ -274,7 +326,11 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	mountpoint = argv[optind];
+	/* Absolute: the daemon works from "/" and must unmount this path. */
+	mountpoint = mountpoint_abs = absolute(argv[optind],
+					       strlen(argv[optind]));
+	if (!mountpoint)
+		return 1;
 	if (n_source_args == 0 && add_source("qemu:///system", false) < 0)
 		return 1;
 
@@ -348,5 +404,6 @@ out:
 	fuse_opt_free_args(&fargs);
 	free(first_uri);
 	free(fsname);
+	free(mountpoint_abs);
 	return ret;
 }
