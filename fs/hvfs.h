@@ -25,6 +25,7 @@
 
 #define HVFS_MAX_THREADS 128
 #define HVFS_MALLOC_ARENAS 2
+#define HVFS_LOG_DIR "/run/hvfs" /* logs when there is no syslog */
 #define HVFS_ENTRY_TIMEOUT 0.5
 #define HVFS_ATTR_TIMEOUT 0.5
 /* The files of the levels above the domains: hidden from globs and plain
@@ -37,6 +38,8 @@ struct hvfs_options {
 	bool foreground;     /* -f */
 	bool debug;          /* -d */
 	bool allow_other;    /* -o allow_other: also turns on default_permissions */
+	bool nonempty;       /* -o nonempty: may mount over files or a mount */
+	const char *logfile; /* -o logfile=PATH */
 	bool have_ctlgroup;  /* -o ctlgroup=NAME */
 	gid_t ctlgroup;
 };
@@ -44,8 +47,13 @@ struct hvfs_options {
 /* Set once by main() before the session starts; read-only afterwards. */
 extern struct hvfs_options hvfs_opts;
 
-/* log.c: stderr in the foreground, syslog otherwise. */
+/*
+ * log.c: stderr in the foreground; in the background syslog, or the file
+ * hvfs_log_file() opened (appended to, one time-stamped line a message).
+ */
 void hvfs_log_init(bool foreground, bool debug);
+/* Logs to path from the next hvfs_log_init(false, ...) on; or -errno. */
+int hvfs_log_file(const char *path);
 void hvfs_log(int prio, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 

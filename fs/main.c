@@ -6,6 +6,7 @@
  * multi-threaded FUSE loop built by hand: Debian's libfuse 3.14 ignores
  * max_threads in fuse_main().
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <syslog.h>
 #include <unistd.h>
 
@@ -47,6 +49,8 @@ static void usage(FILE *f)
 "  -o OPT[,OPT...]        timeout=SECONDS (deadline of every call, default 5),\n"
 "                         ctlgroup=GROUP (that group may write control files),\n"
 "                         allow_other (also turns on default_permissions),\n"
+"                         nonempty (mount over files or a mount),\n"
+"                         logfile=PATH (the background daemon's log),\n"
 "                         and any FUSE mount option; fstab's own (_netdev,\n"
 "                         nofail, noauto, user, x-*, ...) are ignored\n"
 "  -f                     stay in the foreground, log to stderr\n"
@@ -185,6 +189,19 @@ static int parse_o(const char *opts, struct fuse_args *fargs)
 				hvfs_opts.ctlgroup = g->gr_gid;
 				hvfs_opts.have_ctlgroup = true;
 			}
+		} else if (strcmp(tok, "nonempty") == 0) {
+			hvfs_opts.nonempty = true;
+		} else if (strncmp(tok, "logfile=", 8) == 0) {
+			if (tok[8] != '/') {
+				fprintf(stderr, "hvfs: %s: needs an absolute "
+					"path\n", tok);
+				r = -EINVAL;
+			} else {
+				free((char *)hvfs_opts.logfile);
+				hvfs_opts.logfile = strdup(tok + 8);
+				if (!hvfs_opts.logfile)
+					r = -ENOMEM;
+			}
 		} else if (!ignored_o(tok)) {
 			if (strcmp(tok, "allow_other") == 0)
 				hvfs_opts.allow_other = true;
@@ -195,6 +212,90 @@ static int parse_o(const char *opts, struct fuse_args *fargs)
 	}
 	free(copy);
 	return r;
+}
+
+/*
+ * Refuses a mountpoint with something in it, or that is a mount itself, so
+ * that nothing is hidden by mistake: unless -o nonempty.
+ */
+static int check_mountpoint(const char *path)
+{
+	struct statx stx;
+	struct dirent *de;
+	bool empty = true;
+	DIR *dir;
+
+	if (hvfs_opts.nonempty)
+		return 0;
+	if (statx(AT_FDCWD, path, 0, STATX_BASIC_STATS, &stx) < 0) {
+		fprintf(stderr, "hvfs: %s: %s\n", path, strerror(errno));
+		return -errno;
+	}
+	if ((stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) &&
+	    (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT)) {
+		fprintf(stderr, "hvfs: %s is a mount point already; give "
+			"-o nonempty to mount over it\n", path);
+		return -EBUSY;
+	}
+	dir = opendir(path);
+	if (!dir) /* not a directory: FUSE says why */
+		return 0;
+	while (empty && (de = readdir(dir)))
+		empty = strcmp(de->d_name, ".") == 0 ||
+			strcmp(de->d_name, "..") == 0;
+	closedir(dir);
+	if (!empty) {
+		fprintf(stderr, "hvfs: %s is not empty; give -o nonempty to "
+			"mount over it\n", path);
+		return -ENOTEMPTY;
+	}
+	return 0;
+}
+
+/*
+ * Where a background daemon logs: -o logfile=PATH; else syslog; and on a
+ * host without syslog (no /dev/log), /run/hvfs/NAME.log, NAME being the
+ * mountpoint's path with '/' as '-' (/mnt/hv: mnt-hv.log). Said on stderr
+ * before detaching when nothing can be kept.
+ */
+static int open_log(const char *mountpoint)
+{
+	struct stat st;
+	char *path = NULL;
+	int r;
+
+	if (hvfs_opts.foreground)
+		return 0;
+	if (hvfs_opts.logfile) {
+		r = hvfs_log_file(hvfs_opts.logfile);
+		if (r < 0)
+			fprintf(stderr, "hvfs: logfile %s: %s\n",
+				hvfs_opts.logfile, strerror(-r));
+		return r;
+	}
+	if (stat("/dev/log", &st) == 0 && S_ISSOCK(st.st_mode))
+		return 0;
+	while (*mountpoint == '/')
+		mountpoint++;
+	if (asprintf(&path, HVFS_LOG_DIR "/%s.log",
+		     *mountpoint ? mountpoint : "root") < 0)
+		return -ENOMEM;
+	for (char *c = path + strlen(HVFS_LOG_DIR) + 1; *c; c++)
+		if (*c == '/')
+			*c = '-';
+	if (mkdir(HVFS_LOG_DIR, 0755) < 0 && errno != EEXIST)
+		r = -errno;
+	else
+		r = hvfs_log_file(path);
+	if (r < 0)
+		fprintf(stderr, "hvfs: no syslog (/dev/log) and %s: %s: "
+			"messages are lost (give -o logfile=PATH)\n", path,
+			strerror(-r));
+	else
+		fprintf(stderr, "hvfs: no syslog (/dev/log): logging to %s\n",
+			path);
+	free(path);
+	return 0;
 }
 
 /*
@@ -342,6 +443,8 @@ int main(int argc, char **argv)
 	    fuse_opt_add_arg(&fargs, fsname) < 0)
 		return 1;
 
+	if (check_mountpoint(mountpoint) < 0 || open_log(mountpoint) < 0)
+		return 1;
 	if (!hvfs_opts.foreground && detach(&status_fd) < 0) {
 		perror("hvfs: fork");
 		return 1;
@@ -405,5 +508,6 @@ out:
 	free(first_uri);
 	free(fsname);
 	free(mountpoint_abs);
+	free((char *)hvfs_opts.logfile);
 	return ret;
 }
