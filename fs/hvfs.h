@@ -57,6 +57,18 @@ int hvfs_log_file(const char *path);
 void hvfs_log(int prio, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
+/* ---- mount.c: our mount, and no other ---- */
+
+#define MOUNT_DEV_MAX 32
+/* The device ("MAJ:MIN") of the mount at path, just made: 0 or -errno. */
+int mount_identify(const char *path, char ret_dev[MOUNT_DEV_MAX]);
+/* Whether the topmost mount at path is dev: only then may we unmount it. */
+bool mount_is_ours(const char *path, const char *dev);
+/* Ends se (waking the calling thread, which runs its loop) once no mount of
+ * dev is left in this mount namespace (`fusermount3 -u` while another
+ * namespace holds a copy). */
+int mount_watch(struct fuse_session *se, const char *dev);
+
 /* ---- inode numbers ---- */
 
 static inline fuse_ino_t ino_make(uint64_t slot, unsigned kind, unsigned sub)

@@ -354,6 +354,7 @@ int main(int argc, char **argv)
 	struct fuse_session *se = NULL;
 	const char *mountpoint;
 	char *fsname = NULL, *mountpoint_abs = NULL;
+	char mount_dev[MOUNT_DEV_MAX] = "";
 	int c, r, status_fd = -1, ret = 1;
 
 	if (fuse_opt_add_arg(&fargs, argv[0]) < 0)
@@ -472,6 +473,10 @@ int main(int argc, char **argv)
 		goto out;
 	if (fuse_session_mount(se, mountpoint) < 0)
 		goto out_signals;
+	if (mount_identify(mountpoint, mount_dev) < 0 ||
+	    mount_watch(se, mount_dev) < 0)
+		hvfs_log(LOG_WARNING, "cannot tell our mount from others: a "
+			 "copy in another namespace keeps the daemon running");
 
 	if (!hvfs_opts.foreground) {
 		report(status_fd, 0);
@@ -492,10 +497,17 @@ int main(int argc, char **argv)
 	fuse_loop_cfg_set_clone_fd(loop, 1);
 	ret = fuse_session_loop_mt(se, loop) < 0 ? 1 : 0;
 	fuse_loop_cfg_destroy(loop);
-	hvfs_log(LOG_INFO, "unmounting %s", mountpoint);
 
 out_unmount:
-	fuse_session_unmount(se);
+	/* Only our own mount: another may have taken the path since ours was
+	 * unmounted here (while a copy elsewhere kept it alive). */
+	if (!mount_dev[0] || mount_is_ours(mountpoint, mount_dev)) {
+		hvfs_log(LOG_INFO, "unmounting %s", mountpoint);
+		fuse_session_unmount(se);
+	} else {
+		hvfs_log(LOG_INFO, "%s is no longer our mount: nothing to "
+			 "unmount", mountpoint);
+	}
 out_signals:
 	fuse_remove_signal_handlers(se);
 out:

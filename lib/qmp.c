@@ -605,6 +605,50 @@ static int reply_result(struct qmp_msg *m, char **ret_error)
 			 m->desc);
 }
 
+/*
+ * Whether another client holds the UNIX monitor at path: QEMU serves one
+ * client at a time and leaves later ones unaccepted, without a greeting.
+ * /proc/net/unix lists a socket QEMU accepted as connected (St 03) under the
+ * monitor's path; one still waiting to be accepted, such as ours, is 02.
+ */
+static bool monitor_held(const char *path)
+{
+	FILE *f = fopen("/proc/net/unix", "re");
+	char *line = NULL;
+	size_t cap = 0;
+	bool held = false;
+
+	if (!f)
+		return false;
+	while (!held && getline(&line, &cap, f) > 0) {
+		unsigned st;
+		int at = 0;
+
+		/* Num: RefCount Protocol Flags Type St Inode Path */
+		if (sscanf(line, "%*s %*s %*s %*s %*s %x %*s %n", &st, &at) != 1 ||
+		    !at)
+			continue;
+		line[strcspn(line, "\n")] = '\0';
+		held = st == 3 && strcmp(line + at, path) == 0;
+	}
+	free(line);
+	fclose(f);
+	return held;
+}
+
+/* Why a connection got no greeting before the deadline. */
+static void no_greeting(struct qmp *q, char **ret_error)
+{
+	if (q->path && monitor_held(q->path))
+		set_error(ret_error, -ETIMEDOUT,
+			  "%s: monitor busy: another client holds it (is "
+			  "another hvfs running?)", q->address);
+	else
+		set_error(ret_error, -ETIMEDOUT,
+			  "%s: no greeting in time (monitor busy or hung)",
+			  q->address);
+}
+
 static int do_connect(struct qmp *q, const struct timespec *dl,
 		      char **ret_error)
 {
@@ -617,6 +661,8 @@ static int do_connect(struct qmp *q, const struct timespec *dl,
 	if (r < 0)
 		return r;
 	fd = open_socket(q, dl);
+	if (fd == -ETIMEDOUT) /* QEMU's listen backlog is full */
+		no_greeting(q, ret_error);
 	if (fd < 0)
 		return fd;
 
@@ -645,9 +691,7 @@ static int do_connect(struct qmp *q, const struct timespec *dl,
 	r = q->greeted ? 0 : q->alive ? -ETIMEDOUT : q->reader_err;
 	pthread_mutex_unlock(&q->lock);
 	if (r == -ETIMEDOUT)
-		set_error(ret_error, r,
-			  "%s: no greeting in time (monitor busy or hung)",
-			  q->address);
+		no_greeting(q, ret_error);
 
 	if (r == 0) {
 		cmd = json_object_new_object();
