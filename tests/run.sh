@@ -21,12 +21,15 @@ ninja -C "$build" || exit 1
 passed=0
 failed=0
 
-# The host's libvirt as this run found it: its configuration files and the
-# libvirtd processes of this mount namespace (the private one has its own).
+# The host's libvirt as this run found it: its configuration files, any
+# definition of a test domain (hvt-*, hvb-*) and the libvirtd processes of
+# this mount namespace (the private one has its own). The operator's own
+# domains may come and go meanwhile.
 host_libvirt() {
 	local pid ns
 	ns=$(readlink /proc/self/ns/mnt)
-	find /etc/libvirt -type f -exec sha256sum {} + 2>/dev/null | sort
+	find /etc/libvirt -type f \( -name '*.conf' -o -name 'hvt-*' \
+		-o -name 'hvb-*' \) -exec sha256sum {} + 2>/dev/null | sort
 	for pid in $(pgrep -x libvirtd); do
 		[ "$(readlink "/proc/$pid/ns/mnt")" = "$ns" ] || continue
 		[ "$(awk '{print $3}' "/proc/$pid/stat")" = Z ] && continue
@@ -100,7 +103,7 @@ host_after=$(host_libvirt)
 if [ "$host_after" = "$host_before" ]; then
 	passed=$((passed + 1))
 else
-	echo "the host's libvirt changed during the run:" >&2
+	echo "the host's libvirt changed during the run (by it or by someone else):" >&2
 	diff <(echo "$host_before") <(echo "$host_after") >&2
 	failed=$((failed + 1))
 fi
