@@ -15,9 +15,9 @@
 # /var/lib/libvirt, /var/cache/libvirt and /var/log/libvirt, with a
 # libvirtd.conf and a qemu.conf written here (QEMU as root without sVirt,
 # cgroups or per-VM namespaces; QEMU's output to files, so no virtlogd).
-# Outside the namespace, which is how the tests reach it:
-#   DIR/run/libvirt-sock            qemu+unix:///system?socket=DIR/run/libvirt-sock
-#   DIR/port                        qemu+tcp://127.0.0.1:PORT/system
+# Outside the namespace, the tests reach it as
+#   qemu+unix:///system?socket=DIR/run/libvirt-sock
+#   qemu+tcp://127.0.0.1:PORT/system        (PORT in DIR/port)
 # The TCP listener is on the loopback only, on a free port chosen at the first
 # start, without authentication: acceptable only because the instance belongs
 # to one test run and holds only the tests' throwaway domains.
@@ -26,7 +26,6 @@
 # Needs root. Prints nothing on success.
 set -euo pipefail
 
-here=$(cd "$(dirname "$0")" && pwd)
 die() { echo "libvirtd.sh: $*" >&2; exit 1; }
 
 # The libvirtd of DIR, if one runs (a zombie does not count).
@@ -45,13 +44,27 @@ s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
 start() {
-	local dir=$1 d
+	local dir=$1 d tries=1
 	[ "$(id -u)" = 0 ] || die "must run as root"
 	if daemon_pid "$dir"; then return 0; fi
 	mkdir -p "$dir"
 	for d in etc run lib/qemu cache log/qemu; do mkdir -p "$dir/$d"; done
-	[ -f "$dir/port" ] || free_port >"$dir/port"
-	local port
+	# A port picked now may be taken before libvirtd binds it: then pick
+	# again. A restart keeps the port the tests already know.
+	[ -f "$dir/port" ] || tries=3
+	while :; do
+		[ -f "$dir/port" ] || free_port >"$dir/port"
+		launch "$dir" && return 0
+		tries=$((tries - 1))
+		[ $tries -gt 0 ] || die "libvirtd exited (see $dir/log/libvirtd.log)"
+		rm -f "$dir/port"
+	done
+}
+
+# Starts the daemon of DIR on the port in DIR/port and waits until it answers
+# on both sockets; 1 if it exited.
+launch() {
+	local dir=$1 port
 	port=$(cat "$dir/port")
 	cat >"$dir/etc/libvirtd.conf" <<-EOF
 	unix_sock_group = "root"
@@ -98,8 +111,7 @@ start() {
 	local pid=$! state
 	for _ in $(seq 300); do
 		state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) || state=Z
-		[ "$state" != Z ] ||
-			die "libvirtd exited (see $dir/log/libvirtd.log)"
+		[ "$state" != Z ] || return 1
 		if [ -S "$dir/run/libvirt-sock" ] &&
 		   virsh -c "$(uri "$dir")" version >/dev/null 2>&1 &&
 		   virsh -c "qemu+tcp://127.0.0.1:$port/system" version \

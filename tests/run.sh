@@ -103,7 +103,8 @@ host_after=$(host_libvirt)
 if [ "$host_after" = "$host_before" ]; then
 	passed=$((passed + 1))
 else
-	echo "the host's libvirt changed during the run (by it or by someone else):" >&2
+	echo "the host's libvirt changed during the run (by it or by" \
+		"someone else):" >&2
 	diff <(echo "$host_before") <(echo "$host_after") >&2
 	failed=$((failed + 1))
 fi

@@ -199,9 +199,10 @@ class Libvirtd:
     Its directory is $HVFS_TEST_LIBVIRTD when set (tests/run.sh starts one
     there for every suite), else one of this process's own. Attributes:
     uri (qemu+unix with socket=), tcp_uri (qemu+tcp on its loopback port),
-    test_uri (its test:///default driver), sock, port; start() and stop() start and stop the daemon (its domains
-    keep running across, as across a service restart), teardown() also
-    destroys its domains and removes its directory."""
+    test_uri (its test:///default driver), sock, port; start() and stop()
+    start and stop the daemon (its domains keep running, as across a
+    service restart); teardown() also destroys its domains and removes its
+    directory."""
 
     SCRIPT = os.path.join(os.path.dirname(__file__), "..", "libvirtd.sh")
 

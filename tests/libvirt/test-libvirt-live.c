@@ -487,7 +487,7 @@ int main(void)
 
 	if (!dir) {
 		fprintf(stderr, "no private libvirtd: run me as "
-				"`tests/libvirtd.sh run %s`\n", "test-libvirt-live");
+				"`tests/libvirtd.sh run test-libvirt-live`\n");
 		return 1;
 	}
 	snprintf(sock, sizeof(sock), "%s/run/libvirt-sock", dir);
