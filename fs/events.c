@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "hvfs.h"
 
@@ -47,6 +48,19 @@ struct stream {
 
 static pthread_mutex_t streams_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct stream *streams;
+/* Atomic: what a follower of an events file sees as its mtime and size. */
+static int64_t last_event_us;
+static uint64_t published_bytes;
+
+int64_t events_last_us(void)
+{
+	return __atomic_load_n(&last_event_us, __ATOMIC_RELAXED);
+}
+
+uint64_t events_published_bytes(void)
+{
+	return __atomic_load_n(&published_bytes, __ATOMIC_RELAXED);
+}
 
 struct stream *stream_open(struct dom *d, int host)
 {
@@ -133,7 +147,8 @@ static void on_interrupt(fuse_req_t req, void *data)
 	}
 }
 
-void stream_read(fuse_req_t req, struct stream *s, size_t size, int flags)
+void stream_read(fuse_req_t req, struct stream *s, size_t size, int flags,
+		 bool eof_when_empty)
 {
 	struct parked *p;
 	char *buf;
@@ -155,6 +170,10 @@ void stream_read(fuse_req_t req, struct stream *s, size_t size, int flags)
 		return;
 	}
 	pthread_mutex_unlock(&streams_lock);
+	if (eof_when_empty) {
+		fuse_reply_buf(req, NULL, 0);
+		return;
+	}
 	if (flags & O_NONBLOCK) {
 		fuse_reply_err(req, EAGAIN);
 		return;
@@ -326,7 +345,13 @@ void events_publish(struct source *src, struct dom *d, const char *domain_name,
 	bool all_of_src = !d && ev->kind == HV_EVENT_LOST && !ev->domain;
 	struct line *line;
 	bool listening;
+	struct timespec now;
 
+	/* tail -f follows a file by its mtime (see ops.c). */
+	clock_gettime(CLOCK_REALTIME, &now);
+	__atomic_store_n(&last_event_us,
+			 (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000,
+			 __ATOMIC_RELAXED);
 	pthread_mutex_lock(&streams_lock);
 	listening = streams != NULL;
 	pthread_mutex_unlock(&streams_lock);
@@ -336,6 +361,8 @@ void events_publish(struct source *src, struct dom *d, const char *domain_name,
 		      ev);
 	if (!line)
 		return;
+	/* Before any stream has it: a follower's size never lags its data. */
+	__atomic_add_fetch(&published_bytes, line->len, __ATOMIC_RELAXED);
 	pthread_mutex_lock(&streams_lock);
 	for (struct stream *s = streams; s; s = s->next) {
 		struct line *copy;

@@ -265,7 +265,14 @@ struct stream;
 /* d NULL: every domain's events of host (-1: of every host). */
 struct stream *stream_open(struct dom *d, int host);
 void stream_release(struct stream *s);
-void stream_read(fuse_req_t req, struct stream *s, size_t size, int flags);
+/* With nothing queued: end-of-file if eof_when_empty, else EAGAIN with
+ * O_NONBLOCK in flags, else the read waits for the next line. */
+void stream_read(fuse_req_t req, struct stream *s, size_t size, int flags,
+		 bool eof_when_empty);
+/* When the last event was published (microseconds since the epoch), or 0;
+ * the bytes of all events lines made so far. */
+int64_t events_last_us(void);
+uint64_t events_published_bytes(void);
 unsigned stream_poll(struct stream *s, struct fuse_pollhandle *ph);
 /* Hands an event of src (about d, if known) to every stream that wants it. */
 void events_publish(struct source *src, struct dom *d, const char *domain_name,

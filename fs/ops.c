@@ -20,6 +20,7 @@
 /* An open file: the domain it belongs to and the snapshot of its contents. */
 struct handle {
 	struct dom *dom;             /* NULL for the files above domains */
+	fuse_ino_t ino;
 	enum file_kind kind;
 	struct stream *stream;       /* events files */
 	uint64_t seen;               /* state: dom_state_gen() at the last read */
@@ -29,6 +30,10 @@ struct handle {
 	bool filled;
 	bool fixed;                  /* contents made at open, never again */
 	bool ran;                    /* control: this open file ran its verb */
+	bool as_file;                /* atomic: a stream read as a file */
+	/* A stream's follower (see op_getattr), on the followers list. */
+	pid_t follower;              /* under followers_lock */
+	struct handle *next_follower;
 	char *arg;                   /* what a family file's sub names */
 };
 
@@ -39,6 +44,9 @@ struct dirhandle {
 };
 
 static time_t mount_time;
+
+static pthread_mutex_t followers_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct handle *followers;
 
 /* The levels above the domains (tree.c): the root and host directories. */
 static bool is_top(fuse_ino_t ino)
@@ -72,15 +80,31 @@ static void fill_attr(fuse_ino_t ino, struct stat *st)
 	}
 	st->st_mode = S_IFREG | file_mode(kind);
 	st->st_nlink = 1;
+	if (file_types[kind].stream && events_last_us()) {
+		/* tail -f looks for a change of size or mtime (see op_read). */
+		int64_t us = events_last_us();
+
+		st->st_mtim.tv_sec = us / 1000000;
+		st->st_mtim.tv_nsec = us % 1000000 * 1000;
+	}
 	if (file_types[kind].write && hvfs_opts.have_ctlgroup)
 		st->st_gid = hvfs_opts.ctlgroup;
+}
+
+/*
+ * A stream's attributes are never cached: its mtime moves with every event,
+ * and an lseek(SEEK_END) then asks us with the open file (see op_getattr).
+ */
+static double attr_timeout(fuse_ino_t ino)
+{
+	return file_types[ino_kind(ino)].stream ? 0 : HVFS_ATTR_TIMEOUT;
 }
 
 static void reply_entry(fuse_req_t req, fuse_ino_t ino)
 {
 	struct fuse_entry_param e = {
 		.ino = ino,
-		.attr_timeout = HVFS_ATTR_TIMEOUT,
+		.attr_timeout = attr_timeout(ino),
 		.entry_timeout = HVFS_ENTRY_TIMEOUT,
 	};
 
@@ -144,6 +168,40 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	dom_unref(d);
 }
 
+/*
+ * How `tail -f` follows an events file. Only lseek(SEEK_END, SEEK_DATA,
+ * SEEK_HOLE) asks for a stream's attributes with an open file (fi): its
+ * reader looks for the end, as tail does. That open file then reads as a
+ * file: what is queued, then end-of-file instead of waiting. And to the
+ * process (thread) that asked, the stream's size is the count of event bytes
+ * published so far, which grows with every event: tail on a network file
+ * system such as FUSE reads as many new bytes as the size grew, when the
+ * size or mtime changed. To everyone else the size stays 0, so that tar and
+ * rsync, which trust it, copy an empty file and never wait.
+ */
+static bool follows(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	pid_t pid = fuse_req_ctx(req)->pid;
+	bool found = false;
+
+	pthread_mutex_lock(&followers_lock);
+	if (fi) {
+		struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+
+		__atomic_store_n(&h->as_file, true, __ATOMIC_RELAXED);
+		if (!h->follower) {
+			h->next_follower = followers;
+			followers = h;
+		}
+		h->follower = pid;
+		found = true;
+	}
+	for (struct handle *h = followers; h && !found; h = h->next_follower)
+		found = h->follower == pid && h->ino == ino;
+	pthread_mutex_unlock(&followers_lock);
+	return found;
+}
+
 static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 		       struct fuse_file_info *fi)
 {
@@ -168,7 +226,9 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 		}
 	}
 	fill_attr(ino, &st);
-	fuse_reply_attr(req, &st, HVFS_ATTR_TIMEOUT);
+	if (file_types[ino_kind(ino)].stream && follows(req, ino, fi))
+		st.st_size = events_published_bytes();
+	fuse_reply_attr(req, &st, attr_timeout(ino));
 }
 
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
@@ -331,6 +391,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	h->dom = d;
+	h->ino = ino;
 	h->kind = kind;
 	h->arg = arg;
 	/* qmp: reads give the reply to this open file's last write. */
@@ -348,7 +409,10 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	pthread_mutex_init(&h->lock, NULL);
 	fi->fh = (uintptr_t)h;
 	fi->direct_io = 1;
-	fi->nonseekable = t->stream;
+	/* A stream opened with O_NOFOLLOW is being walked by a copy (cp -r,
+	 * grep -r, rsync): it gets what is queued, then end-of-file. Streams
+	 * are seekable, as tail -c +1 wants; their reads ignore the offset. */
+	h->as_file = t->stream && (fi->flags & O_NOFOLLOW);
 	fuse_reply_open(req, fi);
 }
 
@@ -361,7 +425,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	size_t n = 0;
 
 	if (h->stream) {
-		stream_read(req, h->stream, size, fi->flags);
+		stream_read(req, h->stream, size, fi->flags,
+			    __atomic_load_n(&h->as_file, __ATOMIC_RELAXED));
 		return;
 	}
 	pthread_mutex_lock(&h->lock);
@@ -475,6 +540,15 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 
 	if (h->stream)
 		stream_release(h->stream);
+	pthread_mutex_lock(&followers_lock);
+	for (struct handle **p = &followers; h->follower && *p;
+	     p = &(*p)->next_follower) {
+		if (*p == h) {
+			*p = h->next_follower;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&followers_lock);
 	dom_unref(h->dom);
 	pthread_mutex_destroy(&h->lock);
 	free(h->buf);
