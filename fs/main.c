@@ -505,8 +505,8 @@ out_unmount:
 		hvfs_log(LOG_INFO, "unmounting %s", mountpoint);
 		fuse_session_unmount(se);
 	} else {
-		hvfs_log(LOG_INFO, "%s is no longer our mount: nothing to "
-			 "unmount", mountpoint);
+		hvfs_log(LOG_INFO, "the mount at %s is not ours now: not "
+			 "unmounting it", mountpoint);
 	}
 out_signals:
 	fuse_remove_signal_handlers(se);
