@@ -68,7 +68,7 @@ static char *absolute(const char *path, size_t len)
 {
 	char *p = strndup(path, len), *r = NULL, cwd[PATH_MAX];
 
-	if (!p || p[0] == '/' || (len == 0))
+	if (!p || p[0] == '/')
 		return p;
 	r = realpath(p, NULL);
 	if (!r && getcwd(cwd, sizeof(cwd)) && asprintf(&r, "%s/%s", cwd, p) < 0)
@@ -428,11 +428,14 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	/* Absolute: the daemon works from "/" and must unmount this path. */
-	mountpoint = mountpoint_abs = absolute(argv[optind],
-					       strlen(argv[optind]));
-	if (!mountpoint)
+	/* Canonical: the daemon works from "/", must unmount this path, and
+	 * finds its mount by it in /proc/self/mountinfo. */
+	mountpoint = mountpoint_abs = realpath(argv[optind], NULL);
+	if (!mountpoint) {
+		fprintf(stderr, "hvfs: %s: %s\n", argv[optind],
+			strerror(errno));
 		return 1;
+	}
 	if (n_source_args == 0 && add_source("qemu:///system", false) < 0)
 		return 1;
 
@@ -504,7 +507,7 @@ out_unmount:
 	if (!mount_dev[0] || mount_is_ours(mountpoint, mount_dev)) {
 		hvfs_log(LOG_INFO, "unmounting %s", mountpoint);
 		fuse_session_unmount(se);
-	} else {
+	} else if (mount_connected(se)) {
 		hvfs_log(LOG_INFO, "the mount at %s is not ours now: not "
 			 "unmounting it", mountpoint);
 	}

@@ -90,6 +90,14 @@ bool mount_is_ours(const char *path, const char *dev)
 	return scan(path, top, NULL, NULL) == 0 && strcmp(top, dev) == 0;
 }
 
+bool mount_connected(struct fuse_session *se)
+{
+	struct pollfd p = { .fd = fuse_session_fd(se) };
+
+	/* /dev/fuse says POLLERR once the connection ended (unmounted). */
+	return poll(&p, 1, 0) == 0 || !(p.revents & POLLERR);
+}
+
 struct watch {
 	char dev[MOUNT_DEV_MAX];
 	struct fuse_session *se;
@@ -118,7 +126,10 @@ static void *watch_main(void *arg)
 				continue;
 			break;
 		}
-		if (scan(NULL, NULL, w->dev, &has) == 0 && !has) {
+		/* Gone from here while the connection lives: a copy in
+		 * another namespace keeps it (a plain unmount ends it). */
+		if (scan(NULL, NULL, w->dev, &has) == 0 && !has &&
+		    mount_connected(w->se)) {
 			hvfs_log(LOG_NOTICE, "the mount left this mount "
 				 "namespace: exiting");
 			fuse_session_exit(w->se);
