@@ -30,9 +30,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/sock_diag.h>
+#include <linux/unix_diag.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -607,39 +612,89 @@ static int reply_result(struct qmp_msg *m, char **ret_error)
 
 /*
  * Whether another client holds the UNIX monitor at path: QEMU serves one
- * client at a time and leaves later ones unaccepted, without a greeting.
- * /proc/net/unix lists a socket QEMU accepted as connected (St 03) under the
- * monitor's path; one still waiting to be accepted, such as ours, is 02.
+ * client at a time and leaves later ones unaccepted, without a greeting. The
+ * kernel's socket diagnostics list the sockets QEMU accepted under the
+ * monitor's path: one that is live (not shut down: its client has not
+ * closed) and whose peer is not our own socket (inode own_ino, 0 for none)
+ * belongs to someone else. A stopped QEMU still holding a connection we
+ * closed is not "held".
  */
-static bool monitor_held(const char *path)
+static bool monitor_held(const char *path, ino_t own_ino)
 {
-	FILE *f = fopen("/proc/net/unix", "re");
-	char *line = NULL;
-	size_t cap = 0;
-	bool held = false;
+	struct {
+		struct nlmsghdr nlh;
+		struct unix_diag_req req;
+	} msg = {
+		.nlh = { .nlmsg_len = sizeof(msg),
+			 .nlmsg_type = SOCK_DIAG_BY_FAMILY,
+			 .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP },
+		.req = { .sdiag_family = AF_UNIX,
+			 .udiag_states = 1 << 1, /* TCP_ESTABLISHED */
+			 .udiag_show = UDIAG_SHOW_NAME | UDIAG_SHOW_PEER },
+	};
+	char buf[16384] __attribute__((aligned(NLMSG_ALIGNTO)));
+	struct timeval tv = { .tv_sec = 1 };
+	bool held = false, done = false;
+	int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC,
+			NETLINK_SOCK_DIAG);
 
-	if (!f)
+	if (fd < 0)
 		return false;
-	while (!held && getline(&line, &cap, f) > 0) {
-		unsigned st;
-		int at = 0;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (send(fd, &msg, sizeof(msg), 0) < 0)
+		done = true;
+	while (!done) {
+		ssize_t n = recv(fd, buf, sizeof(buf), 0);
+		struct nlmsghdr *h = (struct nlmsghdr *)buf;
 
-		/* Num: RefCount Protocol Flags Type St Inode Path */
-		if (sscanf(line, "%*s %*s %*s %*s %*s %x %*s %n", &st, &at) != 1 ||
-		    !at)
-			continue;
-		line[strcspn(line, "\n")] = '\0';
-		held = st == 3 && strcmp(line + at, path) == 0;
+		if (n <= 0)
+			break;
+		for (; NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n)) {
+			struct unix_diag_msg *m = NLMSG_DATA(h);
+			struct rtattr *a = (struct rtattr *)(m + 1);
+			int len = (int)(h->nlmsg_len - NLMSG_LENGTH(sizeof(*m)));
+			bool named = false, live = true;
+			uint32_t peer = 0;
+
+			if (h->nlmsg_type == NLMSG_DONE ||
+			    h->nlmsg_type == NLMSG_ERROR) {
+				done = true;
+				break;
+			}
+			for (; RTA_OK(a, len); a = RTA_NEXT(a, len)) {
+				size_t alen = RTA_PAYLOAD(a);
+
+				/* The name may hold its NUL. */
+				if (a->rta_type == UNIX_DIAG_NAME)
+					named = strnlen(RTA_DATA(a), alen) ==
+							strlen(path) &&
+						memcmp(RTA_DATA(a), path,
+						       strlen(path)) == 0;
+				else if (a->rta_type == UNIX_DIAG_PEER &&
+					 alen >= 4)
+					memcpy(&peer, RTA_DATA(a), 4);
+				else if (a->rta_type == UNIX_DIAG_SHUTDOWN &&
+					 alen >= 1)
+					live = *(uint8_t *)RTA_DATA(a) == 0;
+			}
+			/* udiag_ino 0: not accepted yet (ours, waiting). */
+			if (named && live && m->udiag_ino && peer &&
+			    peer != own_ino)
+				held = true;
+		}
 	}
-	free(line);
-	fclose(f);
+	close(fd);
 	return held;
 }
 
-/* Why a connection got no greeting before the deadline. */
-static void no_greeting(struct qmp *q, char **ret_error)
+/* Why a connection (fd, or -1 if connect() itself timed out) got no
+ * greeting before the deadline. */
+static void no_greeting(struct qmp *q, int fd, char **ret_error)
 {
-	if (q->path && monitor_held(q->path))
+	struct stat st;
+	ino_t own = fd >= 0 && fstat(fd, &st) == 0 ? st.st_ino : 0;
+
+	if (q->path && monitor_held(q->path, own))
 		set_error(ret_error, -ETIMEDOUT,
 			  "%s: monitor busy: another client holds it (is "
 			  "another hvfs running?)", q->address);
@@ -662,7 +717,7 @@ static int do_connect(struct qmp *q, const struct timespec *dl,
 		return r;
 	fd = open_socket(q, dl);
 	if (fd == -ETIMEDOUT) /* QEMU's listen backlog is full */
-		no_greeting(q, ret_error);
+		no_greeting(q, -1, ret_error);
 	if (fd < 0)
 		return fd;
 
@@ -691,7 +746,7 @@ static int do_connect(struct qmp *q, const struct timespec *dl,
 	r = q->greeted ? 0 : q->alive ? -ETIMEDOUT : q->reader_err;
 	pthread_mutex_unlock(&q->lock);
 	if (r == -ETIMEDOUT)
-		no_greeting(q, ret_error);
+		no_greeting(q, fd, ret_error);
 
 	if (r == 0) {
 		cmd = json_object_new_object();

@@ -382,3 +382,27 @@ def test_control_messages_and_two_lines(qmp_dir, vms, mount):
     # Each open still takes its verb.
     sh(f"echo resume > {ctl}")
     assert vm.status() == "running"
+
+
+def test_silent_monitor_is_not_called_held(mount):
+    """A monitor that accepts hvfs itself and never greets is hung, not held
+    by another client."""
+    d = tempfile.mkdtemp(prefix="hvfs-silent-")
+    path = f"{d}/silent.qmp"
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(path)
+    srv.listen(8)
+    accepted = []
+    try:
+        m = mount("--qmp", f"silent=unix:{path}", timeout=1)
+        conn, _ = srv.accept()
+        accepted.append(conn)
+        assert errno_of(m.read, "silent", "state") == errno.ETIMEDOUT
+        err = m.read("silent", "error")
+        assert "no greeting in time (monitor busy or hung)" in err, err
+        assert "another client" not in err
+    finally:
+        for c in accepted:
+            c.close()
+        srv.close()
+        subprocess.run(["rm", "-rf", d])
