@@ -64,6 +64,9 @@ void hvfs_log(int prio, const char *fmt, ...)
 int mount_identify(const char *path, char ret_dev[MOUNT_DEV_MAX]);
 /* Whether the topmost mount at path is dev: only then may we unmount it. */
 bool mount_is_ours(const char *path, const char *dev);
+/* Makes fuse_session_unmount(se) free se's mount state without unmounting
+ * (the mount at the path is not ours); ends our connection. */
+void mount_disown(struct fuse_session *se);
 /* Whether se's connection to the kernel still lives. */
 bool mount_connected(struct fuse_session *se);
 /* Ends se (waking the calling thread, which runs its loop) once no mount of

@@ -25,6 +25,8 @@
 struct hvfs_options hvfs_opts = { .timeout_ms = 5000 };
 
 static size_t n_source_args;
+static char *mountpoint_abs; /* the canonical MOUNTPOINT */
+static char *fsname;         /* the -ofsname=... handed to FUSE */
 static char *first_uri; /* names the mount when it is the only source */
 
 static void usage(FILE *f)
@@ -339,6 +341,18 @@ static void log_lib_debug(const char *msg)
 	hvfs_log(LOG_DEBUG, "%s", msg);
 }
 
+/* Leaves before anything was started: frees what the leak checker would
+ * otherwise report (the sources stay reachable from the tree). */
+static int early_exit(struct fuse_args *fargs, int status)
+{
+	fuse_opt_free_args(fargs);
+	free((char *)hvfs_opts.logfile);
+	free(mountpoint_abs);
+	free(fsname);
+	free(first_uri);
+	return status;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -353,7 +367,6 @@ int main(int argc, char **argv)
 	struct fuse_loop_config *loop = NULL;
 	struct fuse_session *se = NULL;
 	const char *mountpoint;
-	char *fsname = NULL, *mountpoint_abs = NULL;
 	char mount_dev[MOUNT_DEV_MAX] = "";
 	int c, r, status_fd = -1, ret = 1;
 
@@ -386,7 +399,7 @@ int main(int argc, char **argv)
 				fprintf(stderr, "hvfs: --qmp %s: expected "
 					"NAME=unix:PATH or NAME=tcp:HOST:PORT\n",
 					optarg);
-				return 2;
+				return early_exit(&fargs, 2);
 			}
 			r = asprintf(&uri, "qmp:%s", optarg) < 0 ? -ENOMEM : 0;
 			if (!r) {
@@ -415,18 +428,18 @@ int main(int argc, char **argv)
 			return 0;
 		default:
 			usage(stderr);
-			return 2;
+			return early_exit(&fargs, 2);
 		}
 		if (r < 0)
-			return 2;
+			return early_exit(&fargs, 2);
 	}
 	if (argc - optind == 2) {
 		if (add_source(argv[optind++], false) < 0)
-			return 1;
+			return early_exit(&fargs, 1);
 	}
 	if (argc - optind != 1) {
 		usage(stderr);
-		return 2;
+		return early_exit(&fargs, 2);
 	}
 	/* Canonical: the daemon works from "/", must unmount this path, and
 	 * finds its mount by it in /proc/self/mountinfo. */
@@ -434,21 +447,21 @@ int main(int argc, char **argv)
 	if (!mountpoint) {
 		fprintf(stderr, "hvfs: %s: %s\n", argv[optind],
 			strerror(errno));
-		return 1;
+		return early_exit(&fargs, 1);
 	}
 	if (n_source_args == 0 && add_source("qemu:///system", false) < 0)
-		return 1;
+		return early_exit(&fargs, 1);
 
 	if (hvfs_opts.allow_other &&
 	    fuse_opt_add_arg(&fargs, "-odefault_permissions") < 0)
-		return 1;
+		return early_exit(&fargs, 1);
 	if (asprintf(&fsname, "-ofsname=%s,subtype=hvfs",
 		     n_source_args == 1 ? first_uri : "hvfs") < 0 ||
 	    fuse_opt_add_arg(&fargs, fsname) < 0)
-		return 1;
+		return early_exit(&fargs, 1);
 
 	if (check_mountpoint(mountpoint) < 0 || open_log(mountpoint) < 0)
-		return 1;
+		return early_exit(&fargs, 1);
 	if (!hvfs_opts.foreground && detach(&status_fd) < 0) {
 		perror("hvfs: fork");
 		return 1;
@@ -504,13 +517,16 @@ int main(int argc, char **argv)
 out_unmount:
 	/* Only our own mount: another may have taken the path since ours was
 	 * unmounted here (while a copy elsewhere kept it alive). */
-	if (!mount_dev[0] || mount_is_ours(mountpoint, mount_dev)) {
+	if (!mount_connected(se)) {
+		/* Unmounted already: libfuse only frees its state. */
+	} else if (!mount_dev[0] || mount_is_ours(mountpoint, mount_dev)) {
 		hvfs_log(LOG_INFO, "unmounting %s", mountpoint);
-		fuse_session_unmount(se);
-	} else if (mount_connected(se)) {
+	} else {
 		hvfs_log(LOG_INFO, "the mount at %s is not ours now: not "
 			 "unmounting it", mountpoint);
+		mount_disown(se);
 	}
+	fuse_session_unmount(se);
 out_signals:
 	fuse_remove_signal_handlers(se);
 out:

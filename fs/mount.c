@@ -98,6 +98,24 @@ bool mount_connected(struct fuse_session *se)
 	return poll(&p, 1, 0) == 0 || !(p.revents & POLLERR);
 }
 
+void mount_disown(struct fuse_session *se)
+{
+	int p[2];
+
+	/*
+	 * fuse_session_unmount() frees libfuse's state, but unmounts unless
+	 * the session's descriptor polls POLLERR (an ended connection). Put
+	 * there the write end of a pipe without readers, which does: this
+	 * also closes /dev/fuse, so our connection ends as it must.
+	 */
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return;
+	close(p[0]);
+	if (dup3(p[1], fuse_session_fd(se), O_CLOEXEC) < 0)
+		hvfs_log(LOG_WARNING, "cannot let go of the mount: %m");
+	close(p[1]);
+}
+
 struct watch {
 	char dev[MOUNT_DEV_MAX];
 	struct fuse_session *se;

@@ -293,9 +293,14 @@ def test_mount_copied_to_another_namespace(qmp_dir, vms):
         # Another mount namespace holds a copy of the mount.
         holder = subprocess.Popen(["unshare", "--mount", "--propagation",
                                    "private", "sleep", "120"])
-        wait_for(lambda: any(f" {m.dir} " in ln for ln in
-                             open(f"/proc/{holder.pid}/mountinfo")),
-                 what="the copy")
+        own_ns = os.readlink("/proc/self/ns/mnt")
+
+        def copied():
+            # Until unshare() ran, the holder shows our own namespace.
+            return os.readlink(f"/proc/{holder.pid}/ns/mnt") != own_ns and \
+                any(f" {m.dir} " in ln
+                    for ln in open(f"/proc/{holder.pid}/mountinfo"))
+        wait_for(copied, what="the copy")
         subprocess.run(["fusermount3", "-u", m.dir], check=True)
         # The daemon leaves, and lets go of the monitors.
         assert m.proc.wait(timeout=10) == 0, m.logtext()
