@@ -138,13 +138,17 @@ static int run(struct dom *d, const char *command, const char *args,
 	return 0;
 }
 
+/* Outputs are written only on success (asprintf() leaves its pointer
+ * undefined when it fails), here and in every function of this file. */
 static int pretty(json_object *o, char **ret, size_t *ret_len)
 {
 	const char *s = json_object_to_json_string_ext(o, JSON_OUT);
+	char *text;
 
-	if (!s || asprintf(ret, "%s\n", s) < 0)
+	if (!s || asprintf(&text, "%s\n", s) < 0)
 		return -ENOMEM;
-	*ret_len = strlen(*ret);
+	*ret = text;
+	*ret_len = strlen(text);
 	return 0;
 }
 
@@ -155,7 +159,7 @@ int rich_write_qmp(struct dom *d, const char *buf, size_t len, char **ret_reply,
 {
 	json_tokener *tok;
 	json_object *cmd, *ex, *reply, *e;
-	char *text = NULL;
+	char *text = NULL, *out;
 	size_t end;
 	int r;
 
@@ -206,12 +210,12 @@ int rich_write_qmp(struct dom *d, const char *buf, size_t len, char **ret_reply,
 	}
 	json_object_put(reply);
 	json_object_put(cmd);
-	if (asprintf(ret_reply, "%s\n", text) < 0) {
-		free(text);
-		return -ENOMEM;
-	}
+	r = asprintf(&out, "%s\n", text);
 	free(text);
-	*ret_reply_len = strlen(*ret_reply);
+	if (r < 0)
+		return -ENOMEM;
+	*ret_reply = out;
+	*ret_reply_len = strlen(out);
 	return 0;
 }
 
@@ -454,7 +458,9 @@ static char *block_name(json_object *e)
 }
 
 /* The elements of query-block (or -blockstats) with their names, in order;
- * a name met twice keeps its first element. */
+ * a name met twice keeps its first element. The functions that fill one
+ * write it only on success, so callers start from {0}, which
+ * blocks_release() accepts. */
 struct blocks {
 	json_object *list;
 	char **names; /* NULL for an element without a name */
@@ -526,7 +532,7 @@ static int block_devices(struct dom *d, struct blocks *ret, char **ret_error)
 static int read_block(struct dom *d, const char *command, const char *arg,
 		      char **ret, size_t *ret_len, char **ret_error)
 {
-	struct blocks b;
+	struct blocks b = {0};
 	json_object *e;
 	int r = blocks_get(d, command, &b, ret_error);
 
@@ -608,6 +614,7 @@ int rich_read_memory(struct dom *d, char **ret, size_t *ret_len,
 {
 	json_object *o = NULL;
 	uint64_t bytes;
+	char *text;
 	int r;
 
 	/* With a balloon: what the guest has now; else what it was given. */
@@ -628,9 +635,10 @@ int rich_read_memory(struct dom *d, char **ret, size_t *ret_len,
 		return r;
 	}
 	json_object_put(o);
-	if (asprintf(ret, "%llu\n", (unsigned long long)bytes) < 0)
+	if (asprintf(&text, "%llu\n", (unsigned long long)bytes) < 0)
 		return -ENOMEM;
-	*ret_len = strlen(*ret);
+	*ret = text;
+	*ret_len = strlen(text);
 	return 0;
 }
 
@@ -692,7 +700,7 @@ static int query_entries(struct dom *d, struct entry **e, size_t *n)
 
 static int block_entries(struct dom *d, struct entry **e, size_t *n)
 {
-	struct blocks b;
+	struct blocks b = {0};
 	int r = block_devices(d, &b, NULL);
 
 	for (size_t i = 0; r == 0 && i < b.n; i++) {
@@ -834,7 +842,7 @@ int rich_check(struct dom *d, fuse_ino_t ino, char **ret_arg)
 			r = -ENOENT;
 		free(subs);
 	} else {
-		struct blocks b;
+		struct blocks b = {0};
 
 		r = block_devices(d, &b, NULL);
 		if (r == 0) {

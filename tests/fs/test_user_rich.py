@@ -1,0 +1,132 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""The rich tree as a user meets it (issue 12): `ls block/` of a VM that
+hangs, the qmp file used as documented from bash and Python, what other
+users may read with -o allow_other, and `grep -r` over a domain directory.
+Every command is the one a user types."""
+
+import errno
+import glob
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import time
+
+import pytest
+
+from hvtest import errno_of, sh, virsh, wait_for
+
+PREFIX = "hvt-urich-"
+SOCK = "/var/run/libvirt/libvirt-sock"
+# A deadline of 1 s, and what a loaded 2-core machine may add to it.
+TIMEOUT = 1
+SLACK = 4
+
+
+def ls(path):
+    """`ls PATH`: (status, stdout, stderr, seconds)."""
+    t = time.monotonic()
+    p = subprocess.run(["ls", path], capture_output=True, text=True,
+                       timeout=60)
+    return p.returncode, p.stdout, p.stderr, time.monotonic() - t
+
+
+def alive(m):
+    """The daemon still runs and its mount still answers."""
+    return m.proc.poll() is None and os.path.ismount(m.dir) and \
+        errno_of(os.listdir, m.dir) == 0
+
+
+def qemu_pid_of(domain):
+    """The pid of the QEMU libvirt runs for domain (by its -name guest=)."""
+    for p in glob.glob("/proc/[0-9]*/cmdline"):
+        try:
+            with open(p, "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if any(a.startswith(f"guest={domain},".encode()) for a in argv):
+            return int(p.split("/")[2])
+    raise AssertionError(f"no QEMU for {domain}")
+
+
+def assert_block_times_out(m, name):
+    rc, _, err, took = ls(m.path(name, "block"))
+    assert rc != 0 and "Connection timed out" in err, (rc, err)
+    assert took < TIMEOUT + SLACK, took
+    assert alive(m), m.logtext()
+
+
+# ---- 1. a slow VM never takes the mount down ----
+
+def test_ls_block_of_a_stopped_qemu(qmp_dir, vms, mount):
+    hung = vms("vm-hung")
+    ok = vms("vm-ok")
+    m = mount("--qmp-dir", qmp_dir, timeout=TIMEOUT)
+    assert ls(m.path("vm-hung", "block"))[0] == 0
+    os.kill(hung.proc.pid, signal.SIGSTOP)
+    for _ in range(3):
+        assert_block_times_out(m, "vm-hung")
+        # The other VM answers meanwhile, listing and reading.
+        assert ls(m.path("vm-ok", "block"))[0] == 0
+        assert m.read("vm-ok", "query", "status")
+        assert ls(m.path("vm-ok", "block", "nosuch"))[0] != 0
+    # A lookup below block/ fails the same way.
+    assert errno_of(os.stat, m.path("vm-hung", "block", "x")) == \
+        errno.ETIMEDOUT
+    assert alive(m), m.logtext()
+    os.kill(hung.proc.pid, signal.SIGCONT)
+    wait_for(lambda: ls(m.path("vm-hung", "block"))[0] == 0, timeout=10,
+             what="block/ to list again")
+    assert json.loads(m.read("vm-hung", "query", "status"))["running"]
+    assert ok.status() == "running"
+
+
+def test_ls_block_of_a_busy_monitor(qmp_dir, vms, mount):
+    busy = vms("vm-busy")
+    vms("vm-ok")
+    # Another client holds the monitor hvfs would use: QEMU serves one
+    # client at a time, so hvfs's connection waits for a greeting.
+    other = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    other.connect(busy.qmp)
+    assert b"QMP" in other.recv(65536)
+    try:
+        m = mount("--qmp-dir", qmp_dir, timeout=TIMEOUT)
+        for _ in range(2):
+            assert_block_times_out(m, "vm-busy")
+            assert ls(m.path("vm-ok", "block"))[0] == 0
+    finally:
+        other.close()
+    wait_for(lambda: ls(m.path("vm-busy", "block"))[0] == 0, timeout=10,
+             what="block/ once the other client left")
+    assert m.read("vm-busy", "state") == "running\n"
+
+
+@pytest.fixture
+def libvirtd():
+    if not os.path.exists(SOCK):
+        pytest.fail(f"no libvirtd at {SOCK}: run tests/setup-host.sh as root")
+
+
+def test_ls_block_of_a_libvirt_domain_whose_qemu_is_stopped(libvirtd,
+                                                           domains, mount):
+    hung = domains("hung")
+    ok = domains("ok")
+    m = mount("-c", "qemu:///system", timeout=TIMEOUT)
+    assert ls(m.path(hung, "block"))[0] == 0
+    pid = qemu_pid_of(hung)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        for _ in range(2):
+            assert_block_times_out(m, hung)
+            assert ls(m.path(ok, "block"))[0] == 0
+            assert m.read(ok, "query", "status")
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    # libvirtd finishes the call it was waiting on; then all is well.
+    wait_for(lambda: ls(m.path(hung, "block"))[0] == 0, timeout=30,
+             what="block/ to list again")
+    assert json.loads(m.read(hung, "query", "status"))["running"]
+    assert alive(m)
