@@ -28,6 +28,11 @@ struct handle {
 	size_t len;
 	bool filled;
 	bool fixed;                  /* contents made at open, never again */
+	/* Where buf starts in the file: an exchange file's reply starts where
+	 * the write that asked for it ended, so a read after the write gets
+	 * the reply from its start; a read before base (a seek back) starts
+	 * the reply over there. 0 for other files. */
+	off_t base;
 	char *arg;                   /* what a family file's sub names */
 };
 
@@ -392,6 +397,9 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		h->len = len;
 		h->filled = true;
 	}
+	if (off < h->base)
+		h->base = off;
+	off -= h->base;
 	/*
 	 * Reply with a copy, after unlocking: once the reply is out, the
 	 * reader may close the file and RELEASE free h on another thread
@@ -421,13 +429,15 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 	size_t reply_len = 0;
 	int r, shown = 0;
 
-	/* Offsets mean nothing to a command file: each write is one command. */
+	/* Offsets mean nothing to a command file: each write is one command
+	 * (an exchange file's offset only says where its reply starts). */
 	r = t->write(h->dom, buf, size, &reply, &reply_len, &err);
 	if (r == 0 && t->exchange) {
 		pthread_mutex_lock(&h->lock);
 		free(h->buf);
 		h->buf = reply;
 		h->len = reply_len;
+		h->base = off + (off_t)size;
 		h->filled = true;
 		pthread_mutex_unlock(&h->lock);
 		reply = NULL;

@@ -130,3 +130,75 @@ def test_ls_block_of_a_libvirt_domain_whose_qemu_is_stopped(libvirtd,
              what="block/ to list again")
     assert json.loads(m.read(hung, "query", "status"))["running"]
     assert alive(m)
+
+
+# ---- 3. the qmp file, used as documented ----
+
+def test_qmp_from_bash_as_documented(qmp_dir, vms, mount):
+    vm = vms("vm-a")
+    m = mount("--qmp-dir", qmp_dir)
+    qmp = m.path("vm-a", "qmp")
+    status = vm.oracle.execute("query-status")
+    # The documented lines, then more transactions on the same descriptor.
+    script = f"""
+exec 3<>{qmp}
+printf '%s\\n' '{{"execute":"query-status"}}' >&3
+read -r line <&3
+echo "$line"
+printf '%s\\n' '{{"execute":"query-name"}}' >&3
+read -r line <&3
+echo "$line"
+printf '%s\\n' '{{"execute":"no-such-command"}}' >&3
+read -r line <&3
+echo "$line"
+read -r line <&3 || echo EOF
+"""
+    p = subprocess.run(["bash", "-c", script], capture_output=True,
+                       text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert json.loads(lines[0]) == {"return": status}
+    assert json.loads(lines[1]) == {"return": vm.oracle.execute("query-name")}
+    assert json.loads(lines[2])["error"]["class"] == "CommandNotFound"
+    assert lines[3] == "EOF"
+
+
+def test_qmp_from_python_as_documented(qmp_dir, vms, mount):
+    vm = vms("vm-a")
+    m = mount("--qmp-dir", qmp_dir)
+    qmp = m.path("vm-a", "qmp")
+    # Text mode, read() to the end, several times on one open file.
+    with open(qmp, "r+") as f:
+        for cmd in ("query-status", "query-name", "query-version", "stop",
+                    "query-status"):
+            f.write(json.dumps({"execute": cmd}) + "\n")
+            f.flush()
+            reply = f.read()
+            assert reply.endswith("}\n") and reply.count("\n") == 1, reply
+            if cmd == "stop":
+                assert json.loads(reply) == {"return": {}}
+            elif cmd == "query-status":
+                assert "status" in json.loads(reply)["return"]
+            else:
+                assert json.loads(reply) == \
+                    {"return": vm.oracle.execute(cmd)}
+        assert json.loads(reply)["return"]["status"] == "paused"
+        # readline() as a line protocol would read it.
+        f.write('{"execute": "cont"}\n')
+        f.flush()
+        assert json.loads(f.readline()) == {"return": {}}
+    assert vm.status() == "running"
+    # Unbuffered: write(2), then read(2) in small pieces, then a seek back.
+    fd = os.open(qmp, os.O_RDWR)
+    try:
+        for cmd in ("query-status", "query-name"):
+            text = json.dumps({"execute": cmd})
+            assert os.write(fd, text.encode()) == len(text)
+            reply = b""
+            while chunk := os.read(fd, 7):
+                reply += chunk
+            assert json.loads(reply) == {"return": vm.oracle.execute(cmd)}
+        os.lseek(fd, 0, os.SEEK_SET)
+        assert os.read(fd, 65536) == reply
+    finally:
+        os.close(fd)
