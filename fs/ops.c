@@ -69,15 +69,16 @@ static void fill_attr(fuse_ino_t ino, struct stat *st)
 	st->st_uid = getuid();
 	st->st_gid = getgid();
 	st->st_atime = st->st_mtime = st->st_ctime = mount_time;
+	if (ino != FUSE_ROOT_ID && file_ctlgroup(kind))
+		st->st_gid = hvfs_opts.ctlgroup;
 	if (ino == FUSE_ROOT_ID || file_kind_is_dir(kind)) {
-		st->st_mode = S_IFDIR | 0555;
+		st->st_mode = S_IFDIR | (ino == FUSE_ROOT_ID ? 0555
+							     : file_mode(kind));
 		st->st_nlink = 2;
 		return;
 	}
 	st->st_mode = S_IFREG | file_mode(kind);
 	st->st_nlink = 1;
-	if (file_types[kind].write && hvfs_opts.have_ctlgroup)
-		st->st_gid = hvfs_opts.ctlgroup;
 }
 
 static void reply_entry(fuse_req_t req, fuse_ino_t ino)

@@ -202,3 +202,88 @@ def test_qmp_from_python_as_documented(qmp_dir, vms, mount):
         assert os.read(fd, 65536) == reply
     finally:
         os.close(fd)
+
+
+# ---- 13. what other users may read with -o allow_other ----
+
+# By what a file reveals: the domain's identity and state for everyone;
+# the console, raw QMP and every query (which may tell VNC clients, paths,
+# and what the next QEMU adds) for root and the ctlgroup only.
+MODES = {
+    "state": 0o444, "version": 0o444, "name": 0o444, "uuid": 0o444,
+    "error": 0o444, "events": 0o444, "cpus": 0o444, "memory": 0o644,
+    "block": 0o555, "control": 0o200, "qmp": 0o600, "query": 0o500,
+    "query/status": 0o400, "screen.png": 0o400,
+}
+WORLD = ["state", "version", "name", "uuid", "error", "cpus", "memory"]
+PRIVATE = ["query/status", "query/version", "screen.png", "qmp"]
+
+
+def as_user(cmd, group="nogroup"):
+    """Runs a shell line as nobody (with only `group`); returns the
+    CompletedProcess."""
+    return subprocess.run(
+        ["setpriv", "--reuid=nobody", f"--regid={group}", "--clear-groups",
+         "sh", "-c", cmd], capture_output=True, text=True, timeout=60)
+
+
+def test_modes_for_other_users(qmp_dir, vms, mount):
+    vm = vms("vm-a", "-machine", "pc", "-accel", "tcg", "-m", "64",
+             "-device", "VGA")
+    m = mount("--qmp-dir", qmp_dir, "-o", "allow_other")
+    got = {f: stat.S_IMODE(os.stat(m.path("vm-a", f)).st_mode)
+           for f in MODES}
+    assert got == MODES
+    for f in WORLD:
+        p = as_user(f"cat {m.path('vm-a', f)}")
+        assert p.returncode == 0, (f, p.stderr)
+    assert as_user(f"cat {m.path('vm-a', 'state')}").stdout == "running\n"
+    p = as_user(f"ls -l {m.path('vm-a')} {m.path('vm-a', 'block')}")
+    assert p.returncode == 0 and "screen.png" in p.stdout, p.stderr
+    for f in PRIVATE:
+        p = as_user(f"cat {m.path('vm-a', f)}")
+        assert p.returncode != 0 and "Permission denied" in p.stderr, f
+    p = as_user(f"ls {m.path('vm-a', 'query')}")
+    assert p.returncode != 0 and "Permission denied" in p.stderr
+    # grep -r as that user reads what it may and is refused the rest,
+    # without a hang and without noise in error.
+    p = as_user(f"grep -r --exclude=events . {m.path('vm-a')}")
+    assert "running" in p.stdout and "Permission denied" in p.stderr
+    assert "screen.png" not in p.stdout
+    assert m.read("vm-a", "error") == ""
+    # Root reads everything.
+    assert json.loads(m.read("vm-a", "query", "status"))["running"]
+    with open(m.path("vm-a", "screen.png"), "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert vm.status() == "running"
+
+
+SECRET_XML = """<domain type='qemu'>
+  <name>{name}</name>
+  <memory unit='MiB'>32</memory>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <devices>
+    <graphics type='vnc' autoport='yes' listen='127.0.0.1'
+              passwd='{secret}'/>
+  </devices>
+</domain>
+"""
+
+
+def test_xml_hides_secrets_from_everyone(libvirtd, mount, tmp_path):
+    name = PREFIX + "secret"
+    secret = "s3cr3tPw"
+    xml = tmp_path / "d.xml"
+    xml.write_text(SECRET_XML.format(name=name, secret=secret))
+    virsh("define", str(xml))
+    try:
+        assert secret in virsh("dumpxml", "--security-info", name)
+        m = mount("-c", "qemu:///system", "-o", "allow_other")
+        assert stat.S_IMODE(os.stat(m.path(name, "xml")).st_mode) == 0o444
+        p = as_user(f"cat {m.path(name, 'xml')}")
+        assert p.returncode == 0 and f"<name>{name}</name>" in p.stdout, \
+            p.stderr
+        assert "graphics" in p.stdout and secret not in p.stdout
+        assert secret not in m.read(name, "xml")     # not even for root
+    finally:
+        virsh("undefine", name, check=False)
