@@ -287,3 +287,65 @@ def test_xml_hides_secrets_from_everyone(libvirtd, mount, tmp_path):
         assert secret not in m.read(name, "xml")     # not even for root
     finally:
         virsh("undefine", name, check=False)
+
+
+# ---- 14. grep -r over a domain ----
+
+def grep_r(path):
+    """`grep -r --exclude=events . PATH` (events is a stream, which blocks
+    like a pipe: how grep -r meets it is not this test's business)."""
+    t = time.monotonic()
+    p = subprocess.run(["grep", "-r", "--exclude=events", ".", path],
+                       capture_output=True, text=True, timeout=120)
+    return p, time.monotonic() - t
+
+
+def assert_grep_quiet(m, name):
+    p, took = grep_r(m.path(name))
+    assert p.returncode in (0, 2), p.stderr
+    assert f"{m.path(name, 'state')}:running" in p.stdout
+    assert f"{m.path(name, 'query', 'status')}:" in p.stdout
+    # What this VM or host has no data for says so, and nothing else fails.
+    for line in p.stderr.splitlines():
+        assert line.endswith(": No data available"), line
+    assert m.read(name, "error") == "", m.read(name, "error")
+    assert took < 60, took
+    return p
+
+
+def test_grep_r_leaves_error_empty(qmp_dir, vms, mount):
+    vm = vms("vm-a")
+    m = mount("--qmp-dir", qmp_dir)
+    p = assert_grep_quiet(m, "vm-a")
+    # -machine none has no SEV, no balloon, no generation id: those files
+    # are listed (QEMU has the commands) and read ENODATA.
+    assert f"{m.path('vm-a', 'query', 'balloon')}: No data available" in \
+        p.stderr
+    assert errno_of(m.read, "vm-a", "query", "balloon") == errno.ENODATA
+    # QEMU's reason is still there for whoever asks it.
+    fd = os.open(m.path("vm-a", "qmp"), os.O_RDWR)
+    try:
+        os.write(fd, b'{"execute": "query-balloon"}')
+        assert json.loads(os.read(fd, 65536))["error"]["class"] == \
+            "DeviceNotActive"
+    finally:
+        os.close(fd)
+    # A failure that is one is still recorded: a hung VM. (A new mount,
+    # with a short deadline; QEMU serves one monitor client at a time.)
+    assert m.umount() == 0
+    m2 = mount("--qmp-dir", qmp_dir, timeout=TIMEOUT)
+    assert m2.read("vm-a", "query", "status")
+    os.kill(vm.proc.pid, signal.SIGSTOP)
+    try:
+        assert errno_of(m2.read, "vm-a", "query", "status") == \
+            errno.ETIMEDOUT
+        assert "read query status" in m2.read("vm-a", "error")
+    finally:
+        os.kill(vm.proc.pid, signal.SIGCONT)
+
+
+def test_grep_r_over_a_libvirt_domain(libvirtd, domains, mount):
+    name = domains("grep")
+    m = mount("-c", "qemu:///system")
+    assert_grep_quiet(m, name)
+    assert f"{m.path(name, 'xml')}:<domain" in grep_r(m.path(name))[0].stdout
