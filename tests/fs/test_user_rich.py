@@ -14,12 +14,9 @@ import stat
 import subprocess
 import time
 
-import pytest
-
-from hvtest import errno_of, sh, virsh, wait_for
+from hvtest import errno_of, virsh, wait_for
 
 PREFIX = "hvt-urich-"
-SOCK = "/var/run/libvirt/libvirt-sock"
 # A deadline of 1 s, and what a loaded 2-core machine may add to it.
 TIMEOUT = 1
 SLACK = 4
@@ -104,17 +101,11 @@ def test_ls_block_of_a_busy_monitor(qmp_dir, vms, mount):
     assert m.read("vm-busy", "state") == "running\n"
 
 
-@pytest.fixture
-def libvirtd():
-    if not os.path.exists(SOCK):
-        pytest.fail(f"no libvirtd at {SOCK}: run tests/setup-host.sh as root")
-
-
 def test_ls_block_of_a_libvirt_domain_whose_qemu_is_stopped(libvirtd,
                                                            domains, mount):
     hung = domains("hung")
     ok = domains("ok")
-    m = mount("-c", "qemu:///system", timeout=TIMEOUT)
+    m = mount("-c", libvirtd.uri, timeout=TIMEOUT)
     assert ls(m.path(hung, "block"))[0] == 0
     pid = qemu_pid_of(hung)
     os.kill(pid, signal.SIGSTOP)
@@ -278,7 +269,7 @@ def test_xml_hides_secrets_from_everyone(libvirtd, mount, tmp_path):
     virsh("define", str(xml))
     try:
         assert secret in virsh("dumpxml", "--security-info", name)
-        m = mount("-c", "qemu:///system", "-o", "allow_other")
+        m = mount("-c", libvirtd.uri, "-o", "allow_other")
         assert stat.S_IMODE(os.stat(m.path(name, "xml")).st_mode) == 0o444
         p = as_user(f"cat {m.path(name, 'xml')}")
         assert p.returncode == 0 and f"<name>{name}</name>" in p.stdout, \
@@ -346,6 +337,6 @@ def test_grep_r_leaves_error_empty(qmp_dir, vms, mount):
 
 def test_grep_r_over_a_libvirt_domain(libvirtd, domains, mount):
     name = domains("grep")
-    m = mount("-c", "qemu:///system")
+    m = mount("-c", libvirtd.uri)
     assert_grep_quiet(m, name)
     assert f"{m.path(name, 'xml')}:<domain" in grep_r(m.path(name))[0].stdout
