@@ -15,6 +15,7 @@ import subprocess
 import time
 
 from hvtest import errno_of, virsh, wait_for
+from test_rich import FakeQemu
 
 PREFIX = "hvt-urich-"
 # A deadline of 1 s, and what a loaded 2-core machine may add to it.
@@ -79,6 +80,24 @@ def test_ls_block_of_a_stopped_qemu(qmp_dir, vms, mount):
              what="block/ to list again")
     assert json.loads(m.read("vm-hung", "query", "status"))["running"]
     assert ok.status() == "running"
+
+
+def test_ls_block_of_a_qemu_that_answers_oddly(qmp_dir, mount):
+    """Another QEMU without query-block, then one that answers it with
+    no list: block/ fails with what QEMU said, and the mount lives."""
+    fake = FakeQemu(os.path.join(qmp_dir, "odd.qmp"))
+    try:
+        m = mount("--qmp-dir", qmp_dir)
+        rc, _, err, _ = ls(m.path("odd", "block"))
+        assert rc != 0 and "Operation not supported" in err, err
+        fake.answers["query-block"] = {"not": "a list"}
+        rc, _, err, _ = ls(m.path("odd", "block"))
+        assert rc != 0 and "Protocol error" in err, err
+        fake.answers["query-block"] = []
+        assert ls(m.path("odd", "block"))[:2] == (0, "")
+        assert alive(m), m.logtext()
+    finally:
+        fake.close()
 
 
 def test_ls_block_of_a_busy_monitor(qmp_dir, vms, mount):
