@@ -310,11 +310,12 @@ def grep_r(path):
     return p, time.monotonic() - t
 
 
-def assert_grep_quiet(m, name):
+def assert_grep_quiet(m, name, state="running"):
     p, took = grep_r(m.path(name))
     assert p.returncode in (0, 2), p.stderr
-    assert f"{m.path(name, 'state')}:running" in p.stdout
-    assert f"{m.path(name, 'query', 'status')}:" in p.stdout
+    assert f"{m.path(name, 'state')}:{state}" in p.stdout
+    assert (f"{m.path(name, 'query', 'status')}:" in p.stdout) == \
+        (state == "running")
     # What this VM or host has no data for says so, and nothing else fails.
     for line in p.stderr.splitlines():
         assert line.endswith(": No data available"), line
@@ -356,6 +357,8 @@ def test_grep_r_leaves_error_empty(qmp_dir, vms, mount):
 
 def test_grep_r_over_a_libvirt_domain(libvirtd, domains, mount):
     name = domains("grep")
+    off = domains("grep-off", start=False)
     m = mount("-c", libvirtd.uri)
     assert_grep_quiet(m, name)
+    assert_grep_quiet(m, off, state="shutoff")
     assert f"{m.path(name, 'xml')}:<domain" in grep_r(m.path(name))[0].stdout
