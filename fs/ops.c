@@ -28,10 +28,10 @@ struct handle {
 	size_t len;
 	bool filled;
 	bool fixed;                  /* contents made at open, never again */
-	/* Where buf starts in the file: an exchange file's reply starts where
-	 * the write that asked for it ended, so a read after the write gets
-	 * the reply from its start; a read before base (a seek back) starts
-	 * the reply over there. 0 for other files. */
+	/* Where buf starts in the file: 0, until a write; then where the
+	 * write ended, so a read after a write gets the contents from their
+	 * start: an exchange file's reply, or a value file's contents made
+	 * afresh. A read before base (a seek back) starts them over there. */
 	off_t base;
 	char *arg;                   /* what a family file's sub names */
 };
@@ -367,7 +367,9 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return;
 	}
 	pthread_mutex_lock(&h->lock);
-	if (!h->fixed && (off == 0 || !h->filled)) {
+	if (off < h->base)
+		h->base = off;
+	if (!h->fixed && (off == h->base || !h->filled)) {
 		char *buf = NULL, *err = NULL;
 		size_t len = 0;
 		int r;
@@ -398,8 +400,6 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		h->len = len;
 		h->filled = true;
 	}
-	if (off < h->base)
-		h->base = off;
 	off -= h->base;
 	/*
 	 * Reply with a copy, after unlocking: once the reply is out, the
@@ -433,15 +433,17 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 	/* Offsets mean nothing to a command file: each write is one command
 	 * (an exchange file's offset only says where its reply starts). */
 	r = t->write(h->dom, buf, size, &reply, &reply_len, &err);
-	if (r == 0 && t->exchange) {
+	if (r == 0) {
 		pthread_mutex_lock(&h->lock);
-		free(h->buf);
-		h->buf = reply;
-		h->len = reply_len;
 		h->base = off + (off_t)size;
-		h->filled = true;
+		if (t->exchange) {
+			free(h->buf);
+			h->buf = reply;
+			h->len = reply_len;
+			reply = NULL;
+		}
+		h->filled = t->exchange;
 		pthread_mutex_unlock(&h->lock);
-		reply = NULL;
 	}
 	free(reply);
 	/* The first line, at most 64 bytes (buf is not NUL-terminated). */

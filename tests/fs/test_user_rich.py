@@ -362,3 +362,29 @@ def test_grep_r_over_a_libvirt_domain(libvirtd, domains, mount):
     assert_grep_quiet(m, name)
     assert_grep_quiet(m, off, state="shutoff")
     assert f"{m.path(name, 'xml')}:<domain" in grep_r(m.path(name))[0].stdout
+
+
+def test_read_after_write_of_a_value_file(qmp_dir, vms, mount):
+    """memory and control read and write on one descriptor, as qmp does:
+    a read after a write gives the contents from their start, afresh."""
+    vm = vms("vm-b", "-machine", "pc", "-accel", "tcg", "-m", "64",
+             "-device", "virtio-balloon-pci")
+    m = mount("--qmp-dir", qmp_dir)
+    with open(m.path("vm-b", "memory"), "r+") as f:
+        assert f.read() == f"{64 << 20}\n"
+        f.write(f"{48 << 20}\n")
+        f.flush()
+        # No guest moves the balloon: the value read is QEMU's, whole.
+        assert f.read() == \
+            f"{vm.oracle.execute('query-balloon')['actual']}\n"
+    script = f"""
+exec 3<>{m.path('vm-b', 'control')}
+echo pause >&3
+read -r verb <&3
+echo "$verb"
+"""
+    p = subprocess.run(["bash", "-c", script], capture_output=True,
+                       text=True, timeout=30)
+    first = m.read("vm-b", "control").splitlines()[0]
+    assert p.returncode == 0 and p.stdout == first + "\n", p.stderr
+    assert vm.status() == "paused"
