@@ -251,6 +251,17 @@ static bool argless(json_object *types, json_object *command)
 	return true;
 }
 
+/* Whether a name from the peer is a path component as it is (QAPI's names
+ * all are): "..", "a/b", a newline, "%41" are not, and are left out. */
+static bool plain_name(const char *name)
+{
+	char *escaped = tree_escape_name(name);
+	bool plain = escaped && strcmp(escaped, name) == 0;
+
+	free(escaped);
+	return plain;
+}
+
 static int cmp_sub_names(const void *a, const void *b, void *arg)
 {
 	char **names = arg;
@@ -308,8 +319,8 @@ static int fetch_queries(struct dom *d, unsigned **ret, size_t *ret_n,
 		    !json_object_object_get_ex(e, "name", &nm))
 			continue;
 		name = json_object_get_string(nm);
-		if (strncmp(name, "query-", 6) != 0 || !name[6] ||
-		    strchr(name, '/') || !argless(types, e))
+		if (strncmp(name, "query-", 6) != 0 ||
+		    !plain_name(name + 6) || !argless(types, e))
 			continue;
 		sub = intern_locked(d, name + 6);
 		if (sub == -ENOSPC)

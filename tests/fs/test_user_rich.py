@@ -100,6 +100,26 @@ def test_ls_block_of_a_qemu_that_answers_oddly(qmp_dir, mount):
         fake.close()
 
 
+def test_query_names_a_peer_makes_up_are_left_out(qmp_dir, mount):
+    """Command names that are no path component as they are (no QEMU has
+    one) would list `.` and `..` twice, or a name with a newline."""
+    fake = FakeQemu(os.path.join(qmp_dir, "odd.qmp"))
+    odd = ["..", ".", "a\nb", ".hidden", "%41", "a/b", ""]
+    fake.answers["query-qmp-schema"] = FakeQemu.SCHEMA + [
+        {"name": "query-" + n, "meta-type": "command", "arg-type": "0",
+         "ret-type": "1"} for n in odd]
+    try:
+        m = mount("--qmp-dir", qmp_dir)
+        p = subprocess.run(["ls", "-a", m.path("odd", "query")],
+                           capture_output=True, text=True, timeout=30)
+        assert p.stdout.split("\n") == [".", "..", "frobnicators",
+                                         "optional", "status", ""]
+        assert errno_of(os.stat, m.path("odd", "query", ".hidden")) == \
+            errno.ENOENT
+    finally:
+        fake.close()
+
+
 def test_ls_block_of_a_busy_monitor(qmp_dir, vms, mount):
     busy = vms("vm-busy")
     vms("vm-ok")
