@@ -271,6 +271,16 @@ static int write_control(struct dom *d, const char *buf, size_t len,
 	r = hv_control(d->src->conn, d->hv_name, verb, ret_error);
 	if (r == -ETIMEDOUT)
 		return verb_timed_out(d, verb, start_ms, ret_error);
+	/* A QEMU may close its monitor before its answer to quit is out. */
+	if (r == -ENOTCONN && verb == HV_VERB_DESTROY &&
+	    source_evented(d->src) &&
+	    await_effect(d, verb, start_ms + verb_deadline_ms(verb)) == 0) {
+		if (ret_error) {
+			free(*ret_error);
+			*ret_error = NULL;
+		}
+		r = 0;
+	}
 	if (r == 0 && verb == HV_VERB_DESTROY)
 		return destroy_settle(d, start_ms + verb_deadline_ms(verb));
 	/* Even a failed verb may have done something. A read that follows

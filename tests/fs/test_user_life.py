@@ -8,6 +8,7 @@ import errno
 import json
 import os
 import re
+import select
 import signal
 import subprocess
 import tempfile
@@ -169,6 +170,33 @@ def test_events_end_with_shutoff_then_leaving_qmp(qmp_dir, vms, mount):
         assert rc == 0, (i, "cat did not end", rc, out, err)
         assert_leaving(lines_of(out), name)
         vm.kill()
+
+
+def test_poll_sees_the_end(qmp_dir, vms, mount):
+    """A program that polls an events file sees POLLHUP and end of file
+    once the domain left, after its last lines."""
+    vm = vms("vm-a")
+    m = mount("--qmp-dir", qmp_dir)
+    fd = os.open(m.path("vm-a", "events"), os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        vm.oracle.execute("quit")
+        p = select.poll()
+        p.register(fd, select.POLLIN)
+        data, end = b"", time.monotonic() + 10
+        while time.monotonic() < end:
+            ready = p.poll(1000)
+            if not ready:
+                continue
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                assert ready[0][1] & select.POLLHUP, ready
+                break
+            data += chunk
+        else:
+            raise AssertionError(f"no end of file; read {data!r}")
+        assert_leaving(lines_of(data.decode()), "vm-a")
+    finally:
+        os.close(fd)
 
 
 def test_state_right_after_destroy_qmp(qmp_dir, vms, mount):
