@@ -17,18 +17,16 @@ import time
 import pytest
 
 from conftest import remove_prefixed
-from hvtest import DOMAIN_XML, QEMU, Qemu, errno_of, sh, virsh, wait_for
+from hvtest import (DOMAIN_XML, LIBVIRTD, QEMU, Qemu, errno_of, sh, virsh,
+                    wait_for)
 
-SOCK = "/var/run/libvirt/libvirt-sock"
 PREFIX = "hvt-life-"
 README = os.path.join(os.path.dirname(__file__), "..", "..", "README.md")
 RUNS = 10
 
 
-@pytest.fixture(scope="module", autouse=True)
-def libvirtd():
-    if not os.path.exists(SOCK):
-        pytest.fail(f"no libvirtd at {SOCK}: run tests/setup-host.sh as root")
+@pytest.fixture(scope="module")
+def clean(libvirtd):
     remove_prefixed(PREFIX)
     yield
     remove_prefixed(PREFIX)
@@ -266,13 +264,13 @@ def virsh_state(name):
 
 
 def qemu_pid(name):
-    with open(f"/run/libvirt/qemu/{name}.pid") as f:
+    with open(os.path.join(LIBVIRTD.dir, "run", "qemu", f"{name}.pid")) as f:
         return int(f.read().strip())
 
 
-def test_readme_wait_loop_libvirt(domains, mount):
+def test_readme_wait_loop_libvirt(clean, domains, mount):
     d = domains("loop")
-    m = mount("-c", "qemu:///system")
+    m = mount("-c", LIBVIRTD.uri)
     script = as_user(readme_block("Power a VM down"), m.dir, d)
     for how in ("virsh", "destroy"):
         loop = bash(script, timeout=20)
@@ -288,11 +286,11 @@ def test_readme_wait_loop_libvirt(domains, mount):
         virsh("start", d)
 
 
-def test_grep_shutoff_libvirt(domains, mount):
+def test_grep_shutoff_libvirt(clean, domains, mount):
     """10 of 10: grep -m1 shutoff ends when a domain is destroyed, by
     virsh or by the control file; the domain stays (persistent)."""
     d = domains("grep")
-    m = mount("-c", "qemu:///system")
+    m = mount("-c", LIBVIRTD.uri)
     path = m.path(d, "events")
     for i in range(RUNS):
         grep = bash(as_user(readme_line("grep -m1 '\"state\":\"shutoff\"'"),
@@ -309,9 +307,9 @@ def test_grep_shutoff_libvirt(domains, mount):
         virsh("start", d)
 
 
-def test_state_right_after_destroy_libvirt(domains, mount):
+def test_state_right_after_destroy_libvirt(clean, domains, mount):
     d = domains("after")
-    m = mount("-c", "qemu:///system")
+    m = mount("-c", LIBVIRTD.uri)
     for _ in range(3):
         _, out, err = sh(f"echo destroy > {m.path(d, 'control')}; "
                          f"cat {m.path(d, 'state')}")
@@ -319,11 +317,11 @@ def test_state_right_after_destroy_libvirt(domains, mount):
         virsh("start", d)
 
 
-def test_transient_domain_leaves(mount):
+def test_transient_domain_leaves(clean, mount):
     """virsh create, then virsh destroy (or the control file): the domain
     leaves the tree within 2 s, a cached lookup included, and its events
     end with shutoff, then its leaving."""
-    m = mount("-c", "qemu:///system")
+    m = mount("-c", LIBVIRTD.uri)
     name = PREFIX + "transient"
     xml = define(name)
     try:
@@ -359,12 +357,12 @@ def test_transient_domain_leaves(mount):
         os.unlink(xml)
 
 
-def test_slow_destroy_with_short_timeout(domains, mount):
+def test_slow_destroy_with_short_timeout(clean, domains, mount):
     """-o timeout=1 and a QEMU that does not die at SIGTERM (stopped):
     libvirt's destroy takes ~10 s, the call runs out after 1 s, but the
     domain is shut off in the end, so the write succeeds."""
     d = domains("slow")
-    m = mount("-c", "qemu:///system", timeout=1)
+    m = mount("-c", LIBVIRTD.uri, timeout=1)
     assert m.read(d, "state") == "running\n"
     os.kill(qemu_pid(d), signal.SIGSTOP)
     t = time.monotonic()
