@@ -138,6 +138,14 @@ static int read_control(struct dom *d, char **ret, size_t *ret_len,
 #define VERB_SLOW_MS 30000
 #define VERB_POLL_MS 50
 
+static void clear_error(char **ret_error)
+{
+	if (ret_error) {
+		free(*ret_error);
+		*ret_error = NULL;
+	}
+}
+
 static int verb_deadline_ms(enum hv_verb verb)
 {
 	int t = hvfs_opts.timeout_ms;
@@ -227,17 +235,11 @@ static int verb_timed_out(struct dom *d, enum hv_verb verb, int64_t start_ms,
 	for (unsigned s = 0; s < HV_STATE_COUNT; s++)
 		visible = visible || verb_shows(verb, s);
 	if (visible && await_effect(d, verb, deadline) == 0) {
-		if (ret_error) {
-			free(*ret_error);
-			*ret_error = NULL;
-		}
+		clear_error(ret_error);
 		return verb == HV_VERB_DESTROY ? destroy_settle(d, deadline) : 0;
 	}
 	dom_state_unsure(d);
-	if (ret_error) {
-		free(*ret_error);
-		*ret_error = NULL;
-	}
+	clear_error(ret_error);
 	return hv_error(ret_error, -ETIMEDOUT, "no answer within %g s, and %s: "
 			"the outcome is unknown", hvfs_opts.timeout_ms / 1000.0,
 			visible ? "the state does not show it" :
@@ -275,10 +277,7 @@ static int write_control(struct dom *d, const char *buf, size_t len,
 	if (r == -ENOTCONN && verb == HV_VERB_DESTROY &&
 	    source_evented(d->src) &&
 	    await_effect(d, verb, start_ms + verb_deadline_ms(verb)) == 0) {
-		if (ret_error) {
-			free(*ret_error);
-			*ret_error = NULL;
-		}
+		clear_error(ret_error);
 		r = 0;
 	}
 	if (r == 0 && verb == HV_VERB_DESTROY)

@@ -92,9 +92,9 @@ struct listed {
 	char *name;          /* escaped */
 };
 
-/* One -c / --qmp-dir / --qmp: a connection to a driver. */
 #define SOURCE_LEFT_MAX 16
 
+/* One -c / --qmp-dir / --qmp: a connection to a driver. */
 struct source {
 	char *uri;
 	char *label;         /* short name shown on clashes: "libvirt", "qmp", ... */

@@ -52,8 +52,6 @@ int64_t tree_now_ms(void)
 	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
-#define now_ms tree_now_ms
-
 bool tree_multi_host(void)
 {
 	return n_hosts > 1;
@@ -633,6 +631,7 @@ struct gone {
 	fuse_ino_t parent;
 	char *name;
 	struct dom *dom;
+	bool renamed;   /* the domain stays, under another name */
 };
 
 /*
@@ -703,8 +702,16 @@ static int rebuild_locked(struct gone **ret_gone, size_t *ret_n_gone)
 			d->gone = false;
 		} else {
 			d->gone = true;
-			remember_left(d);
 			gone[n_gone].parent = tree_parent_of(d);
+			/* Still listed, under a new name (a clash came or
+			 * went): its directory goes, the domain did not. */
+			gone[n_gone].renamed = false;
+			for (size_t k = 0; k < n; k++)
+				if (names[k]->src == d->src &&
+				    strcmp(names[k]->hv_name, d->hv_name) == 0)
+					gone[n_gone].renamed = true;
+			if (!gone[n_gone].renamed)
+				remember_left(d);
 			if ((gone[n_gone].name = strdup(d->name))) {
 				gone[n_gone].dom = d;
 				d->refs++;
@@ -806,14 +813,14 @@ static int refresh_source(struct source *s, bool quiet)
 		return -ENOTCONN;
 	pthread_mutex_lock(&s->list_lock);
 	if (quiet && s->failed_ms &&
-	    now_ms() - s->failed_ms < FAILED_QUIET_MS) {
+	    tree_now_ms() - s->failed_ms < FAILED_QUIET_MS) {
 		pthread_mutex_unlock(&s->list_lock);
 		return -EAGAIN;
 	}
 	__atomic_add_fetch(&s->listings_begun, 1, __ATOMIC_RELEASE);
 	r = hv_list_domains(c, &info, &n, &err);
 	if (r < 0) {
-		s->failed_ms = now_ms();
+		s->failed_ms = tree_now_ms();
 		__atomic_add_fetch(&s->listings, 1, __ATOMIC_RELEASE);
 		pthread_mutex_unlock(&s->list_lock);
 		source_set_error(s, "list", r, err);
@@ -849,7 +856,10 @@ static int refresh_source(struct source *s, bool quiet)
 	pthread_mutex_unlock(&tree_lock);
 	/* With no lock held: the kernel may call us back while it works. */
 	for (size_t i = 0; i < n_gone; i++) {
-		say_left(gone[i].dom);
+		if (gone[i].renamed)
+			events_end_domain(gone[i].dom->slot);
+		else
+			say_left(gone[i].dom);
 		if (session)
 			fuse_lowlevel_notify_inval_entry(session,
 							 gone[i].parent,
@@ -875,7 +885,7 @@ bool tree_relist(struct dom *d, int64_t deadline_ms)
 
 	kick(s);
 	while (__atomic_load_n(&s->listings, __ATOMIC_ACQUIRE) < next &&
-	       now_ms() < deadline_ms)
+	       tree_now_ms() < deadline_ms)
 		usleep(10 * 1000);
 	still = tree_find_slot(d->slot);
 	dom_unref(still);
