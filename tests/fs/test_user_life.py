@@ -392,3 +392,23 @@ def test_slow_destroy_with_short_timeout(clean, domains, mount):
     assert virsh_state(d) == "shut off"
     assert m.read(d, "state") == "shutoff\n"
     assert "destroy" not in m.read(d, "error")
+
+
+def test_renamed_by_a_clash_is_no_leaving(clean, domains, mount, qmp_dir):
+    """A QEMU of the same name appears in the --qmp-dir: the libvirt
+    domain's directory becomes NAME@libvirt. Its old events file ends, with
+    no shutoff line: the domain is still running."""
+    d = domains("clash")
+    m = mount("-c", LIBVIRTD.uri, "--qmp-dir", qmp_dir)
+    path = m.path(d, "events")
+    cat = bash(f"cat {path}", timeout=10)
+    wait_opened(cat, path)
+    vm = Qemu(qmp_dir, d)
+    try:
+        wait_for(lambda: f"{d}@libvirt" in m.ls(), what="the clash")
+        rc, out, err = finish(cat)
+        assert rc == 0, ("cat did not end", rc, out, err)
+        assert not [e for e in lines_of(out) if e["event"] == "left"], out
+        assert m.read(f"{d}@libvirt", "state") == "running\n"
+    finally:
+        vm.kill()
