@@ -1018,7 +1018,7 @@ static int screenshot(struct vrpc *c, size_t max, uint8_t **data,
 				VRPC_PROC_DOMAIN_SCREENSHOT,
 				VRPC_XDR(xdr_vrpc_domain_screenshot_args), &a,
 				VRPC_XDR(xdr_vrpc_domain_screenshot_ret), &r,
-				max, data, len, err);
+				max, data, len, NULL, err);
 	if (rc == 0) {
 		CHECK(r.mime && !strcmp(*r.mime, "image/png"));
 		xdr_free(VRPC_XDR(xdr_vrpc_domain_screenshot_ret), &r);
