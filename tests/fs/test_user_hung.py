@@ -18,7 +18,10 @@ from hvtest import Mount, virsh, wait_for
 PREFIX = "hvfs-hung-"
 TIMEOUT = 2
 MARGIN = 1.5       # the deadline plus this, for every reader
-QUICK = 1.0        # a reader of a VM that answers
+# A reader of a VM that answers: the median well under a second, none near
+# the deadline (which waiting for the hung one would cost), on a loaded host.
+QUICK_MEDIAN = 0.5
+QUICK_MAX = TIMEOUT - 0.5
 
 # One bash job per command in the background, timed; then, while they wait,
 # the other VM's files read one after another, each timed too.
@@ -64,7 +67,9 @@ def check_wave(out, n, ok_cmds):
     assert len(out["ok"]) >= len(ok_cmds), out
     for rc, secs, msg in out["ok"]:
         assert rc == 0, out["ok"]
-        assert secs < QUICK, out["ok"]
+        assert secs < QUICK_MAX, out["ok"]
+    secs = sorted(secs for _, secs, _ in out["ok"])
+    assert secs[len(secs) // 2] < QUICK_MEDIAN, out["ok"]
 
 
 def answers_again(mnt, rel, within=2.0):
