@@ -24,6 +24,12 @@
  * libvirtd giving up, not the QEMU answering), an event of that domain
  * arrives, or the connection is lost. What libvirtd answers from its own
  * records (state, lookup, XML, destroy, start) is never held back.
+ *
+ * libvirtd runs one such call per domain at a time anyway (its job lock),
+ * and every call that waits there holds one of its worker threads: so we
+ * send one at a time per domain too, and the others wait here, within their
+ * deadline. Many readers of a hung domain thus cost libvirtd one worker,
+ * not all of them, and other domains keep theirs.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -50,6 +56,7 @@ struct hung {
 };
 
 #define HUNG_MAX 256 /* calls remembered; the oldest is forgotten */
+#define LANES_MAX 256 /* domains with a call to their QEMU in flight */
 
 struct lv {
 	struct vrpc *rpc;
@@ -57,8 +64,12 @@ struct lv {
 	pthread_mutex_t lock; /* the cache, the hung calls, the subscriber */
 	struct cache_entry *cache;
 	size_t ncache;
+	int timeout_ms;
 	struct hung hung[HUNG_MAX];
 	size_t nhung;
+	char lanes[LANES_MAX][VRPC_UUID_BUFLEN]; /* busy: a call in flight */
+	size_t nlanes;
+	pthread_cond_t lane_free;
 	hv_event_fn fn;
 	void *fn_ud;
 };
@@ -129,39 +140,92 @@ static bool needs_qemu(uint32_t prog, int32_t proc)
 	return true;
 }
 
-/* -ETIMEDOUT at once if the domain is known unresponsive, else 0. */
-static int hung_check(struct lv *lv, const char *name, const char *uuid,
-		      char **ret_error)
+/* Caller holds lv->lock. */
+static bool hung_locked(struct lv *lv, const char *uuid)
 {
-	bool hung = false;
-
-	pthread_mutex_lock(&lv->lock);
-	for (size_t i = 0; i < lv->nhung && !hung; i++)
-		hung = !memcmp(lv->hung[i].uuid, uuid, VRPC_UUID_BUFLEN);
-	pthread_mutex_unlock(&lv->lock);
-	if (!hung)
-		return 0;
-	return hv_error(ret_error, -ETIMEDOUT,
-			"%s: not responding (a call to its QEMU got no reply "
-			"in time, and nothing came since)", name);
+	for (size_t i = 0; i < lv->nhung; i++)
+		if (!memcmp(lv->hung[i].uuid, uuid, VRPC_UUID_BUFLEN))
+			return true;
+	return false;
 }
 
-/* After a call about uuid: a timeout marks the domain unresponsive. */
-static int hung_note(struct lv *lv, const char *name, const char *uuid,
-		     int r, int64_t late, char **ret_error)
+/* Caller holds lv->lock. */
+static bool lane_busy_locked(struct lv *lv, const char *uuid)
 {
-	if (r != -ETIMEDOUT || late < 0)
-		return r;
+	for (size_t i = 0; i < lv->nlanes; i++)
+		if (!memcmp(lv->lanes[i], uuid, VRPC_UUID_BUFLEN))
+			return true;
+	return false;
+}
+
+/*
+ * Before a call that needs the domain's QEMU: -ETIMEDOUT at once while the
+ * domain is known unresponsive; else waits (within the deadline) until no
+ * other such call for it is in flight, and takes its lane.
+ */
+static int lane_enter(struct lv *lv, const char *name, const char *uuid,
+		      char **ret_error)
+{
+	struct timespec dl;
+	bool hung, busy;
+
+	clock_gettime(CLOCK_MONOTONIC, &dl);
+	dl.tv_sec += lv->timeout_ms / 1000;
+	dl.tv_nsec += (long)(lv->timeout_ms % 1000) * 1000000;
+	if (dl.tv_nsec >= 1000000000) {
+		dl.tv_sec++;
+		dl.tv_nsec -= 1000000000;
+	}
 	pthread_mutex_lock(&lv->lock);
-	if (lv->nhung == HUNG_MAX)
-		memmove(lv->hung, lv->hung + 1,
-			--lv->nhung * sizeof(*lv->hung));
-	memcpy(lv->hung[lv->nhung].uuid, uuid, VRPC_UUID_BUFLEN);
-	lv->hung[lv->nhung++].serial = (uint32_t)late;
+	while (!(hung = hung_locked(lv, uuid)) &&
+	       ((busy = lane_busy_locked(lv, uuid)) ||
+		lv->nlanes == LANES_MAX) &&
+	       pthread_cond_timedwait(&lv->lane_free, &lv->lock, &dl) !=
+		       ETIMEDOUT)
+		;
+	busy = !hung && (lane_busy_locked(lv, uuid) ||
+			 lv->nlanes == LANES_MAX);
+	if (!hung && !busy)
+		memcpy(lv->lanes[lv->nlanes++], uuid, VRPC_UUID_BUFLEN);
 	pthread_mutex_unlock(&lv->lock);
-	return hv_error(ret_error, r,
-			"%s: not responding: libvirtd did not answer in time "
-			"(its QEMU busy or hung)", name);
+	if (hung)
+		return hv_error(ret_error, -ETIMEDOUT,
+				"%s: not responding (a call to its QEMU got no "
+				"reply in time, and nothing came since)", name);
+	if (busy)
+		return hv_error(ret_error, -ETIMEDOUT,
+				"%s: not responding (an earlier call to its "
+				"QEMU is still unanswered)", name);
+	return 0;
+}
+
+/* After the call: gives the lane back; a timeout of a call that was sent
+ * marks the domain unresponsive until its late reply (serial `late`). */
+static int lane_leave(struct lv *lv, const char *name, const char *uuid,
+		      int r, int64_t late, char **ret_error)
+{
+	pthread_mutex_lock(&lv->lock);
+	for (size_t i = 0; i < lv->nlanes; i++) {
+		if (!memcmp(lv->lanes[i], uuid, VRPC_UUID_BUFLEN)) {
+			memcpy(lv->lanes[i], lv->lanes[--lv->nlanes],
+			       VRPC_UUID_BUFLEN);
+			break;
+		}
+	}
+	if (r == -ETIMEDOUT && late >= 0) {
+		if (lv->nhung == HUNG_MAX)
+			memmove(lv->hung, lv->hung + 1,
+				--lv->nhung * sizeof(*lv->hung));
+		memcpy(lv->hung[lv->nhung].uuid, uuid, VRPC_UUID_BUFLEN);
+		lv->hung[lv->nhung++].serial = (uint32_t)late;
+	}
+	pthread_cond_broadcast(&lv->lane_free);
+	pthread_mutex_unlock(&lv->lock);
+	if (r == -ETIMEDOUT && late >= 0)
+		return hv_error(ret_error, r,
+				"%s: not responding: libvirtd did not answer "
+				"in time (its QEMU busy or hung)", name);
+	return r;
 }
 
 /* Caller holds lv->lock. The domain showed a sign of life. */
@@ -274,7 +338,7 @@ static int dom_call(struct lv *lv, const char *name, uint32_t prog,
 
 	r = resolve(lv, name, &dom, &cached, ret_error);
 	for (int attempt = 0; r == 0; attempt++) {
-		if (track && (r = hung_check(lv, name, dom.uuid, ret_error)) < 0)
+		if (track && (r = lane_enter(lv, name, dom.uuid, ret_error)) < 0)
 			break;
 		late = -1;
 		if (cmd) {
@@ -299,7 +363,7 @@ static int dom_call(struct lv *lv, const char *name, uint32_t prog,
 				      ret_fn, ret, ret_late, ret_error);
 		}
 		if (track)
-			r = hung_note(lv, name, dom.uuid, r, late, ret_error);
+			r = lane_leave(lv, name, dom.uuid, r, late, ret_error);
 		if (r != -ENOENT || !cached || attempt > 0)
 			break;
 		cache_drop(lv, name);
@@ -404,15 +468,23 @@ static int lv_open(const char *uri, const struct hv_options *opts,
 		   void **ret_priv, char **ret_error)
 {
 	struct lv *lv;
+	pthread_condattr_t ca;
 	int r;
 
 	lv = calloc(1, sizeof(*lv));
 	if (!lv)
 		return -ENOMEM;
 	pthread_mutex_init(&lv->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&lv->lane_free, &ca);
+	pthread_condattr_destroy(&ca);
+	lv->timeout_ms = opts && opts->timeout_ms > 0 ? opts->timeout_ms
+						      : 5000;
 	r = vrpc_open(uri, opts ? opts->timeout_ms : 0, on_event, lv,
 		      &lv->rpc, ret_error);
 	if (r < 0) {
+		pthread_cond_destroy(&lv->lane_free);
 		pthread_mutex_destroy(&lv->lock);
 		free(lv);
 		return r;
@@ -432,6 +504,7 @@ static void lv_close(void *priv)
 	for (size_t i = 0; i < lv->ncache; i++)
 		free(lv->cache[i].name);
 	free(lv->cache);
+	pthread_cond_destroy(&lv->lane_free);
 	pthread_mutex_destroy(&lv->lock);
 	free(lv);
 }
@@ -714,14 +787,14 @@ static int lv_set_memory(void *priv, const char *name, uint64_t bytes,
 	for (int attempt = 0; r == 0; attempt++) {
 		int64_t late = -1;
 
-		r = hung_check(lv, name, a.dom.uuid, ret_error);
+		r = lane_enter(lv, name, a.dom.uuid, ret_error);
 		if (r < 0)
 			break;
 		r = vrpc_call_tracked(lv->rpc, VRPC_PROGRAM_REMOTE,
 			      VRPC_PROC_DOMAIN_SET_MEMORY_FLAGS,
 			      VRPC_XDR(xdr_vrpc_domain_set_memory_flags_args),
 			      &a, NULL, NULL, &late, ret_error);
-		r = hung_note(lv, name, a.dom.uuid, r, late, ret_error);
+		r = lane_leave(lv, name, a.dom.uuid, r, late, ret_error);
 		if (r != -ENOENT || !cached || attempt > 0)
 			break;
 		cache_drop(lv, name);
@@ -747,7 +820,7 @@ static int lv_screenshot(void *priv, const char *name, char **ret,
 		int64_t late = -1;
 
 		memset(&sr, 0, sizeof(sr));
-		r = hung_check(lv, name, a.dom.uuid, ret_error);
+		r = lane_enter(lv, name, a.dom.uuid, ret_error);
 		if (r < 0)
 			break;
 		r = vrpc_call_download(lv->rpc, VRPC_PROGRAM_REMOTE,
@@ -757,7 +830,7 @@ static int lv_screenshot(void *priv, const char *name, char **ret,
 				       VRPC_XDR(xdr_vrpc_domain_screenshot_ret),
 				       &sr, HV_SCREENSHOT_MAX, &data, &len,
 				       &late, ret_error);
-		r = hung_note(lv, name, a.dom.uuid, r, late, ret_error);
+		r = lane_leave(lv, name, a.dom.uuid, r, late, ret_error);
 		if (r != -ENOENT || !cached || attempt > 0)
 			break;
 		cache_drop(lv, name);

@@ -185,3 +185,22 @@ def test_libvirt_readers_of_a_hung_domain(domains, mount):
         os.kill(pid, signal.SIGCONT)
     answers_again(m.dir, f"{hung}/query/status")
     assert '"running"' in m.read(hung, "query", "status")
+
+
+def test_libvirt_many_readers_of_a_hung_domain(domains, mount):
+    """24 readers at once of a domain whose QEMU was just stopped, before
+    anything marked it: libvirtd must not spend every worker thread on it,
+    so another domain's readers still get their answers."""
+    hung = domains("a")
+    ok = domains("b")
+    m = mount("-c", "qemu:///system", timeout=TIMEOUT)
+    wait_for(lambda: hung in m.ls() and ok in m.ls(), what="domains")
+    pid = qemu_pid(hung)
+    ok_cmds = [f"cat {ok}/cpus", f"cat {ok}/query/name"]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        cmds = [f"cat {hung}/cpus", f"cat {hung}/memory"] * 12
+        check_wave(wave(m.dir, cmds, ok_cmds), len(cmds), ok_cmds)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    answers_again(m.dir, f"{hung}/cpus")
