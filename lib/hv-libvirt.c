@@ -190,12 +190,13 @@ static int lane_enter(struct lv *lv, const char *name, const char *uuid,
 	pthread_mutex_unlock(&lv->lock);
 	if (hung)
 		return hv_error(ret_error, -ETIMEDOUT,
-				"%s: not responding (a call to its QEMU got no "
-				"reply in time, and nothing came since)", name);
+				"%s: not responding (its QEMU busy or hung: a "
+				"call got no reply in time, and nothing came "
+				"since)", name);
 	if (busy)
 		return hv_error(ret_error, -ETIMEDOUT,
-				"%s: not responding (an earlier call to its "
-				"QEMU is still unanswered)", name);
+				"%s: not responding (its QEMU busy or hung: an "
+				"earlier call is still unanswered)", name);
 	return 0;
 }
 

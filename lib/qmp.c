@@ -529,8 +529,9 @@ static int fail_fast(struct qmp *q, char **ret_error)
 	if (!hung)
 		return 0;
 	return set_error(ret_error, -ETIMEDOUT,
-			 "%s: not responding (an earlier command got no reply "
-			 "in time, and nothing came since)", q->address);
+			 "%s: not responding (monitor busy or hung: an earlier "
+			 "command got no reply in time, and nothing came "
+			 "since)", q->address);
 }
 
 static int send_all(int fd, const char *buf, size_t len,
@@ -741,9 +742,9 @@ static int connect_until(struct qmp *q, const struct timespec *dl,
 	if (q->alive && q->unresponsive) {
 		pthread_mutex_unlock(&q->lock);
 		return set_error(ret_error, -ETIMEDOUT,
-				 "%s: not responding (no greeting or no "
-				 "negotiation in time, and nothing came since)",
-				 q->address);
+				 "%s: not responding (monitor busy or hung: no "
+				 "greeting or negotiation in time, and nothing "
+				 "came since)", q->address);
 	}
 	q->connecting = true;
 	stale = q->alive; /* kept after a timeout; it has shown life since */
