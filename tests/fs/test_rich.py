@@ -472,7 +472,7 @@ BARE = "<memballoon model='none'/>"
 
 
 @pytest.fixture
-def libvirt_domains():
+def libvirt_domains(libvirtd):
     for name in virsh("list", "--all", "--name").split():
         if name.startswith(PREFIX):
             remove_domain(name)
@@ -507,10 +507,10 @@ def monitor(name, cmd, **args):
                             json.dumps(msg)))["return"]
 
 
-def test_libvirt_rich_tree(libvirt_domains, mount):
+def test_libvirt_rich_tree(libvirtd, libvirt_domains, mount):
     full = libvirt_domains("full", FULL)
     bare = libvirt_domains("bare", BARE)
-    m = mount("-c", "qemu:///system")
+    m = mount("-c", libvirtd.uri)
 
     # qmp, through libvirt's monitor passthrough
     fd = os.open(m.path(full, "qmp"), os.O_RDWR)
