@@ -333,7 +333,7 @@ static int dom_call(struct lv *lv, const char *name, uint32_t prog,
 		    void *ret, char **ret_error)
 {
 	vrpc_nonnull_domain dom;
-	bool cached, track = needs_qemu(prog, proc);
+	bool cached = false, track = needs_qemu(prog, proc);
 	int64_t late = -1, *ret_late = track ? &late : NULL;
 	int r;
 
@@ -766,7 +766,7 @@ static int lv_set_memory(void *priv, const char *name, uint64_t bytes,
 		.memory = bytes / 1024, .flags = VRPC_DOMAIN_AFFECT_LIVE,
 	};
 	json_object *o = NULL, *e;
-	bool cached;
+	bool cached = false;
 	int r;
 
 	r = monitor(lv, name, "{\"execute\":\"query-balloon\"}", &o, ret_error);
@@ -810,10 +810,10 @@ static int lv_screenshot(void *priv, const char *name, char **ret,
 {
 	struct lv *lv = priv;
 	vrpc_domain_screenshot_args a = { .screen = 0, .flags = 0 };
-	vrpc_domain_screenshot_ret sr;
+	vrpc_domain_screenshot_ret sr = { 0 };
 	uint8_t *data = NULL;
 	size_t len = 0;
-	bool cached;
+	bool cached = false;
 	int r;
 
 	r = resolve(lv, name, &a.dom, &cached, ret_error);
