@@ -166,6 +166,7 @@ struct dom {
 	/* Guarded by the tree lock. */
 	unsigned refs;
 	bool gone;           /* left the tree; kept alive by references only */
+	bool prefetching;    /* in a prefetch batch (tree.c) */
 
 	/* Guarded by lock. */
 	pthread_mutex_t lock;

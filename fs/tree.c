@@ -1094,15 +1094,38 @@ void tree_kick(void)
 		kick(sources[k]);
 }
 
+/*
+ * Prefetching runs on threads of its own, not on the worker: a domain whose
+ * peer hangs holds one of them for a deadline, while the worker goes on
+ * listing and the other domains are fetched. A domain is in one batch at a
+ * time (dom->prefetching); tree_stop() waits for every batch to end.
+ */
 struct prefetch {
 	struct dom **doms;
 	size_t n, next;
+	unsigned threads;    /* still running; the last one frees the batch */
 	pthread_mutex_t lock;
 };
+
+static pthread_mutex_t prefetch_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t prefetch_cond = PTHREAD_COND_INITIALIZER;
+static unsigned prefetch_batches; /* guarded by prefetch_lock */
+
+static void prefetch_batch_end(struct prefetch *p)
+{
+	free(p->doms);
+	pthread_mutex_destroy(&p->lock);
+	free(p);
+	pthread_mutex_lock(&prefetch_lock);
+	prefetch_batches--;
+	pthread_cond_broadcast(&prefetch_cond);
+	pthread_mutex_unlock(&prefetch_lock);
+}
 
 static void *prefetch_thread(void *arg)
 {
 	struct prefetch *p = arg;
+	bool last;
 
 	for (;;) {
 		struct dom *d = NULL;
@@ -1110,33 +1133,43 @@ static void *prefetch_thread(void *arg)
 		pthread_mutex_lock(&p->lock);
 		if (p->next < p->n)
 			d = p->doms[p->next++];
+		last = !d && --p->threads == 0;
 		pthread_mutex_unlock(&p->lock);
 		if (!d)
-			return NULL;
+			break;
 		dom_prefetch(d);
+		pthread_mutex_lock(&tree_lock);
+		d->prefetching = false;
+		pthread_mutex_unlock(&tree_lock);
+		dom_unref(d);
 	}
+	if (last)
+		prefetch_batch_end(p);
+	return NULL;
 }
 
 /*
  * Fetches what no domain of s (if evented) has cached yet, several at a
  * time: the peers answer concurrent calls (libvirt multiplexes one
- * connection, each QMP monitor has its own).
+ * connection, each QMP monitor has its own). With `wait`, returns when the
+ * batch is done; else at once.
  */
-static void prefetch(struct source *s)
+static void prefetch(struct source *s, bool wait)
 {
-	struct prefetch p = { .lock = PTHREAD_MUTEX_INITIALIZER };
-	pthread_t threads[PREFETCH_THREADS];
-	size_t started = 0;
+	struct prefetch *p;
+	pthread_attr_t attr;
+	unsigned started = 0;
 
-	if (!source_evented(s))
+	if (!source_evented(s) || !(p = calloc(1, sizeof(*p))))
 		return;
+	pthread_mutex_init(&p->lock, NULL);
 	pthread_mutex_lock(&tree_lock);
-	p.doms = calloc(n_doms ? n_doms : 1, sizeof(*p.doms));
-	for (size_t i = 0; p.doms && i < n_doms; i++) {
+	p->doms = calloc(n_doms ? n_doms : 1, sizeof(*p->doms));
+	for (size_t i = 0; p->doms && i < n_doms; i++) {
 		struct dom *d = by_slot[i];
 		bool need;
 
-		if (d->src != s)
+		if (d->src != s || d->prefetching)
 			continue;
 		pthread_mutex_lock(&d->lock);
 		need = !d->state_known || !d->uuid ||
@@ -1144,21 +1177,38 @@ static void prefetch(struct source *s)
 		pthread_mutex_unlock(&d->lock);
 		if (need) {
 			d->refs++;
-			p.doms[p.n++] = d;
+			d->prefetching = true;
+			p->doms[p->n++] = d;
 		}
 	}
 	pthread_mutex_unlock(&tree_lock);
-	for (; started < PREFETCH_THREADS && started < p.n; started++)
-		if (pthread_create(&threads[started], NULL, prefetch_thread,
-				   &p) != 0)
+	pthread_mutex_lock(&prefetch_lock);
+	prefetch_batches++;
+	pthread_mutex_unlock(&prefetch_lock);
+	p->threads = p->n < PREFETCH_THREADS ? (unsigned)p->n
+					     : PREFETCH_THREADS;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	/* They wait for p->lock, so the count is right before any ends. */
+	pthread_mutex_lock(&p->lock);
+	for (unsigned want = p->threads; started < want; started++) {
+		pthread_t t;
+
+		if (pthread_create(&t, &attr, prefetch_thread, p) != 0)
 			break;
-	if (!started)
-		prefetch_thread(&p);
-	for (size_t i = 0; i < started; i++)
-		pthread_join(threads[i], NULL);
-	for (size_t i = 0; i < p.n; i++)
-		dom_unref(p.doms[i]);
-	free(p.doms);
+	}
+	/* None started (or nothing to do): this thread does the batch. */
+	p->threads = started ? started : 1;
+	pthread_mutex_unlock(&p->lock);
+	pthread_attr_destroy(&attr);
+	if (started == 0)
+		prefetch_thread(p); /* also ends the batch */
+	if (wait) {
+		pthread_mutex_lock(&prefetch_lock);
+		while (prefetch_batches > 0)
+			pthread_cond_wait(&prefetch_cond, &prefetch_lock);
+		pthread_mutex_unlock(&prefetch_lock);
+	}
 }
 
 static void on_event(void *userdata, const struct hv_event *ev);
@@ -1213,7 +1263,7 @@ static void *worker(void *arg)
 		}
 		if (source_conn(s)) {
 			refresh_source(s, false);
-			prefetch(s);
+			prefetch(s, false);
 		}
 		/* A source that is not open, or lost its peer, is retried
 		 * with backoff until a listing works (and its driver has
@@ -1310,7 +1360,7 @@ int tree_start(struct fuse_session *se)
 		if (source_conn(sources[k])) {
 			subscribe(sources[k]);
 			refresh_source(sources[k], false);
-			prefetch(sources[k]);
+			prefetch(sources[k], true);
 		}
 	}
 	session = se;
@@ -1337,5 +1387,10 @@ void tree_stop(void)
 		pthread_join(sources[k]->worker, NULL);
 		sources[k]->worker_running = false;
 	}
+	/* Prefetching ends within a deadline: every call has one. */
+	pthread_mutex_lock(&prefetch_lock);
+	while (prefetch_batches > 0)
+		pthread_cond_wait(&prefetch_cond, &prefetch_lock);
+	pthread_mutex_unlock(&prefetch_lock);
 	session = NULL;
 }

@@ -242,7 +242,13 @@ int main(void)
 	t0 = test_now_ms() - t0;
 	CHECK(t0 >= TIMEOUT_MS - 10 && t0 < 3 * TIMEOUT_MS);
 	CHECK(count_domains(c) == 2); /* list needs no monitor */
+	t0 = test_now_ms(); /* known unresponsive: at once now */
+	CHECK(state_of(c, "vm1") == -ETIMEDOUT);
+	CHECK(test_now_ms() - t0 < TIMEOUT_MS / 2);
 	REQUIRE(kill(vm1, SIGCONT) == 0);
+	t0 = test_now_ms(); /* until its late reply comes: a sign of life */
+	while (state_of(c, "vm1") == -ETIMEDOUT && test_now_ms() - t0 < 2000)
+		test_sleep_ms(10);
 	CHECK(state_of(c, "vm1") == HV_STATE_RUNNING);
 
 	/* destroy: QEMU exits and removes its socket: the domain leaves. */
