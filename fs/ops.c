@@ -17,8 +17,41 @@
 
 #include "hvfs.h"
 
+/*
+ * Every open file and directory is on one list, so that whatever the kernel
+ * did not release before the session ended (an unmount, SIGTERM, before its
+ * RELEASE or RELEASEDIR came) is freed at the session's end (op_destroy).
+ */
+struct open_node {
+	struct open_node *prev, *next; /* under open_lock */
+	bool dir;                      /* a struct dirhandle, else a handle */
+};
+
+static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct open_node open_list = { &open_list, &open_list, false };
+
+static void open_track(struct open_node *n, bool dir)
+{
+	n->dir = dir;
+	pthread_mutex_lock(&open_lock);
+	n->next = &open_list;
+	n->prev = open_list.prev;
+	open_list.prev->next = n;
+	open_list.prev = n;
+	pthread_mutex_unlock(&open_lock);
+}
+
+static void open_untrack(struct open_node *n)
+{
+	pthread_mutex_lock(&open_lock);
+	n->prev->next = n->next;
+	n->next->prev = n->prev;
+	pthread_mutex_unlock(&open_lock);
+}
+
 /* An open file: the domain it belongs to and the snapshot of its contents. */
 struct handle {
+	struct open_node node;       /* first: the list's view of it */
 	struct dom *dom;             /* NULL for the files above domains */
 	fuse_ino_t ino;
 	enum file_kind kind;
@@ -44,6 +77,7 @@ struct handle {
 
 /* An open directory: the entries it had when opened. */
 struct dirhandle {
+	struct open_node node;       /* first: the list's view of it */
 	struct entry *e;
 	size_t n;
 };
@@ -300,6 +334,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 		reply_err(req, r);
 		return;
 	}
+	open_track(&h->node, true);
 	fi->fh = (uintptr_t)h;
 	fuse_reply_open(req, fi);
 }
@@ -342,13 +377,17 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	free(buf);
 }
 
+static void dirhandle_free(struct dirhandle *h)
+{
+	open_untrack(&h->node);
+	entries_free(h->e, h->n);
+	free(h);
+}
+
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino,
 			  struct fuse_file_info *fi)
 {
-	struct dirhandle *h = (struct dirhandle *)(uintptr_t)fi->fh;
-
-	entries_free(h->e, h->n);
-	free(h);
+	dirhandle_free((struct dirhandle *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
 }
 
@@ -419,6 +458,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	 * grep -r, rsync): it gets what is queued, then end-of-file. Streams
 	 * are seekable, as tail -c +1 wants; their reads ignore the offset. */
 	h->as_file = t->stream && (fi->flags & O_NOFOLLOW);
+	open_track(&h->node, false);
 	fuse_reply_open(req, fi);
 }
 
@@ -546,11 +586,9 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 	free(err);
 }
 
-static void op_release(fuse_req_t req, fuse_ino_t ino,
-		       struct fuse_file_info *fi)
+static void handle_free(struct handle *h)
 {
-	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
-
+	open_untrack(&h->node);
 	if (h->stream)
 		stream_release(h->stream);
 	pthread_mutex_lock(&followers_lock);
@@ -567,7 +605,31 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 	free(h->buf);
 	free(h->arg);
 	free(h);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi)
+{
+	handle_free((struct handle *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
+}
+
+/* The session ends: what the kernel never released is freed now. */
+static void op_destroy(void *userdata)
+{
+	for (;;) {
+		struct open_node *n;
+
+		pthread_mutex_lock(&open_lock);
+		n = open_list.next == &open_list ? NULL : open_list.next;
+		pthread_mutex_unlock(&open_lock);
+		if (!n)
+			break;
+		if (n->dir)
+			dirhandle_free((struct dirhandle *)n);
+		else
+			handle_free((struct handle *)n);
+	}
 }
 
 /*
@@ -671,6 +733,7 @@ static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 
 const struct fuse_lowlevel_ops hvfs_ops = {
 	.init = op_init,
+	.destroy = op_destroy,
 	.lookup = op_lookup,
 	.getattr = op_getattr,
 	.setattr = op_setattr,
