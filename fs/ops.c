@@ -15,7 +15,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "hvfs.h"
+#include "events.h"
+#include "files.h"
+#include "ops.h"
+#include "top.h"
+#include "tree.h"
 
 /*
  * Every open file and directory is on one list, so that whatever the kernel
@@ -183,7 +187,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	if (is_top(parent)) {
 		fuse_ino_t ino;
 
-		k = tree_top_lookup(parent, name, &ino);
+		k = top_lookup(parent, name, &ino);
 		if (k < 0)
 			reply_err(req, k);
 		else
@@ -199,7 +203,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_ino_t ino;
 
 		/* The domain's files, and below them query/, block/. */
-		k = rich_lookup(d, parent, name, &ino);
+		k = files_lookup(d, parent, name, &ino);
 		if (k < 0)
 			reply_err(req, -k);
 		else
@@ -248,7 +252,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 	struct stat st;
 
 	if (is_top(ino)) {
-		if (!tree_top_exists(ino)) {
+		if (!top_exists(ino)) {
 			reply_err(req, ENOENT);
 			return;
 		}
@@ -258,7 +262,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 
 		if (!d)
 			return;
-		r = rich_check(d, ino, NULL); /* a sub that no longer exists */
+		r = files_check(d, ino, NULL); /* a sub that no longer exists */
 		dom_unref(d);
 		if (r < 0) {
 			reply_err(req, r);
@@ -282,7 +286,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		return;
 	}
 	if (is_top(ino)) {
-		reply_err(req, tree_top_exists(ino) ? EACCES : ENOENT);
+		reply_err(req, top_exists(ino) ? EACCES : ENOENT);
 		return;
 	}
 	if (!(d = dom_of(req, ino)))
@@ -318,14 +322,14 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 		return;
 	}
 	if (is_top(ino)) {
-		r = tree_top_entries(ino, &h->e, &h->n);
+		r = top_entries(ino, &h->e, &h->n);
 	} else {
 		if (!(d = dom_of(req, ino))) {
 			free(h);
 			return;
 		}
 		/* The domain's files, or query/, block/, block/NAME/. */
-		r = rich_entries(d, ino, &h->e, &h->n);
+		r = files_entries(d, ino, &h->e, &h->n);
 		dom_unref(d);
 	}
 	if (r < 0) {
@@ -404,7 +408,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		reply_err(req, EISDIR);
 		return;
 	}
-	if (is_top(ino) && !tree_top_exists(ino)) {
+	if (is_top(ino) && !top_exists(ino)) {
 		reply_err(req, ENOENT);
 		return;
 	}
@@ -419,7 +423,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	if (d) {
 		/* query/NAME, block/NAME/...: NAME must still exist. */
-		int r = rich_check(d, ino, &arg);
+		int r = files_check(d, ino, &arg);
 
 		if (r < 0) {
 			dom_unref(d);
@@ -442,7 +446,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	/* qmp: reads give the reply to this open file's last write. */
 	h->fixed = t->exchange;
 	if (is_top(ino) && kind == FK_ERROR) {
-		int r = tree_top_error(ino, &h->buf, &h->len);
+		int r = top_error(ino, &h->buf, &h->len);
 
 		if (r < 0) {
 			free(h);

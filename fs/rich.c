@@ -18,6 +18,7 @@
 #include <string.h>
 #include <syslog.h>
 
+#include "names.h"
 #include "rich.h"
 
 #define NAMES_MAX 0xffffu /* what a sub can index */
@@ -46,12 +47,10 @@ struct rich {
 	size_t fetch_n;
 };
 
-void rich_release(struct dom *d)
+static void rich_free(void *ext)
 {
-	struct rich *r = d->rich;
+	struct rich *r = ext;
 
-	if (!r)
-		return;
 	for (size_t i = 0; i < r->n_names; i++)
 		free(r->names[i]);
 	free(r->names);
@@ -60,15 +59,19 @@ void rich_release(struct dom *d)
 	free(r->fetch_subs);
 	pthread_cond_destroy(&r->fetched);
 	free(r);
-	d->rich = NULL;
 }
 
-/* Caller holds d->lock. */
+/* Caller holds d->lock. d's table, made on first use; NULL on ENOMEM. */
 static struct rich *rich_of(struct dom *d)
 {
-	if (!d->rich && (d->rich = calloc(1, sizeof(*d->rich))))
-		pthread_cond_init(&d->rich->fetched, NULL);
-	return d->rich;
+	struct rich *r = d->ext;
+
+	if (!r && (r = calloc(1, sizeof(*r)))) {
+		pthread_cond_init(&r->fetched, NULL);
+		d->ext = r;
+		d->ext_free = rich_free;
+	}
+	return r;
 }
 
 static unsigned *subs_dup(const unsigned *subs, size_t n)
@@ -118,8 +121,10 @@ static char *name_of(struct dom *d, unsigned sub)
 	char *name = NULL;
 
 	pthread_mutex_lock(&d->lock);
-	if (d->rich && sub < d->rich->n_names)
-		name = strdup(d->rich->names[sub]);
+	struct rich *r = d->ext;
+
+	if (r && sub < r->n_names)
+		name = strdup(r->names[sub]);
 	pthread_mutex_unlock(&d->lock);
 	return name;
 }
@@ -142,7 +147,7 @@ static int run(struct dom *d, const char *command, const char *args,
 	json_object *o;
 	int r;
 
-	r = hv_qmp_command(d->src->conn, d->hv_name, command, args, &text,
+	r = hv_qmp_command(dom_conn(d), d->hv_name, command, args, &text,
 			   ret_error);
 	if (r < 0 && r != -ENODATA && not_running(d))
 		r = hv_error(ret_error, -ENODATA, "%s: not running",
@@ -222,7 +227,7 @@ int rich_write_qmp(struct dom *d, const char *buf, size_t len, char **ret_reply,
 				"not one JSON object with a string "
 				"\"execute\" member");
 	}
-	r = hv_qmp(d->src->conn, d->hv_name,
+	r = hv_qmp(dom_conn(d), d->hv_name,
 		   json_object_to_json_string_ext(cmd, JSON_C_TO_STRING_PLAIN),
 		   &text, ret_error);
 	if (r < 0) {
@@ -270,17 +275,6 @@ static bool argless(json_object *types, json_object *command)
 			    NULL))
 			return false; /* a mandatory member */
 	return true;
-}
-
-/* Whether a name from the peer is a path component as it is (QAPI's names
- * all are): "..", "a/b", a newline, "%41" are not, and are left out. */
-static bool plain_name(const char *name)
-{
-	char *escaped = tree_escape_name(name);
-	bool plain = escaped && strcmp(escaped, name) == 0;
-
-	free(escaped);
-	return plain;
 }
 
 static int cmp_sub_names(const void *a, const void *b, void *arg)
@@ -341,7 +335,7 @@ static int fetch_queries(struct dom *d, unsigned **ret, size_t *ret_n,
 			continue;
 		name = json_object_get_string(nm);
 		if (strncmp(name, "query-", 6) != 0 ||
-		    !plain_name(name + 6) || !argless(types, e))
+		    !name_is_plain(name + 6) || !argless(types, e))
 			continue;
 		sub = intern_locked(d, name + 6);
 		if (sub == -ENOSPC)
@@ -352,7 +346,8 @@ static int fetch_queries(struct dom *d, unsigned **ret, size_t *ret_n,
 			subs[n++] = sub;
 	}
 	if (r == 0)
-		qsort_r(subs, n, sizeof(*subs), cmp_sub_names, d->rich->names);
+		qsort_r(subs, n, sizeof(*subs), cmp_sub_names,
+			((struct rich *)d->ext)->names);
 	pthread_mutex_unlock(&d->lock);
 out:
 	json_object_put(types);
@@ -499,7 +494,7 @@ int rich_read_query(struct dom *d, const char *arg, char **ret, size_t *ret_len,
 	}
 	json_object_object_add(cmd, "execute", json_object_new_string(command));
 	free(command);
-	r = hv_qmp(d->src->conn, d->hv_name,
+	r = hv_qmp(dom_conn(d), d->hv_name,
 		   json_object_to_json_string_ext(cmd, JSON_C_TO_STRING_PLAIN),
 		   &text, ret_error);
 	json_object_put(cmd);
@@ -561,7 +556,7 @@ static char *block_name(json_object *e)
 		if (!*name && json_object_object_get_ex(e, "inserted", &in))
 			name = member(in, "node-name");
 	}
-	escaped = *name ? tree_escape_name(name) : NULL;
+	escaped = *name ? name_escape(name) : NULL;
 	free(id);
 	return escaped;
 }
@@ -772,13 +767,13 @@ int rich_write_memory(struct dom *d, const char *buf, size_t len,
 	}
 	if (bytes == 0)
 		return hv_error(ret_error, -EINVAL, "the memory cannot be 0");
-	return hv_set_memory(d->src->conn, d->hv_name, bytes, ret_error);
+	return hv_set_memory(dom_conn(d), d->hv_name, bytes, ret_error);
 }
 
 int rich_read_screen(struct dom *d, char **ret, size_t *ret_len,
 		     char **ret_error)
 {
-	int r = hv_screenshot(d->src->conn, d->hv_name, ret, ret_len,
+	int r = hv_screenshot(dom_conn(d), d->hv_name, ret, ret_len,
 			      ret_error);
 
 	if (r < 0 && r != -ENODATA && not_running(d))
@@ -842,16 +837,6 @@ int rich_entries(struct dom *d, fuse_ino_t dir, struct entry **ret,
 	int r = 0;
 
 	switch (ino_kind(dir)) {
-	case FK_DIR:
-		for (unsigned k = 1; r == 0 && k < FK_COUNT; k++) {
-			if (file_types[k].family ||
-			    file_kind_by_name(d, file_types[k].name) < 0)
-				continue;
-			r = entries_add(&e, &n, file_types[k].name,
-				      ino_make(d->slot, k, 0),
-				      file_types[k].dir);
-		}
-		break;
 	case FK_QUERY_DIR:
 		r = query_entries(d, &e, &n);
 		break;
@@ -874,31 +859,17 @@ int rich_entries(struct dom *d, fuse_ino_t dir, struct entry **ret,
 	default:
 		r = -ENOTDIR;
 	}
-	if (r < 0) {
-		entries_free(e, n);
-		return r;
-	}
-	*ret = e;
-	*ret_n = n;
-	return 0;
+	return entries_give(e, n, r, ret, ret_n);
 }
 
 int rich_lookup(struct dom *d, fuse_ino_t dir, const char *name,
 		fuse_ino_t *ret)
 {
-	unsigned kind = ino_kind(dir);
 	struct entry *e = NULL;
 	size_t n = 0;
-	int k, r;
+	int r;
 
-	if (kind == FK_DIR) {
-		k = file_kind_by_name(d, name);
-		if (k < 0)
-			return k;
-		*ret = ino_make(d->slot, k, 0);
-		return 0;
-	}
-	if (kind == FK_BLOCK_DEV) {
+	if (ino_kind(dir) == FK_BLOCK_DEV) {
 		r = rich_check(d, dir, NULL);
 		if (r < 0)
 			return r;
@@ -910,20 +881,11 @@ int rich_lookup(struct dom *d, fuse_ino_t dir, const char *name,
 			return -ENOENT;
 		return 0;
 	}
-	if (!file_kind_is_dir(kind))
-		return -ENOTDIR;
 	/* query/ and block/: the listing as it is now. */
 	r = rich_entries(d, dir, &e, &n);
 	if (r < 0)
 		return r;
-	r = -ENOENT;
-	for (size_t i = 0; i < n; i++) {
-		if (strcmp(e[i].name, name) == 0) {
-			*ret = e[i].ino;
-			r = 0;
-			break;
-		}
-	}
+	r = entries_find(e, n, name, ret);
 	entries_free(e, n);
 	return r;
 }
@@ -934,16 +896,9 @@ int rich_check(struct dom *d, fuse_ino_t ino, char **ret_arg)
 	char *name;
 	int r;
 
-	if (kind >= FK_COUNT)
+	if (kind != FK_QUERY && kind != FK_BLOCK_DEV && kind != FK_BLOCK_INFO &&
+	    kind != FK_BLOCK_STATS)
 		return -ENOENT;
-	if (!file_types[kind].family) {
-		if (kind != FK_DIR && file_types[kind].name &&
-		    file_kind_by_name(d, file_types[kind].name) < 0)
-			return -ENOENT;
-		if (ret_arg)
-			*ret_arg = NULL;
-		return 0;
-	}
 	name = name_of(d, sub);
 	if (!name)
 		return -ENOENT;
