@@ -73,3 +73,26 @@ bool name_is_plain(const char *name)
 	free(escaped);
 	return plain;
 }
+
+char *name_unescape(const char *name)
+{
+	size_t len = strlen(name);
+	char *out = malloc(len + 1), *o = out;
+
+	if (!out)
+		return NULL;
+	for (size_t i = 0; i < len; i++) {
+		unsigned c;
+
+		if (name[i] == '%' && i + 2 < len &&
+		    sscanf(name + i + 1, "%2x", &c) == 1 &&
+		    strspn(name + i + 1, "0123456789ABCDEFabcdef") >= 2) {
+			*o++ = (char)c;
+			i += 2;
+		} else {
+			*o++ = name[i];
+		}
+	}
+	*o = '\0';
+	return out;
+}

@@ -11,5 +11,9 @@
  */
 char *name_escape(const char *name);
 
+/* The name name_escape() made name from (malloc'd), or NULL on ENOMEM.
+ * "%00" gives "". */
+char *name_unescape(const char *name);
+
 /* Whether name is a path component as it is (name_escape() keeps it). */
 bool name_is_plain(const char *name);
