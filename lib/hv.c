@@ -283,7 +283,7 @@ int hv_stats_all(struct hv_conn *c, struct hv_stats **ret, size_t *ret_n,
 		 char **ret_error)
 {
 	if (!c->drv->stats)
-		return UNSUPPORTED(c, "statistics");
+		return UNSUPPORTED(c, "reading statistics");
 	return c->drv->stats(c->priv, NULL, ret, ret_n, ret_error);
 }
 
@@ -295,7 +295,7 @@ int hv_stats(struct hv_conn *c, const char *name, struct hv_stats **ret,
 	int r;
 
 	if (!c->drv->stats)
-		return UNSUPPORTED(c, "statistics");
+		return UNSUPPORTED(c, "reading statistics");
 	r = c->drv->stats(c->priv, name, &v, &n, ret_error);
 	if (r < 0)
 		return r;
