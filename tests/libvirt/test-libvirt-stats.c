@@ -349,6 +349,65 @@ static void test_one(struct hv_conn *c)
 	free(err);
 }
 
+/*
+ * A domain stuck in a job: its QEMU stopped (SIGSTOP) while a monitor
+ * command holds the job. Without NOWAIT libvirt would make everyone wait up
+ * to its 30 s job timeout; with it the domain gives what needs no job, the
+ * same keys `virsh domstats --nowait` shows, and the others all of theirs.
+ */
+static void test_nowait(struct hv_conn *c, const char *lvdir)
+{
+	struct hv_stats *st = NULL;
+	struct vdom *va = NULL, *vb = NULL;
+	char *before = NULL, *after = NULL, *pidtext = NULL, *err = NULL;
+	const struct hv_stats *stuck = NULL, *other = NULL;
+	size_t n = 0, na, nb;
+	int64_t t;
+	int pid;
+
+	REQUIRE(sh(&pidtext, "cat %s/run/qemu/%s.pid", lvdir, doms[0]) == 0);
+	pid = atoi(pidtext);
+	free(pidtext);
+	REQUIRE(pid > 0 && kill(pid, SIGSTOP) == 0);
+	sh(NULL, "timeout 60 virsh -c \"$HVT_URI\" qemu-monitor-command %s "
+		 "'{\"execute\":\"query-status\"}' >/dev/null 2>&1 &", doms[0]);
+	sleep(1); /* until the monitor command holds the job */
+
+	sh(&before, "virsh -c \"$HVT_URI\" domstats --nowait %s", doms[0]);
+	t = now_us();
+	CHECK(hv_stats_all(c, &st, &n, &err) == 0);
+	t = now_us() - t;
+	sh(&after, "virsh -c \"$HVT_URI\" domstats --nowait %s", doms[0]);
+	kill(pid, SIGCONT);
+	printf("# hv_stats_all with %s in a job: %.1f ms\n", doms[0],
+	       t / 1000.0);
+	CHECK(t < 10 * 1000000);
+	for (size_t i = 0; i < n; i++) {
+		if (!strcmp(st[i].name, doms[0]))
+			stuck = &st[i];
+		if (!strcmp(st[i].name, doms[1]))
+			other = &st[i];
+	}
+	na = parse_domstats(before, &va);
+	nb = parse_domstats(after, &vb);
+	CHECK(stuck != NULL);
+	if (stuck) {
+		compare_domain(stuck, vfind(va, na, doms[0]),
+			       vfind(vb, nb, doms[0]));
+		CHECK(hv_stats_find(stuck, "state.state") &&
+		      hv_stats_find(stuck, "cpu.time"));
+	}
+	/* Another domain is not held up: its job-only keys are there. */
+	CHECK(other && hv_stats_find(other, "balloon.rss") &&
+	      hv_stats_find(other, "block.0.rd.bytes"));
+	hv_stats_free(st, n);
+	free_vdoms(va, na);
+	free_vdoms(vb, nb);
+	free(before);
+	free(after);
+	free(err);
+}
+
 /* The test driver: whatever virsh says (state only, on libvirt 9.0). */
 static void test_test_driver(void)
 {
@@ -438,6 +497,7 @@ int main(void)
 	test_all(c);
 	test_one(c);
 	measure(c);
+	test_nowait(c, d);
 	hv_close(c);
 	test_test_driver();
 	free(err);
