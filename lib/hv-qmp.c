@@ -1115,6 +1115,8 @@ static int qmp_subscribe(void *priv, hv_event_fn fn, void *userdata)
  *   block.N.{rd,wr}.{reqs,bytes,  the drive's id, else its qdev path, else
  *   times}, block.N.fl.{reqs,     its node name; allocation:
  *   times}, block.N.allocation    wr_highest_offset
+ *   block.N.path,                 query-block's inserted file and image
+ *   block.N.capacity              virtual-size (absent without a medium)
  *   vm.NAME.{sum,cur,max}         query-stats target vm (KVM only)
  * net.* is absent: QEMU keeps no per-interface counters it would give.
  */
@@ -1309,7 +1311,34 @@ static void add_query_stats(struct hv_stats_builder *b, json_object *entry,
 	}
 }
 
-static void add_block(struct hv_stats_builder *b, json_object *list)
+/* The query-block entry for a query-blockstats entry: the same device
+ * name, else the same qdev path. */
+static json_object *block_info(json_object *blocks, json_object *stats_entry)
+{
+	static const char *const ids[] = { "device", "qdev" };
+	size_t n = json_object_is_type(blocks, json_type_array) ?
+		   json_object_array_length(blocks) : 0;
+
+	for (size_t k = 0; k < 2; k++) {
+		json_object *v, *w;
+		const char *id;
+
+		if (!json_object_object_get_ex(stats_entry, ids[k], &v) ||
+		    !*(id = json_object_get_string(v)))
+			continue;
+		for (size_t i = 0; i < n; i++) {
+			json_object *e = json_object_array_get_idx(blocks, i);
+
+			if (json_object_object_get_ex(e, ids[k], &w) &&
+			    strcmp(json_object_get_string(w), id) == 0)
+				return e;
+		}
+	}
+	return NULL;
+}
+
+static void add_block(struct hv_stats_builder *b, json_object *list,
+		      json_object *blocks)
 {
 	size_t n = json_object_array_length(list);
 	static const struct {
@@ -1331,6 +1360,7 @@ static void add_block(struct hv_stats_builder *b, json_object *list)
 		      "block.count");
 	for (size_t i = 0; i < n; i++) {
 		json_object *e = json_object_array_get_idx(list, i), *st, *v;
+		json_object *ins = NULL;
 		const char *name = NULL;
 		bool ok;
 
@@ -1343,14 +1373,30 @@ static void add_block(struct hv_stats_builder *b, json_object *list)
 				name = json_object_get_string(v);
 		if (name)
 			hv_stats_addf(b, HV_STAT_STR(name), "block.%zu.name", i);
-		if (!json_object_object_get_ex(e, "stats", &st))
-			continue;
-		for (size_t f = 0; f < sizeof(fields) / sizeof(*fields); f++) {
-			uint64_t x = member_u64(st, fields[f].qmp, &ok);
+		if (json_object_object_get_ex(block_info(blocks, e), "inserted",
+					      &ins) &&
+		    json_object_object_get_ex(ins, "file", &v) &&
+		    json_object_is_type(v, json_type_string))
+			hv_stats_addf(b, HV_STAT_STR(json_object_get_string(v)),
+				      "block.%zu.path", i);
+		else
+			ins = NULL;
+		if (json_object_object_get_ex(e, "stats", &st))
+			for (size_t f = 0; f < sizeof(fields) / sizeof(*fields);
+			     f++) {
+				uint64_t x = member_u64(st, fields[f].qmp, &ok);
+
+				if (ok)
+					hv_stats_addf(b, HV_STAT_ULL(x),
+						      "block.%zu.%s", i,
+						      fields[f].key);
+			}
+		if (ins && json_object_object_get_ex(ins, "image", &v)) {
+			uint64_t x = member_u64(v, "virtual-size", &ok);
 
 			if (ok)
-				hv_stats_addf(b, HV_STAT_ULL(x), "block.%zu.%s", i,
-					      fields[f].key);
+				hv_stats_addf(b, HV_STAT_ULL(x),
+					      "block.%zu.capacity", i);
 		}
 	}
 }
@@ -1359,7 +1405,8 @@ static void add_block(struct hv_stats_builder *b, json_object *list)
 static int collect(struct dom *d, int64_t deadline,
 		   struct hv_stats_builder *b)
 {
-	json_object *o = NULL, *cpus = NULL, *schemas = NULL, *v;
+	json_object *o = NULL, *cpus = NULL, *schemas = NULL, *blocks = NULL;
+	json_object *v;
 	const char *status;
 	char path[64];
 	uint64_t user = 0, sys = 0, rss = 0, x;
@@ -1514,10 +1561,13 @@ static int collect(struct dom *d, int64_t deadline,
 		return r;
 	}
 
-	r = stats_cmd(d, "query-blockstats", NULL, deadline, &o);
+	r = stats_cmd(d, "query-block", NULL, deadline, &blocks);
+	if (r == 0 || !stats_fatal(r))
+		r = stats_cmd(d, "query-blockstats", NULL, deadline, &o);
 	if (r == 0 && json_object_is_type(o, json_type_array))
-		add_block(b, o);
+		add_block(b, o, blocks);
 	json_object_put(o);
+	json_object_put(blocks);
 	o = NULL;
 	if (stats_fatal(r)) {
 		json_object_put(schemas);

@@ -25,7 +25,7 @@
 #define TIMEOUT_MS 3000
 
 static const char *dir;
-static char qdir[256];
+static char qdir[256], img[300];
 
 /* The monitor's answer to command, parsed. */
 static json_object *ask(struct hv_conn *c, const char *name,
@@ -224,6 +224,12 @@ static void check_pc(struct hv_conn *c, const struct hv_stats *pc,
 		CHECK(block_between(pc, fields[i][0], bs_before, bs_after,
 				    fields[i][1]));
 	CHECK(stat_u(pc, "block.0.rd.reqs") > 0); /* the BIOS read it */
+	/* query-block's medium, in libvirt's place: right after the name. */
+	for (size_t i = 0; i + 1 < pc->n; i++)
+		if (STREQ(pc->stats[i].key, "block.0.name"))
+			CHECK(STREQ(pc->stats[i + 1].key, "block.0.path") &&
+			      STREQ(pc->stats[i + 1].v.s, img));
+	CHECK(stat_u(pc, "block.0.capacity") == 8 << 20);
 
 	/* Absent, not zero: QEMU has no network counters to give. */
 	CHECK(!has_prefix_key(pc, "net."));
@@ -236,7 +242,7 @@ static void check_pc(struct hv_conn *c, const struct hv_stats *pc,
 
 int main(void)
 {
-	char path[300], tcp_qmp[64], img[300], drive[400];
+	char path[300], tcp_qmp[64], drive[400];
 	struct hv_conn *c = NULL, *t = NULL;
 	struct hv_stats *v = NULL, *one = NULL;
 	const struct hv_stats *s;
