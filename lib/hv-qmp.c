@@ -1179,6 +1179,25 @@ static uint64_t member_u64(json_object *o, const char *key, bool *ok)
 	return (uint64_t)json_object_get_uint64(v);
 }
 
+/* A string member; NULL when absent or of another type (QEMU's answers
+ * are not trusted to be the shape the schema says). */
+static const char *member_str(json_object *o, const char *key)
+{
+	json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v) ||
+	    !json_object_is_type(v, json_type_string))
+		return NULL;
+	return json_object_get_string(v);
+}
+
+static bool member_is(json_object *o, const char *key, const char *want)
+{
+	const char *v = member_str(o, key);
+
+	return v && strcmp(v, want) == 0;
+}
+
 /* utime + stime (ns) and rss (KiB) from a /proc .../stat file. */
 static int proc_stat(const char *path, uint64_t *user_ns, uint64_t *sys_ns,
 		     uint64_t *rss_kib)
@@ -1259,19 +1278,16 @@ static const char *schema_type(json_object *schemas, const char *target,
 		json_object *s = json_object_array_get_idx(schemas, i), *v;
 		size_t m;
 
-		if (!json_object_object_get_ex(s, "target", &v) ||
-		    strcmp(json_object_get_string(v), target) != 0 ||
+		if (!member_is(s, "target", target) ||
 		    !json_object_object_get_ex(s, "stats", &v) ||
 		    !json_object_is_type(v, json_type_array))
 			continue;
 		m = json_object_array_length(v);
 		for (size_t j = 0; j < m; j++) {
-			json_object *e = json_object_array_get_idx(v, j), *x;
+			json_object *e = json_object_array_get_idx(v, j);
 
-			if (json_object_object_get_ex(e, "name", &x) &&
-			    strcmp(json_object_get_string(x), name) == 0 &&
-			    json_object_object_get_ex(e, "type", &x))
-				return json_object_get_string(x);
+			if (member_is(e, "name", name))
+				return member_str(e, "type");
 		}
 	}
 	return NULL;
@@ -1290,13 +1306,11 @@ static void add_query_stats(struct hv_stats_builder *b, json_object *entry,
 		return;
 	n = json_object_array_length(stats);
 	for (size_t i = 0; i < n; i++) {
-		json_object *s = json_object_array_get_idx(stats, i), *nm, *v;
-		const char *suffix, *name;
+		json_object *s = json_object_array_get_idx(stats, i), *v;
+		const char *suffix, *name = member_str(s, "name");
 
-		if (!json_object_object_get_ex(s, "name", &nm) ||
-		    !json_object_object_get_ex(s, "value", &v))
+		if (!name || !json_object_object_get_ex(s, "value", &v))
 			continue;
-		name = json_object_get_string(nm);
 		suffix = stat_suffix(schema_type(schemas, target, name));
 		if (!suffix)
 			continue;
@@ -1320,17 +1334,14 @@ static json_object *block_info(json_object *blocks, json_object *stats_entry)
 		   json_object_array_length(blocks) : 0;
 
 	for (size_t k = 0; k < 2; k++) {
-		json_object *v, *w;
-		const char *id;
+		const char *id = member_str(stats_entry, ids[k]);
 
-		if (!json_object_object_get_ex(stats_entry, ids[k], &v) ||
-		    !*(id = json_object_get_string(v)))
+		if (!id || !*id)
 			continue;
 		for (size_t i = 0; i < n; i++) {
 			json_object *e = json_object_array_get_idx(blocks, i);
 
-			if (json_object_object_get_ex(e, ids[k], &w) &&
-			    strcmp(json_object_get_string(w), id) == 0)
+			if (member_is(e, ids[k], id))
 				return e;
 		}
 	}
@@ -1361,26 +1372,20 @@ static void add_block(struct hv_stats_builder *b, json_object *list,
 	for (size_t i = 0; i < n; i++) {
 		json_object *e = json_object_array_get_idx(list, i), *st, *v;
 		json_object *ins = NULL;
-		const char *name = NULL;
+		const char *name = NULL, *file;
 		bool ok;
 
 		for (const char *const *k = (const char *const[]){
 			     "device", "qdev", "node-name", NULL };
-		     *k && !name; k++)
-			if (json_object_object_get_ex(e, *k, &v) &&
-			    json_object_is_type(v, json_type_string) &&
-			    *json_object_get_string(v))
-				name = json_object_get_string(v);
-		if (name)
+		     *k && !(name && *name); k++)
+			name = member_str(e, *k);
+		if (name && *name)
 			hv_stats_addf(b, HV_STAT_STR(name), "block.%zu.name", i);
-		if (json_object_object_get_ex(block_info(blocks, e), "inserted",
-					      &ins) &&
-		    json_object_object_get_ex(ins, "file", &v) &&
-		    json_object_is_type(v, json_type_string))
-			hv_stats_addf(b, HV_STAT_STR(json_object_get_string(v)),
-				      "block.%zu.path", i);
-		else
+		if (!json_object_object_get_ex(block_info(blocks, e), "inserted",
+					       &ins))
 			ins = NULL;
+		if ((file = member_str(ins, "file")))
+			hv_stats_addf(b, HV_STAT_STR(file), "block.%zu.path", i);
 		if (json_object_object_get_ex(e, "stats", &st))
 			for (size_t f = 0; f < sizeof(fields) / sizeof(*fields);
 			     f++) {
@@ -1406,7 +1411,6 @@ static int collect(struct dom *d, int64_t deadline,
 		   struct hv_stats_builder *b)
 {
 	json_object *o = NULL, *cpus = NULL, *schemas = NULL, *blocks = NULL;
-	json_object *v;
 	const char *status;
 	char path[64];
 	uint64_t user = 0, sys = 0, rss = 0, x;
@@ -1424,8 +1428,9 @@ static int collect(struct dom *d, int64_t deadline,
 	}
 	if (r < 0)
 		return r;
-	status = json_object_object_get_ex(o, "status", &v) ?
-		 json_object_get_string(v) : "";
+	status = member_str(o, "status");
+	if (!status)
+		status = "";
 	for (size_t i = 0; i < sizeof(status_reasons) / sizeof(*status_reasons);
 	     i++)
 		if (strcmp(status_reasons[i].status, status) == 0)
@@ -1533,19 +1538,18 @@ static int collect(struct dom *d, int64_t deadline,
 			      &o);
 	for (size_t i = 0; r == 0 && json_object_is_type(o, json_type_array) &&
 			   i < json_object_array_length(o); i++) {
-		json_object *e = json_object_array_get_idx(o, i), *qp;
+		json_object *e = json_object_array_get_idx(o, i);
+		const char *qp = member_str(e, "qom-path");
 		char prefix[32];
 
 		/* The vCPU's number: its qom-path in query-cpus-fast. */
-		if (!json_object_object_get_ex(e, "qom-path", &qp))
+		if (!qp)
 			continue;
 		for (size_t j = 0; json_object_is_type(cpus, json_type_array) &&
 				   j < json_object_array_length(cpus); j++) {
-			json_object *c = json_object_array_get_idx(cpus, j), *p;
+			json_object *c = json_object_array_get_idx(cpus, j);
 
-			if (json_object_object_get_ex(c, "qom-path", &p) &&
-			    strcmp(json_object_get_string(p),
-				   json_object_get_string(qp)) == 0) {
+			if (member_is(c, "qom-path", qp)) {
 				snprintf(prefix, sizeof(prefix), "vcpu.%llu",
 					 (unsigned long long)member_u64(
 						 c, "cpu-index", &ok));
