@@ -1293,6 +1293,23 @@ static const char *schema_type(json_object *schemas, const char *target,
 	return NULL;
 }
 
+/* A query-stats name we put in a key: QEMU's are lower case words with
+ * '_' and '-'; anything else is left out rather than spoil the record. */
+static bool valid_stat_name(const char *name)
+{
+	size_t n = strlen(name);
+
+	if (n == 0 || n > 40)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!(name[i] >= 'a' && name[i] <= 'z') &&
+		    !(name[i] >= 'A' && name[i] <= 'Z') &&
+		    !(name[i] >= '0' && name[i] <= '9') && name[i] != '_' &&
+		    name[i] != '-')
+			return false;
+	return true;
+}
+
 /* The stats of one query-stats result entry as PREFIX.NAME.SUFFIX. */
 static void add_query_stats(struct hv_stats_builder *b, json_object *entry,
 			    json_object *schemas, const char *target,
@@ -1309,7 +1326,8 @@ static void add_query_stats(struct hv_stats_builder *b, json_object *entry,
 		json_object *s = json_object_array_get_idx(stats, i), *v;
 		const char *suffix, *name = member_str(s, "name");
 
-		if (!name || !json_object_object_get_ex(s, "value", &v))
+		if (!name || !valid_stat_name(name) ||
+		    !json_object_object_get_ex(s, "value", &v))
 			continue;
 		suffix = stat_suffix(schema_type(schemas, target, name));
 		if (!suffix)
