@@ -102,6 +102,32 @@ static bool has_prefix_key(const struct hv_stats *st, const char *prefix)
 	return false;
 }
 
+/* The state letter of /proc/PID/stat; '?' when it cannot be read. */
+static char proc_state(pid_t pid)
+{
+	char path[64], buf[512], *p;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return '?';
+	p = fgets(buf, sizeof(buf), f) ? strrchr(buf, ')') : NULL;
+	fclose(f);
+	return p && p[1] == ' ' ? p[2] : '?';
+}
+
+/* Waits up to 2 s for the process to be in state want. */
+static bool wait_state(pid_t pid, char want)
+{
+	for (int i = 0; i < 200; i++, test_sleep_ms(10))
+		if (proc_state(pid) == want)
+			return true;
+	fprintf(stderr, "pid %d: state %c, not %c\n", (int)pid,
+		proc_state(pid), want);
+	return false;
+}
+
 /* A socket file nobody listens on: a QEMU that is gone. */
 static void dead_socket(const char *path)
 {
@@ -321,6 +347,8 @@ int main(void)
 	      !hv_stats_find(s, "vcpu.maximum") &&
 	      !hv_stats_find(s, "balloon.current") &&
 	      stat_u(s, "block.count") == 0 && hv_stats_find(s, "cpu.time"));
+	s = find_dom(v, n, "hung");
+	CHECK(s && s->error == 0 && stat_u(s, "state.state") == 1);
 	s = find_dom(v, n, "off");
 	CHECK(s && s->error == 0 && s->n == 2 &&
 	      stat_u(s, "state.state") == HV_STATE_SHUTOFF &&
@@ -339,6 +367,7 @@ int main(void)
 
 	/* A hung QEMU costs the deadline, once, and only its own entry. */
 	REQUIRE(kill(hung, SIGSTOP) == 0);
+	CHECK(wait_state(hung, 'T'));
 	t0 = test_now_ms();
 	CHECK(hv_stats_all(c, &v, &n, &err) == 0);
 	took = test_now_ms() - t0;
