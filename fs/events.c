@@ -4,6 +4,8 @@
  * lines that events append to. A read with nothing queued is parked, not
  * served by a waiting thread: the request is kept and answered when the next
  * event arrives, so any number of blocked readers costs no FUSE worker.
+ * When its domain leaves the tree, a stream ends: what is queued is read,
+ * then every read gives end of file, as a pipe whose writer closed.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -43,6 +45,7 @@ struct stream {
 	unsigned long dropped;
 	struct parked *parked;
 	struct fuse_pollhandle *ph;
+	bool ended;                 /* the domain left: EOF once drained */
 };
 
 static pthread_mutex_t streams_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -111,6 +114,13 @@ static void serve_locked(struct stream *s)
 		free(buf);
 		free(p);
 	}
+	while (s->parked && s->ended) {
+		struct parked *p = s->parked;
+
+		s->parked = p->next;
+		fuse_reply_buf(p->req, NULL, 0);
+		free(p);
+	}
 }
 
 static void on_interrupt(fuse_req_t req, void *data)
@@ -154,6 +164,11 @@ void stream_read(fuse_req_t req, struct stream *s, size_t size, int flags)
 		free(buf);
 		return;
 	}
+	if (s->ended) {
+		pthread_mutex_unlock(&streams_lock);
+		fuse_reply_buf(req, NULL, 0);
+		return;
+	}
 	pthread_mutex_unlock(&streams_lock);
 	if (flags & O_NONBLOCK) {
 		fuse_reply_err(req, EAGAIN);
@@ -190,6 +205,8 @@ unsigned stream_poll(struct stream *s, struct fuse_pollhandle *ph)
 	pthread_mutex_lock(&streams_lock);
 	if (s->head) {
 		revents = POLLIN | POLLRDNORM;
+	} else if (s->ended) {
+		revents = POLLIN | POLLRDNORM | POLLHUP;
 	} else if (ph) {
 		if (s->ph)
 			fuse_pollhandle_destroy(s->ph);
@@ -289,6 +306,16 @@ static struct line *format(const char *host, const char *domain,
 	return l;
 }
 
+/* Caller holds streams_lock. */
+static void notify_locked(struct stream *s)
+{
+	if (s->ph) {
+		fuse_lowlevel_notify_poll(s->ph);
+		fuse_pollhandle_destroy(s->ph);
+		s->ph = NULL;
+	}
+}
+
 static void append_locked(struct stream *s, struct line *l)
 {
 	/* Keep the queue bounded: drop the oldest whole lines. */
@@ -310,11 +337,7 @@ static void append_locked(struct stream *s, struct line *l)
 	s->tail = l;
 	s->bytes += l->len;
 	serve_locked(s);
-	if (s->ph) {
-		fuse_lowlevel_notify_poll(s->ph);
-		fuse_pollhandle_destroy(s->ph);
-		s->ph = NULL;
-	}
+	notify_locked(s);
 }
 
 void events_publish(struct source *src, struct dom *d, const char *domain_name,
@@ -340,7 +363,8 @@ void events_publish(struct source *src, struct dom *d, const char *domain_name,
 	for (struct stream *s = streams; s; s = s->next) {
 		struct line *copy;
 
-		if ((s->slot && s->slot != slot &&
+		if (s->ended ||
+		    (s->slot && s->slot != slot &&
 		     !(all_of_src && s->src == src)) ||
 		    (s->host >= 0 && s->host != host))
 			continue;
@@ -353,4 +377,17 @@ void events_publish(struct source *src, struct dom *d, const char *domain_name,
 	}
 	pthread_mutex_unlock(&streams_lock);
 	free(line);
+}
+
+void events_end_domain(uint64_t slot)
+{
+	pthread_mutex_lock(&streams_lock);
+	for (struct stream *s = streams; s; s = s->next) {
+		if (s->slot != slot || s->ended)
+			continue;
+		s->ended = true;
+		serve_locked(s);
+		notify_locked(s);
+	}
+	pthread_mutex_unlock(&streams_lock);
 }

@@ -92,6 +92,8 @@ struct listed {
 	char *name;          /* escaped */
 };
 
+#define SOURCE_LEFT_MAX 16
+
 /* One -c / --qmp-dir / --qmp: a connection to a driver. */
 struct source {
 	char *uri;
@@ -109,6 +111,10 @@ struct source {
 	/* Guarded by the tree lock. */
 	struct listed *listing;
 	size_t n_listing;
+	/* Driver names of the domains that left last, whose leaving the tree
+	 * said: the peer's own late lines about them are not repeated. */
+	char *left[SOURCE_LEFT_MAX];
+	unsigned left_next;
 
 	/* One listing at a time. */
 	pthread_mutex_t list_lock;
@@ -120,6 +126,9 @@ struct source {
 	pthread_mutex_t kick_lock;
 	pthread_cond_t kick_cond;
 	bool kicked;
+	/* Atomic, under list_lock: listings begun and ended, for
+	 * tree_relist(). */
+	uint64_t listings_begun, listings;
 };
 
 struct dom {
@@ -146,6 +155,10 @@ struct dom {
 	struct rich *rich;   /* rich.c's cache (query/, block/ names) */
 	struct fuse_pollhandle **watchers; /* pollers waiting for a change */
 	size_t n_watchers;
+	/* What its events files were last told (tree.c), so that a domain that
+	 * leaves always ends with its final state, then its leaving. */
+	bool told_shutoff;   /* the last state line said shutoff */
+	bool told_undefined; /* the last line was an undefined line */
 };
 
 /* Records a source given on the command line (opened by tree_open()). */
@@ -186,6 +199,14 @@ void tree_kick(void);
 struct dom *tree_find_name(int host, const char *name);
 struct dom *tree_find_slot(uint64_t slot);
 struct dom *tree_find_hv(struct source *src, const char *hv_name);
+/*
+ * Has d's source listed again (by its worker) and waits for that listing,
+ * until deadline_ms (CLOCK_MONOTONIC, ms). Returns whether d is still in
+ * the tree.
+ */
+bool tree_relist(struct dom *d, int64_t deadline_ms);
+/* CLOCK_MONOTONIC in milliseconds. */
+int64_t tree_now_ms(void);
 struct dom *dom_unref(struct dom *d);
 
 /* A directory entry, as readdir hands it out. */
@@ -220,6 +241,8 @@ char *tree_escape_name(const char *name);
 /* ---- dom.c: the facts of one domain, cached while events keep them true */
 
 int dom_state(struct dom *d, enum hv_state *ret, char **ret_error);
+/* The state events (or a fetch) made known, without asking; false if none. */
+bool dom_state_cached(struct dom *d, enum hv_state *ret);
 int dom_version(struct dom *d, char **ret, char **ret_error);
 int dom_uuid(struct dom *d, char **ret, char **ret_error);
 /* Forgets every cached fact (the domain may be another process now). */
@@ -250,6 +273,9 @@ unsigned stream_poll(struct stream *s, struct fuse_pollhandle *ph);
 /* Hands an event of src (about d, if known) to every stream that wants it. */
 void events_publish(struct source *src, struct dom *d, const char *domain_name,
 		    const struct hv_event *ev);
+/* Ends the events files of the domain in slot (it left the tree): their
+ * readers get what is queued, then end of file. */
+void events_end_domain(uint64_t slot);
 
 /* ---- files.c: the files of a domain ---- */
 

@@ -31,6 +31,9 @@
  * once, and an exited QEMU becomes SHUTOFF (an HV_EVENT_STATE). The watcher
  * also says HV_EVENT_LOST when a domain whose state it knew fails to connect
  * for another reason than "nobody listens" (timeout, protocol).
+ * A domain leaves (its socket is gone and its connection ended) with
+ * HV_EVENT_STATE SHUTOFF, unless that was its last state, then
+ * HV_EVENT_UNDEFINED.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -264,10 +267,12 @@ static void on_qmp_event(void *userdata, const char *event,
 	fn_userdata = c->userdata;
 	pthread_mutex_unlock(&c->lock);
 	if (!event) {
-		wake(c);
+		/* Said before the watcher may remove the domain, so that its
+		 * leaving comes last. */
 		if (fn)
 			emit(fn, fn_userdata, HV_EVENT_LOST, d->name,
 			     HV_STATE_NOSTATE);
+		wake(c);
 		return;
 	}
 	if (!fn)
@@ -543,6 +548,17 @@ static int scan_dir(struct hvq *c)
 		dom_put(added.v[i]);
 	}
 	for (size_t i = 0; i < removed.n; i++) {
+		bool was_off;
+
+		/* Its QEMU is gone (connection ended, socket removed): its
+		 * final state, then its leaving. */
+		pthread_mutex_lock(&c->lock);
+		was_off = removed.v[i]->state == HV_STATE_SHUTOFF;
+		removed.v[i]->state = HV_STATE_SHUTOFF;
+		pthread_mutex_unlock(&c->lock);
+		if (fn && !was_off)
+			emit(fn, userdata, HV_EVENT_STATE, removed.v[i]->name,
+			     HV_STATE_SHUTOFF);
 		if (fn)
 			emit(fn, userdata, HV_EVENT_UNDEFINED,
 			     removed.v[i]->name, HV_STATE_NOSTATE);
