@@ -1455,6 +1455,16 @@ static int collect(struct dom *d, int64_t deadline,
 	bool local, ok;
 
 	r = stats_cmd(d, "query-status", NULL, deadline, &o);
+	/*
+	 * The connection broke under us (QEMU exiting?): another try tells a
+	 * fresh QEMU from a gone one, as in refresh(), once the reader has
+	 * seen the end (until then a send fails with EPIPE, -ENOTCONN again).
+	 */
+	for (int i = 0; r == -ENOTCONN && i < 3; i++) {
+		for (int w = 0; w < 50 && qmp_is_connected(d->qmp); w++)
+			usleep(1000);
+		r = stats_cmd(d, "query-status", NULL, deadline, &o);
+	}
 	if (qemu_gone(r)) {
 		hv_stats_addf(b, ((struct hv_stat){ .type = HV_STAT_INT,
 						    .v.i = HV_STATE_SHUTOFF }),
