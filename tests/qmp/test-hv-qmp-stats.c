@@ -411,10 +411,20 @@ int main(void)
 	      !hv_stats_find(one, "balloon.rss") &&
 	      stat_u(one, "block.count") == 0);
 	hv_stats_free(one, 1);
+	one = NULL;
 	hv_close(t);
 
-	/* The QEMU gone: shut off. */
+	/* The QEMU gone, at once and a moment later: shut off. */
 	qemu_kill(pc);
+	CHECK(hv_stats(c, "pc", &one, &err) == 0);
+	if (one && one->n != 2)
+		for (size_t i = 0; i < one->n; i++)
+			fprintf(stderr, "after the kill: %s\n", one->stats[i].key);
+	CHECK(one && one->n == 2 &&
+	      stat_u(one, "state.state") == HV_STATE_SHUTOFF);
+	hv_stats_free(one, 1);
+	one = NULL;
+	test_sleep_ms(200);
 	CHECK(hv_stats(c, "pc", &one, &err) == 0);
 	CHECK(one && one->n == 2 &&
 	      stat_u(one, "state.state") == HV_STATE_SHUTOFF);
