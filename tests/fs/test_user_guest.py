@@ -1,0 +1,148 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""A real Linux guest (tests/guest/build.sh, under TCG) driven through a
+mounted hvfs as a user would (echo VERB > control, cat state, poll, grep on
+events), with QEMU's query-status on a second monitor as the oracle: `state`
+must always read what query-status answers, for the event sequences QEMU
+really emits (issue 12 item 15)."""
+
+import os
+import select
+import subprocess
+
+import pytest
+
+from guest import Guest
+from hvtest import sh, wait_for
+
+# QEMU RunState -> state, as docs/fs-layout.md documents.
+RUNSTATE = {"running": "running", "suspended": "pmsuspended",
+            "shutdown": "shutdown", "guest-panicked": "crashed"}
+for _s in ("paused debug prelaunch inmigrate postmigrate finish-migrate "
+           "restore-vm save-vm io-error watchdog colo internal-error").split():
+    RUNSTATE[_s] = "paused"
+
+
+@pytest.fixture
+def guests(qmp_dir):
+    """guests(name, no_shutdown=False) boots the real guest in qmp_dir and
+    waits for its ready line."""
+    started = []
+
+    def start(name, no_shutdown=False):
+        g = Guest(qmp_dir, name, no_shutdown=no_shutdown)
+        started.append(g)
+        g.wait_ready()
+        return g
+    yield start
+    for g in started:
+        g.kill()
+
+
+def state(m, name):
+    return sh(f"cat {m.path(name, 'state')}")[1].strip()
+
+
+def agrees(m, g, want):
+    """Waits (by poll() on state, as the docs describe) until QEMU's
+    query-status says `want` and `state` reads what it maps to; then checks
+    once more that the two agree."""
+    wait_for(lambda: g.status() == want, timeout=60,
+             what=f"{g.name}: query-status {want}")
+    fd = os.open(m.path(g.name, "state"), os.O_RDONLY)
+    try:
+        p = select.poll()
+        p.register(fd, select.POLLPRI)
+        for _ in range(100):
+            os.lseek(fd, 0, os.SEEK_SET)
+            if os.read(fd, 64).decode().strip() == RUNSTATE[want]:
+                break
+            p.poll(5000)
+    finally:
+        os.close(fd)
+    # A settled state: what cat says is what QEMU says.
+    assert state(m, g.name) == RUNSTATE[g.status()] == RUNSTATE[want]
+
+
+def control(m, name, verb):
+    sh(f"echo {verb} > {m.path(name, 'control')}")
+
+
+def drain(reader):
+    """What a `cat events` reader printed; it is ended after 10 s if the
+    stream did not end by itself."""
+    try:
+        return reader.communicate(timeout=10)[0]
+    except subprocess.TimeoutExpired:
+        reader.kill()
+        return reader.communicate()[0]
+
+
+def test_poweroff_kept_by_no_shutdown(guests, mount, qmp_dir):
+    """-no-shutdown: a powered-off guest reads `shutdown` (the STOP after
+    SHUTDOWN does not make it `paused`), a reset leaves it in prelaunch
+    (`paused`), resume boots it again, and destroy of a paused guest takes it
+    out of the tree."""
+    g = guests("g1", no_shutdown=True)
+    m = mount("--qmp-dir", qmp_dir)
+    ev = subprocess.Popen(["cat", m.path("g1", "events")],
+                          stdout=subprocess.PIPE, text=True)
+    try:
+        agrees(m, g, "running")
+        control(m, "g1", "powerdown")
+        agrees(m, g, "shutdown")
+        assert "reboot: Power down" in g.console_text()
+        control(m, "g1", "reset")
+        agrees(m, g, "prelaunch")
+        control(m, "g1", "resume")
+        agrees(m, g, "running")
+        g.wait_ready(count=2)
+        agrees(m, g, "running")
+        control(m, "g1", "pause")
+        agrees(m, g, "paused")
+        control(m, "g1", "destroy")
+        wait_for(lambda: not g.alive(), timeout=30, what="QEMU to quit")
+        wait_for(lambda: "g1" not in m.ls(), timeout=30,
+                 what="g1 to leave the tree")
+    finally:
+        out = drain(ev)
+    for name in ("SHUTDOWN", "STOP", "RESUME", "RESET"):
+        assert f'"event":"{name}"' in out, out
+    assert '"state":"shutdown"' in out, out
+
+
+def test_reboot_and_poweroff(guests, mount, qmp_dir):
+    """Without -no-shutdown: a guest that reboots (from its console, through
+    its agent, by `reset`) stays `running`; one paused while its power button
+    is pressed stays `paused` until resumed, then powers off: QEMU exits and
+    the domain leaves the tree after its last events."""
+    g = guests("g2")
+    m = mount("--qmp-dir", qmp_dir)
+    agrees(m, g, "running")
+
+    g.type("reboot")
+    g.wait_ready(count=2)
+    agrees(m, g, "running")
+
+    g.agent("guest-shutdown", mode="reboot")
+    g.wait_ready(count=3)
+    agrees(m, g, "running")
+
+    control(m, "g2", "reset")
+    g.wait_ready(count=4)
+    agrees(m, g, "running")
+
+    ev = subprocess.Popen(["cat", m.path("g2", "events")],
+                          stdout=subprocess.PIPE, text=True)
+    try:
+        control(m, "g2", "pause")
+        agrees(m, g, "paused")
+        control(m, "g2", "powerdown")
+        agrees(m, g, "paused")  # the guest cannot act while paused
+        control(m, "g2", "resume")
+        assert g.proc.wait(timeout=60) == 0
+        wait_for(lambda: "g2" not in m.ls(), timeout=30,
+                 what="g2 to leave the tree")
+    finally:
+        out = drain(ev)
+    assert '"event":"SHUTDOWN"' in out and '"state":"shutdown"' in out, out
+    assert "reboot: Power down" in g.console_text()
