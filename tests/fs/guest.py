@@ -86,7 +86,6 @@ class Guest:
                  what=f"{name} sockets")
         assert self.proc.poll() is None, self.proc.stderr.read().decode()
         self._oracle = None
-        self._console = None
 
     @property
     def oracle(self):
@@ -118,11 +117,13 @@ class Guest:
         return time.monotonic() - self.started
 
     def type(self, line):
-        """Types a line on the serial console."""
-        if self._console is None:
-            self._console = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            self._console.connect(self.serial)
-        self._console.sendall(line.encode() + b"\n")
+        """Types a line on the serial console. The connection is closed at
+        once: a client that does not read would stall the guest's console
+        once the socket's buffer is full (all output is in NAME.log)."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.connect(self.serial)
+            s.sendall(line.encode() + b"\n")
+            time.sleep(0.2)
 
     def agent(self, cmd, timeout=10, **args):
         """One guest-agent command on NAME.qga, after a guest-sync; returns
@@ -154,10 +155,9 @@ class Guest:
             s.close()
 
     def kill(self):
-        for c in (self._oracle, self._console):
-            if c:
-                c.close()
-        self._oracle = self._console = None
+        if self._oracle:
+            self._oracle.close()
+            self._oracle = None
         if self.alive():
             self.proc.kill()
         self.proc.wait()

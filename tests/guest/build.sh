@@ -15,7 +15,8 @@
 # $TMPDIR/hvfs-test-guest when that is not writable). A build is kept in
 # CACHE/KEY/, KEY being the kernel, qemu-guest-agent and busybox-static
 # versions and a hash of this directory's files; a second run with the same
-# versions only copies. The downloaded .debs are kept in CACHE/debs/.
+# versions only links or copies. The downloaded .debs are kept in
+# CACHE/debs/; builds of other keys are removed.
 # HVFS_GUEST_KERNEL=linux-image-X-amd64 picks another kernel package.
 set -eu
 
@@ -177,4 +178,9 @@ mkdir -p "$done_dir.tmp"
 mv "$work/vmlinux" "$work/initrd" "$done_dir.tmp/"
 rm -rf "$done_dir"
 mv "$done_dir.tmp" "$done_dir"
+# Builds of other versions are no longer wanted (their outputs in an OUTDIR
+# are hard links and stay valid).
+for d in "$cache"/*; do
+	case ${d##*/} in debs | build.* | "$key") ;; *) rm -rf "$d" ;; esac
+done
 install_out
