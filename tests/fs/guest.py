@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """The tests' real Linux guest (tests/guest/build.sh): a bare QEMU of it in a
-qmp-dir, and the XML of a libvirt domain of it.
+qmp-dir (Guest), and a libvirt domain of it (domain_xml, DomainGuest).
 
 A bare guest NAME in DIR has, beside hvfs's monitor DIR/NAME.qmp:
   DIR/NAME.oracle  a second QMP monitor for the test
@@ -13,12 +13,14 @@ console when its agent runs."""
 
 import json
 import os
+import re
 import socket
 import subprocess
+import tempfile
 import time
 from xml.sax.saxutils import escape
 
-from hvtest import QEMU, Oracle, wait_for
+from hvtest import QEMU, Oracle, virsh, wait_for
 
 READY = "hvfs-guest ready"
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -201,3 +203,42 @@ def domain_xml(name, vmlinux=None, initrd=None):
                              initrd=escape(initrd),
                              cmdline=escape(cmdline(name)),
                              qemu=escape(QEMU))
+
+
+class DomainGuest:
+    """The guest as a libvirt domain NAME (defined from domain_xml and
+    started); its console is read from the pty libvirt gives it."""
+
+    def __init__(self, name, uri="qemu:///system"):
+        self.name, self.uri = name, uri
+        with tempfile.NamedTemporaryFile("w", suffix=".xml") as f:
+            f.write(domain_xml(name))
+            f.flush()
+            virsh("define", f.name, uri=uri)
+        self.started = time.monotonic()
+        virsh("start", name, uri=uri)
+        xml = virsh("dumpxml", name, uri=uri)
+        pty = re.search(r"<serial type='pty'>\s*<source path='([^']+)'", xml)
+        self.fd = os.open(pty.group(1), os.O_RDWR | os.O_NOCTTY |
+                          os.O_NONBLOCK)
+        self.text = ""
+
+    def console_text(self):
+        while True:
+            try:
+                chunk = os.read(self.fd, 65536)
+            except (BlockingIOError, OSError):
+                return self.text
+            if not chunk:
+                return self.text
+            self.text += chunk.decode(errors="replace")
+
+    def wait_ready(self, count=1, timeout=BOOT_TIMEOUT):
+        wait_for(lambda: self.console_text().count(READY) >= count,
+                 timeout=timeout, what=f"{self.name}: {READY!r} #{count}")
+        return time.monotonic() - self.started
+
+    def remove(self):
+        os.close(self.fd)
+        virsh("destroy", self.name, uri=self.uri, check=False)
+        virsh("undefine", self.name, uri=self.uri, check=False)

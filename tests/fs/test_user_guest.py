@@ -12,8 +12,9 @@ import time
 
 import pytest
 
-from guest import Guest
-from hvtest import sh, wait_for
+from conftest import remove_prefixed
+from guest import DomainGuest, Guest
+from hvtest import sh, virsh, wait_for
 
 # QEMU RunState -> state, as docs/fs-layout.md documents.
 RUNSTATE = {"running": "running", "suspended": "pmsuspended",
@@ -148,3 +149,58 @@ def test_reboot_and_poweroff(guests, mount, qmp_dir):
         out = drain(ev)
     assert '"event":"SHUTDOWN"' in out and '"state":"shutdown"' in out, out
     assert "reboot: Power down" in g.console_text()
+
+
+PREFIX = "hvt-ug-"
+VIRSH_STATE = {"running": "running", "paused": "paused",
+               "shut off": "shutoff", "in shutdown": "shutdown",
+               "crashed": "crashed", "pmsuspended": "pmsuspended"}
+
+
+@pytest.fixture
+def domain_guest():
+    """domain_guest(name) defines and starts the guest as the libvirt
+    domain PREFIX + name and waits for its ready line."""
+    made = []
+
+    def make(name):
+        g = DomainGuest(PREFIX + name)
+        made.append(g)
+        g.wait_ready()
+        return g
+    remove_prefixed(PREFIX)
+    yield make
+    for g in made:
+        g.remove()
+
+
+def lv_agrees(m, name, want):
+    """Waits until virsh domstate says `want`, and `cat state` with it."""
+    wait_for(lambda: VIRSH_STATE[virsh("domstate", name)] == want,
+             timeout=60, what=f"{name}: domstate {want}")
+    wait_for(lambda: state(m, name) == want, timeout=20,
+             what=f"{name}: state {want}")
+    assert state(m, name) == VIRSH_STATE[virsh("domstate", name)] == want
+
+
+def test_libvirt_guest(domain_guest, mount):
+    """A libvirt domain of the guest: reboot and reset keep it `running`;
+    powerdown shuts it off (it stays in the tree); events show each."""
+    g = domain_guest("lv")
+    m = mount("-c", "qemu:///system")
+    lv_agrees(m, g.name, "running")
+    ev = subprocess.Popen(["cat", m.path(g.name, "events")],
+                          stdout=subprocess.PIPE, text=True)
+    try:
+        control(m, g.name, "reboot")
+        g.wait_ready(count=2)
+        lv_agrees(m, g.name, "running")
+        control(m, g.name, "reset")
+        g.wait_ready(count=3)
+        lv_agrees(m, g.name, "running")
+        control(m, g.name, "powerdown")
+        lv_agrees(m, g.name, "shutoff")
+        assert g.name in m.ls()
+    finally:
+        out = drain(ev)
+    assert '"state":"shutoff"' in out, out
