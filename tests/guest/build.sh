@@ -31,25 +31,31 @@ modules="virtio_pci virtio_console virtio_net virtio_blk virtio_balloon button e
 
 die() { echo "build.sh: $*" >&2; exit 1; }
 
-# The candidate version of a package; after an apt-get update when apt does
-# not know it yet.
-version() {
-	v=$(apt-cache policy "$1" 2>/dev/null | sed -n 's/^ *Candidate: //p')
-	if [ -z "$v" ] || [ "$v" = "(none)" ]; then
+# "PKG VERSION" lines, the candidate versions of the packages named; after an
+# apt-get update when apt does not know one yet.
+versions() {
+	v=$(apt-cache policy "$@" 2>/dev/null | awk '/^[^ ]/ { p = $1; sub(/:$/, "", p) }
+		/^ *Candidate: / && $2 != "(none)" { print p, $2 }')
+	if [ "$(echo "$v" | grep -c .)" -ne $# ]; then
 		apt-get update -qq >&2 || true
-		v=$(apt-cache policy "$1" 2>/dev/null | sed -n 's/^ *Candidate: //p')
+		v=$(apt-cache policy "$@" 2>/dev/null | awk '/^[^ ]/ { p = $1; sub(/:$/, "", p) }
+			/^ *Candidate: / && $2 != "(none)" { print p, $2 }')
 	fi
-	[ -n "$v" ] && [ "$v" != "(none)" ] || die "no package $1 in apt's lists"
+	for p; do
+		echo "$v" | grep -q "^$p " || die "no package $p in apt's lists"
+	done
 	echo "$v"
 }
+version() { echo "$vers" | sed -n "s/^$1 //p"; }
 
 kpkg=${HVFS_GUEST_KERNEL:-}
 if [ -z "$kpkg" ]; then
-	version linux-image-amd64 >/dev/null
+	versions linux-image-amd64 >/dev/null
 	kpkg=$(apt-cache depends linux-image-amd64 |
 		sed -n 's/^ *Depends: \(linux-image-[0-9].*-amd64\)$/\1/p' | head -n1)
 	[ -n "$kpkg" ] || die "linux-image-amd64 names no kernel package"
 fi
+vers=$(versions "$kpkg" qemu-guest-agent busybox-static)
 kver=$(version "$kpkg")
 gaver=$(version qemu-guest-agent)
 bbver=$(version busybox-static)
