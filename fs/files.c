@@ -194,11 +194,14 @@ const struct file_type file_types[FK_COUNT] = {
 	[FK_CPUS] = { .name = "cpus", .mode = 0444, .read = rich_read_cpus },
 	[FK_MEMORY] = { .name = "memory", .mode = 0644,
 			.read = rich_read_memory, .write = rich_write_memory },
-	[FK_SCREEN] = { .name = "screen.png", .mode = 0444,
+	/* What the console shows, and what any query says (over a hundred
+	 * commands, more with every QEMU: VNC clients, chardev paths, ...):
+	 * root's, and the ctlgroup's. */
+	[FK_SCREEN] = { .name = "screen.png", .mode = 0400,
 			.read = rich_read_screen },
-	[FK_QUERY_DIR] = { .name = "query", .mode = 0555, .dir = true },
+	[FK_QUERY_DIR] = { .name = "query", .mode = 0500, .dir = true },
 	[FK_BLOCK_DIR] = { .name = "block", .mode = 0555, .dir = true },
-	[FK_QUERY] = { .name = "query", .mode = 0444, .family = true,
+	[FK_QUERY] = { .name = "query", .mode = 0400, .family = true,
 		       .read_arg = rich_read_query },
 	[FK_BLOCK_DEV] = { .name = "block", .mode = 0555, .family = true,
 			   .dir = true },
@@ -220,12 +223,17 @@ int file_kind_by_name(struct dom *d, const char *name)
 	return -ENOENT;
 }
 
+bool file_ctlgroup(enum file_kind kind)
+{
+	return hvfs_opts.have_ctlgroup &&
+	       (file_types[kind].write || !(file_types[kind].mode & 0007));
+}
+
 mode_t file_mode(enum file_kind kind)
 {
 	mode_t m = file_types[kind].mode;
 
-	/* -o ctlgroup=NAME: that group may run verbs too. */
-	if (file_types[kind].write && hvfs_opts.have_ctlgroup)
+	if (file_ctlgroup(kind))
 		m |= (m & 0700) >> 3;
 	return m;
 }

@@ -281,7 +281,8 @@ enum file_kind {
 
 struct file_type {
 	const char *name;
-	mode_t mode;         /* permission bits, before ctlgroup */
+	mode_t mode;         /* permission bits, before ctlgroup: by what a
+			      * file reveals (docs/fs-layout.md, "Modes") */
 	/* Whether d has this file; NULL means always. */
 	bool (*present)(struct dom *d);
 	/* Makes the contents: *ret (malloc'd) and *ret_len, or -errno. */
@@ -306,7 +307,15 @@ extern const struct file_type file_types[FK_COUNT];
 /* The kind of a domain file called name, or -ENOENT. */
 int file_kind_by_name(struct dom *d, const char *name);
 
-/* The mode bits of a file of this kind, with ctlgroup applied. */
+/*
+ * Whether the -o ctlgroup group owns files of this kind, with the owner's
+ * bits: files one may write, and files only root may read (see the table
+ * in files.c). Never without ctlgroup.
+ */
+bool file_ctlgroup(enum file_kind kind);
+
+/* The mode bits of a file (or directory) of this kind, with ctlgroup
+ * applied. */
 mode_t file_mode(enum file_kind kind);
 
 /* Whether inodes of this kind are directories. */

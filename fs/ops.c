@@ -28,6 +28,11 @@ struct handle {
 	size_t len;
 	bool filled;
 	bool fixed;                  /* contents made at open, never again */
+	/* Where buf starts in the file: 0, until a write; then where the
+	 * write ended, so a read after a write gets the contents from their
+	 * start: an exchange file's reply, or a value file's contents made
+	 * afresh. A read before base (a seek back) starts them over there. */
+	off_t base;
 	char *arg;                   /* what a family file's sub names */
 };
 
@@ -64,15 +69,16 @@ static void fill_attr(fuse_ino_t ino, struct stat *st)
 	st->st_uid = getuid();
 	st->st_gid = getgid();
 	st->st_atime = st->st_mtime = st->st_ctime = mount_time;
+	if (ino != FUSE_ROOT_ID && file_ctlgroup(kind))
+		st->st_gid = hvfs_opts.ctlgroup;
 	if (ino == FUSE_ROOT_ID || file_kind_is_dir(kind)) {
-		st->st_mode = S_IFDIR | 0555;
+		st->st_mode = S_IFDIR | (ino == FUSE_ROOT_ID ? 0555
+							     : file_mode(kind));
 		st->st_nlink = 2;
 		return;
 	}
 	st->st_mode = S_IFREG | file_mode(kind);
 	st->st_nlink = 1;
-	if (file_types[kind].write && hvfs_opts.have_ctlgroup)
-		st->st_gid = hvfs_opts.ctlgroup;
 }
 
 static void reply_entry(fuse_req_t req, fuse_ino_t ino)
@@ -361,7 +367,9 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return;
 	}
 	pthread_mutex_lock(&h->lock);
-	if (!h->fixed && (off == 0 || !h->filled)) {
+	if (off < h->base)
+		h->base = off;
+	if (!h->fixed && (off == h->base || !h->filled)) {
 		char *buf = NULL, *err = NULL;
 		size_t len = 0;
 		int r;
@@ -392,6 +400,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		h->len = len;
 		h->filled = true;
 	}
+	off -= h->base;
 	/*
 	 * Reply with a copy, after unlocking: once the reply is out, the
 	 * reader may close the file and RELEASE free h on another thread
@@ -421,16 +430,20 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 	size_t reply_len = 0;
 	int r, shown = 0;
 
-	/* Offsets mean nothing to a command file: each write is one command. */
+	/* Offsets mean nothing to a command file: each write is one command
+	 * (an exchange file's offset only says where its reply starts). */
 	r = t->write(h->dom, buf, size, &reply, &reply_len, &err);
-	if (r == 0 && t->exchange) {
+	if (r == 0) {
 		pthread_mutex_lock(&h->lock);
-		free(h->buf);
-		h->buf = reply;
-		h->len = reply_len;
-		h->filled = true;
+		h->base = off + (off_t)size;
+		if (t->exchange) {
+			free(h->buf);
+			h->buf = reply;
+			h->len = reply_len;
+			reply = NULL;
+		}
+		h->filled = t->exchange;
 		pthread_mutex_unlock(&h->lock);
-		reply = NULL;
 	}
 	free(reply);
 	/* The first line, at most 64 bytes (buf is not NUL-terminated). */

@@ -156,7 +156,7 @@ static int dom_call(struct lv *lv, const char *name, uint32_t prog,
 		    void *ret, char **ret_error)
 {
 	vrpc_nonnull_domain dom;
-	bool cached;
+	bool cached = false;
 	int r;
 
 	r = resolve(lv, name, &dom, &cached, ret_error);
@@ -573,7 +573,7 @@ static int lv_set_memory(void *priv, const char *name, uint64_t bytes,
 		.memory = bytes / 1024, .flags = VRPC_DOMAIN_AFFECT_LIVE,
 	};
 	json_object *o = NULL, *e;
-	bool cached;
+	bool cached = false;
 	int r;
 
 	r = monitor(lv, name, "{\"execute\":\"query-balloon\"}", &o, ret_error);
@@ -611,10 +611,10 @@ static int lv_screenshot(void *priv, const char *name, char **ret,
 {
 	struct lv *lv = priv;
 	vrpc_domain_screenshot_args a = { .screen = 0, .flags = 0 };
-	vrpc_domain_screenshot_ret sr;
+	vrpc_domain_screenshot_ret sr = { 0 };
 	uint8_t *data = NULL;
 	size_t len = 0;
-	bool cached;
+	bool cached = false;
 	int r;
 
 	r = resolve(lv, name, &a.dom, &cached, ret_error);

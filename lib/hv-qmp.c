@@ -881,6 +881,7 @@ static int qmp_version_of(void *priv, const char *name, char **ret,
 	struct hvq *c = priv;
 	struct dom *d = dom_get(c, name);
 	int major, minor, micro, r;
+	char *v;
 
 	if (!d)
 		return no_domain(name, ret_error);
@@ -889,8 +890,10 @@ static int qmp_version_of(void *priv, const char *name, char **ret,
 		r = hv_error(ret_error, -ENODATA, "%s: not running", name);
 	if (r == 0)
 		r = qmp_version(d->qmp, &major, &minor, &micro);
-	if (r == 0 && asprintf(ret, "%d.%d.%d", major, minor, micro) < 0)
+	if (r == 0 && asprintf(&v, "%d.%d.%d", major, minor, micro) < 0)
 		r = -ENOMEM;
+	if (r == 0)
+		*ret = v; /* asprintf() leaves v undefined when it fails */
 	dom_put(d);
 	return r;
 }

@@ -1,12 +1,13 @@
 #!/bin/bash
-# The main job, end to end: sets the machine up, builds hvfs, starts two
-# small QEMU VMs, mounts the tree and prints every domain with its QEMU
-# version, read from the mounted files. Cleans up after itself. Needs root.
+# The main job, end to end: installs the packages it lacks, builds hvfs,
+# starts two small QEMU VMs, mounts the tree and prints every domain with its
+# QEMU version, read from the mounted files. Cleans up after itself. Needs
+# root; needs no libvirtd (and leaves any that runs alone).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${HVFS_BUILD:-build}
 
-bash tests/setup-host.sh
+bash tests/setup-host.sh --demo
 [ -f "$build/build.ninja" ] || meson setup "$build" >/dev/null
 ninja -C "$build" >/dev/null
 

@@ -8,7 +8,8 @@ import tempfile
 
 import pytest
 
-from hvtest import Mount, Qemu, define_domain, remove_domain, virsh
+from hvtest import (LIBVIRTD, Mount, Qemu, define_domain, remove_domain,
+                    virsh)
 
 
 @pytest.fixture
@@ -51,7 +52,20 @@ def mount():
         assert m.umount() == 0, m.logtext()
 
 
-def remove_prefixed(prefix, uri="qemu:///system"):
+@pytest.fixture(scope="session")
+def libvirtd():
+    """The tests' private libvirtd (hvtest.Libvirtd: .uri, .tcp_uri, .sock,
+    .port, .start(), .stop()), running. The one tests/run.sh started is
+    used as it is; otherwise one is started for this session and torn down
+    (its domains destroyed) at its end. Never the host's libvirtd."""
+    own = "HVFS_TEST_LIBVIRTD" not in os.environ and LIBVIRTD.pid() is None
+    LIBVIRTD.start()
+    yield LIBVIRTD
+    if own:
+        LIBVIRTD.teardown()
+
+
+def remove_prefixed(prefix, uri=None):
     """Removes the libvirt domains a test module left behind."""
     for name in virsh("list", "--all", "--name", uri=uri).split():
         if name.startswith(prefix):
@@ -59,7 +73,7 @@ def remove_prefixed(prefix, uri="qemu:///system"):
 
 
 @pytest.fixture
-def domains(request):
+def domains(request, libvirtd):
     """domains(name, start=True) defines (and starts) a small libvirt
     domain called PREFIX + name, PREFIX being the test module's; all are
     removed at the end of the test."""

@@ -194,7 +194,65 @@ def sh(cmd, check=True):
     return p.returncode, p.stdout, p.stderr
 
 
-def virsh(*args, uri="qemu:///system", check=True):
+class Libvirtd:
+    """The tests' private libvirtd (tests/libvirtd.sh): never the host's.
+    Its directory is $HVFS_TEST_LIBVIRTD when set (tests/run.sh starts one
+    there for every suite), else one of this process's own. Attributes:
+    uri (qemu+unix with socket=), tcp_uri (qemu+tcp on its loopback port),
+    test_uri (its test:///default driver), sock, port; start() and stop()
+    start and stop the daemon (its domains keep running, as across a
+    service restart); teardown() also destroys its domains and removes its
+    directory."""
+
+    SCRIPT = os.path.join(os.path.dirname(__file__), "..", "libvirtd.sh")
+
+    def __init__(self, dir):
+        self.dir = dir
+        self.sock = os.path.join(dir, "run", "libvirt-sock")
+        self.uri = f"qemu+unix:///system?socket={self.sock}"
+        self.test_uri = f"test+unix:///default?socket={self.sock}"
+
+    @property
+    def port(self):
+        with open(os.path.join(self.dir, "port")) as f:
+            return int(f.read())
+
+    @property
+    def tcp_uri(self):
+        return f"qemu+tcp://127.0.0.1:{self.port}/system"
+
+    def pid(self):
+        """The daemon's PID while it runs, else None."""
+        try:
+            with open(os.path.join(self.dir, "libvirtd.pid")) as f:
+                pid = int(f.read())
+            with open(f"/proc/{pid}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except (OSError, ValueError):
+            return None
+        return pid if state != "Z" else None
+
+    def _run(self, verb):
+        subprocess.run(["bash", self.SCRIPT, verb, self.dir], check=True,
+                       timeout=120)
+
+    def start(self):
+        self._run("start")
+
+    def stop(self):
+        self._run("stop")
+
+    def teardown(self):
+        self._run("teardown")
+
+
+LIBVIRTD = Libvirtd(os.environ.get("HVFS_TEST_LIBVIRTD") or os.path.join(
+    tempfile.gettempdir(), f"hvfs-libvirtd.{os.getpid()}"))
+
+
+def virsh(*args, uri=None, check=True):
+    """virsh -c URI -q ARGS; URI is the private libvirtd's by default."""
+    uri = uri or LIBVIRTD.uri
     p = subprocess.run(["virsh", "-c", uri, "-q", *args],
                        capture_output=True, text=True)
     if check and p.returncode != 0:

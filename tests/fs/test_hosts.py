@@ -1,9 +1,9 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """Several libvirt connections in one tree: one directory per host.
 
-The real libvirtd is reached twice, over its UNIX socket and over TCP on
-127.0.0.1 (tests/setup-host.sh runs it with --listen, listen_tcp = 1,
-auth_tcp = "none"), with virsh over each URI as the oracle. Hosts that are
+The tests' private libvirtd (tests/libvirtd.sh) is reached twice, over its
+UNIX socket and over TCP on 127.0.0.1 (a port of its own, auth_tcp = "none"),
+with virsh over each URI as the oracle. Hosts that are
 down, slow or come back are TCP proxies in front of that libvirtd.
 """
 
@@ -18,18 +18,19 @@ import time
 import pytest
 
 from conftest import remove_prefixed
-from hvtest import errno_of, sh, virsh, wait_for
+from hvtest import LIBVIRTD, errno_of, sh, virsh, wait_for
 
-UNIX = "qemu:///system"
-TCP = "qemu+tcp://127.0.0.1/system"
+UNIX = TCP = None  # the private libvirtd's URIs, set by clean()
 PREFIX = "hvt-mh-"
 
 
 @pytest.fixture(scope="module", autouse=True)
-def clean():
+def clean(libvirtd):
+    global UNIX, TCP
+    UNIX, TCP = libvirtd.uri, libvirtd.tcp_uri
     for uri in (UNIX, TCP):
         if virsh("version", uri=uri, check=False) == "":
-            pytest.fail(f"no libvirtd at {uri}: run tests/setup-host.sh")
+            pytest.fail(f"no libvirtd at {uri}")
     remove_prefixed(PREFIX)
     yield
     remove_prefixed(PREFIX)
@@ -63,7 +64,7 @@ class Proxy:
                 c, _ = self.lsock.accept()
             except OSError:
                 return
-            u = socket.create_connection(("127.0.0.1", 16509))
+            u = socket.create_connection(("127.0.0.1", LIBVIRTD.port))
             self.conns += [c, u]
             threading.Thread(target=self.pump, args=(c, u),
                              daemon=True).start()
@@ -190,7 +191,7 @@ def test_bare_connections_named_after_hosts(mount):
 
 
 def test_two_connections_with_one_name_fail(tmp_path):
-    p = sh(f"{os.environ['HVFS_BIN']} -f -c a={UNIX} -c a={TCP} {tmp_path}",
+    p = sh(f"{os.environ['HVFS_BIN']} -f -c 'a={UNIX}' -c 'a={TCP}' {tmp_path}",
            check=False)
     assert p[0] != 0 and "two connections" in p[2]
     assert not os.path.ismount(tmp_path)

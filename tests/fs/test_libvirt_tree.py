@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""The mounted tree over a real libvirtd (qemu:///system with real QEMU
+"""The mounted tree over a real libvirtd (the tests' private one, with real QEMU
 domains, and libvirt's test driver), with virsh as the oracle."""
 
 import errno
@@ -11,20 +11,17 @@ import tempfile
 import pytest
 
 from conftest import remove_prefixed
-from hvtest import Mount, Qemu, errno_of, sh, virsh, wait_for
+from hvtest import LIBVIRTD, Mount, Qemu, errno_of, sh, virsh, wait_for
 
-SOCK = "/var/run/libvirt/libvirt-sock"
 PREFIX = "hvt-fs-"
 
 
 @pytest.fixture(scope="module", autouse=True)
-def libvirtd():
-    if not os.path.exists(SOCK):
-        pytest.fail(f"no libvirtd at {SOCK}: run tests/setup-host.sh as root")
+def clean(libvirtd):
     remove_prefixed(PREFIX)
 
 
-def virsh_state(name, uri="qemu:///system"):
+def virsh_state(name, uri=None):
     s = virsh("domstate", name, uri=uri)
     return {"running": "running", "paused": "paused", "shut off": "shutoff",
             "in shutdown": "shutdown", "crashed": "crashed",
@@ -35,7 +32,7 @@ def virsh_state(name, uri="qemu:///system"):
 def test_tree_equals_virsh(domains, mount):
     on = domains("on")
     off = domains("off", start=False)
-    m = mount("-c", "qemu:///system")
+    m = mount("-c", LIBVIRTD.uri)
     names = sorted(virsh("list", "--all", "--name").split())
     assert m.ls() == names
     assert on in names and off in names
@@ -61,7 +58,7 @@ def test_tree_equals_virsh(domains, mount):
 
 def test_control_through_libvirt(domains, mount):
     d = domains("ctl")
-    m = mount("-c", "qemu:///system")
+    m = mount("-c", LIBVIRTD.uri)
     sh(f"echo pause > {m.path(d, 'control')}")
     assert virsh_state(d) == "paused"
     assert m.read(d, "state") == "paused\n"
@@ -90,7 +87,7 @@ def test_control_through_libvirt(domains, mount):
 
 
 def test_changes_behind_our_back(domains, mount):
-    m = mount("-c", "qemu:///system")
+    m = mount("-c", LIBVIRTD.uri)
     before = m.ls()
     d = domains("late", start=False)
     wait_for(lambda: d in m.ls(), what="the new domain")
@@ -106,7 +103,7 @@ def test_changes_behind_our_back(domains, mount):
 
 
 def test_test_driver_lifecycle(mount):
-    m = mount("-c", "test+unix:///default")
+    m = mount("-c", LIBVIRTD.test_uri)
     assert m.ls() == ["test"]
     assert m.read("test", "state") == "running\n"
     m.write("pause\n", "test", "control")
@@ -132,7 +129,7 @@ def test_qmp_and_libvirt_in_one_tree(domains, mount):
     vm = Qemu(qdir, d)
     other = Qemu(qdir, "hvt-qmp-only")
     try:
-        m = mount("-c", "qemu:///system", "--qmp-dir", qdir)
+        m = mount("-c", LIBVIRTD.uri, "--qmp-dir", qdir)
         names = m.ls()
         # A clash is resolved visibly: both, qualified by their source.
         assert d not in names

@@ -34,7 +34,7 @@ def status(pid):
 
 
 @pytest.fixture
-def libvirt_domains():
+def libvirt_domains(libvirtd):
     names = [PREFIX + "l1", PREFIX + "l2"]
     for n in names:
         remove_domain(n)
@@ -45,10 +45,10 @@ def libvirt_domains():
         remove_domain(n)
 
 
-def test_load(qmp_dir, vms, libvirt_domains, mount):
+def test_load(qmp_dir, vms, libvirtd, libvirt_domains, mount):
     qemus = [vms(PREFIX + f"q{i}") for i in (1, 2, 3)]
     doms = [vm.name for vm in qemus] + libvirt_domains
-    m = mount("-c", "qemu:///system", "--qmp-dir", qmp_dir, timeout=5)
+    m = mount("-c", libvirtd.uri, "--qmp-dir", qmp_dir, timeout=5)
     for d in doms:
         assert m.read(d, "state") == "running\n"
     pid = m.proc.pid

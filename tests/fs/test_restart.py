@@ -4,15 +4,12 @@ it is gone, and the same mount serves again afterwards, events included.
 Also: libvirt's test driver, which refuses QEMU monitor events, still gives
 lifecycle events.
 
-Stopping libvirtd breaks every other libvirt client on the machine for a few
-seconds, so this file stops it once. It leaves libvirtd running as it found
-it, also when a test fails."""
+The libvirtd stopped and started again is the tests' private one
+(tests/libvirtd.sh): the host's is never touched. This file leaves it
+running, also when a test fails."""
 
 import errno
 import os
-import shutil
-import signal
-import subprocess
 import time
 
 import pytest
@@ -20,97 +17,39 @@ import pytest
 from hvtest import (define_domain, errno_of, read_events, remove_domain,
                     virsh, wait_for)
 
-SOCK = "/var/run/libvirt/libvirt-sock"
 PREFIX = "hvt-rst-"
 TIMEOUT = 2
 GONE = (errno.ENOTCONN, errno.ECONNREFUSED, errno.EIO)
 
 
-def systemd_runs_libvirtd():
-    return (os.path.isdir("/run/systemd/system") and shutil.which("systemctl")
-            and subprocess.run(["systemctl", "-q", "is-active", "libvirtd"],
-                               check=False).returncode == 0)
-
-
-def libvirtd_pids():
-    p = subprocess.run(["pgrep", "-x", "libvirtd"], capture_output=True,
-                       text=True)
-    return [int(x) for x in p.stdout.split()]
-
-
-def libvirtd_answers():
-    return subprocess.run(["virsh", "-c", "qemu:///system", "version"],
-                          capture_output=True).returncode == 0
-
-
-class Libvirtd:
-    """Stops and starts libvirtd the way this host runs it: with systemd,
-    the service and its socket units (a socket left listening would start
-    the service again at the first connection); without systemd, as
-    tests/setup-host.sh does: a signal, then the same command line again."""
-
-    UNITS = ["libvirtd.socket", "libvirtd-ro.socket", "libvirtd-admin.socket",
-             "libvirtd.service"]
-
-    def __init__(self):
-        self.systemd = systemd_runs_libvirtd()
-        self.argv = ["libvirtd", "-d"]
-
-    def stop(self):
-        if self.systemd:
-            subprocess.run(["systemctl", "stop", *self.UNITS], check=True)
-        else:
-            pids = libvirtd_pids()
-            assert pids, "libvirtd is not running"
-            # Started again with the same options (--listen, ...).
-            with open(f"/proc/{pids[0]}/cmdline", "rb") as f:
-                argv = [a.decode() for a in f.read().split(b"\0") if a]
-            if argv:
-                self.argv = argv
-            for pid in pids:
-                os.kill(pid, signal.SIGTERM)
-            wait_for(lambda: not libvirtd_pids(), timeout=30,
-                     what="libvirtd to exit")
-        assert not libvirtd_answers()
-
-    def start(self):
-        if self.systemd:
-            subprocess.run(["systemctl", "start", *self.UNITS], check=True)
-        elif not libvirtd_pids():
-            if os.path.exists(SOCK):
-                os.unlink(SOCK)
-            subprocess.run(self.argv, check=True)
-        wait_for(libvirtd_answers, timeout=30, what="libvirtd to answer")
+def answers(libvirtd):
+    return virsh("version", uri=libvirtd.uri, check=False) != ""
 
 
 @pytest.fixture
-def libvirtd():
-    if not libvirtd_answers():
-        pytest.fail("libvirtd is not running: run tests/setup-host.sh")
-    d = Libvirtd()
-    try:
-        yield d
-    finally:
-        d.start()  # whatever happened, leave it running
-
-
-@pytest.fixture
-def domain():
+def domain(libvirtd):
+    """A running domain; at the end libvirtd is started again whatever
+    happened (the test stops it), then the domain is removed."""
     name = PREFIX + "a"
     remove_domain(name)
     define_domain(name)
     virsh("start", name)
-    yield name
-    remove_domain(name)
+    try:
+        yield name
+    finally:
+        libvirtd.start()
+        assert answers(libvirtd)
+        remove_domain(name)
 
 
 def test_libvirtd_restart_under_the_mount(libvirtd, domain, mount):
-    m = mount("-c", "qemu:///system", timeout=TIMEOUT)
+    m = mount("-c", libvirtd.uri, timeout=TIMEOUT)
     assert m.read(domain, "state") == "running\n"
     all_fd = os.open(m.path(".events"), os.O_RDONLY)
     dom_fd = os.open(m.path(domain, "events"), os.O_RDONLY)
     try:
         libvirtd.stop()
+        assert not answers(libvirtd)
         ev = read_events(all_fd, lambda e: e["kind"] == "lost")
         assert ev["domain"] == ""
         # Each domain of that connection is concerned: its own file says so.
@@ -136,6 +75,7 @@ def test_libvirtd_restart_under_the_mount(libvirtd, domain, mount):
         assert "libvirtd" in err, err
 
         libvirtd.start()
+        assert answers(libvirtd)
         # Backoff: hvfs retries at most 8 s apart; a read reconnects at once.
         wait_for(lambda: errno_of(m.read, domain, "state") == 0,
                  timeout=15, what="the mount to answer again")
@@ -166,13 +106,13 @@ def test_libvirtd_restart_under_the_mount(libvirtd, domain, mount):
         os.close(dom_fd)
 
 
-def test_test_driver_has_lifecycle_events(mount):
+def test_test_driver_has_lifecycle_events(libvirtd, mount):
     """test:///default refuses QEMU monitor events; hvfs subscribes anyway
     (lifecycle only) and says so at debug level, not as a notice."""
-    m = mount("-c", "test+unix:///default", "-d")
+    uri = libvirtd.test_uri
+    m = mount("-c", uri, "-d")
     assert "no events" not in m.logtext()
     assert "lifecycle events only" in m.logtext()
-    uri = "test+unix:///default"
     fd = os.open(m.path("test", "events"), os.O_RDONLY)
     try:
         if virsh("domstate", "test", uri=uri) != "running":

@@ -20,7 +20,7 @@ import tempfile
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "fs"))
-from conftest import qmp_dir, vms  # noqa: E402,F401 (fixtures)
+from conftest import libvirtd, qmp_dir, vms  # noqa: E402,F401 (fixtures)
 from hvtest import (define_domain, remove_domain, sh, virsh,  # noqa: E402
                     wait_for)
 
@@ -217,9 +217,10 @@ def test_example_lists_versions(example, inst, qmp_dir, vms):
     assert (p2.returncode, p2.stdout) == (0, p.stdout)
 
 
-def test_example_libvirt(example):
-    """Through libvirtd, with virsh as the oracle. Other tests may define
-    and remove domains meanwhile, so only this test's rows are compared."""
+def test_example_libvirt(example, libvirtd):
+    """Through the tests' private libvirtd, with virsh as the oracle. Other
+    tests may define and remove domains meanwhile, so only this test's rows
+    are compared."""
     exe, env = example
     on, off = "hvt-ship-on", "hvt-ship-off"
     try:
@@ -231,7 +232,7 @@ def test_example_libvirt(example):
                                  '{"execute":"query-version"}'))
         v = reply["return"]["qemu"]
         want = {on: f"{v['major']}.{v['minor']}.{v['micro']}", off: "-"}
-        p = subprocess.run([exe, "qemu:///system"], env=env,
+        p = subprocess.run([exe, libvirtd.uri], env=env,
                            capture_output=True, text=True, timeout=60)
         lines = p.stdout.splitlines()
         assert lines[0].split() == ["Domain", "QEMU", "Version"], p.stdout

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * The libvirt driver against the real libvirtd, through hv.h, with virsh as
- * the oracle. Needs libvirtd running (tests/setup-host.sh) and root.
+ * the oracle: the tests' private libvirtd, whose directory is
+ * $HVFS_TEST_LIBVIRTD (meson runs this under `tests/libvirtd.sh run`). Root.
  * Creates domains named hvt-lv-<pid>[-...] and removes them on every exit.
  */
 #include <errno.h>
@@ -21,7 +22,9 @@
 #include "hv.h"
 #include "../check.h"
 
-#define SOCK "/var/run/libvirt/libvirt-sock"
+/* The private libvirtd's socket and URIs; the shell commands below read the
+ * URIs from the environment ($HVT_URI, $HVT_TEST_URI). */
+static char sock[256], uri[320], test_uri[320];
 
 static char dom[64];
 static char xml_path[128];
@@ -64,8 +67,8 @@ static void cleanup(void)
 {
 	if (!dom[0])
 		return;
-	sh(NULL, "virsh -q -c qemu:///system destroy %s >/dev/null 2>&1", dom);
-	sh(NULL, "virsh -q -c qemu:///system undefine %s >/dev/null 2>&1", dom);
+	sh(NULL, "virsh -q -c \"$HVT_URI\" destroy %s >/dev/null 2>&1", dom);
+	sh(NULL, "virsh -q -c \"$HVT_URI\" undefine %s >/dev/null 2>&1", dom);
 	if (xml_path[0])
 		unlink(xml_path);
 }
@@ -193,9 +196,9 @@ static void compare_list(struct hv_conn *c, const char *vuri, bool stable)
 	size_t n = 0;
 	int r;
 
-	sh(&before, "virsh -q -c %s list --all --name", vuri);
+	sh(&before, "virsh -q -c '%s' list --all --name", vuri);
 	r = hv_list_domains(c, &l, &n, &err);
-	sh(&after, "virsh -q -c %s list --all --name", vuri);
+	sh(&after, "virsh -q -c '%s' list --all --name", vuri);
 	CHECK(r == 0);
 	if (r < 0)
 		fprintf(stderr, "list: %s\n", err);
@@ -206,13 +209,13 @@ static void compare_list(struct hv_conn *c, const char *vuri, bool stable)
 		in_before = has_line(before, l[i].name);
 		in_after = has_line(after, l[i].name);
 		CHECK(in_before || in_after);
-		if (sh(&uuid, "virsh -q -c %s domuuid '%s' 2>/dev/null", vuri,
+		if (sh(&uuid, "virsh -q -c '%s' domuuid '%s' 2>/dev/null", vuri,
 		       l[i].name) == 0)
 			CHECK(!strcmp(uuid, l[i].uuid));
 		/* Other tests change their domains' states: compare states only
 		 * where nothing else runs (the test driver) or for ours. */
 		if ((stable || !strcmp(l[i].name, dom)) &&
-		    sh(&state, "virsh -q -c %s domstate '%s'", vuri,
+		    sh(&state, "virsh -q -c '%s' domstate '%s'", vuri,
 		       l[i].name) == 0) {
 			if (strcmp(state, virsh_state_word(l[i].state)))
 				fprintf(stderr, "%s: state %s, virsh %s\n",
@@ -249,7 +252,7 @@ static void expect_virsh_state(const char *want)
 {
 	char *s = NULL;
 
-	sh(&s, "virsh -q -c qemu:///system domstate %s", dom);
+	sh(&s, "virsh -q -c \"$HVT_URI\" domstate %s", dom);
 	if (strcmp(s, want))
 		fprintf(stderr, "virsh domstate %s: %s, want %s\n", dom, s,
 			want);
@@ -267,14 +270,14 @@ static void test_test_driver(void)
 	char *err = NULL, *s = NULL;
 	int r;
 
-	r = hv_open("test+unix:///default", NULL, &c, &err);
+	r = hv_open(test_uri, NULL, &c, &err);
 	REQUIRE(r == 0);
 	CHECK(!strcmp(hv_driver_name(c), "libvirt"));
-	compare_list(c, "test+unix:///default", true);
+	compare_list(c, test_uri, true);
 
 	CHECK(hv_lookup(c, "test", &info, &err) == 0);
 	CHECK(info.id == 1 && info.state == HV_STATE_RUNNING);
-	sh(&s, "virsh -q -c test+unix:///default domuuid test");
+	sh(&s, "virsh -q -c \"$HVT_TEST_URI\" domuuid test");
 	CHECK(!strcmp(s, info.uuid));
 	free(s);
 	CHECK(hv_state(c, "test", &st, &err) == 0 && st == HV_STATE_RUNNING);
@@ -295,7 +298,7 @@ static void test_test_driver(void)
 
 	/* URI forms. */
 	c = NULL;
-	CHECK(hv_open("qemu+unix:///system?socket=" SOCK, NULL, &c, &err) == 0);
+	CHECK(hv_open(uri, NULL, &c, &err) == 0);
 	hv_close(c);
 	c = NULL;
 	CHECK(hv_open("qemu+tls://localhost/system", NULL, &c, &err) ==
@@ -319,7 +322,7 @@ static int query_version_virsh(char **ret)
 	json_object *o, *q;
 	int r;
 
-	r = sh(&out, "virsh -c qemu:///system qemu-monitor-command %s "
+	r = sh(&out, "virsh -c \"$HVT_URI\" qemu-monitor-command %s "
 		     "'{\"execute\":\"query-version\"}'", dom);
 	if (r != 0)
 		return -EIO;
@@ -341,13 +344,15 @@ static void define_domain(void)
 	FILE *f = fopen(xml_path, "w");
 
 	REQUIRE(f);
-	fprintf(f, "<domain type='kvm'><name>%s</name>"
+	/* KVM where the host has it, else TCG. */
+	fprintf(f, "<domain type='%s'><name>%s</name>"
 		   "<memory unit='MiB'>32</memory><vcpu>1</vcpu>"
 		   "<os><type arch='x86_64' machine='pc'>hvm</type></os>"
 		   "<devices><emulator>/usr/bin/qemu-system-x86_64</emulator>"
-		   "</devices></domain>\n", dom);
+		   "</devices></domain>\n",
+		access("/dev/kvm", R_OK | W_OK) ? "qemu" : "kvm", dom);
 	fclose(f);
-	REQUIRE(sh(NULL, "virsh -q -c qemu:///system define %s >/dev/null",
+	REQUIRE(sh(NULL, "virsh -q -c \"$HVT_URI\" define %s >/dev/null",
 		   xml_path) == 0);
 }
 
@@ -360,7 +365,7 @@ static void test_qemu(void)
 	char uuid1[HV_UUID_STRLEN + 1];
 	int r;
 
-	r = hv_open("qemu:///system", &(struct hv_options){ .timeout_ms = 10000 },
+	r = hv_open(uri, &(struct hv_options){ .timeout_ms = 10000 },
 		    &c, &err);
 	if (r < 0)
 		fprintf(stderr, "hv_open: %s\n", err);
@@ -371,7 +376,7 @@ static void test_qemu(void)
 	/* Defined behind our back. */
 	define_domain();
 	CHECK(wait_event(HV_EVENT_DEFINED, 0));
-	compare_list(c, "qemu:///system", false);
+	compare_list(c, uri, false);
 	CHECK(hv_lookup(c, dom, &info, &err) == 0);
 	CHECK(info.state == HV_STATE_SHUTOFF && info.id == -1);
 	strcpy(uuid1, info.uuid);
@@ -387,7 +392,7 @@ static void test_qemu(void)
 	expect_virsh_state("running");
 	CHECK(hv_state(c, dom, &st, &err) == 0 && st == HV_STATE_RUNNING);
 	CHECK(hv_lookup(c, dom, &info, &err) == 0 && info.id > 0);
-	compare_list(c, "qemu:///system", false);
+	compare_list(c, uri, false);
 
 	CHECK(hv_version(c, dom, &v, &err) == 0);
 	CHECK(query_version_virsh(&vv) == 0);
@@ -434,17 +439,17 @@ static void test_qemu(void)
 	fprintf(stderr, "resume while running: %s\n", err ? err : "");
 
 	/* Behind our back. */
-	CHECK(sh(NULL, "virsh -q -c qemu:///system suspend %s >/dev/null", dom) == 0);
+	CHECK(sh(NULL, "virsh -q -c \"$HVT_URI\" suspend %s >/dev/null", dom) == 0);
 	CHECK(wait_event(HV_EVENT_STATE, HV_STATE_PAUSED));
 	CHECK(hv_state(c, dom, &st, &err) == 0 && st == HV_STATE_PAUSED);
-	CHECK(sh(NULL, "virsh -q -c qemu:///system resume %s >/dev/null", dom) == 0);
+	CHECK(sh(NULL, "virsh -q -c \"$HVT_URI\" resume %s >/dev/null", dom) == 0);
 	CHECK(wait_event(HV_EVENT_STATE, HV_STATE_RUNNING));
-	CHECK(sh(NULL, "virsh -q -c qemu:///system destroy %s >/dev/null", dom) == 0);
+	CHECK(sh(NULL, "virsh -q -c \"$HVT_URI\" destroy %s >/dev/null", dom) == 0);
 	CHECK(wait_event(HV_EVENT_STATE, HV_STATE_SHUTOFF));
 	CHECK(hv_state(c, dom, &st, &err) == 0 && st == HV_STATE_SHUTOFF);
 
 	/* Started again, destroyed by us. */
-	CHECK(sh(NULL, "virsh -q -c qemu:///system start %s >/dev/null", dom) == 0);
+	CHECK(sh(NULL, "virsh -q -c \"$HVT_URI\" start %s >/dev/null", dom) == 0);
 	CHECK(wait_event(HV_EVENT_STATE, HV_STATE_RUNNING));
 	CHECK(hv_control(c, dom, HV_VERB_DESTROY, &err) == 0);
 	expect_virsh_state("shut off");
@@ -456,7 +461,7 @@ static void test_qemu(void)
 
 	/* Undefined behind our back, then redefined under the same name with
 	 * a new uuid: the cached uuid is stale and must be refreshed. */
-	CHECK(sh(NULL, "virsh -q -c qemu:///system undefine %s >/dev/null", dom) == 0);
+	CHECK(sh(NULL, "virsh -q -c \"$HVT_URI\" undefine %s >/dev/null", dom) == 0);
 	CHECK(wait_event(HV_EVENT_UNDEFINED, 0));
 	CHECK(hv_state(c, dom, &st, &err) == -ENOENT);
 	define_domain();
@@ -478,10 +483,23 @@ int main(void)
 		fprintf(stderr, "no libvirtd on this machine\n");
 		return 77;
 	}
-	if (stat(SOCK, &st) < 0 || sh(NULL, "virsh -c qemu:///system version "
+	const char *dir = getenv("HVFS_TEST_LIBVIRTD");
+
+	if (!dir) {
+		fprintf(stderr, "no private libvirtd: run me as "
+				"`tests/libvirtd.sh run test-libvirt-live`\n");
+		return 1;
+	}
+	snprintf(sock, sizeof(sock), "%s/run/libvirt-sock", dir);
+	snprintf(uri, sizeof(uri), "qemu+unix:///system?socket=%s", sock);
+	snprintf(test_uri, sizeof(test_uri), "test+unix:///default?socket=%s",
+		 sock);
+	setenv("HVT_URI", uri, 1);
+	setenv("HVT_TEST_URI", test_uri, 1);
+	if (stat(sock, &st) < 0 || sh(NULL, "virsh -c \"$HVT_URI\" version "
 					    ">/dev/null 2>&1") != 0) {
-		fprintf(stderr, "libvirtd is not running (no %s): run "
-				"tests/setup-host.sh as root first\n", SOCK);
+		fprintf(stderr, "the private libvirtd does not answer at %s\n",
+			sock);
 		return 1;
 	}
 	snprintf(dom, sizeof(dom), "hvt-lv-%d", (int)getpid());

@@ -146,6 +146,8 @@ int main(void)
 	pid_t vm1, vm2;
 	int64_t t0;
 	unsigned verbs;
+	int major, minor, micro;
+	char want[48];
 
 	test_require_qemu();
 	dir = test_init("hv-qmp");
@@ -174,7 +176,9 @@ int main(void)
 	CHECK(wait_event("defined vm2 -", 3000));
 	CHECK(count_domains(c) == 2);
 	CHECK(hv_version(c, "vm2", &s, NULL) == 0);
-	CHECK(s && strncmp(s, "7.2.", 4) == 0);
+	REQUIRE(qemu_binary_version(&major, &minor, &micro));
+	snprintf(want, sizeof(want), "%d.%d.%d", major, minor, micro);
+	CHECK(STREQ(s, want));
 	free(s);
 	s = NULL;
 	snprintf(uri, sizeof(uri), "unix:%s", p2b);

@@ -119,6 +119,21 @@ bool wait_listening(const char *path, int ms)
 	return false;
 }
 
+bool qemu_binary_version(int *major, int *minor, int *micro)
+{
+	FILE *f = popen("qemu-system-x86_64 --version", "r");
+	char line[256];
+	bool ok;
+
+	if (!f)
+		return false;
+	ok = fgets(line, sizeof(line), f) &&
+	     sscanf(line, "QEMU emulator version %d.%d.%d", major, minor,
+		    micro) == 3;
+	pclose(f);
+	return ok;
+}
+
 pid_t qemu_start(const char *const *qmp_paths)
 {
 	const char *argv[32] = { "qemu-system-x86_64", "-machine", "none",

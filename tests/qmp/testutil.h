@@ -34,6 +34,11 @@ void test_sleep_ms(int ms);
 /* Exits 77 when qemu-system-x86_64 is not installed. */
 void test_require_qemu(void);
 
+/* The version `qemu-system-x86_64 --version` reports ("QEMU emulator version
+ * MAJOR.MINOR.MICRO ..."): what the QEMUs the tests start must say over QMP,
+ * whatever QEMU this host has. False if it cannot be read. */
+bool qemu_binary_version(int *major, int *minor, int *micro);
+
 /*
  * Starts `qemu-system-x86_64 -machine none` with one QMP monitor per path
  * (up to 4; NULL-terminated) and waits until the first one accepts.
