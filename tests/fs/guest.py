@@ -207,9 +207,10 @@ def domain_xml(name, vmlinux=None, initrd=None):
 
 class DomainGuest:
     """The guest as a libvirt domain NAME (defined from domain_xml and
-    started); its console is read from the pty libvirt gives it."""
+    started) of the libvirtd at `uri` (hvtest.virsh's default: the tests'
+    private one); its console is read from the pty libvirt gives it."""
 
-    def __init__(self, name, uri="qemu:///system"):
+    def __init__(self, name, uri=None):
         self.name, self.uri = name, uri
         with tempfile.NamedTemporaryFile("w", suffix=".xml") as f:
             f.write(domain_xml(name))

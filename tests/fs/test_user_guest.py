@@ -158,7 +158,7 @@ VIRSH_STATE = {"running": "running", "paused": "paused",
 
 
 @pytest.fixture
-def domain_guest():
+def domain_guest(libvirtd):
     """domain_guest(name) defines and starts the guest as the libvirt
     domain PREFIX + name and waits for its ready line."""
     made = []
@@ -183,11 +183,11 @@ def lv_agrees(m, name, want):
     assert state(m, name) == VIRSH_STATE[virsh("domstate", name)] == want
 
 
-def test_libvirt_guest(domain_guest, mount):
+def test_libvirt_guest(libvirtd, domain_guest, mount):
     """A libvirt domain of the guest: reboot and reset keep it `running`;
     powerdown shuts it off (it stays in the tree); events show each."""
     g = domain_guest("lv")
-    m = mount("-c", "qemu:///system")
+    m = mount("-c", libvirtd.uri)
     lv_agrees(m, g.name, "running")
     ev = subprocess.Popen(["cat", m.path(g.name, "events")],
                           stdout=subprocess.PIPE, text=True)
