@@ -9,7 +9,8 @@ A bare guest NAME in DIR has, beside hvfs's monitor DIR/NAME.qmp:
                    runs in the guest's shell)
   DIR/NAME.log     everything the guest wrote on its console, for wait_ready()
 It runs under TCG (the tests never depend on KVM) and prints READY on its
-console when its agent runs."""
+console when its agent runs. It has a pvpanic device: `echo c >
+/proc/sysrq-trigger` on its console makes QEMU report GUEST_PANICKED."""
 
 import json
 import os
@@ -70,7 +71,7 @@ class Guest:
                 "server=on,wait=off",
                 "-device", "virtserialport,chardev=qga0,"
                 "name=org.qemu.guest_agent.0",
-                "-device", "virtio-balloon-pci"]
+                "-device", "virtio-balloon-pci", "-device", "pvpanic-pci"]
         if no_shutdown:
             args.append("-no-shutdown")
         for f in (self.qmp, self.oracle_path, self.qga, self.serial,

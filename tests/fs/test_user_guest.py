@@ -26,12 +26,12 @@ for _s in ("paused debug prelaunch inmigrate postmigrate finish-migrate "
 
 @pytest.fixture
 def guests(qmp_dir):
-    """guests(name, no_shutdown=False) boots the real guest in qmp_dir and
+    """guests(name, no_shutdown=False, extra=()) boots the real guest in qmp_dir and
     waits for its ready line."""
     started = []
 
-    def start(name, no_shutdown=False):
-        g = Guest(qmp_dir, name, no_shutdown=no_shutdown)
+    def start(name, no_shutdown=False, extra=()):
+        g = Guest(qmp_dir, name, no_shutdown=no_shutdown, extra=extra)
         started.append(g)
         g.wait_ready()
         return g
@@ -149,6 +149,22 @@ def test_reboot_and_poweroff(guests, mount, qmp_dir):
         out = drain(ev)
     assert '"event":"SHUTDOWN"' in out and '"state":"shutdown"' in out, out
     assert "reboot: Power down" in g.console_text()
+
+
+def test_panic(guests, mount, qmp_dir):
+    """A guest that panics (pvpanic, with QEMU's panic action `pause`) reads
+    `crashed`, not `paused` (the STOP after GUEST_PANICKED); a reset then
+    leaves it in prelaunch (`paused`) until resume boots it again."""
+    g = guests("g3", extra=("-action", "panic=pause"))
+    m = mount("--qmp-dir", qmp_dir)
+    agrees(m, g, "running")
+    g.type("echo c > /proc/sysrq-trigger")
+    agrees(m, g, "guest-panicked")
+    control(m, "g3", "reset")
+    agrees(m, g, "prelaunch")
+    control(m, "g3", "resume")
+    g.wait_ready(count=2)
+    agrees(m, g, "running")
 
 
 PREFIX = "hvt-ug-"

@@ -27,7 +27,7 @@ if ! mkdir -p "$cache" 2>/dev/null || [ ! -w "$cache" ]; then
 	cache=${TMPDIR:-/tmp}/hvfs-test-guest
 	mkdir -p "$cache"
 fi
-modules="virtio_pci virtio_console virtio_net virtio_blk virtio_balloon button evdev"
+modules="virtio_pci virtio_console virtio_net virtio_blk virtio_balloon button evdev pvpanic_pci"
 
 die() { echo "build.sh: $*" >&2; exit 1; }
 
@@ -99,7 +99,7 @@ mkdir -p "$root"
 # The kernel: only the image and the modules we need leave the package.
 kdeb=$(fetch "$kpkg" "$kver")
 dpkg-deb --fsys-tarfile "$kdeb" | tar -x -C "$work" --wildcards \
-	'./boot/vmlinu*' './lib/modules/*/modules.order' './lib/modules/*/kernel/*'
+	'./boot/vmlinu*' './lib/modules/*/modules.builtin' './lib/modules/*/kernel/*'
 kdir=$(ls -d "$work"/lib/modules/*)
 krel=${kdir##*/}
 if [ -f "$work/boot/vmlinux-$krel" ]; then
@@ -146,10 +146,8 @@ add_module() {
 }
 for m in $modules; do
 	# A module the kernel has built in needs nothing.
-	if grep -q "/$m.ko\$" "$kdir/modules.order" 2>/dev/null ||
-		find "$kdir/kernel" -name "$m.ko" | grep -q .; then
+	grep -qE "/($m|$(echo "$m" | tr _ -))\.ko\$" "$kdir/modules.builtin" ||
 		add_module "$m"
-	fi
 done
 cp "$work/order" "$root/lib/modules/order"
 
