@@ -9,7 +9,9 @@
 #   OUTDIR/initrd   a gzip'd cpio: busybox-static as /init (tests/guest/init),
 #                   Debian's qemu-ga with the shared libraries ldd lists, and
 #                   the kernel modules the guest needs with their dependencies.
-# OUTDIR defaults to ./guest. Run as root (apt-get download, update).
+# Modules: virtio (pci, console, net, blk, balloon), ACPI button, evdev,
+# pvpanic-pci. OUTDIR defaults to ./guest. Run as root (apt-get download,
+# apt-get update when a package is unknown).
 #
 # Cache: $HVFS_GUEST_CACHE, default /var/cache/hvfs-test-guest (or
 # $TMPDIR/hvfs-test-guest when that is not writable). A build is kept in
@@ -18,6 +20,8 @@
 # versions only links or copies. The downloaded .debs are kept in
 # CACHE/debs/; builds of other keys are removed.
 # HVFS_GUEST_KERNEL=linux-image-X-amd64 picks another kernel package.
+# The tests (tests/fs/guest.py) boot $HVFS_GUEST_DIR/{vmlinux,initrd} when
+# set and built, else run this script into $TMPDIR/hvfs-test-guest-out.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -178,10 +182,10 @@ echo "root:x:0:" >"$root/etc/group"
 
 (cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc --quiet) | gzip -6 >"$work/initrd"
 
-mkdir -p "$done_dir.tmp"
-mv "$work/vmlinux" "$work/initrd" "$done_dir.tmp/"
-rm -rf "$done_dir"
-mv "$done_dir.tmp" "$done_dir"
+mkdir "$work/done"
+mv "$work/vmlinux" "$work/initrd" "$work/done/"
+# A build that ran at the same time may have got there first: same result.
+mv -T "$work/done" "$done_dir" 2>/dev/null || [ -f "$done_dir/initrd" ]
 # Builds of other versions are no longer wanted (their outputs in an OUTDIR
 # are hard links and stay valid).
 for d in "$cache"/*; do
