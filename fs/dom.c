@@ -92,6 +92,17 @@ int dom_state(struct dom *d, enum hv_state *ret, char **ret_error)
 	return 0;
 }
 
+bool dom_state_cached(struct dom *d, enum hv_state *ret)
+{
+	bool known;
+
+	pthread_mutex_lock(&d->lock);
+	known = d->state_known;
+	*ret = d->state;
+	pthread_mutex_unlock(&d->lock);
+	return known;
+}
+
 /* Returns a copy of *slot if set; else fetches, caches (if still current)
  * and returns a copy. */
 static int cached_string(struct dom *d, char **slot,

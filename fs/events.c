@@ -4,6 +4,8 @@
  * lines that events append to. A read with nothing queued is parked, not
  * served by a waiting thread: the request is kept and answered when the next
  * event arrives, so any number of blocked readers costs no FUSE worker.
+ * When its domain leaves the tree, a stream ends: what is queued is read,
+ * then every read gives end of file, as a pipe whose writer closed.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -12,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "hvfs.h"
 
@@ -43,10 +46,24 @@ struct stream {
 	unsigned long dropped;
 	struct parked *parked;
 	struct fuse_pollhandle *ph;
+	bool ended;                 /* the domain left: EOF once drained */
 };
 
 static pthread_mutex_t streams_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct stream *streams;
+/* Atomic: what a follower of an events file sees as its mtime and size. */
+static int64_t last_event_us;
+static uint64_t published_bytes;
+
+int64_t events_last_us(void)
+{
+	return __atomic_load_n(&last_event_us, __ATOMIC_RELAXED);
+}
+
+uint64_t events_published_bytes(void)
+{
+	return __atomic_load_n(&published_bytes, __ATOMIC_RELAXED);
+}
 
 struct stream *stream_open(struct dom *d, int host)
 {
@@ -111,6 +128,13 @@ static void serve_locked(struct stream *s)
 		free(buf);
 		free(p);
 	}
+	while (s->parked && s->ended) {
+		struct parked *p = s->parked;
+
+		s->parked = p->next;
+		fuse_reply_buf(p->req, NULL, 0);
+		free(p);
+	}
 }
 
 static void on_interrupt(fuse_req_t req, void *data)
@@ -133,7 +157,8 @@ static void on_interrupt(fuse_req_t req, void *data)
 	}
 }
 
-void stream_read(fuse_req_t req, struct stream *s, size_t size, int flags)
+void stream_read(fuse_req_t req, struct stream *s, size_t size, int flags,
+		 bool eof_when_empty)
 {
 	struct parked *p;
 	char *buf;
@@ -154,7 +179,16 @@ void stream_read(fuse_req_t req, struct stream *s, size_t size, int flags)
 		free(buf);
 		return;
 	}
+	if (s->ended) {
+		pthread_mutex_unlock(&streams_lock);
+		fuse_reply_buf(req, NULL, 0);
+		return;
+	}
 	pthread_mutex_unlock(&streams_lock);
+	if (eof_when_empty) {
+		fuse_reply_buf(req, NULL, 0);
+		return;
+	}
 	if (flags & O_NONBLOCK) {
 		fuse_reply_err(req, EAGAIN);
 		return;
@@ -190,6 +224,8 @@ unsigned stream_poll(struct stream *s, struct fuse_pollhandle *ph)
 	pthread_mutex_lock(&streams_lock);
 	if (s->head) {
 		revents = POLLIN | POLLRDNORM;
+	} else if (s->ended) {
+		revents = POLLIN | POLLRDNORM | POLLHUP;
 	} else if (ph) {
 		if (s->ph)
 			fuse_pollhandle_destroy(s->ph);
@@ -289,6 +325,16 @@ static struct line *format(const char *host, const char *domain,
 	return l;
 }
 
+/* Caller holds streams_lock. */
+static void notify_locked(struct stream *s)
+{
+	if (s->ph) {
+		fuse_lowlevel_notify_poll(s->ph);
+		fuse_pollhandle_destroy(s->ph);
+		s->ph = NULL;
+	}
+}
+
 static void append_locked(struct stream *s, struct line *l)
 {
 	/* Keep the queue bounded: drop the oldest whole lines. */
@@ -310,11 +356,7 @@ static void append_locked(struct stream *s, struct line *l)
 	s->tail = l;
 	s->bytes += l->len;
 	serve_locked(s);
-	if (s->ph) {
-		fuse_lowlevel_notify_poll(s->ph);
-		fuse_pollhandle_destroy(s->ph);
-		s->ph = NULL;
-	}
+	notify_locked(s);
 }
 
 void events_publish(struct source *src, struct dom *d, const char *domain_name,
@@ -326,7 +368,13 @@ void events_publish(struct source *src, struct dom *d, const char *domain_name,
 	bool all_of_src = !d && ev->kind == HV_EVENT_LOST && !ev->domain;
 	struct line *line;
 	bool listening;
+	struct timespec now;
 
+	/* tail -f follows a file by its mtime (see ops.c). */
+	clock_gettime(CLOCK_REALTIME, &now);
+	__atomic_store_n(&last_event_us,
+			 (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000,
+			 __ATOMIC_RELAXED);
 	pthread_mutex_lock(&streams_lock);
 	listening = streams != NULL;
 	pthread_mutex_unlock(&streams_lock);
@@ -336,11 +384,14 @@ void events_publish(struct source *src, struct dom *d, const char *domain_name,
 		      ev);
 	if (!line)
 		return;
+	/* Before any stream has it: a follower's size never lags its data. */
+	__atomic_add_fetch(&published_bytes, line->len, __ATOMIC_RELAXED);
 	pthread_mutex_lock(&streams_lock);
 	for (struct stream *s = streams; s; s = s->next) {
 		struct line *copy;
 
-		if ((s->slot && s->slot != slot &&
+		if (s->ended ||
+		    (s->slot && s->slot != slot &&
 		     !(all_of_src && s->src == src)) ||
 		    (s->host >= 0 && s->host != host))
 			continue;
@@ -353,4 +404,17 @@ void events_publish(struct source *src, struct dom *d, const char *domain_name,
 	}
 	pthread_mutex_unlock(&streams_lock);
 	free(line);
+}
+
+void events_end_domain(uint64_t slot)
+{
+	pthread_mutex_lock(&streams_lock);
+	for (struct stream *s = streams; s; s = s->next) {
+		if (s->slot != slot || s->ended)
+			continue;
+		s->ended = true;
+		serve_locked(s);
+		notify_locked(s);
+	}
+	pthread_mutex_unlock(&streams_lock);
 }

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+#include <unistd.h>
 
 #include "hvfs.h"
 #include "rich.h"
@@ -129,10 +130,127 @@ static int read_control(struct dom *d, char **ret, size_t *ret_len,
 	return 0;
 }
 
+/*
+ * Verbs whose call may outlast -o timeout (libvirt's destroy waits for QEMU
+ * to die, start for it to come up) have until VERB_SLOW_MS to show their
+ * effect. See "control" in docs/fs-layout.md.
+ */
+#define VERB_SLOW_MS 30000
+#define VERB_POLL_MS 50
+
+static void clear_error(char **ret_error)
+{
+	if (ret_error) {
+		free(*ret_error);
+		*ret_error = NULL;
+	}
+}
+
+static int verb_deadline_ms(enum hv_verb verb)
+{
+	int t = hvfs_opts.timeout_ms;
+
+	if (verb == HV_VERB_START || verb == HV_VERB_DESTROY)
+		return t > VERB_SLOW_MS ? t : VERB_SLOW_MS;
+	return t;
+}
+
+/* Whether state s shows that verb happened; never for verbs whose effect
+ * is up to the guest (powerdown, shutdown, reboot, wakeup) or invisible
+ * (reset). */
+static bool verb_shows(enum hv_verb verb, enum hv_state s)
+{
+	switch (verb) {
+	case HV_VERB_START:
+		return s != HV_STATE_SHUTOFF && s != HV_STATE_NOSTATE;
+	case HV_VERB_DESTROY:
+		return s == HV_STATE_SHUTOFF;
+	case HV_VERB_PAUSE:
+		return s == HV_STATE_PAUSED;
+	case HV_VERB_RESUME:
+		return s == HV_STATE_RUNNING;
+	default:
+		return false;
+	}
+}
+
+/*
+ * Watches d's state until it shows verb's effect (0) or deadline_ms passes
+ * (-ETIMEDOUT). A domain that left the tree shows a destroy.
+ */
+static int await_effect(struct dom *d, enum hv_verb verb, int64_t deadline_ms)
+{
+	for (;;) {
+		enum hv_state s;
+		struct dom *still;
+		/* Evented: what events say, never an answer from a QEMU on its
+		 * way out that would run ahead of its last events. */
+		int r = source_evented(d->src) ?
+			(dom_state_cached(d, &s) ? 0 : -EAGAIN) :
+			dom_state(d, &s, NULL);
+
+		if (r == 0 && verb_shows(verb, s))
+			return 0;
+		if (verb == HV_VERB_DESTROY) {
+			still = tree_find_slot(d->slot);
+			dom_unref(still);
+			if (!still || r == -ENOENT)
+				return 0;
+		}
+		if (tree_now_ms() + VERB_POLL_MS > deadline_ms)
+			return -ETIMEDOUT;
+		usleep(VERB_POLL_MS * 1000);
+	}
+}
+
+/*
+ * A destroy the peer answered: returns once the domain reads shutoff and a
+ * listing made after that says whether it stays (a persistent libvirt
+ * domain, a QMP socket that stays) or has left (a transient domain, a
+ * QEMU that removed its socket), so that a read right after the write
+ * gives the same answer every time: `shutoff`, or ENOENT. Not later than
+ * deadline_ms: the destroy succeeded in any case.
+ */
+static int destroy_settle(struct dom *d, int64_t deadline_ms)
+{
+	if (await_effect(d, HV_VERB_DESTROY, deadline_ms) == 0)
+		tree_relist(d, deadline_ms);
+	else
+		dom_state_unsure(d);
+	return 0;
+}
+
+/*
+ * The call ran out of time, but the peer may have acted (libvirt's destroy
+ * goes on after we stop waiting): a verb whose effect shows in time
+ * succeeds; else ETIMEDOUT, with an error line that says the outcome is
+ * unknown.
+ */
+static int verb_timed_out(struct dom *d, enum hv_verb verb, int64_t start_ms,
+			  char **ret_error)
+{
+	int64_t deadline = start_ms + verb_deadline_ms(verb);
+	bool visible = false;
+
+	for (unsigned s = 0; s < HV_STATE_COUNT; s++)
+		visible = visible || verb_shows(verb, s);
+	if (visible && await_effect(d, verb, deadline) == 0) {
+		clear_error(ret_error);
+		return verb == HV_VERB_DESTROY ? destroy_settle(d, deadline) : 0;
+	}
+	dom_state_unsure(d);
+	clear_error(ret_error);
+	return hv_error(ret_error, -ETIMEDOUT, "no answer within %g s, and %s: "
+			"the outcome is unknown", hvfs_opts.timeout_ms / 1000.0,
+			visible ? "the state does not show it" :
+				  "no state shows this verb");
+}
+
 static int write_control(struct dom *d, const char *buf, size_t len,
 			 char **ret_reply, size_t *ret_reply_len,
 			 char **ret_error)
 {
+	int64_t start_ms = tree_now_ms();
 	enum hv_verb verb;
 	int r = hv_verb_parse(buf, len, &verb);
 
@@ -140,7 +258,10 @@ static int write_control(struct dom *d, const char *buf, size_t len,
 		char shown[64];
 		size_t n = 0;
 
-		/* Show the rejected input, made printable and short. */
+		/* Show the rejected input, made printable and short, without
+		 * the newline echo adds. */
+		if (len > 0 && buf[len - 1] == '\n')
+			len--;
 		for (size_t i = 0; i < len && n + 5 < sizeof(shown); i++) {
 			unsigned char c = buf[i];
 
@@ -153,6 +274,17 @@ static int write_control(struct dom *d, const char *buf, size_t len,
 		return hv_error(ret_error, r, "unknown verb \"%s\"", shown);
 	}
 	r = hv_control(d->src->conn, d->hv_name, verb, ret_error);
+	if (r == -ETIMEDOUT)
+		return verb_timed_out(d, verb, start_ms, ret_error);
+	/* A QEMU may close its monitor before its answer to quit is out. */
+	if (r == -ENOTCONN && verb == HV_VERB_DESTROY &&
+	    source_evented(d->src) &&
+	    await_effect(d, verb, start_ms + verb_deadline_ms(verb)) == 0) {
+		clear_error(ret_error);
+		r = 0;
+	}
+	if (r == 0 && verb == HV_VERB_DESTROY)
+		return destroy_settle(d, start_ms + verb_deadline_ms(verb));
 	/* Even a failed verb may have done something. A read that follows
 	 * must not answer from before it. */
 	dom_state_unsure(d);

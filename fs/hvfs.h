@@ -25,6 +25,7 @@
 
 #define HVFS_MAX_THREADS 128
 #define HVFS_MALLOC_ARENAS 2
+#define HVFS_LOG_DIR "/run/hvfs" /* logs when there is no syslog */
 #define HVFS_ENTRY_TIMEOUT 0.5
 #define HVFS_ATTR_TIMEOUT 0.5
 /* The files of the levels above the domains: hidden from globs and plain
@@ -37,6 +38,8 @@ struct hvfs_options {
 	bool foreground;     /* -f */
 	bool debug;          /* -d */
 	bool allow_other;    /* -o allow_other: also turns on default_permissions */
+	bool nonempty;       /* -o nonempty: may mount over files or a mount */
+	const char *logfile; /* -o logfile=PATH */
 	bool have_ctlgroup;  /* -o ctlgroup=NAME */
 	gid_t ctlgroup;
 };
@@ -44,10 +47,32 @@ struct hvfs_options {
 /* Set once by main() before the session starts; read-only afterwards. */
 extern struct hvfs_options hvfs_opts;
 
-/* log.c: stderr in the foreground, syslog otherwise. */
+/*
+ * log.c: stderr in the foreground; in the background syslog, or the file
+ * hvfs_log_file() opened (appended to, one time-stamped line a message).
+ */
 void hvfs_log_init(bool foreground, bool debug);
+/* Logs to path from the next hvfs_log_init(false, ...) on; or -errno. */
+int hvfs_log_file(const char *path);
 void hvfs_log(int prio, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+
+/* ---- mount.c: our mount, and no other ---- */
+
+#define MOUNT_DEV_MAX 32
+/* The device ("MAJ:MIN") of the mount at path, just made: 0 or -errno. */
+int mount_identify(const char *path, char ret_dev[MOUNT_DEV_MAX]);
+/* Whether the topmost mount at path is dev: only then may we unmount it. */
+bool mount_is_ours(const char *path, const char *dev);
+/* Makes fuse_session_unmount(se) free se's mount state without unmounting
+ * (the mount at the path is not ours); ends our connection. */
+void mount_disown(struct fuse_session *se);
+/* Whether se's connection to the kernel still lives. */
+bool mount_connected(struct fuse_session *se);
+/* Ends se (waking the calling thread, which runs its loop) once no mount of
+ * dev is left in this mount namespace (`fusermount3 -u` while another
+ * namespace holds a copy). */
+int mount_watch(struct fuse_session *se, const char *dev);
 
 /* ---- inode numbers ---- */
 
@@ -92,6 +117,8 @@ struct listed {
 	char *name;          /* escaped */
 };
 
+#define SOURCE_LEFT_MAX 16
+
 /* One -c / --qmp-dir / --qmp: a connection to a driver. */
 struct source {
 	char *uri;
@@ -109,6 +136,10 @@ struct source {
 	/* Guarded by the tree lock. */
 	struct listed *listing;
 	size_t n_listing;
+	/* Driver names of the domains that left last, whose leaving the tree
+	 * said: the peer's own late lines about them are not repeated. */
+	char *left[SOURCE_LEFT_MAX];
+	unsigned left_next;
 
 	/* One listing at a time. */
 	pthread_mutex_t list_lock;
@@ -120,6 +151,9 @@ struct source {
 	pthread_mutex_t kick_lock;
 	pthread_cond_t kick_cond;
 	bool kicked;
+	/* Atomic, under list_lock: listings begun and ended, for
+	 * tree_relist(). */
+	uint64_t listings_begun, listings;
 };
 
 struct dom {
@@ -132,6 +166,7 @@ struct dom {
 	/* Guarded by the tree lock. */
 	unsigned refs;
 	bool gone;           /* left the tree; kept alive by references only */
+	bool prefetching;    /* in a prefetch batch (tree.c) */
 
 	/* Guarded by lock. */
 	pthread_mutex_t lock;
@@ -146,6 +181,10 @@ struct dom {
 	struct rich *rich;   /* rich.c's cache (query/, block/ names) */
 	struct fuse_pollhandle **watchers; /* pollers waiting for a change */
 	size_t n_watchers;
+	/* What its events files were last told (tree.c), so that a domain that
+	 * leaves always ends with its final state, then its leaving. */
+	bool told_shutoff;   /* the last state line said shutoff */
+	bool told_undefined; /* the last line was an undefined line */
 };
 
 /* Records a source given on the command line (opened by tree_open()). */
@@ -186,6 +225,14 @@ void tree_kick(void);
 struct dom *tree_find_name(int host, const char *name);
 struct dom *tree_find_slot(uint64_t slot);
 struct dom *tree_find_hv(struct source *src, const char *hv_name);
+/*
+ * Has d's source listed again (by its worker) and waits for that listing,
+ * until deadline_ms (CLOCK_MONOTONIC, ms). Returns whether d is still in
+ * the tree.
+ */
+bool tree_relist(struct dom *d, int64_t deadline_ms);
+/* CLOCK_MONOTONIC in milliseconds. */
+int64_t tree_now_ms(void);
 struct dom *dom_unref(struct dom *d);
 
 /* A directory entry, as readdir hands it out. */
@@ -220,6 +267,8 @@ char *tree_escape_name(const char *name);
 /* ---- dom.c: the facts of one domain, cached while events keep them true */
 
 int dom_state(struct dom *d, enum hv_state *ret, char **ret_error);
+/* The state events (or a fetch) made known, without asking; false if none. */
+bool dom_state_cached(struct dom *d, enum hv_state *ret);
 int dom_version(struct dom *d, char **ret, char **ret_error);
 int dom_uuid(struct dom *d, char **ret, char **ret_error);
 /* Forgets every cached fact (the domain may be another process now). */
@@ -245,11 +294,21 @@ struct stream;
 /* d NULL: every domain's events of host (-1: of every host). */
 struct stream *stream_open(struct dom *d, int host);
 void stream_release(struct stream *s);
-void stream_read(fuse_req_t req, struct stream *s, size_t size, int flags);
+/* With nothing queued: end-of-file if eof_when_empty, else EAGAIN with
+ * O_NONBLOCK in flags, else the read waits for the next line. */
+void stream_read(fuse_req_t req, struct stream *s, size_t size, int flags,
+		 bool eof_when_empty);
+/* When the last event was published (microseconds since the epoch), or 0;
+ * the bytes of all events lines made so far. */
+int64_t events_last_us(void);
+uint64_t events_published_bytes(void);
 unsigned stream_poll(struct stream *s, struct fuse_pollhandle *ph);
 /* Hands an event of src (about d, if known) to every stream that wants it. */
 void events_publish(struct source *src, struct dom *d, const char *domain_name,
 		    const struct hv_event *ev);
+/* Ends the events files of the domain in slot (it left the tree): their
+ * readers get what is queued, then end of file. */
+void events_end_domain(uint64_t slot);
 
 /* ---- files.c: the files of a domain ---- */
 

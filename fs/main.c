@@ -6,14 +6,17 @@
  * multi-threaded FUSE loop built by hand: Debian's libfuse 3.14 ignores
  * max_threads in fuse_main().
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <grp.h>
+#include <limits.h>
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <syslog.h>
 #include <unistd.h>
 
@@ -22,6 +25,8 @@
 struct hvfs_options hvfs_opts = { .timeout_ms = 5000 };
 
 static size_t n_source_args;
+static char *mountpoint_abs; /* the canonical MOUNTPOINT */
+static char *fsname;         /* the -ofsname=... handed to FUSE */
 static char *first_uri; /* names the mount when it is the only source */
 
 static void usage(FILE *f)
@@ -47,6 +52,8 @@ static void usage(FILE *f)
 "                         ctlgroup=GROUP (that group may use what root may:\n"
 "                         control, memory, qmp, query/, screen.png),\n"
 "                         allow_other (also turns on default_permissions),\n"
+"                         nonempty (mount over files or a mount),\n"
+"                         logfile=PATH (the background daemon's log),\n"
 "                         and any FUSE mount option; fstab's own (_netdev,\n"
 "                         nofail, noauto, user, x-*, ...) are ignored\n"
 "  -f                     stay in the foreground, log to stderr\n"
@@ -55,11 +62,62 @@ static void usage(FILE *f)
 "  -V, --version          the version\n");
 }
 
+/*
+ * path made absolute, so that it means the same after detach()'s chdir("/"):
+ * resolved when it exists, else joined to the working directory (a socket
+ * may not exist yet). malloc'd; NULL on ENOMEM.
+ */
+static char *absolute(const char *path, size_t len)
+{
+	char *p = strndup(path, len), *r = NULL, cwd[PATH_MAX];
+
+	if (!p || p[0] == '/')
+		return p;
+	r = realpath(p, NULL);
+	if (!r && getcwd(cwd, sizeof(cwd)) && asprintf(&r, "%s/%s", cwd, p) < 0)
+		r = NULL;
+	free(p);
+	return r;
+}
+
+/*
+ * uri with every local path in it absolute: qmp-dir:DIR, qmp:NAME=unix:PATH
+ * and a libvirt URI's socket=PATH. malloc'd; NULL on ENOMEM.
+ */
+static char *absolute_uri(const char *uri)
+{
+	const char *at = NULL, *end, *eq;
+	char *abs, *r;
+	bool in_query = false;
+
+	if (strncmp(uri, "qmp-dir:", 8) == 0) {
+		at = uri + 8;
+	} else if (strncmp(uri, "qmp:", 4) == 0) {
+		eq = strchr(uri, '=');
+		if (eq && strncmp(eq + 1, "unix:", 5) == 0)
+			at = eq + 6;
+	} else if ((at = strstr(uri, "?socket=")) ||
+		   (at = strstr(uri, "&socket="))) {
+		at += 8;
+		in_query = true;
+	}
+	if (!at || *at == '/' || !*at)
+		return strdup(uri);
+	end = at + strcspn(at, in_query ? "&" : "");
+	abs = absolute(at, end - at);
+	if (!abs || asprintf(&r, "%.*s%s%s", (int)(at - uri), uri, abs,
+			     end) < 0)
+		r = NULL;
+	free(abs);
+	return r;
+}
+
 static int add_source(const char *arg, bool may_be_named)
 {
 	const char *eq = strchr(arg, '='), *colon = strchr(arg, ':');
 	char *label = NULL;
 	const char *uri = arg;
+	char *abs_uri = NULL;
 	int r;
 
 	/* NAME=URI: a name has no ':' (a URI's query may hold '='). */
@@ -75,13 +133,13 @@ static int add_source(const char *arg, bool may_be_named)
 			return -EINVAL;
 		}
 	}
-	r = tree_add_source(uri, label);
+	uri = abs_uri = absolute_uri(uri);
+	r = uri ? tree_add_source(uri, label) : -ENOMEM;
 	free(label);
-	if (r < 0)
-		return r;
-	if (!n_source_args++ && !(first_uri = strdup(uri)))
-		return -ENOMEM;
-	return 0;
+	if (r == 0 && !n_source_args++ && !(first_uri = strdup(uri)))
+		r = -ENOMEM;
+	free(abs_uri);
+	return r;
 }
 
 /*
@@ -134,6 +192,19 @@ static int parse_o(const char *opts, struct fuse_args *fargs)
 				hvfs_opts.ctlgroup = g->gr_gid;
 				hvfs_opts.have_ctlgroup = true;
 			}
+		} else if (strcmp(tok, "nonempty") == 0) {
+			hvfs_opts.nonempty = true;
+		} else if (strncmp(tok, "logfile=", 8) == 0) {
+			if (tok[8] != '/') {
+				fprintf(stderr, "hvfs: %s: needs an absolute "
+					"path\n", tok);
+				r = -EINVAL;
+			} else {
+				free((char *)hvfs_opts.logfile);
+				hvfs_opts.logfile = strdup(tok + 8);
+				if (!hvfs_opts.logfile)
+					r = -ENOMEM;
+			}
 		} else if (!ignored_o(tok)) {
 			if (strcmp(tok, "allow_other") == 0)
 				hvfs_opts.allow_other = true;
@@ -144,6 +215,90 @@ static int parse_o(const char *opts, struct fuse_args *fargs)
 	}
 	free(copy);
 	return r;
+}
+
+/*
+ * Refuses a mountpoint with something in it, or that is a mount itself, so
+ * that nothing is hidden by mistake: unless -o nonempty.
+ */
+static int check_mountpoint(const char *path)
+{
+	struct statx stx;
+	struct dirent *de;
+	bool empty = true;
+	DIR *dir;
+
+	if (hvfs_opts.nonempty)
+		return 0;
+	if (statx(AT_FDCWD, path, 0, STATX_BASIC_STATS, &stx) < 0) {
+		fprintf(stderr, "hvfs: %s: %s\n", path, strerror(errno));
+		return -errno;
+	}
+	if ((stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) &&
+	    (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT)) {
+		fprintf(stderr, "hvfs: %s is a mount point already; give "
+			"-o nonempty to mount over it\n", path);
+		return -EBUSY;
+	}
+	dir = opendir(path);
+	if (!dir) /* not a directory: FUSE says why */
+		return 0;
+	while (empty && (de = readdir(dir)))
+		empty = strcmp(de->d_name, ".") == 0 ||
+			strcmp(de->d_name, "..") == 0;
+	closedir(dir);
+	if (!empty) {
+		fprintf(stderr, "hvfs: %s is not empty; give -o nonempty to "
+			"mount over it\n", path);
+		return -ENOTEMPTY;
+	}
+	return 0;
+}
+
+/*
+ * Where a background daemon logs: -o logfile=PATH; else syslog; and on a
+ * host without syslog (no /dev/log), /run/hvfs/NAME.log, NAME being the
+ * mountpoint's path with '/' as '-' (/mnt/hv: mnt-hv.log). Said on stderr
+ * before detaching when nothing can be kept.
+ */
+static int open_log(const char *mountpoint)
+{
+	struct stat st;
+	char *path = NULL;
+	int r;
+
+	if (hvfs_opts.foreground)
+		return 0;
+	if (hvfs_opts.logfile) {
+		r = hvfs_log_file(hvfs_opts.logfile);
+		if (r < 0)
+			fprintf(stderr, "hvfs: logfile %s: %s\n",
+				hvfs_opts.logfile, strerror(-r));
+		return r;
+	}
+	if (stat("/dev/log", &st) == 0 && S_ISSOCK(st.st_mode))
+		return 0;
+	while (*mountpoint == '/')
+		mountpoint++;
+	if (asprintf(&path, HVFS_LOG_DIR "/%s.log",
+		     *mountpoint ? mountpoint : "root") < 0)
+		return -ENOMEM;
+	for (char *c = path + strlen(HVFS_LOG_DIR) + 1; *c; c++)
+		if (*c == '/')
+			*c = '-';
+	if (mkdir(HVFS_LOG_DIR, 0755) < 0 && errno != EEXIST)
+		r = -errno;
+	else
+		r = hvfs_log_file(path);
+	if (r < 0)
+		fprintf(stderr, "hvfs: no syslog (/dev/log) and %s: %s: "
+			"messages are lost (give -o logfile=PATH)\n", path,
+			strerror(-r));
+	else
+		fprintf(stderr, "hvfs: no syslog (/dev/log): logging to %s\n",
+			path);
+	free(path);
+	return 0;
 }
 
 /*
@@ -187,6 +342,18 @@ static void log_lib_debug(const char *msg)
 	hvfs_log(LOG_DEBUG, "%s", msg);
 }
 
+/* Leaves before anything was started: frees what the leak checker would
+ * otherwise report (the sources stay reachable from the tree). */
+static int early_exit(struct fuse_args *fargs, int status)
+{
+	fuse_opt_free_args(fargs);
+	free((char *)hvfs_opts.logfile);
+	free(mountpoint_abs);
+	free(fsname);
+	free(first_uri);
+	return status;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -201,7 +368,7 @@ int main(int argc, char **argv)
 	struct fuse_loop_config *loop = NULL;
 	struct fuse_session *se = NULL;
 	const char *mountpoint;
-	char *fsname = NULL;
+	char mount_dev[MOUNT_DEV_MAX] = "";
 	int c, r, status_fd = -1, ret = 1;
 
 	if (fuse_opt_add_arg(&fargs, argv[0]) < 0)
@@ -223,8 +390,18 @@ int main(int argc, char **argv)
 			break;
 		}
 		case 'q': {
+			const char *eq = strchr(optarg, '=');
 			char *uri;
 
+			/* The syntax is the command line's: a mistake is 2. */
+			if (!eq || eq == optarg ||
+			    (strncmp(eq + 1, "unix:", 5) != 0 &&
+			     strncmp(eq + 1, "tcp:", 4) != 0)) {
+				fprintf(stderr, "hvfs: --qmp %s: expected "
+					"NAME=unix:PATH or NAME=tcp:HOST:PORT\n",
+					optarg);
+				return early_exit(&fargs, 2);
+			}
 			r = asprintf(&uri, "qmp:%s", optarg) < 0 ? -ENOMEM : 0;
 			if (!r) {
 				r = add_source(uri, false);
@@ -252,31 +429,40 @@ int main(int argc, char **argv)
 			return 0;
 		default:
 			usage(stderr);
-			return 2;
+			return early_exit(&fargs, 2);
 		}
 		if (r < 0)
-			return 2;
+			return early_exit(&fargs, 2);
 	}
 	if (argc - optind == 2) {
 		if (add_source(argv[optind++], false) < 0)
-			return 1;
+			return early_exit(&fargs, 1);
 	}
 	if (argc - optind != 1) {
 		usage(stderr);
-		return 2;
+		return early_exit(&fargs, 2);
 	}
-	mountpoint = argv[optind];
+	/* Canonical: the daemon works from "/", must unmount this path, and
+	 * finds its mount by it in /proc/self/mountinfo. */
+	mountpoint = mountpoint_abs = realpath(argv[optind], NULL);
+	if (!mountpoint) {
+		fprintf(stderr, "hvfs: %s: %s\n", argv[optind],
+			strerror(errno));
+		return early_exit(&fargs, 1);
+	}
 	if (n_source_args == 0 && add_source("qemu:///system", false) < 0)
-		return 1;
+		return early_exit(&fargs, 1);
 
 	if (hvfs_opts.allow_other &&
 	    fuse_opt_add_arg(&fargs, "-odefault_permissions") < 0)
-		return 1;
+		return early_exit(&fargs, 1);
 	if (asprintf(&fsname, "-ofsname=%s,subtype=hvfs",
 		     n_source_args == 1 ? first_uri : "hvfs") < 0 ||
 	    fuse_opt_add_arg(&fargs, fsname) < 0)
-		return 1;
+		return early_exit(&fargs, 1);
 
+	if (check_mountpoint(mountpoint) < 0 || open_log(mountpoint) < 0)
+		return early_exit(&fargs, 1);
 	if (!hvfs_opts.foreground && detach(&status_fd) < 0) {
 		perror("hvfs: fork");
 		return 1;
@@ -304,6 +490,10 @@ int main(int argc, char **argv)
 		goto out;
 	if (fuse_session_mount(se, mountpoint) < 0)
 		goto out_signals;
+	if (mount_identify(mountpoint, mount_dev) < 0 ||
+	    mount_watch(se, mount_dev) < 0)
+		hvfs_log(LOG_WARNING, "cannot tell our mount from others: a "
+			 "copy in another namespace keeps the daemon running");
 
 	if (!hvfs_opts.foreground) {
 		report(status_fd, 0);
@@ -324,9 +514,19 @@ int main(int argc, char **argv)
 	fuse_loop_cfg_set_clone_fd(loop, 1);
 	ret = fuse_session_loop_mt(se, loop) < 0 ? 1 : 0;
 	fuse_loop_cfg_destroy(loop);
-	hvfs_log(LOG_INFO, "unmounting %s", mountpoint);
 
 out_unmount:
+	/* Only our own mount: another may have taken the path since ours was
+	 * unmounted here (while a copy elsewhere kept it alive). */
+	if (!mount_connected(se)) {
+		/* Unmounted already: libfuse only frees its state. */
+	} else if (!mount_dev[0] || mount_is_ours(mountpoint, mount_dev)) {
+		hvfs_log(LOG_INFO, "unmounting %s", mountpoint);
+	} else {
+		hvfs_log(LOG_INFO, "the mount at %s is not ours now: not "
+			 "unmounting it", mountpoint);
+		mount_disown(se);
+	}
 	fuse_session_unmount(se);
 out_signals:
 	fuse_remove_signal_handlers(se);
@@ -339,5 +539,7 @@ out:
 	fuse_opt_free_args(&fargs);
 	free(first_uri);
 	free(fsname);
+	free(mountpoint_abs);
+	free((char *)hvfs_opts.logfile);
 	return ret;
 }

@@ -20,6 +20,7 @@
 /* An open file: the domain it belongs to and the snapshot of its contents. */
 struct handle {
 	struct dom *dom;             /* NULL for the files above domains */
+	fuse_ino_t ino;
 	enum file_kind kind;
 	struct stream *stream;       /* events files */
 	uint64_t seen;               /* state: dom_state_gen() at the last read */
@@ -28,6 +29,11 @@ struct handle {
 	size_t len;
 	bool filled;
 	bool fixed;                  /* contents made at open, never again */
+	bool ran;                    /* control: this open file ran its verb */
+	bool as_file;                /* atomic: a stream read as a file */
+	/* A stream's follower (see op_getattr), on the followers list. */
+	pid_t follower;              /* under followers_lock */
+	struct handle *next_follower;
 	/* Where buf starts in the file: 0, until a write; then where the
 	 * write ended, so a read after a write gets the contents from their
 	 * start: an exchange file's reply, or a value file's contents made
@@ -43,6 +49,9 @@ struct dirhandle {
 };
 
 static time_t mount_time;
+
+static pthread_mutex_t followers_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct handle *followers;
 
 /* The levels above the domains (tree.c): the root and host directories. */
 static bool is_top(fuse_ino_t ino)
@@ -79,13 +88,29 @@ static void fill_attr(fuse_ino_t ino, struct stat *st)
 	}
 	st->st_mode = S_IFREG | file_mode(kind);
 	st->st_nlink = 1;
+	if (file_types[kind].stream && events_last_us()) {
+		/* tail -f looks for a change of size or mtime (see op_read). */
+		int64_t us = events_last_us();
+
+		st->st_mtim.tv_sec = us / 1000000;
+		st->st_mtim.tv_nsec = us % 1000000 * 1000;
+	}
+}
+
+/*
+ * A stream's attributes are never cached: its mtime moves with every event,
+ * and an lseek(SEEK_END) then asks us with the open file (see op_getattr).
+ */
+static double attr_timeout(fuse_ino_t ino)
+{
+	return file_types[ino_kind(ino)].stream ? 0 : HVFS_ATTR_TIMEOUT;
 }
 
 static void reply_entry(fuse_req_t req, fuse_ino_t ino)
 {
 	struct fuse_entry_param e = {
 		.ino = ino,
-		.attr_timeout = HVFS_ATTR_TIMEOUT,
+		.attr_timeout = attr_timeout(ino),
 		.entry_timeout = HVFS_ENTRY_TIMEOUT,
 	};
 
@@ -149,6 +174,40 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	dom_unref(d);
 }
 
+/*
+ * How `tail -f` follows an events file. Only lseek(SEEK_END, SEEK_DATA,
+ * SEEK_HOLE) asks for a stream's attributes with an open file (fi): its
+ * reader looks for the end, as tail does. That open file then reads as a
+ * file: what is queued, then end-of-file instead of waiting. And to the
+ * process (thread) that asked, the stream's size is the count of event bytes
+ * published so far, which grows with every event: tail on a network file
+ * system such as FUSE reads as many new bytes as the size grew, when the
+ * size or mtime changed. To everyone else the size stays 0, so that tar and
+ * rsync, which trust it, copy an empty file and never wait.
+ */
+static bool follows(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	pid_t pid = fuse_req_ctx(req)->pid;
+	bool found = false;
+
+	pthread_mutex_lock(&followers_lock);
+	if (fi) {
+		struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+
+		__atomic_store_n(&h->as_file, true, __ATOMIC_RELAXED);
+		if (!h->follower) {
+			h->next_follower = followers;
+			followers = h;
+		}
+		h->follower = pid;
+		found = true;
+	}
+	for (struct handle *h = followers; h && !found; h = h->next_follower)
+		found = h->follower == pid && h->ino == ino;
+	pthread_mutex_unlock(&followers_lock);
+	return found;
+}
+
 static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 		       struct fuse_file_info *fi)
 {
@@ -173,7 +232,9 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 		}
 	}
 	fill_attr(ino, &st);
-	fuse_reply_attr(req, &st, HVFS_ATTR_TIMEOUT);
+	if (file_types[ino_kind(ino)].stream && follows(req, ino, fi))
+		st.st_size = events_published_bytes();
+	fuse_reply_attr(req, &st, attr_timeout(ino));
 }
 
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
@@ -197,10 +258,13 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 	 * `echo verb > control` opens with O_TRUNC, which arrives here as a
 	 * size change: accept it on files one may write, and nothing else.
 	 */
-	if ((to_set & ~(FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME |
-			FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
-			FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME)) ||
-	    !file_types[ino_kind(ino)].write) {
+	if (to_set & ~(FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME |
+		       FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
+		       FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME)) {
+		reply_err(req, EPERM); /* chmod, chown: modes are the tree's */
+		return;
+	}
+	if (!file_types[ino_kind(ino)].write) {
 		reply_err(req, EACCES);
 		return;
 	}
@@ -333,6 +397,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	h->dom = d;
+	h->ino = ino;
 	h->kind = kind;
 	h->arg = arg;
 	/* qmp: reads give the reply to this open file's last write. */
@@ -350,7 +415,10 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	pthread_mutex_init(&h->lock, NULL);
 	fi->fh = (uintptr_t)h;
 	fi->direct_io = 1;
-	fi->nonseekable = t->stream;
+	/* A stream opened with O_NOFOLLOW is being walked by a copy (cp -r,
+	 * grep -r, rsync): it gets what is queued, then end-of-file. Streams
+	 * are seekable, as tail -c +1 wants; their reads ignore the offset. */
+	h->as_file = t->stream && (fi->flags & O_NOFOLLOW);
 	fuse_reply_open(req, fi);
 }
 
@@ -363,7 +431,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	size_t n = 0;
 
 	if (h->stream) {
-		stream_read(req, h->stream, size, fi->flags);
+		stream_read(req, h->stream, size, fi->flags,
+			    __atomic_load_n(&h->as_file, __ATOMIC_RELAXED));
 		return;
 	}
 	pthread_mutex_lock(&h->lock);
@@ -430,9 +499,22 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 	size_t reply_len = 0;
 	int r, shown = 0;
 
-	/* Offsets mean nothing to a command file: each write is one command
-	 * (an exchange file's offset only says where its reply starts). */
-	r = t->write(h->dom, buf, size, &reply, &reply_len, &err);
+	/*
+	 * Offsets mean nothing to a command file: each write is one command
+	 * (an exchange file's offset only says where its reply starts). A
+	 * control file takes one verb per open: bash's `echo -e 'a\nb'`
+	 * writes line by line, and two lines are not a verb.
+	 */
+	pthread_mutex_lock(&h->lock);
+	if (h->kind == FK_CONTROL && h->ran)
+		r = hv_error(&err, -EINVAL, "one verb per open: this open file "
+			     "already ran one; nothing more is run");
+	else
+		r = 0;
+	h->ran = true;
+	pthread_mutex_unlock(&h->lock);
+	if (r == 0)
+		r = t->write(h->dom, buf, size, &reply, &reply_len, &err);
 	if (r == 0) {
 		pthread_mutex_lock(&h->lock);
 		h->base = off + (off_t)size;
@@ -471,6 +553,15 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 
 	if (h->stream)
 		stream_release(h->stream);
+	pthread_mutex_lock(&followers_lock);
+	for (struct handle **p = &followers; h->follower && *p;
+	     p = &(*p)->next_follower) {
+		if (*p == h) {
+			*p = h->next_follower;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&followers_lock);
 	dom_unref(h->dom);
 	pthread_mutex_destroy(&h->lock);
 	free(h->buf);
@@ -512,6 +603,72 @@ static void op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
 	fuse_reply_poll(req, revents);
 }
 
+/*
+ * The names in the tree are the hypervisors' to make: nothing may be
+ * created, removed, renamed or linked. EPERM as sysfs and /proc answer;
+ * creating a file is EACCES, as there (the directories are 0555). Without
+ * these FUSE would say ENOSYS, "Function not implemented".
+ */
+static void op_forbid_name(fuse_req_t req)
+{
+	reply_err(req, EPERM);
+}
+
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
+		     mode_t mode, dev_t rdev)
+{
+	op_forbid_name(req);
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
+		     mode_t mode)
+{
+	op_forbid_name(req);
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	op_forbid_name(req);
+}
+
+static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
+		       const char *name)
+{
+	op_forbid_name(req);
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      fuse_ino_t newparent, const char *newname,
+		      unsigned int flags)
+{
+	op_forbid_name(req);
+}
+
+static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
+		    const char *newname)
+{
+	op_forbid_name(req);
+}
+
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      mode_t mode, struct fuse_file_info *fi)
+{
+	reply_err(req, EACCES);
+}
+
+/* No extended attributes to set (reading them stays ENOSYS, which the
+ * kernel turns into EOPNOTSUPP once and remembers). */
+static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			const char *value, size_t size, int flags)
+{
+	reply_err(req, EOPNOTSUPP);
+}
+
+static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	reply_err(req, EOPNOTSUPP);
+}
+
 const struct fuse_lowlevel_ops hvfs_ops = {
 	.init = op_init,
 	.lookup = op_lookup,
@@ -525,4 +682,14 @@ const struct fuse_lowlevel_ops hvfs_ops = {
 	.write = op_write,
 	.release = op_release,
 	.poll = op_poll,
+	.mknod = op_mknod,
+	.mkdir = op_mkdir,
+	.unlink = op_unlink,
+	.rmdir = op_unlink,
+	.symlink = op_symlink,
+	.rename = op_rename,
+	.link = op_link,
+	.create = op_create,
+	.setxattr = op_setxattr,
+	.removexattr = op_removexattr,
 };

@@ -35,6 +35,15 @@ struct rich {
 	uint64_t queries_qemu_gen;
 	unsigned *queries;
 	size_t n_queries;
+	/* Single flight: one fetch of the list at a time; who asks meanwhile
+	 * waits for it and takes its result (kept until the next fetch). */
+	bool fetching;
+	uint64_t fetches;    /* fetches that ended */
+	pthread_cond_t fetched;
+	int fetch_err;
+	char *fetch_error;
+	unsigned *fetch_subs;
+	size_t fetch_n;
 };
 
 void rich_release(struct dom *d)
@@ -47,6 +56,9 @@ void rich_release(struct dom *d)
 		free(r->names[i]);
 	free(r->names);
 	free(r->queries);
+	free(r->fetch_error);
+	free(r->fetch_subs);
+	pthread_cond_destroy(&r->fetched);
 	free(r);
 	d->rich = NULL;
 }
@@ -54,9 +66,18 @@ void rich_release(struct dom *d)
 /* Caller holds d->lock. */
 static struct rich *rich_of(struct dom *d)
 {
-	if (!d->rich)
-		d->rich = calloc(1, sizeof(*d->rich));
+	if (!d->rich && (d->rich = calloc(1, sizeof(*d->rich))))
+		pthread_cond_init(&d->rich->fetched, NULL);
 	return d->rich;
+}
+
+static unsigned *subs_dup(const unsigned *subs, size_t n)
+{
+	unsigned *copy = malloc((n ? n : 1) * sizeof(*copy));
+
+	if (copy && n)
+		memcpy(copy, subs, n * sizeof(*copy));
+	return copy;
 }
 
 /* Caller holds d->lock. The sub of name, added if new; or -errno. */
@@ -345,15 +366,39 @@ out:
 	return 0;
 }
 
+/* Caller holds d->lock. Waits for the fetch in flight (its calls have
+ * deadlines, and a peer that let one pass fails the next at once) and
+ * returns a copy of its result. */
+static int join_fetch(struct dom *d, struct rich *rc, unsigned **ret,
+		      size_t *ret_n, char **ret_error)
+{
+	uint64_t seen = rc->fetches;
+
+	while (rc->fetches == seen)
+		pthread_cond_wait(&rc->fetched, &d->lock);
+	if (rc->fetch_err < 0) {
+		if (rc->fetch_error)
+			hv_error(ret_error, rc->fetch_err, "%s",
+				 rc->fetch_error);
+		return rc->fetch_err;
+	}
+	*ret = subs_dup(rc->fetch_subs, rc->fetch_n);
+	*ret_n = rc->fetch_n;
+	return *ret ? 0 : -ENOMEM;
+}
+
 /*
  * The current QEMU's argument-less queries (subs), from the cache while it
- * holds; none when the domain is not running.
+ * holds; none when the domain is not running. Concurrent askers share one
+ * fetch (the kernel serialises lookups of one name, so without it each
+ * would wait for a hung QEMU in turn).
  */
 static int queries(struct dom *d, unsigned **ret, size_t *ret_n,
 		   char **ret_error)
 {
 	struct rich *rc;
 	unsigned *subs = NULL;
+	char *err = NULL;
 	uint64_t gen, qgen;
 	size_t n = 0;
 	int r;
@@ -362,38 +407,50 @@ static int queries(struct dom *d, unsigned **ret, size_t *ret_n,
 	rc = rich_of(d);
 	if (rc && rc->queries_known && rc->queries_qemu_gen == d->qemu_gen &&
 	    source_evented(d->src)) {
-		subs = malloc((rc->n_queries ? rc->n_queries : 1) *
-			      sizeof(*subs));
+		subs = subs_dup(rc->queries, rc->n_queries);
 		if (subs) {
-			memcpy(subs, rc->queries,
-			       rc->n_queries * sizeof(*subs));
 			*ret = subs;
 			*ret_n = rc->n_queries;
 		}
 		pthread_mutex_unlock(&d->lock);
 		return subs ? 0 : -ENOMEM;
 	}
+	if (rc && rc->fetching) {
+		r = join_fetch(d, rc, ret, ret_n, ret_error);
+		pthread_mutex_unlock(&d->lock);
+		return r;
+	}
+	if (rc)
+		rc->fetching = true;
 	gen = d->gen;
 	qgen = d->qemu_gen;
 	pthread_mutex_unlock(&d->lock);
 	if (!rc)
 		return -ENOMEM;
 
-	r = fetch_queries(d, &subs, &n, ret_error);
+	r = fetch_queries(d, &subs, &n, &err);
 	if (r == -ENODATA) {
-		*ret = NULL;
-		*ret_n = 0;
-		return 0;
+		r = 0;
+		subs = NULL;
+		n = 0;
 	}
-	if (r < 0)
-		return r;
 	pthread_mutex_lock(&d->lock);
+	/* For those who waited. */
+	free(rc->fetch_subs);
+	free(rc->fetch_error);
+	rc->fetch_subs = r == 0 ? subs_dup(subs, n) : NULL;
+	rc->fetch_n = n;
+	rc->fetch_err = r == 0 && !rc->fetch_subs ? -ENOMEM : r;
+	rc->fetch_error = err ? strdup(err) : NULL;
+	rc->fetching = false;
+	rc->fetches++;
+	pthread_cond_broadcast(&rc->fetched);
 	/* Kept only if nothing happened meanwhile (as dom.c does). */
-	if (source_evented(d->src) && d->gen == gen && d->qemu_gen == qgen) {
-		unsigned *copy = malloc((n ? n : 1) * sizeof(*copy));
+	if (r == 0 && source_evented(d->src) && d->gen == gen &&
+	    d->qemu_gen == qgen) {
+		unsigned *copy = subs_dup(subs, n);
 
 		if (copy) {
-			memcpy(copy, subs, n * sizeof(*copy));
 			free(rc->queries);
 			rc->queries = copy;
 			rc->n_queries = n;
@@ -402,6 +459,14 @@ static int queries(struct dom *d, unsigned **ret, size_t *ret_n,
 		}
 	}
 	pthread_mutex_unlock(&d->lock);
+	if (r < 0) {
+		free(subs);
+		if (err)
+			hv_error(ret_error, r, "%s", err);
+		free(err);
+		return r;
+	}
+	free(err);
 	*ret = subs;
 	*ret_n = n;
 	return 0;
@@ -726,8 +791,13 @@ int rich_read_screen(struct dom *d, char **ret, size_t *ret_len,
 static int query_entries(struct dom *d, struct entry **e, size_t *n)
 {
 	unsigned *subs = NULL;
+	char *err = NULL;
 	size_t ns = 0;
-	int r = queries(d, &subs, &ns, NULL);
+	int r = queries(d, &subs, &ns, &err);
+
+	if (r < 0 && r != -ENOMEM)
+		dom_set_error(d, "list query", r, err);
+	free(err);
 
 	for (size_t i = 0; r == 0 && i < ns; i++) {
 		char *name = name_of(d, subs[i]);

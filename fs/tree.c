@@ -44,7 +44,7 @@ static struct dom **by_slot; /* sorted by slot */
 static size_t n_doms;
 static uint64_t next_slot = 1;
 
-static int64_t now_ms(void)
+int64_t tree_now_ms(void)
 {
 	struct timespec t;
 
@@ -118,7 +118,9 @@ static void source_set_error(struct source *s, const char *op, int err,
 	if (!text && s->error)
 		hvfs_log(LOG_NOTICE, "%s: %s is back", h->name, uri);
 	else if (text && !same)
-		hvfs_log(LOG_ERR, "%s: %s", h->name, strchr(text, ' ') + 1);
+		hvfs_log(LOG_ERR, "%s: %.*s", h->name,
+			 (int)strlen(strchr(text, ' ') + 2), /* no "\n" */
+			 strchr(text, ' ') + 1);
 	free(s->error);
 	s->error = text;
 	pthread_mutex_unlock(&h->lock);
@@ -378,6 +380,8 @@ void tree_free(void)
 		struct source *s = sources[i];
 
 		listing_free(s->listing, s->n_listing);
+		for (unsigned k = 0; k < SOURCE_LEFT_MAX; k++)
+			free(s->left[k]);
 		pthread_mutex_destroy(&s->list_lock);
 		pthread_mutex_destroy(&s->kick_lock);
 		pthread_cond_destroy(&s->kick_cond);
@@ -592,10 +596,44 @@ static struct dom *dom_new(struct source *src, const char *hv_name,
 	return d;
 }
 
-/* A name that left the tree, to invalidate in the kernel's cache. */
+/* Caller holds tree_lock. */
+static void remember_left(struct dom *d)
+{
+	struct source *s = d->src;
+	unsigned k = s->left_next++ % SOURCE_LEFT_MAX;
+
+	free(s->left[k]);
+	s->left[k] = strdup(d->hv_name);
+}
+
+/*
+ * Whether ev is the peer's late word about a domain whose leaving the tree
+ * said already (the tree listed it gone before the peer's last events
+ * came); forgets the domain when it comes back. Caller holds tree_lock.
+ */
+static bool said_already_locked(struct source *s, const struct hv_event *ev)
+{
+	bool late = ev->kind == HV_EVENT_UNDEFINED || ev->kind == HV_EVENT_LOST ||
+		    (ev->kind == HV_EVENT_STATE && ev->state == HV_STATE_SHUTOFF);
+
+	for (unsigned k = 0; k < SOURCE_LEFT_MAX; k++) {
+		if (!s->left[k] || strcmp(s->left[k], ev->domain) != 0)
+			continue;
+		if (late)
+			return true;
+		free(s->left[k]);
+		s->left[k] = NULL;
+	}
+	return false;
+}
+
+/* A domain that left the tree: its name, to invalidate in the kernel's
+ * cache, and a reference, to say its leaving in its events files. */
 struct gone {
 	fuse_ino_t parent;
 	char *name;
+	struct dom *dom;
+	bool renamed;   /* the domain stays, under another name */
 };
 
 /*
@@ -667,8 +705,20 @@ static int rebuild_locked(struct gone **ret_gone, size_t *ret_n_gone)
 		} else {
 			d->gone = true;
 			gone[n_gone].parent = tree_parent_of(d);
-			if ((gone[n_gone].name = strdup(d->name)))
+			/* Still listed, under a new name (a clash came or
+			 * went): its directory goes, the domain did not. */
+			gone[n_gone].renamed = false;
+			for (size_t k = 0; k < n; k++)
+				if (names[k]->src == d->src &&
+				    strcmp(names[k]->hv_name, d->hv_name) == 0)
+					gone[n_gone].renamed = true;
+			if (!gone[n_gone].renamed)
+				remember_left(d);
+			if ((gone[n_gone].name = strdup(d->name))) {
+				gone[n_gone].dom = d;
+				d->refs++;
 				n_gone++;
+			}
 			dom_release_watchers(d);
 		}
 		if (--d->refs == 0)
@@ -693,6 +743,59 @@ out:
 	return r;
 }
 
+/* ---- what events files are told ---- */
+
+static void kick(struct source *s);
+
+/* Publishes ev about d and remembers what it said. */
+static void tell(struct dom *d, const char *name, const struct hv_event *ev)
+{
+	pthread_mutex_lock(&d->lock);
+	if (ev->kind == HV_EVENT_STATE)
+		d->told_shutoff = ev->state == HV_STATE_SHUTOFF;
+	d->told_undefined = ev->kind == HV_EVENT_UNDEFINED;
+	pthread_mutex_unlock(&d->lock);
+	events_publish(d->src, d, name, ev);
+}
+
+/* hvfs's own line for a leaving the peer did not state (event "left"). */
+static void tell_left(struct dom *d, enum hv_event_kind kind)
+{
+	struct timespec t;
+	struct hv_event ev = {
+		.kind = kind,
+		.domain = d->hv_name,
+		.state = HV_STATE_SHUTOFF,
+		.name = "left",
+	};
+
+	clock_gettime(CLOCK_REALTIME, &t);
+	ev.seconds = t.tv_sec;
+	ev.micros = t.tv_nsec / 1000;
+	tell(d, d->name, &ev);
+}
+
+/*
+ * d left the tree: its events files get its final state (shutoff) and its
+ * leaving, unless the peer's own events just said so, then end.
+ */
+static void say_left(struct dom *d)
+{
+	bool shutoff, undefined;
+
+	pthread_mutex_lock(&d->lock);
+	shutoff = d->told_shutoff;
+	undefined = d->told_undefined;
+	pthread_mutex_unlock(&d->lock);
+	if (!shutoff) {
+		tell_left(d, HV_EVENT_STATE);
+		undefined = false;
+	}
+	if (!undefined)
+		tell_left(d, HV_EVENT_UNDEFINED);
+	events_end_domain(d->slot);
+}
+
 /*
  * Lists one source and, if that worked, rebuilds the table. With `quiet`,
  * a source whose listing failed a moment ago is left alone (its worker
@@ -712,13 +815,15 @@ static int refresh_source(struct source *s, bool quiet)
 		return -ENOTCONN;
 	pthread_mutex_lock(&s->list_lock);
 	if (quiet && s->failed_ms &&
-	    now_ms() - s->failed_ms < FAILED_QUIET_MS) {
+	    tree_now_ms() - s->failed_ms < FAILED_QUIET_MS) {
 		pthread_mutex_unlock(&s->list_lock);
 		return -EAGAIN;
 	}
+	__atomic_add_fetch(&s->listings_begun, 1, __ATOMIC_RELEASE);
 	r = hv_list_domains(c, &info, &n, &err);
 	if (r < 0) {
-		s->failed_ms = now_ms();
+		s->failed_ms = tree_now_ms();
+		__atomic_add_fetch(&s->listings, 1, __ATOMIC_RELEASE);
 		pthread_mutex_unlock(&s->list_lock);
 		source_set_error(s, "list", r, err);
 		free(err);
@@ -741,6 +846,7 @@ static int refresh_source(struct source *s, bool quiet)
 	}
 	free(info);
 	if (!l) {
+		__atomic_add_fetch(&s->listings, 1, __ATOMIC_RELEASE);
 		pthread_mutex_unlock(&s->list_lock);
 		return -ENOMEM;
 	}
@@ -750,18 +856,42 @@ static int refresh_source(struct source *s, bool quiet)
 	s->n_listing = n_l;
 	r = rebuild_locked(&gone, &n_gone);
 	pthread_mutex_unlock(&tree_lock);
-	pthread_mutex_unlock(&s->list_lock);
 	/* With no lock held: the kernel may call us back while it works. */
 	for (size_t i = 0; i < n_gone; i++) {
+		if (gone[i].renamed)
+			events_end_domain(gone[i].dom->slot);
+		else
+			say_left(gone[i].dom);
 		if (session)
 			fuse_lowlevel_notify_inval_entry(session,
 							 gone[i].parent,
 							 gone[i].name,
 							 strlen(gone[i].name));
 		free(gone[i].name);
+		dom_unref(gone[i].dom);
 	}
 	free(gone);
+	/* Counted once the leaving is said: tree_relist() waits for it. */
+	__atomic_add_fetch(&s->listings, 1, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&s->list_lock);
 	return r;
+}
+
+bool tree_relist(struct dom *d, int64_t deadline_ms)
+{
+	struct source *s = d->src;
+	/* Listings run one at a time: the next one to begin ends as listing
+	 * number begun + 1. */
+	uint64_t next = __atomic_load_n(&s->listings_begun, __ATOMIC_ACQUIRE) + 1;
+	struct dom *still;
+
+	kick(s);
+	while (__atomic_load_n(&s->listings, __ATOMIC_ACQUIRE) < next &&
+	       tree_now_ms() < deadline_ms)
+		usleep(10 * 1000);
+	still = tree_find_slot(d->slot);
+	dom_unref(still);
+	return still != NULL;
 }
 
 void tree_refresh(int host, bool only_unevented)
@@ -964,15 +1094,38 @@ void tree_kick(void)
 		kick(sources[k]);
 }
 
+/*
+ * Prefetching runs on threads of its own, not on the worker: a domain whose
+ * peer hangs holds one of them for a deadline, while the worker goes on
+ * listing and the other domains are fetched. A domain is in one batch at a
+ * time (dom->prefetching); tree_stop() waits for every batch to end.
+ */
 struct prefetch {
 	struct dom **doms;
 	size_t n, next;
+	unsigned threads;    /* still running; the last one frees the batch */
 	pthread_mutex_t lock;
 };
+
+static pthread_mutex_t prefetch_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t prefetch_cond = PTHREAD_COND_INITIALIZER;
+static unsigned prefetch_batches; /* guarded by prefetch_lock */
+
+static void prefetch_batch_end(struct prefetch *p)
+{
+	free(p->doms);
+	pthread_mutex_destroy(&p->lock);
+	free(p);
+	pthread_mutex_lock(&prefetch_lock);
+	prefetch_batches--;
+	pthread_cond_broadcast(&prefetch_cond);
+	pthread_mutex_unlock(&prefetch_lock);
+}
 
 static void *prefetch_thread(void *arg)
 {
 	struct prefetch *p = arg;
+	bool last;
 
 	for (;;) {
 		struct dom *d = NULL;
@@ -980,33 +1133,43 @@ static void *prefetch_thread(void *arg)
 		pthread_mutex_lock(&p->lock);
 		if (p->next < p->n)
 			d = p->doms[p->next++];
+		last = !d && --p->threads == 0;
 		pthread_mutex_unlock(&p->lock);
 		if (!d)
-			return NULL;
+			break;
 		dom_prefetch(d);
+		pthread_mutex_lock(&tree_lock);
+		d->prefetching = false;
+		pthread_mutex_unlock(&tree_lock);
+		dom_unref(d);
 	}
+	if (last)
+		prefetch_batch_end(p);
+	return NULL;
 }
 
 /*
  * Fetches what no domain of s (if evented) has cached yet, several at a
  * time: the peers answer concurrent calls (libvirt multiplexes one
- * connection, each QMP monitor has its own).
+ * connection, each QMP monitor has its own). With `wait`, returns when the
+ * batch is done; else at once.
  */
-static void prefetch(struct source *s)
+static void prefetch(struct source *s, bool wait)
 {
-	struct prefetch p = { .lock = PTHREAD_MUTEX_INITIALIZER };
-	pthread_t threads[PREFETCH_THREADS];
-	size_t started = 0;
+	struct prefetch *p;
+	pthread_attr_t attr;
+	unsigned started = 0;
 
-	if (!source_evented(s))
+	if (!source_evented(s) || !(p = calloc(1, sizeof(*p))))
 		return;
+	pthread_mutex_init(&p->lock, NULL);
 	pthread_mutex_lock(&tree_lock);
-	p.doms = calloc(n_doms ? n_doms : 1, sizeof(*p.doms));
-	for (size_t i = 0; p.doms && i < n_doms; i++) {
+	p->doms = calloc(n_doms ? n_doms : 1, sizeof(*p->doms));
+	for (size_t i = 0; p->doms && i < n_doms; i++) {
 		struct dom *d = by_slot[i];
 		bool need;
 
-		if (d->src != s)
+		if (d->src != s || d->prefetching)
 			continue;
 		pthread_mutex_lock(&d->lock);
 		need = !d->state_known || !d->uuid ||
@@ -1014,21 +1177,38 @@ static void prefetch(struct source *s)
 		pthread_mutex_unlock(&d->lock);
 		if (need) {
 			d->refs++;
-			p.doms[p.n++] = d;
+			d->prefetching = true;
+			p->doms[p->n++] = d;
 		}
 	}
 	pthread_mutex_unlock(&tree_lock);
-	for (; started < PREFETCH_THREADS && started < p.n; started++)
-		if (pthread_create(&threads[started], NULL, prefetch_thread,
-				   &p) != 0)
+	pthread_mutex_lock(&prefetch_lock);
+	prefetch_batches++;
+	pthread_mutex_unlock(&prefetch_lock);
+	p->threads = p->n < PREFETCH_THREADS ? (unsigned)p->n
+					     : PREFETCH_THREADS;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	/* They wait for p->lock, so the count is right before any ends. */
+	pthread_mutex_lock(&p->lock);
+	for (unsigned want = p->threads; started < want; started++) {
+		pthread_t t;
+
+		if (pthread_create(&t, &attr, prefetch_thread, p) != 0)
 			break;
-	if (!started)
-		prefetch_thread(&p);
-	for (size_t i = 0; i < started; i++)
-		pthread_join(threads[i], NULL);
-	for (size_t i = 0; i < p.n; i++)
-		dom_unref(p.doms[i]);
-	free(p.doms);
+	}
+	/* None started (or nothing to do): this thread does the batch. */
+	p->threads = started ? started : 1;
+	pthread_mutex_unlock(&p->lock);
+	pthread_attr_destroy(&attr);
+	if (started == 0)
+		prefetch_thread(p); /* also ends the batch */
+	if (wait) {
+		pthread_mutex_lock(&prefetch_lock);
+		while (prefetch_batches > 0)
+			pthread_cond_wait(&prefetch_cond, &prefetch_lock);
+		pthread_mutex_unlock(&prefetch_lock);
+	}
 }
 
 static void on_event(void *userdata, const struct hv_event *ev);
@@ -1083,7 +1263,7 @@ static void *worker(void *arg)
 		}
 		if (source_conn(s)) {
 			refresh_source(s, false);
-			prefetch(s);
+			prefetch(s, false);
 		}
 		/* A source that is not open, or lost its peer, is retried
 		 * with backoff until a listing works (and its driver has
@@ -1104,22 +1284,39 @@ static void on_event(void *userdata, const struct hv_event *ev)
 	struct source *src = userdata;
 	struct dom *d = ev->domain ? tree_find_hv(src, ev->domain) : NULL;
 	char *escaped = NULL;
+	bool relist = false, off = false, late;
+
+	if (!d && ev->domain) {
+		pthread_mutex_lock(&tree_lock);
+		late = said_already_locked(src, ev);
+		pthread_mutex_unlock(&tree_lock);
+		if (late)
+			return;
+	}
 
 	switch (ev->kind) {
 	case HV_EVENT_DEFINED:
 	case HV_EVENT_UNDEFINED:
-		if (d)
+		if (d) {
+			/* An undefined domain that is off leaves: its final
+			 * state comes first. */
+			pthread_mutex_lock(&d->lock);
+			off = ev->kind == HV_EVENT_UNDEFINED && !d->told_shutoff &&
+			      d->state_known && d->state == HV_STATE_SHUTOFF;
+			pthread_mutex_unlock(&d->lock);
+			if (off)
+				tell_left(d, HV_EVENT_STATE);
 			dom_forget(d);
-		kick(src);
+		}
+		relist = true;
 		break;
 	case HV_EVENT_STATE:
-		if (d) {
+		if (d)
 			dom_set_state(d, ev->state);
-			if (ev->state == HV_STATE_RUNNING)
-				kick(src); /* a new QEMU: fetch its version */
-		} else {
-			kick(src); /* a domain we do not know yet */
-		}
+		/* A domain we do not know yet; a new QEMU (fetch its version);
+		 * a stopped domain, which leaves if it was transient. */
+		relist = !d || ev->state == HV_STATE_RUNNING ||
+			 ev->state == HV_STATE_SHUTOFF;
 		break;
 	case HV_EVENT_LOST:
 		if (ev->domain) {
@@ -1137,14 +1334,22 @@ static void on_event(void *userdata, const struct hv_event *ev)
 			if (by_slot[i]->src == src)
 				dom_forget(by_slot[i]);
 		pthread_mutex_unlock(&tree_lock);
-		kick(src);
+		relist = true;
 		break;
 	case HV_EVENT_HYPERVISOR:
 		break;
 	}
-	if (!d && ev->domain)
-		escaped = tree_escape_name(ev->domain);
-	events_publish(src, d, d ? d->name : escaped, ev);
+	/* Told before the worker re-lists: a domain's own lines come before
+	 * what hvfs says when it leaves. */
+	if (d) {
+		tell(d, d->name, ev);
+	} else {
+		if (ev->domain)
+			escaped = tree_escape_name(ev->domain);
+		events_publish(src, NULL, escaped, ev);
+	}
+	if (relist)
+		kick(src);
 	free(escaped);
 	dom_unref(d);
 }
@@ -1155,7 +1360,7 @@ int tree_start(struct fuse_session *se)
 		if (source_conn(sources[k])) {
 			subscribe(sources[k]);
 			refresh_source(sources[k], false);
-			prefetch(sources[k]);
+			prefetch(sources[k], true);
 		}
 	}
 	session = se;
@@ -1182,5 +1387,10 @@ void tree_stop(void)
 		pthread_join(sources[k]->worker, NULL);
 		sources[k]->worker_running = false;
 	}
+	/* Prefetching ends within a deadline: every call has one. */
+	pthread_mutex_lock(&prefetch_lock);
+	while (prefetch_batches > 0)
+		pthread_cond_wait(&prefetch_cond, &prefetch_lock);
+	pthread_mutex_unlock(&prefetch_lock);
 	session = NULL;
 }

@@ -14,6 +14,22 @@
  * PAUSED). An inactive domain (id -1) is shut off by definition; an active
  * one in neither list (blocked, shutting down, crashed, pmsuspended, or a
  * state that changed between the calls) costs one GET_STATE.
+ *
+ * A domain whose QEMU is stopped makes libvirtd's calls that need that QEMU
+ * hang (the connection itself stays alive: keepalive still answers). When
+ * such a call times out, the DOMAIN is marked unresponsive, never the
+ * connection: its calls that need the QEMU then fail at once with
+ * -ETIMEDOUT, until the late reply to one of the calls that timed out comes
+ * (libvirtd's own "cannot acquire state change lock" excepted: that is
+ * libvirtd giving up, not the QEMU answering), an event of that domain
+ * arrives, or the connection is lost. What libvirtd answers from its own
+ * records (state, lookup, XML, destroy, start) is never held back.
+ *
+ * libvirtd runs one such call per domain at a time anyway (its job lock),
+ * and every call that waits there holds one of its worker threads: so we
+ * send one at a time per domain too, and the others wait here, within their
+ * deadline. Many readers of a hung domain thus cost libvirtd one worker,
+ * not all of them, and other domains keep theirs.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -33,12 +49,27 @@ struct cache_entry {
 	char uuid[VRPC_UUID_BUFLEN];
 };
 
+/* A call about a domain that timed out, waiting for its late reply. */
+struct hung {
+	char uuid[VRPC_UUID_BUFLEN];
+	uint32_t serial;
+};
+
+#define HUNG_MAX 256 /* calls remembered; the oldest is forgotten */
+#define LANES_MAX 256 /* domains with a call to their QEMU in flight */
+
 struct lv {
 	struct vrpc *rpc;
 
-	pthread_mutex_t lock; /* the cache and the subscriber */
+	pthread_mutex_t lock; /* the cache, the hung calls, the subscriber */
 	struct cache_entry *cache;
 	size_t ncache;
+	int timeout_ms;
+	struct hung hung[HUNG_MAX];
+	size_t nhung;
+	char lanes[LANES_MAX][VRPC_UUID_BUFLEN]; /* busy: a call in flight */
+	size_t nlanes;
+	pthread_cond_t lane_free;
 	hv_event_fn fn;
 	void *fn_ud;
 };
@@ -86,6 +117,152 @@ static void cache_drop(struct lv *lv, const char *name)
 	if (e) {
 		free(e->name);
 		*e = lv->cache[--lv->ncache];
+	}
+	pthread_mutex_unlock(&lv->lock);
+}
+
+/* ---- domains whose QEMU does not answer ---- */
+
+/* Whether libvirtd needs the domain's QEMU to answer this call. */
+static bool needs_qemu(uint32_t prog, int32_t proc)
+{
+	if (prog == VRPC_PROGRAM_QEMU)
+		return true;
+	switch (proc) {
+	case VRPC_PROC_DOMAIN_LOOKUP_BY_NAME:
+	case VRPC_PROC_DOMAIN_LOOKUP_BY_UUID:
+	case VRPC_PROC_DOMAIN_GET_STATE:
+	case VRPC_PROC_DOMAIN_GET_XML_DESC:
+	case VRPC_PROC_DOMAIN_DESTROY: /* kills the process: works on a hung one */
+	case VRPC_PROC_DOMAIN_CREATE:
+		return false;
+	}
+	return true;
+}
+
+/* Caller holds lv->lock. */
+static bool hung_locked(struct lv *lv, const char *uuid)
+{
+	for (size_t i = 0; i < lv->nhung; i++)
+		if (!memcmp(lv->hung[i].uuid, uuid, VRPC_UUID_BUFLEN))
+			return true;
+	return false;
+}
+
+/* Caller holds lv->lock. */
+static bool lane_busy_locked(struct lv *lv, const char *uuid)
+{
+	for (size_t i = 0; i < lv->nlanes; i++)
+		if (!memcmp(lv->lanes[i], uuid, VRPC_UUID_BUFLEN))
+			return true;
+	return false;
+}
+
+/*
+ * Before a call that needs the domain's QEMU: -ETIMEDOUT at once while the
+ * domain is known unresponsive; else waits (within the deadline) until no
+ * other such call for it is in flight, and takes its lane.
+ */
+static int lane_enter(struct lv *lv, const char *name, const char *uuid,
+		      char **ret_error)
+{
+	struct timespec dl;
+	bool hung, busy;
+
+	clock_gettime(CLOCK_MONOTONIC, &dl);
+	dl.tv_sec += lv->timeout_ms / 1000;
+	dl.tv_nsec += (long)(lv->timeout_ms % 1000) * 1000000;
+	if (dl.tv_nsec >= 1000000000) {
+		dl.tv_sec++;
+		dl.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&lv->lock);
+	while (!(hung = hung_locked(lv, uuid)) &&
+	       ((busy = lane_busy_locked(lv, uuid)) ||
+		lv->nlanes == LANES_MAX) &&
+	       pthread_cond_timedwait(&lv->lane_free, &lv->lock, &dl) !=
+		       ETIMEDOUT)
+		;
+	busy = !hung && (lane_busy_locked(lv, uuid) ||
+			 lv->nlanes == LANES_MAX);
+	if (!hung && !busy)
+		memcpy(lv->lanes[lv->nlanes++], uuid, VRPC_UUID_BUFLEN);
+	pthread_mutex_unlock(&lv->lock);
+	if (hung)
+		return hv_error(ret_error, -ETIMEDOUT,
+				"%s: not responding (its QEMU busy or hung: a "
+				"call got no reply in time, and nothing came "
+				"since)", name);
+	if (busy)
+		return hv_error(ret_error, -ETIMEDOUT,
+				"%s: not responding (its QEMU busy or hung: an "
+				"earlier call is still unanswered)", name);
+	return 0;
+}
+
+/* After the call: gives the lane back; a timeout of a call that was sent
+ * marks the domain unresponsive until its late reply (serial `late`). */
+static int lane_leave(struct lv *lv, const char *name, const char *uuid,
+		      int r, int64_t late, char **ret_error)
+{
+	pthread_mutex_lock(&lv->lock);
+	for (size_t i = 0; i < lv->nlanes; i++) {
+		if (!memcmp(lv->lanes[i], uuid, VRPC_UUID_BUFLEN)) {
+			memcpy(lv->lanes[i], lv->lanes[--lv->nlanes],
+			       VRPC_UUID_BUFLEN);
+			break;
+		}
+	}
+	if (r == -ETIMEDOUT && late >= 0) {
+		if (lv->nhung == HUNG_MAX)
+			memmove(lv->hung, lv->hung + 1,
+				--lv->nhung * sizeof(*lv->hung));
+		memcpy(lv->hung[lv->nhung].uuid, uuid, VRPC_UUID_BUFLEN);
+		lv->hung[lv->nhung++].serial = (uint32_t)late;
+	}
+	pthread_cond_broadcast(&lv->lane_free);
+	pthread_mutex_unlock(&lv->lock);
+	if (r == -ETIMEDOUT && late >= 0)
+		return hv_error(ret_error, r,
+				"%s: not responding: libvirtd did not answer "
+				"in time (its QEMU busy or hung)", name);
+	return r;
+}
+
+/* Caller holds lv->lock. The domain showed a sign of life. */
+static void hung_clear_locked(struct lv *lv, const char *uuid)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < lv->nhung; i++)
+		if (memcmp(lv->hung[i].uuid, uuid, VRPC_UUID_BUFLEN))
+			lv->hung[k++] = lv->hung[i];
+	lv->nhung = k;
+}
+
+static void hung_clear(struct lv *lv, const char *uuid)
+{
+	pthread_mutex_lock(&lv->lock);
+	hung_clear_locked(lv, uuid);
+	pthread_mutex_unlock(&lv->lock);
+}
+
+/* vrpc's reader: a reply to a call that timed out came after all. */
+static void on_late(void *userdata, uint32_t serial, int error_code)
+{
+	struct lv *lv = userdata;
+
+	if (error_code == 68) /* operation timeout: libvirtd gave up waiting */
+		return;
+	pthread_mutex_lock(&lv->lock);
+	for (size_t i = 0; i < lv->nhung; i++) {
+		if (lv->hung[i].serial == serial) {
+			char uuid[VRPC_UUID_BUFLEN];
+
+			memcpy(uuid, lv->hung[i].uuid, sizeof(uuid));
+			hung_clear_locked(lv, uuid);
+			break;
+		}
 	}
 	pthread_mutex_unlock(&lv->lock);
 }
@@ -156,32 +333,38 @@ static int dom_call(struct lv *lv, const char *name, uint32_t prog,
 		    void *ret, char **ret_error)
 {
 	vrpc_nonnull_domain dom;
-	bool cached = false;
+	bool cached = false, track = needs_qemu(prog, proc);
+	int64_t late = -1, *ret_late = track ? &late : NULL;
 	int r;
 
 	r = resolve(lv, name, &dom, &cached, ret_error);
 	for (int attempt = 0; r == 0; attempt++) {
+		if (track && (r = lane_enter(lv, name, dom.uuid, ret_error)) < 0)
+			break;
+		late = -1;
 		if (cmd) {
 			vrpc_qemu_domain_monitor_command_args a = {
 				.dom = dom, .cmd = (char *)cmd, .flags = flags,
 			};
 
-			r = vrpc_call(lv->rpc, prog, proc,
+			r = vrpc_call_tracked(lv->rpc, prog, proc,
 				VRPC_XDR(xdr_vrpc_qemu_domain_monitor_command_args),
-				&a, ret_fn, ret, ret_error);
+				&a, ret_fn, ret, ret_late, ret_error);
 		} else if (flags >= 0) {
 			vrpc_domain_flags_args a = { .dom = dom, .flags = flags };
 
-			r = vrpc_call(lv->rpc, prog, proc,
+			r = vrpc_call_tracked(lv->rpc, prog, proc,
 				      VRPC_XDR(xdr_vrpc_domain_flags_args), &a,
-				      ret_fn, ret, ret_error);
+				      ret_fn, ret, ret_late, ret_error);
 		} else {
 			vrpc_domain_args a = { .dom = dom };
 
-			r = vrpc_call(lv->rpc, prog, proc,
+			r = vrpc_call_tracked(lv->rpc, prog, proc,
 				      VRPC_XDR(xdr_vrpc_domain_args), &a,
-				      ret_fn, ret, ret_error);
+				      ret_fn, ret, ret_late, ret_error);
 		}
+		if (track)
+			r = lane_leave(lv, name, dom.uuid, r, late, ret_error);
 		if (r != -ENOENT || !cached || attempt > 0)
 			break;
 		cache_drop(lv, name);
@@ -286,19 +469,28 @@ static int lv_open(const char *uri, const struct hv_options *opts,
 		   void **ret_priv, char **ret_error)
 {
 	struct lv *lv;
+	pthread_condattr_t ca;
 	int r;
 
 	lv = calloc(1, sizeof(*lv));
 	if (!lv)
 		return -ENOMEM;
 	pthread_mutex_init(&lv->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&lv->lane_free, &ca);
+	pthread_condattr_destroy(&ca);
+	lv->timeout_ms = opts && opts->timeout_ms > 0 ? opts->timeout_ms
+						      : 5000;
 	r = vrpc_open(uri, opts ? opts->timeout_ms : 0, on_event, lv,
 		      &lv->rpc, ret_error);
 	if (r < 0) {
+		pthread_cond_destroy(&lv->lane_free);
 		pthread_mutex_destroy(&lv->lock);
 		free(lv);
 		return r;
 	}
+	vrpc_set_late_handler(lv->rpc, on_late);
 	*ret_priv = lv;
 	return 0;
 }
@@ -313,6 +505,7 @@ static void lv_close(void *priv)
 	for (size_t i = 0; i < lv->ncache; i++)
 		free(lv->cache[i].name);
 	free(lv->cache);
+	pthread_cond_destroy(&lv->lane_free);
 	pthread_mutex_destroy(&lv->lock);
 	free(lv);
 }
@@ -593,10 +786,16 @@ static int lv_set_memory(void *priv, const char *name, uint64_t bytes,
 	json_object_put(o);
 	r = resolve(lv, name, &a.dom, &cached, ret_error);
 	for (int attempt = 0; r == 0; attempt++) {
-		r = vrpc_call(lv->rpc, VRPC_PROGRAM_REMOTE,
+		int64_t late = -1;
+
+		r = lane_enter(lv, name, a.dom.uuid, ret_error);
+		if (r < 0)
+			break;
+		r = vrpc_call_tracked(lv->rpc, VRPC_PROGRAM_REMOTE,
 			      VRPC_PROC_DOMAIN_SET_MEMORY_FLAGS,
 			      VRPC_XDR(xdr_vrpc_domain_set_memory_flags_args),
-			      &a, NULL, NULL, ret_error);
+			      &a, NULL, NULL, &late, ret_error);
+		r = lane_leave(lv, name, a.dom.uuid, r, late, ret_error);
 		if (r != -ENOENT || !cached || attempt > 0)
 			break;
 		cache_drop(lv, name);
@@ -619,14 +818,20 @@ static int lv_screenshot(void *priv, const char *name, char **ret,
 
 	r = resolve(lv, name, &a.dom, &cached, ret_error);
 	for (int attempt = 0; r == 0; attempt++) {
+		int64_t late = -1;
+
 		memset(&sr, 0, sizeof(sr));
+		r = lane_enter(lv, name, a.dom.uuid, ret_error);
+		if (r < 0)
+			break;
 		r = vrpc_call_download(lv->rpc, VRPC_PROGRAM_REMOTE,
 				       VRPC_PROC_DOMAIN_SCREENSHOT,
 				       VRPC_XDR(xdr_vrpc_domain_screenshot_args),
 				       &a,
 				       VRPC_XDR(xdr_vrpc_domain_screenshot_ret),
 				       &sr, HV_SCREENSHOT_MAX, &data, &len,
-				       ret_error);
+				       &late, ret_error);
+		r = lane_leave(lv, name, a.dom.uuid, r, late, ret_error);
 		if (r != -ENOENT || !cached || attempt > 0)
 			break;
 		cache_drop(lv, name);
@@ -754,6 +959,7 @@ static void on_lifecycle(struct lv *lv, hv_event_fn fn, void *ud,
 		cache_drop(lv, m.dom.name);
 	else
 		cache_put(lv, m.dom.name, m.dom.uuid);
+	hung_clear(lv, m.dom.uuid); /* an event is a sign of life */
 	if (fn && map_lifecycle(m.event, &ev)) {
 		clock_gettime(CLOCK_REALTIME, &now);
 		snprintf(data, sizeof(data), "{\"event\":\"%s\",\"detail\":%d}",
@@ -767,8 +973,8 @@ static void on_lifecycle(struct lv *lv, hv_event_fn fn, void *ud,
 	xdr_free(VRPC_XDR(xdr_vrpc_domain_event_callback_lifecycle_msg), &m);
 }
 
-static void on_monitor_event(hv_event_fn fn, void *ud, const uint8_t *payload,
-			     size_t size)
+static void on_monitor_event(struct lv *lv, hv_event_fn fn, void *ud,
+			     const uint8_t *payload, size_t size)
 {
 	vrpc_qemu_domain_monitor_event_msg m;
 	struct hv_event ev = { .kind = HV_EVENT_HYPERVISOR };
@@ -777,6 +983,7 @@ static void on_monitor_event(hv_event_fn fn, void *ud, const uint8_t *payload,
 	if (vrpc_payload_decode(payload, size,
 		VRPC_XDR(xdr_vrpc_qemu_domain_monitor_event_msg), &m) < 0)
 		return;
+	hung_clear(lv, m.dom.uuid); /* an event is a sign of life */
 	ev.domain = m.dom.name;
 	ev.name = m.event;
 	ev.data_json = m.details ? *m.details : NULL;
@@ -799,8 +1006,17 @@ static void on_event(void *userdata, const struct vrpc_header *h,
 	pthread_mutex_unlock(&lv->lock);
 
 	if (!h) {
-		const struct hv_event ev = { .kind = HV_EVENT_LOST };
+		struct hv_event ev = { .kind = HV_EVENT_LOST };
+		struct timespec t;
 
+		/* No peer stamps this one: it happens here, now. */
+		clock_gettime(CLOCK_REALTIME, &t);
+		ev.seconds = t.tv_sec;
+		ev.micros = t.tv_nsec / 1000;
+		/* No late reply can come on a new connection. */
+		pthread_mutex_lock(&lv->lock);
+		lv->nhung = 0;
+		pthread_mutex_unlock(&lv->lock);
 		if (fn)
 			fn(ud, &ev);
 	} else if (h->prog == VRPC_PROGRAM_REMOTE &&
@@ -808,7 +1024,7 @@ static void on_event(void *userdata, const struct vrpc_header *h,
 		on_lifecycle(lv, fn, ud, payload, size);
 	} else if (fn && h->prog == VRPC_PROGRAM_QEMU &&
 		   h->proc == VRPC_QEMU_PROC_DOMAIN_MONITOR_EVENT) {
-		on_monitor_event(fn, ud, payload, size);
+		on_monitor_event(lv, fn, ud, payload, size);
 	}
 }
 

@@ -35,6 +35,9 @@
  * once, and an exited QEMU becomes SHUTOFF (an HV_EVENT_STATE). The watcher
  * also says HV_EVENT_LOST when a domain whose state it knew fails to connect
  * for another reason than "nobody listens" (timeout, protocol).
+ * A domain leaves (its socket is gone and its connection ended) with
+ * HV_EVENT_STATE SHUTOFF, unless that was its last state, then
+ * HV_EVENT_UNDEFINED.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -278,10 +281,12 @@ static void on_qmp_event(void *userdata, const char *event,
 	fn_userdata = c->userdata;
 	pthread_mutex_unlock(&c->lock);
 	if (!event) {
-		wake(c);
+		/* Said before the watcher may remove the domain, so that its
+		 * leaving comes last. */
 		if (fn)
 			emit(fn, fn_userdata, HV_EVENT_LOST, d->name,
 			     HV_STATE_NOSTATE);
+		wake(c);
 		return;
 	}
 	if (!fn)
@@ -557,6 +562,17 @@ static int scan_dir(struct hvq *c)
 		dom_put(added.v[i]);
 	}
 	for (size_t i = 0; i < removed.n; i++) {
+		bool was_off;
+
+		/* Its QEMU is gone (connection ended, socket removed): its
+		 * final state, then its leaving. */
+		pthread_mutex_lock(&c->lock);
+		was_off = removed.v[i]->state == HV_STATE_SHUTOFF;
+		removed.v[i]->state = HV_STATE_SHUTOFF;
+		pthread_mutex_unlock(&c->lock);
+		if (fn && !was_off)
+			emit(fn, userdata, HV_EVENT_STATE, removed.v[i]->name,
+			     HV_STATE_SHUTOFF);
 		if (fn)
 			emit(fn, userdata, HV_EVENT_UNDEFINED,
 			     removed.v[i]->name, HV_STATE_NOSTATE);
@@ -729,12 +745,11 @@ static int open_dir(struct hvq *c, const char *dir, char **ret_error)
 	struct stat st;
 
 	if (!*dir)
-		return hv_error(ret_error, -EINVAL, "qmp-dir: needs a directory");
+		return hv_error(ret_error, -EINVAL, "needs a directory");
 	if (stat(dir, &st) < 0)
-		return hv_error(ret_error, -errno, "%s: %s", dir,
-				strerror(errno));
+		return hv_error(ret_error, -errno, "%s", strerror(errno));
 	if (!S_ISDIR(st.st_mode))
-		return hv_error(ret_error, -ENOTDIR, "%s: not a directory", dir);
+		return hv_error(ret_error, -ENOTDIR, "not a directory");
 	c->dir = strdup(dir);
 	if (!c->dir)
 		return -ENOMEM;
@@ -747,7 +762,7 @@ static int open_dir(struct hvq *c, const char *dir, char **ret_error)
 			      IN_CREATE | IN_DELETE | IN_MOVED_FROM |
 			      IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF |
 			      IN_ONLYDIR) < 0)
-		return hv_error(ret_error, -errno, "%s: inotify: %s", dir,
+		return hv_error(ret_error, -errno, "inotify: %s",
 				strerror(errno));
 	return scan_dir(c);
 }
@@ -759,12 +774,11 @@ static int open_one(struct hvq *c, const char *spec, char **ret_error)
 
 	if (!eq || !valid_name(spec, (size_t)(eq - spec)))
 		return hv_error(ret_error, -EINVAL,
-				"qmp:%s: expected qmp:NAME=unix:PATH or "
-				"qmp:NAME=tcp:HOST:PORT", spec);
+				"expected qmp:NAME=unix:PATH or "
+				"qmp:NAME=tcp:HOST:PORT");
 	d = dom_new(c, spec, (size_t)(eq - spec), eq + 1);
 	if (!d)
-		return hv_error(ret_error, -EINVAL, "%s: bad monitor address",
-				eq + 1);
+		return hv_error(ret_error, -EINVAL, "bad monitor address");
 	return add_locked(c, d);
 }
 
@@ -799,7 +813,9 @@ static int qmp_open(const char *uri, const struct hv_options *opts,
 	}
 	if (r < 0) {
 		qmp_close(c);
-		return hv_error(ret_error, r, "%s: %s", uri, strerror(-r));
+		/* The caller names the URI; the message says the rest. */
+		return ret_error && *ret_error ? r :
+			hv_error(ret_error, r, "%s", strerror(-r));
 	}
 	*ret_priv = c;
 	return 0;

@@ -17,6 +17,14 @@
  * until it has, so a struct qmp is never touched by the reader after
  * drop() returns.
  *
+ * A monitor that let a command time out is "unresponsive": further commands
+ * fail at once with -ETIMEDOUT instead of each waiting a whole deadline,
+ * until any byte arrives from the peer (the late reply to the timed-out
+ * command is exactly that sign of life) or the connection ends. A connection
+ * whose greeting or negotiation timed out is kept, unresponsive, for the
+ * same reason: a stopped QEMU costs one deadline, not one per caller. Once
+ * it has shown life it is dropped and made anew by the next caller.
+ *
  * Locks: write_lock is held across one send() so that commands never
  * interleave on the wire; lock guards everything else. write_lock is taken
  * before lock, never after. The reader thread never waits for write_lock
@@ -30,9 +38,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/sock_diag.h>
+#include <linux/unix_diag.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -73,6 +86,8 @@ struct qmp {
 	bool negotiated;
 	bool connecting;     /* one thread runs the connect sequence at a time */
 	bool dropping;       /* we closed it ourselves: no "lost" event */
+	bool unresponsive;   /* a deadline passed; nothing heard since */
+	uint64_t conn_gen;   /* bumped by every new connection */
 	int reader_err;      /* why the reader stopped */
 	const char *reader_why; /* with -EPROTO: what the peer sent (static) */
 	struct pending *pending;
@@ -139,12 +154,19 @@ static int explain(struct qmp *q, char **ret_error, int r)
 				 q->address, why ? why : "a bad message");
 	case -ETIMEDOUT:
 		return set_error(ret_error, r,
-				 "%s: no reply in time (monitor busy or hung)",
+				 "%s: not responding: no reply in time (monitor "
+				 "busy or hung)",
 				 q->address);
 	case -ENOTCONN:
 		return set_error(ret_error, r,
 				 "%s: the monitor closed the connection",
 				 q->address);
+	case -ENXIO:
+		if (q->host)
+			return set_error(ret_error, r,
+					 "%s: the host name %s does not resolve",
+					 q->address, q->host);
+		break;
 	}
 	return set_error(ret_error, r, "%s: %s", q->address, strerror(-r));
 }
@@ -209,7 +231,7 @@ static int open_socket(struct qmp *q, const struct timespec *dl)
 	r = getaddrinfo(q->host, q->port, &hints, &res);
 	if (r != 0)
 		return r == EAI_MEMORY ? -ENOMEM :
-		       r == EAI_SYSTEM ? -errno : -EHOSTUNREACH;
+		       r == EAI_SYSTEM ? -errno : -ENXIO; /* see explain() */
 	r = -ECONNREFUSED;
 	for (ai = res; ai; ai = ai->ai_next) {
 		r = connect_fd(ai->ai_family, ai->ai_socktype, ai->ai_protocol,
@@ -315,6 +337,7 @@ static void conn_stop(struct qmp *q, int err, const char *why)
 	userdata = q->event_userdata;
 	q->alive = false;
 	q->negotiated = false;
+	q->unresponsive = false; /* the next caller starts afresh */
 	q->reader_err = err;
 	q->reader_why = why;
 	q->fd = -1;
@@ -356,8 +379,13 @@ static void conn_ready(struct qmp *q, char *buf)
 	fd = q->fd;
 	pthread_mutex_unlock(&q->lock);
 	n = recv(fd, buf, READ_CHUNK, MSG_DONTWAIT);
-	if (n > 0)
+	if (n > 0) {
+		/* Any byte is a sign of life. */
+		pthread_mutex_lock(&q->lock);
+		q->unresponsive = false;
+		pthread_mutex_unlock(&q->lock);
 		err = feed(q, &q->dec, buf, (size_t)n);
+	}
 	else if (n == 0)
 		err = -ENOTCONN;
 	else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
@@ -494,6 +522,29 @@ static int lock_until(pthread_mutex_t *m, const struct timespec *dl)
 	return -pthread_mutex_timedlock(m, &real);
 }
 
+/* Caller holds q->lock. Only the connection that timed out is marked. */
+static void mark_unresponsive_locked(struct qmp *q, uint64_t gen)
+{
+	if (q->alive && q->conn_gen == gen)
+		q->unresponsive = true;
+}
+
+/* -ETIMEDOUT at once while the monitor is known unresponsive, else 0. */
+static int fail_fast(struct qmp *q, char **ret_error)
+{
+	bool hung;
+
+	pthread_mutex_lock(&q->lock);
+	hung = q->alive && q->unresponsive;
+	pthread_mutex_unlock(&q->lock);
+	if (!hung)
+		return 0;
+	return set_error(ret_error, -ETIMEDOUT,
+			 "%s: not responding (monitor busy or hung: an earlier "
+			 "command got no reply in time, and nothing came "
+			 "since)", q->address);
+}
+
 static int send_all(int fd, const char *buf, size_t len,
 		    const struct timespec *dl)
 {
@@ -529,10 +580,12 @@ static int request(struct qmp *q, json_object *cmd, const struct timespec *dl,
 	const char *text;
 	char *line;
 	size_t len;
+	uint64_t gen;
 	int r = 0, fd = -1;
 
 	pthread_mutex_lock(&q->lock);
 	p.id = ++q->last_id;
+	gen = q->conn_gen;
 	pthread_mutex_unlock(&q->lock);
 	id = json_object_new_int64(p.id);
 	if (!id || json_object_object_add(cmd, "id", id) < 0) {
@@ -549,7 +602,7 @@ static int request(struct qmp *q, json_object *cmd, const struct timespec *dl,
 	r = lock_until(&q->write_lock, dl);
 	if (r == 0) {
 		pthread_mutex_lock(&q->lock);
-		if (q->alive) {
+		if (q->alive && q->conn_gen == gen) {
 			fd = q->fd;
 			p.next = q->pending;
 			q->pending = &p;
@@ -580,6 +633,10 @@ static int request(struct qmp *q, json_object *cmd, const struct timespec *dl,
 	}
 	if (r == 0)
 		r = p.err;
+	/* The peer let a deadline pass (no reply, or it stopped reading):
+	 * callers fail at once until it shows a sign of life. */
+	if (r == -ETIMEDOUT)
+		mark_unresponsive_locked(q, gen);
 	pthread_mutex_unlock(&q->lock);
 	pthread_cond_destroy(&p.cond);
 	if (r < 0) {
@@ -599,18 +656,116 @@ static int reply_result(struct qmp_msg *m, char **ret_error)
 			 m->desc);
 }
 
+/*
+ * Whether another client holds the UNIX monitor at path: QEMU serves one
+ * client at a time and leaves later ones unaccepted, without a greeting. The
+ * kernel's socket diagnostics list the sockets QEMU accepted under the
+ * monitor's path: one that is live (not shut down: its client has not
+ * closed) and whose peer is not our own socket (inode own_ino, 0 for none)
+ * belongs to someone else. A stopped QEMU still holding a connection we
+ * closed is not "held".
+ */
+static bool monitor_held(const char *path, ino_t own_ino)
+{
+	struct {
+		struct nlmsghdr nlh;
+		struct unix_diag_req req;
+	} msg = {
+		.nlh = { .nlmsg_len = sizeof(msg),
+			 .nlmsg_type = SOCK_DIAG_BY_FAMILY,
+			 .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP },
+		.req = { .sdiag_family = AF_UNIX,
+			 .udiag_states = 1 << 1, /* TCP_ESTABLISHED */
+			 .udiag_show = UDIAG_SHOW_NAME | UDIAG_SHOW_PEER },
+	};
+	char buf[16384] __attribute__((aligned(NLMSG_ALIGNTO)));
+	struct timeval tv = { .tv_sec = 1 };
+	bool held = false, done = false;
+	int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC,
+			NETLINK_SOCK_DIAG);
+
+	if (fd < 0)
+		return false;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (send(fd, &msg, sizeof(msg), 0) < 0)
+		done = true;
+	while (!done) {
+		ssize_t n = recv(fd, buf, sizeof(buf), 0);
+		struct nlmsghdr *h = (struct nlmsghdr *)buf;
+
+		if (n <= 0)
+			break;
+		for (; NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n)) {
+			struct unix_diag_msg *m = NLMSG_DATA(h);
+			struct rtattr *a = (struct rtattr *)(m + 1);
+			int len = (int)(h->nlmsg_len - NLMSG_LENGTH(sizeof(*m)));
+			bool named = false, live = true;
+			uint32_t peer = 0;
+
+			if (h->nlmsg_type == NLMSG_DONE ||
+			    h->nlmsg_type == NLMSG_ERROR) {
+				done = true;
+				break;
+			}
+			for (; RTA_OK(a, len); a = RTA_NEXT(a, len)) {
+				size_t alen = RTA_PAYLOAD(a);
+
+				/* The name may hold its NUL. */
+				if (a->rta_type == UNIX_DIAG_NAME)
+					named = strnlen(RTA_DATA(a), alen) ==
+							strlen(path) &&
+						memcmp(RTA_DATA(a), path,
+						       strlen(path)) == 0;
+				else if (a->rta_type == UNIX_DIAG_PEER &&
+					 alen >= 4)
+					memcpy(&peer, RTA_DATA(a), 4);
+				else if (a->rta_type == UNIX_DIAG_SHUTDOWN &&
+					 alen >= 1)
+					live = *(uint8_t *)RTA_DATA(a) == 0;
+			}
+			/* udiag_ino 0: not accepted yet (ours, waiting). */
+			if (named && live && m->udiag_ino && peer &&
+			    peer != own_ino)
+				held = true;
+		}
+	}
+	close(fd);
+	return held;
+}
+
+/* Why a connection (fd, or -1 if connect() itself timed out) got no
+ * greeting before the deadline. */
+static void no_greeting(struct qmp *q, int fd, char **ret_error)
+{
+	struct stat st;
+	ino_t own = fd >= 0 && fstat(fd, &st) == 0 ? st.st_ino : 0;
+
+	if (q->path && monitor_held(q->path, own))
+		set_error(ret_error, -ETIMEDOUT,
+			  "%s: monitor busy: another client holds it (is "
+			  "another hvfs running?)", q->address);
+	else
+		set_error(ret_error, -ETIMEDOUT,
+			  "%s: not responding: no greeting in time (monitor "
+			  "busy or hung)",
+			  q->address);
+}
+
 static int do_connect(struct qmp *q, const struct timespec *dl,
 		      char **ret_error)
 {
 	struct epoll_event ev = { .events = EPOLLIN };
 	struct qmp_msg m = { 0 };
 	json_object *cmd;
+	bool keep;
 	int fd, r;
 
 	r = reader_get(q);
 	if (r < 0)
 		return r;
 	fd = open_socket(q, dl);
+	if (fd == -ETIMEDOUT) /* QEMU's listen backlog is full */
+		no_greeting(q, -1, ret_error);
 	if (fd < 0)
 		return fd;
 
@@ -621,6 +776,8 @@ static int do_connect(struct qmp *q, const struct timespec *dl,
 	q->greeted = false;
 	q->negotiated = false;
 	q->dropping = false;
+	q->unresponsive = false;
+	q->conn_gen++;
 	q->reader_err = 0;
 	qmp_decoder_init(&q->dec);
 	ev.data.ptr = q;
@@ -637,11 +794,11 @@ static int do_connect(struct qmp *q, const struct timespec *dl,
 	       pthread_cond_timedwait(&q->cond, &q->lock, dl) != ETIMEDOUT)
 		;
 	r = q->greeted ? 0 : q->alive ? -ETIMEDOUT : q->reader_err;
+	if (r == -ETIMEDOUT)
+		mark_unresponsive_locked(q, q->conn_gen);
 	pthread_mutex_unlock(&q->lock);
 	if (r == -ETIMEDOUT)
-		set_error(ret_error, r,
-			  "%s: no greeting in time (monitor busy or hung)",
-			  q->address);
+		no_greeting(q, fd, ret_error);
 
 	if (r == 0) {
 		cmd = json_object_new_object();
@@ -661,8 +818,11 @@ static int do_connect(struct qmp *q, const struct timespec *dl,
 		r = q->reader_err;
 	if (r == 0)
 		q->negotiated = true;
+	/* A peer that timed out keeps its connection, marked unresponsive:
+	 * the next callers fail at once instead of connecting again. */
+	keep = r == -ETIMEDOUT && q->alive && q->unresponsive;
 	pthread_mutex_unlock(&q->lock);
-	if (r < 0)
+	if (r < 0 && !keep)
 		drop(q);
 	return r;
 }
@@ -670,6 +830,7 @@ static int do_connect(struct qmp *q, const struct timespec *dl,
 static int connect_until(struct qmp *q, const struct timespec *dl,
 			 char **ret_error)
 {
+	bool stale;
 	int r = 0;
 
 	pthread_mutex_lock(&q->lock);
@@ -680,10 +841,22 @@ static int connect_until(struct qmp *q, const struct timespec *dl,
 		pthread_mutex_unlock(&q->lock);
 		/* Another thread's attempt took all our time. */
 		return r < 0 ? set_error(ret_error, r,
-					 "%s: no connection in time (monitor "
-					 "busy or hung)", q->address) : 0;
+					 "%s: not responding: no connection in time "
+					 "(monitor busy or hung)", q->address) : 0;
+	}
+	if (q->alive && q->unresponsive) {
+		pthread_mutex_unlock(&q->lock);
+		return set_error(ret_error, -ETIMEDOUT,
+				 "%s: not responding (monitor busy or hung: no "
+				 "greeting or negotiation in time, and nothing "
+				 "came since)", q->address);
 	}
 	q->connecting = true;
+	stale = q->alive; /* kept after a timeout; it has shown life since */
+	pthread_mutex_unlock(&q->lock);
+	if (stale)
+		drop(q);
+	pthread_mutex_lock(&q->lock);
 	/* The last connection has ended; wait until the reader let go of it
 	 * (it never waits for anything but handlers, so this is short). */
 	while (q->attached)
@@ -730,6 +903,8 @@ static int run(struct qmp *q, json_object *cmd, int timeout_ms,
 	struct timespec dl = deadline_after(timeout_ms);
 	int r = connect_until(q, &dl, ret_error);
 
+	if (r == 0)
+		r = fail_fast(q, ret_error);
 	if (r == 0)
 		r = request(q, cmd, &dl, ret);
 	if (r < 0)

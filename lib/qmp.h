@@ -20,7 +20,10 @@
  * Errors are negative errno values:
  *   -EINVAL      bad address or bad command text (nothing was sent)
  *   -ECONNREFUSED, -ENOENT  nobody listens at the address (QEMU not running)
- *   -ETIMEDOUT   no greeting or no reply before the deadline
+ *   -ETIMEDOUT   no greeting or no reply before the deadline; also at once,
+ *                without sending, while the monitor is unresponsive: after
+ *                a deadline passed on it and until any byte arrives from it
+ *                (the late reply counts) or its connection ends
  *   -ENOTCONN    the peer closed the connection while we waited
  *   -EPROTO      the peer broke the protocol (garbage, oversized line, ...);
  *                the connection is dropped

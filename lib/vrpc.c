@@ -68,6 +68,7 @@ struct vrpc {
 	int timeout_ms;
 	vrpc_event_fn event_fn; /* immutable after vrpc_open() */
 	void *event_ud;
+	vrpc_late_fn late_fn;   /* guarded by lock */
 
 	pthread_mutex_t wlock;
 
@@ -381,7 +382,7 @@ static int resolve(const struct vrpc_uri *u, const struct timespec *deadline,
 		if (r == 0)
 			return 0;
 		if (r != EAI_NONAME)
-			return -EHOSTUNREACH;
+			return -ENXIO;
 	}
 	req = calloc(1, sizeof(*req) + sizeof(*hints));
 	if (!req)
@@ -416,7 +417,7 @@ static int resolve(const struct vrpc_uri *u, const struct timespec *deadline,
 	}
 	if (r != 0) {
 		free(req);
-		return r == EAI_NONAME ? -EHOSTUNREACH : -EIO;
+		return r == EAI_SYSTEM ? -EIO : -ENXIO; /* see reconnect() */
 	}
 	*ret = req->ar_result;
 	free(req);
@@ -614,6 +615,9 @@ static void route_reply(struct vrpc *c, const struct vrpc_header *h,
 			uint8_t *pkt)
 {
 	struct pending **pp, *p = NULL;
+	vrpc_late_fn late;
+	int code = 0;
+	char *msg = NULL;
 
 	pthread_mutex_lock(&c->lock);
 	for (pp = &c->pending; *pp; pp = &(*pp)->next) {
@@ -629,9 +633,20 @@ static void route_reply(struct vrpc *c, const struct vrpc_header *h,
 		p->done = true;
 		pthread_cond_signal(&p->cond);
 	}
+	late = c->late_fn;
 	pthread_mutex_unlock(&c->lock);
-	if (!p)
-		free(pkt);
+	if (p)
+		return;
+	if (late) {
+		if (h->status == VRPC_ERROR &&
+		    vrpc_error_decode(pkt + VRPC_HEADER_SIZE,
+				      h->len - VRPC_HEADER_SIZE, &code,
+				      &msg) < 0)
+			code = -1;
+		free(msg);
+		late(c->event_ud, h->serial, code);
+	}
+	free(pkt);
 }
 
 /*
@@ -805,22 +820,25 @@ static void put_serial(uint8_t *pkt, uint32_t serial)
 static int exchange_stream(struct vrpc *c, uint64_t gen, uint8_t *pkt,
 			   size_t size, const struct timespec *deadline,
 			   uint8_t **ret_pkt, size_t *ret_size,
-			   struct vstream *st, char **ret_error);
+			   struct vstream *st, int64_t *ret_late,
+			   char **ret_error);
 
 static int exchange(struct vrpc *c, uint64_t gen, uint8_t *pkt, size_t size,
 		    const struct timespec *deadline, uint8_t **ret_pkt,
 		    size_t *ret_size, char **ret_error)
 {
 	return exchange_stream(c, gen, pkt, size, deadline, ret_pkt, ret_size,
-			       NULL, ret_error);
+			       NULL, NULL, ret_error);
 }
 
 /* exchange(); with st, st is registered under the call's serial before the
- * call is sent, so no packet of its stream can come unseen. */
+ * call is sent, so no packet of its stream can come unseen. ret_late (may be
+ * NULL): the serial of a call that was sent and timed out. */
 static int exchange_stream(struct vrpc *c, uint64_t gen, uint8_t *pkt,
 			   size_t size, const struct timespec *deadline,
 			   uint8_t **ret_pkt, size_t *ret_size,
-			   struct vstream *st, char **ret_error)
+			   struct vstream *st, int64_t *ret_late,
+			   char **ret_error)
 {
 	struct pending p = { .done = false };
 	struct vrpc_header h;
@@ -856,8 +874,11 @@ static int exchange_stream(struct vrpc *c, uint64_t gen, uint8_t *pkt,
 	while (r == 0 && !p.done) {
 		int e = pthread_cond_timedwait(&p.cond, &c->lock, deadline);
 
-		if (e == ETIMEDOUT && !p.done)
+		if (e == ETIMEDOUT && !p.done) {
 			r = -ETIMEDOUT;
+			if (ret_late)
+				*ret_late = p.serial;
+		}
 	}
 	if (!p.done) {
 		/* Forget our serial: a late reply finds nobody. */
@@ -926,7 +947,7 @@ static int exchange_stream(struct vrpc *c, uint64_t gen, uint8_t *pkt,
 static int call_on(struct vrpc *c, uint64_t gen, uint32_t prog, int32_t proc,
 		   xdrproc_t args_fn, const void *args, xdrproc_t ret_fn,
 		   void *ret, const struct timespec *deadline,
-		   char **ret_error)
+		   int64_t *ret_late, char **ret_error)
 {
 	uint8_t *pkt = NULL, *reply = NULL;
 	size_t size, rsize;
@@ -936,7 +957,8 @@ static int call_on(struct vrpc *c, uint64_t gen, uint32_t prog, int32_t proc,
 	if (r < 0)
 		return set_error(ret_error, r,
 				 "cannot encode the arguments of call %d", proc);
-	r = exchange(c, gen, pkt, size, deadline, &reply, &rsize, ret_error);
+	r = exchange_stream(c, gen, pkt, size, deadline, &reply, &rsize, NULL,
+			    ret_late, ret_error);
 	free(pkt);
 	if (r < 0)
 		return r;
@@ -968,7 +990,7 @@ static int handshake(struct vrpc *c, uint64_t gen,
 	/* Before AUTH_LIST every call fails, even for root. */
 	r = call_on(c, gen, VRPC_PROGRAM_REMOTE, VRPC_PROC_AUTH_LIST, NULL,
 		    NULL, VRPC_XDR(xdr_vrpc_auth_list_ret), &auth, deadline,
-		    ret_error);
+		    NULL, ret_error);
 	if (r < 0)
 		return r;
 	for (unsigned i = 0; i < auth.types.types_len; i++) {
@@ -981,7 +1003,7 @@ static int handshake(struct vrpc *c, uint64_t gen,
 
 		r = call_on(c, gen, VRPC_PROGRAM_REMOTE, VRPC_PROC_AUTH_POLKIT,
 			    NULL, NULL, VRPC_XDR(xdr_vrpc_auth_polkit_ret),
-			    &pr, deadline, ret_error);
+			    &pr, deadline, NULL, ret_error);
 		if (r < 0)
 			return r == -EIO ? set_error(ret_error, -EACCES,
 					"%s: polkit authentication failed "
@@ -996,13 +1018,13 @@ static int handshake(struct vrpc *c, uint64_t gen,
 		    VRPC_PROC_CONNECT_SUPPORTS_FEATURE,
 		    VRPC_XDR(xdr_vrpc_connect_supports_feature_args), &fa,
 		    VRPC_XDR(xdr_vrpc_connect_supports_feature_ret), &fr,
-		    deadline, ret_error);
+		    deadline, NULL, ret_error);
 	if (r < 0)
 		return r;
 
 	r = call_on(c, gen, VRPC_PROGRAM_REMOTE, VRPC_PROC_CONNECT_OPEN,
 		    VRPC_XDR(xdr_vrpc_connect_open_args), &oa, NULL, NULL,
-		    deadline, ret_error);
+		    deadline, NULL, ret_error);
 	if (r < 0)
 		return r;
 
@@ -1062,8 +1084,13 @@ static int reconnect(struct vrpc *c, const struct timespec *deadline,
 	teardown(c);
 	r = transport_connect(c->uri, deadline, &fd);
 	if (r < 0) {
-		set_error(ret_error, r, "cannot connect to libvirtd: %s",
-			  strerror(-r));
+		if (r == -ENXIO)
+			set_error(ret_error, r, "cannot connect to libvirtd: "
+				  "the host name %s does not resolve",
+				  c->uri->host);
+		else
+			set_error(ret_error, r, "cannot connect to libvirtd: %s",
+				  strerror(-r));
 		/* A daemon that stopped may have removed its socket; ENOENT
 		 * would read as "no such domain" to every caller. */
 		return r == -ENOENT ? -ECONNREFUSED : r;
@@ -1153,8 +1180,9 @@ static int ensure_connected(struct vrpc *c, const struct timespec *deadline,
 	return r;
 }
 
-int vrpc_call(struct vrpc *c, uint32_t prog, int32_t proc, xdrproc_t args_fn,
-	      const void *args, xdrproc_t ret_fn, void *ret, char **ret_error)
+int vrpc_call_tracked(struct vrpc *c, uint32_t prog, int32_t proc,
+		      xdrproc_t args_fn, const void *args, xdrproc_t ret_fn,
+		      void *ret, int64_t *ret_late, char **ret_error)
 {
 	struct timespec deadline = deadline_in(c->timeout_ms);
 	uint64_t gen;
@@ -1164,7 +1192,21 @@ int vrpc_call(struct vrpc *c, uint32_t prog, int32_t proc, xdrproc_t args_fn,
 	if (r < 0)
 		return r;
 	return call_on(c, gen, prog, proc, args_fn, args, ret_fn, ret,
-		       &deadline, ret_error);
+		       &deadline, ret_late, ret_error);
+}
+
+int vrpc_call(struct vrpc *c, uint32_t prog, int32_t proc, xdrproc_t args_fn,
+	      const void *args, xdrproc_t ret_fn, void *ret, char **ret_error)
+{
+	return vrpc_call_tracked(c, prog, proc, args_fn, args, ret_fn, ret,
+				 NULL, ret_error);
+}
+
+void vrpc_set_late_handler(struct vrpc *c, vrpc_late_fn fn)
+{
+	pthread_mutex_lock(&c->lock);
+	c->late_fn = fn;
+	pthread_mutex_unlock(&c->lock);
 }
 
 /* ---- downloads: a reply followed by a stream of data ---- */
@@ -1205,7 +1247,7 @@ static int stream_wait(struct vrpc *c, struct vstream *st, int oks,
 int vrpc_call_download(struct vrpc *c, uint32_t prog, int32_t proc,
 		       xdrproc_t args_fn, const void *args, xdrproc_t ret_fn,
 		       void *ret, size_t max, uint8_t **ret_data,
-		       size_t *ret_len, char **ret_error)
+		       size_t *ret_len, int64_t *ret_late, char **ret_error)
 {
 	struct timespec deadline = deadline_in(c->timeout_ms);
 	struct vstream st = { .max = max };
@@ -1229,7 +1271,7 @@ int vrpc_call_download(struct vrpc *c, uint32_t prog, int32_t proc,
 	pthread_condattr_destroy(&ca);
 
 	r = exchange_stream(c, gen, pkt, size, &deadline, &reply, &rsize, &st,
-			    ret_error);
+			    ret_late, ret_error);
 	free(pkt);
 	if (r == 0) {
 		r = vrpc_payload_decode(reply + VRPC_HEADER_SIZE,
@@ -1406,7 +1448,7 @@ struct vrpc *vrpc_close(struct vrpc *c)
 		struct timespec d = deadline_in(c->timeout_ms);
 
 		call_on(c, c->gen, VRPC_PROGRAM_REMOTE, VRPC_PROC_CONNECT_CLOSE,
-			NULL, NULL, NULL, NULL, &d, NULL);
+			NULL, NULL, NULL, NULL, &d, NULL, NULL);
 	}
 	teardown(c);
 	while (c->persist) {

@@ -14,7 +14,10 @@
  *
  * Every call has a deadline (the timeout given to vrpc_open(), counted on
  * CLOCK_MONOTONIC from the start of the call, connecting included). A caller
- * that times out forgets its serial; a late reply is dropped.
+ * that times out forgets its serial; a late reply is dropped, after telling
+ * the late handler (if set) its serial: vrpc_call_tracked() gives the serial
+ * of a call that timed out, so its caller can tell when the peer (or the
+ * QEMU behind a per-domain call) shows a sign of life again.
  *
  * When the connection drops, every waiter gets -ENOTCONN at once and the
  * event handler is told (h == NULL). The next call reconnects: AUTH_LIST,
@@ -125,11 +128,12 @@ int vrpc_call(struct vrpc *c, uint32_t prog, int32_t proc, xdrproc_t args_fn,
  * the call's serial into *ret_data (malloc'd, *ret_len bytes) until the
  * daemon's end of stream, and finishes the stream. More than `max` bytes is
  * -EFBIG (the stream is aborted). One deadline covers the whole download.
+ * ret_late (may be NULL) as for vrpc_call_tracked(), for the REPLY.
  */
 int vrpc_call_download(struct vrpc *c, uint32_t prog, int32_t proc,
 		       xdrproc_t args_fn, const void *args, xdrproc_t ret_fn,
 		       void *ret, size_t max, uint8_t **ret_data,
-		       size_t *ret_len, char **ret_error);
+		       size_t *ret_len, int64_t *ret_late, char **ret_error);
 
 /*
  * Like vrpc_call() without a result, and the call is made again on every new
@@ -139,6 +143,24 @@ int vrpc_call_download(struct vrpc *c, uint32_t prog, int32_t proc,
 int vrpc_call_persistent(struct vrpc *c, uint32_t prog, int32_t proc,
 			 xdrproc_t args_fn, const void *args,
 			 char **ret_error);
+
+/*
+ * Late-reply handler: runs on the reader thread (the same rules as the event
+ * handler, with the same userdata) for a REPLY nobody waits for any more,
+ * with its serial and the libvirt error code it carries (0: a success).
+ * Set it once, right after vrpc_open() and before any tracked call.
+ */
+typedef void (*vrpc_late_fn)(void *userdata, uint32_t serial, int error_code);
+void vrpc_set_late_handler(struct vrpc *c, vrpc_late_fn fn);
+
+/*
+ * vrpc_call(); when it fails with -ETIMEDOUT after the call was sent, also
+ * stores the call's serial in *ret_late (else leaves it alone: set it to
+ * -1 first to tell): its reply may still come, to the late handler.
+ */
+int vrpc_call_tracked(struct vrpc *c, uint32_t prog, int32_t proc,
+		      xdrproc_t args_fn, const void *args, xdrproc_t ret_fn,
+		      void *ret, int64_t *ret_late, char **ret_error);
 
 /* Drops the connection now, as if the peer had closed it (tests). */
 void vrpc_disconnect(struct vrpc *c);

@@ -432,23 +432,32 @@ static void record(void *ud, const struct vrpc_header *h, const uint8_t *pl,
 }
 
 /* LOOKUP_BY_NAME(name); *ret_name gets the name the server answered. */
-static int lookup(struct vrpc *c, const char *name, char **ret_name,
-		  char **err)
+/* LOOKUP_BY_NAME; ret_late as for vrpc_call_tracked() (may be NULL). */
+static int lookup_tracked(struct vrpc *c, const char *name, char **ret_name,
+			  int64_t *ret_late, char **err)
 {
 	vrpc_domain_lookup_by_name_args a = { .name = (char *)name };
 	vrpc_domain_lookup_ret r;
 	int rc;
 
 	memset(&r, 0, sizeof(r));
-	rc = vrpc_call(c, VRPC_PROGRAM_REMOTE, VRPC_PROC_DOMAIN_LOOKUP_BY_NAME,
-		       VRPC_XDR(xdr_vrpc_domain_lookup_by_name_args), &a,
-		       VRPC_XDR(xdr_vrpc_domain_lookup_ret), &r, err);
+	rc = vrpc_call_tracked(c, VRPC_PROGRAM_REMOTE,
+			       VRPC_PROC_DOMAIN_LOOKUP_BY_NAME,
+			       VRPC_XDR(xdr_vrpc_domain_lookup_by_name_args),
+			       &a, VRPC_XDR(xdr_vrpc_domain_lookup_ret), &r,
+			       ret_late, err);
 	if (rc == 0) {
 		if (ret_name)
 			*ret_name = strdup(r.dom.name);
 		xdr_free(VRPC_XDR(xdr_vrpc_domain_lookup_ret), &r);
 	}
 	return rc;
+}
+
+static int lookup(struct vrpc *c, const char *name, char **ret_name,
+		  char **err)
+{
+	return lookup_tracked(c, name, ret_name, NULL, err);
 }
 
 /* ---- scenarios ---- */
@@ -731,22 +740,37 @@ static void script_stall(struct mock *m)
 	mock_expect_eof(m);
 }
 
+/* The late handler's record (reader thread). */
+static int64_t late_serial = -1;
+static int late_code = -2, late_calls;
+
+static void record_late(void *userdata, uint32_t serial, int error_code)
+{
+	late_serial = serial;
+	late_code = error_code;
+	late_calls++;
+}
+
 static void test_stall(void)
 {
 	struct mock m;
 	struct vrpc *c = NULL;
 	char *name = NULL, *err = NULL;
-	int64_t t0, dt;
+	int64_t t0, dt, late = -1;
 
 	mock_start(&m, script_stall);
 	CHECK(vrpc_open(m.uri, 300, NULL, NULL, &c, NULL) == 0);
+	vrpc_set_late_handler(c, record_late);
 	t0 = now_ms();
-	CHECK(lookup(c, "first", NULL, &err) == -ETIMEDOUT);
+	CHECK(lookup_tracked(c, "first", NULL, &late, &err) == -ETIMEDOUT);
 	dt = now_ms() - t0;
 	CHECK(dt >= 290 && dt < 1000);
 	CHECK(err && strstr(err, "in time"));
+	CHECK(late >= 0); /* sent, then timed out: its serial */
 	CHECK(lookup(c, "second", &name, NULL) == 0);
 	CHECK(name && !strcmp(name, "second"));
+	/* The late reply came before the second's, to the handler. */
+	CHECK(late_calls == 1 && late_serial == late && late_code == 0);
 	free(name);
 	free(err);
 	vrpc_close(c);
@@ -1018,7 +1042,7 @@ static int screenshot(struct vrpc *c, size_t max, uint8_t **data,
 				VRPC_PROC_DOMAIN_SCREENSHOT,
 				VRPC_XDR(xdr_vrpc_domain_screenshot_args), &a,
 				VRPC_XDR(xdr_vrpc_domain_screenshot_ret), &r,
-				max, data, len, err);
+				max, data, len, NULL, err);
 	if (rc == 0) {
 		CHECK(r.mime && !strcmp(*r.mime, "image/png"));
 		xdr_free(VRPC_XDR(xdr_vrpc_domain_screenshot_ret), &r);

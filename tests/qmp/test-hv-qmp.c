@@ -84,6 +84,21 @@ static void events_mark(void)
 	pthread_mutex_unlock(&events.lock);
 }
 
+/* Whether a and then b are the last lines seen so far. */
+static bool last_two(const char *a, const char *b)
+{
+	bool ok;
+
+	pthread_mutex_lock(&events.lock);
+	ok = events.n >= 2 && strcmp(events.lines[events.n - 2], a) == 0 &&
+	     strcmp(events.lines[events.n - 1], b) == 0;
+	if (!ok)
+		for (int i = next_event; i < events.n; i++)
+			fprintf(stderr, "  %s\n", events.lines[i]);
+	pthread_mutex_unlock(&events.lock);
+	return ok;
+}
+
 static int state_of(struct hv_conn *c, const char *name)
 {
 	enum hv_state s = HV_STATE_COUNT;
@@ -227,7 +242,13 @@ int main(void)
 	t0 = test_now_ms() - t0;
 	CHECK(t0 >= TIMEOUT_MS - 10 && t0 < 3 * TIMEOUT_MS);
 	CHECK(count_domains(c) == 2); /* list needs no monitor */
+	t0 = test_now_ms(); /* known unresponsive: at once now */
+	CHECK(state_of(c, "vm1") == -ETIMEDOUT);
+	CHECK(test_now_ms() - t0 < TIMEOUT_MS / 2);
 	REQUIRE(kill(vm1, SIGCONT) == 0);
+	t0 = test_now_ms(); /* until its late reply comes: a sign of life */
+	while (state_of(c, "vm1") == -ETIMEDOUT && test_now_ms() - t0 < 2000)
+		test_sleep_ms(10);
 	CHECK(state_of(c, "vm1") == HV_STATE_RUNNING);
 
 	/* destroy: QEMU exits and removes its socket: the domain leaves. */
@@ -235,9 +256,9 @@ int main(void)
 	CHECK(hv_control(c, "vm2", HV_VERB_DESTROY, NULL) == 0);
 	CHECK(qemu_wait_exit(vm2, 5000));
 	CHECK(wait_event("qmp vm2 SHUTDOWN", 2000));
-	/* "state vm2 shutoff" only if the connection loss is seen before
-	 * the socket's removal: events of a domain that left are dropped. */
+	/* Its last two events: its final state, then its leaving. */
 	CHECK(wait_event("undefined vm2 -", 3000));
+	CHECK(last_two("state vm2 shutoff", "undefined vm2 -"));
 	CHECK(count_domains(c) == 1);
 	CHECK(state_of(c, "vm2") == -ENOENT);
 	check = qmp_free(check);

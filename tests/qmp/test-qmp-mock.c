@@ -37,6 +37,7 @@ enum op {
 	OP_ACCEPT,      /* accept the next connection */
 	OP_WAIT_EOF,    /* wait until the client closes */
 	OP_FLOOD,       /* send QMP_LINE_MAX + 1 bytes without a newline */
+	OP_SLEEP,       /* stay silent for atoi(arg) ms */
 	OP_END,
 };
 
@@ -232,6 +233,9 @@ static void run_step(struct mock *m, const struct step *s)
 				break; /* the client gave up: that is the point */
 		break;
 	}
+	case OP_SLEEP:
+		test_sleep_ms(atoi(s->arg));
+		break;
 	case OP_END:
 		break;
 	}
@@ -476,16 +480,41 @@ static void test_close_mid_command(const char *dir)
 	CHECK(seen_lost(&seen) == 1);
 }
 
+/* Retries cmd until it works or ms pass (fail-fast answers at once until the
+ * peer shows a sign of life); returns the last result. */
+static int execute_within(struct qmp *q, const char *cmd, int ms, char **json)
+{
+	int64_t end = test_now_ms() + ms;
+	int r;
+
+	while ((r = qmp_execute(q, cmd, NULL, 2000, json, NULL)) ==
+		       -ETIMEDOUT && test_now_ms() < end)
+		test_sleep_ms(20);
+	return r;
+}
+
+/*
+ * A monitor that accepts but does not greet (a stopped QEMU): one deadline,
+ * then every caller fails at once, sending nothing, until the late greeting
+ * shows a sign of life; then a fresh connection works.
+ */
 static void test_no_greeting(const char *dir)
 {
 	static const struct step script[] = {
 		{ OP_ACCEPT, NULL },
-		{ OP_WAIT_EOF, NULL }, /* silent until the client gives up */
+		{ OP_SLEEP, "700" },   /* silent past the client's deadline */
+		{ OP_GREET, NULL },    /* late: the sign of life */
+		{ OP_ACCEPT, NULL },   /* the client starts afresh */
+		{ OP_GREET, NULL }, CAPS,
+		{ OP_EXPECT, "query-status" },
+		{ OP_SEND, "{\"return\": {\"status\": \"running\"}, "
+			   "\"id\": $ID}\r\n" },
+		{ OP_WAIT_EOF, NULL },
 		{ OP_END, NULL },
 	};
 	struct mock m;
 	struct qmp *q;
-	char *err = NULL;
+	char *err = NULL, *json = NULL;
 	int64_t t0;
 
 	mock_start(&m, dir, "silent", script);
@@ -497,9 +526,24 @@ static void test_no_greeting(const char *dir)
 	CHECK(t0 >= 290 && t0 < 1500);
 	CHECK(err != NULL);
 	free(err);
+	err = NULL;
 	CHECK(!qmp_is_connected(q));
-	mock_finish(&m);
+	/* Known unresponsive: at once, for every caller, nothing sent. */
+	for (int i = 0; i < 5; i++) {
+		t0 = test_now_ms();
+		CHECK(qmp_execute(q, "query-status", NULL, 300, NULL, &err) ==
+		      -ETIMEDOUT);
+		CHECK(test_now_ms() - t0 < 100);
+		CHECK(err && strstr(err, "not responding"));
+		free(err);
+		err = NULL;
+	}
+	CHECK(qmp_connect(q, 300, NULL) == -ETIMEDOUT);
+	CHECK(execute_within(q, "query-status", 3000, &json) == 0);
+	CHECK(json && strstr(json, "running"));
+	free(json);
 	qmp_free(q);
+	mock_finish(&m);
 }
 
 static void test_garbage(const char *dir)
@@ -549,9 +593,11 @@ static void test_wrong_id(const char *dir)
 		{ OP_SEND, "{\"return\": {}, \"id\": 99$ID}\r\n"
 			   "{\"return\": {}, \"id\": \"x\"}\r\n"
 			   "{\"return\": {}}\r\n" },
-		/* The late reply to the first one comes with the second. */
+		/* Past the client's deadline: the late reply, a sign of life
+		 * (callers in between failed at once and sent nothing). */
+		{ OP_SLEEP, "700" },
+		{ OP_SEND, "{\"return\": {\"late\": 1}, \"id\": $ID}\r\n" },
 		{ OP_EXPECT, "query-name" },
-		{ OP_SEND, "{\"return\": {\"late\": 1}, \"id\": 2}\r\n" },
 		{ OP_SEND, "{\"return\": {\"name\": \"a\"}, \"id\": $ID}\r\n" },
 		{ OP_WAIT_EOF, NULL },
 		{ OP_END, NULL },
@@ -570,7 +616,11 @@ static void test_wrong_id(const char *dir)
 	CHECK(t0 >= 390 && t0 < 2000);
 	CHECK(json == NULL);
 	CHECK(qmp_is_connected(q)); /* a timeout keeps the connection */
-	CHECK(qmp_execute(q, "query-name", NULL, 2000, &json, NULL) == 0);
+	t0 = test_now_ms();
+	CHECK(qmp_execute(q, "query-name", NULL, 2000, &json, NULL) ==
+	      -ETIMEDOUT);
+	CHECK(test_now_ms() - t0 < 100);
+	CHECK(execute_within(q, "query-name", 3000, &json) == 0);
 	CHECK(STREQ(json, "{\"name\":\"a\"}"));
 	free(json);
 	qmp_free(q);

@@ -150,7 +150,17 @@ int main(void)
 	      -ETIMEDOUT);
 	t0 = test_now_ms() - t0;
 	CHECK(t0 >= 490 && t0 < 2000);
+	/* Known unresponsive now: the next caller fails at once. */
+	t0 = test_now_ms();
+	CHECK(qmp_execute(qa, "query-status", NULL, 500, NULL, NULL) ==
+	      -ETIMEDOUT);
+	CHECK(test_now_ms() - t0 < 100);
 	REQUIRE(kill(pid, SIGCONT) == 0);
+	/* The late reply is its sign of life: it answers again at once. */
+	t0 = test_now_ms();
+	while (qmp_execute(qa, "query-status", NULL, 500, NULL, NULL) ==
+		       -ETIMEDOUT && test_now_ms() - t0 < 2000)
+		test_sleep_ms(10);
 	CHECK_STATUS(qa, "running");
 
 	/* quit is answered, then EOF: it succeeds and QEMU exits. */
