@@ -169,7 +169,7 @@ cp "$work/usr/sbin/qemu-ga" "$root/usr/sbin/qemu-ga"
 ldd "$work/usr/sbin/qemu-ga" | awk '/not found/ { print "missing " $1; next }
 	$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' |
 while read -r lib; do
-	case $lib in missing) die "qemu-ga needs a library the host lacks" ;; esac
+	case $lib in "missing "*) die "qemu-ga needs ${lib#missing }, which this host lacks (install it: it comes with qemu-system-x86)" ;; esac
 	mkdir -p "$root$(dirname "$lib")"
 	cp -L "$lib" "$root$lib"
 done
