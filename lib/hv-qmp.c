@@ -23,9 +23,13 @@
  *   anything else                                    NOSTATE
  *   nobody listens (ECONNREFUSED, ENOENT)            SHUTOFF (not an error)
  *
- * Events to hv_state (besides the HV_EVENT_HYPERVISOR event itself):
+ * Events to hv_state (besides the HV_EVENT_HYPERVISOR event itself), so
+ * that the state always reads what query-status would answer:
  *   STOP PAUSED, RESUME RUNNING, SUSPEND PMSUSPENDED, WAKEUP RUNNING,
- *   SHUTDOWN SHUTDOWN, GUEST_PANICKED CRASHED.
+ *   SHUTDOWN SHUTDOWN, GUEST_PANICKED CRASHED;
+ *   STOP after SHUTDOWN or GUEST_PANICKED: no change (QEMU stops the VM
+ *   into that state: -no-shutdown, panic action pause);
+ *   RESET: no change when RUNNING, else PAUSED (QEMU enters prelaunch).
  * A lost connection is HV_EVENT_LOST for that domain alone: QEMU may have
  * exited, or it broke the protocol and lives on. The watcher then asks at
  * once, and an exited QEMU becomes SHUTOFF (an HV_EVENT_STATE). The watcher
@@ -149,11 +153,20 @@ static enum hv_state status_state(const char *status)
 	return HV_STATE_NOSTATE;
 }
 
-/* HV_STATE_COUNT when the event says nothing about the state. */
-static enum hv_state event_state(const char *event)
+/* The state after `event` in state `old`; HV_STATE_COUNT when the event
+ * changes nothing. */
+static enum hv_state event_state(const char *event, enum hv_state old)
 {
 	if (!event)
 		return HV_STATE_NOSTATE; /* connection lost: unknown */
+	if (strcmp(event, "STOP") == 0 &&
+	    (old == HV_STATE_SHUTDOWN || old == HV_STATE_CRASHED))
+		return HV_STATE_COUNT;
+	if (strcmp(event, "RESET") == 0)
+		return old == HV_STATE_RUNNING || old == HV_STATE_NOSTATE ||
+				       old == HV_STATE_PAUSED
+			       ? HV_STATE_COUNT
+			       : HV_STATE_PAUSED;
 	for (size_t i = 0; i < sizeof(event_states) / sizeof(event_states[0]);
 	     i++)
 		if (strcmp(event_states[i].event, event) == 0)
@@ -242,7 +255,7 @@ static void on_qmp_event(void *userdata, const char *event,
 {
 	struct dom *d = userdata;
 	struct hvq *c = d->c;
-	enum hv_state st = event_state(event);
+	enum hv_state st;
 	struct hv_event ev = {
 		.domain = d->name,
 		.name = event,
@@ -254,6 +267,7 @@ static void on_qmp_event(void *userdata, const char *event,
 	void *fn_userdata;
 
 	pthread_mutex_lock(&c->lock);
+	st = event_state(event, d->state);
 	if (!event) {
 		d->uuid[0] = '\0'; /* the next QEMU may be another VM */
 		/* Ask soon, but keep the backoff: a peer that breaks every
