@@ -40,7 +40,7 @@ struct hv_driver {
 };
 
 /* A message for hv_set_debug_log()'s function, if one is set. */
-void hv_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void hvd_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /*
  * A binary PPM (P6, maxval 255) as PNG (hv-rich.c): stored deflate blocks,
@@ -49,5 +49,5 @@ void hv_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  */
 int ppm_to_png(const uint8_t *ppm, size_t len, char **ret, size_t *ret_len);
 
-extern const struct hv_driver hv_qmp_driver;     /* hv-qmp.c */
-extern const struct hv_driver hv_libvirt_driver; /* hv-libvirt.c */
+extern const struct hv_driver hvd_qmp_driver;     /* hv-qmp.c */
+extern const struct hv_driver hvd_libvirt_driver; /* hv-libvirt.c */

@@ -415,7 +415,7 @@ static json_object *parse_json(const char *text)
 {
 	json_object *o = NULL;
 
-	if (qmp_json_parse_object(text, strlen(text), &o) < 0)
+	if (qmpc_json_parse_object(text, strlen(text), &o) < 0)
 		return NULL;
 	return o;
 }
@@ -904,7 +904,7 @@ static int lv_subscribe(void *priv, hv_event_fn fn, void *userdata)
 		VRPC_XDR(xdr_vrpc_qemu_connect_domain_monitor_event_register_args),
 		&ma, &err);
 	if (q < 0)
-		hv_debug("libvirt: no QEMU monitor events, lifecycle events "
+		hvd_debug("libvirt: no QEMU monitor events, lifecycle events "
 			 "only: %s", err ? err : strerror(-q));
 	free(err);
 	return 0;
@@ -1028,7 +1028,7 @@ static void on_event(void *userdata, const struct vrpc_header *h,
 	}
 }
 
-const struct hv_driver hv_libvirt_driver = {
+const struct hv_driver hvd_libvirt_driver = {
 	.name = "libvirt",
 	.probe = lv_probe,
 	.open = lv_open,

@@ -1108,7 +1108,7 @@ static int qmp_subscribe(void *priv, hv_event_fn fn, void *userdata)
 	return 0;
 }
 
-const struct hv_driver hv_qmp_driver = {
+const struct hv_driver hvd_qmp_driver = {
 	.name = "qmp",
 	.probe = qmp_probe,
 	.open = qmp_open,
