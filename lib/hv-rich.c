@@ -144,7 +144,7 @@ int hv_qmp_exchange(struct hv_conn *c, const char *name, const char *buf,
 	char *text = NULL;
 	int r;
 
-	r = qmp_command_parse(buf, len, &cmd, &command, &why);
+	r = qmpc_command_parse(buf, len, &cmd, &command, &why);
 	if (r == -EINVAL)
 		return hv_error(ret_error, r, "not one JSON object with a "
 				"string \"execute\" member: %s", why);
