@@ -621,6 +621,8 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 /* The session ends: what the kernel never released is freed now. */
 static void op_destroy(void *userdata)
 {
+	unsigned files = 0, dirs = 0;
+
 	for (;;) {
 		struct open_node *n;
 
@@ -629,11 +631,17 @@ static void op_destroy(void *userdata)
 		pthread_mutex_unlock(&open_lock);
 		if (!n)
 			break;
-		if (n->dir)
+		if (n->dir) {
 			dirhandle_free((struct dirhandle *)n);
-		else
+			dirs++;
+		} else {
 			handle_free((struct handle *)n);
+			files++;
+		}
 	}
+	if (files || dirs)
+		hvfs_log(LOG_INFO, "session ended with %u files and %u "
+			 "directories open: freed", files, dirs);
 }
 
 /*
