@@ -127,8 +127,12 @@ static void cache_drop(struct lv *lv, const char *name)
 static bool needs_qemu(uint32_t prog, int32_t proc)
 {
 	if (prog == VRPC_PROGRAM_QEMU)
-		return true;
+		/* The agent has its own deadline in libvirtd: a wedged agent
+		 * must not hold or mark the domain's monitor. */
+		return proc != VRPC_QEMU_PROC_DOMAIN_AGENT_COMMAND;
 	switch (proc) {
+	case VRPC_PROC_DOMAIN_FSFREEZE:
+	case VRPC_PROC_DOMAIN_FSTHAW:
 	case VRPC_PROC_DOMAIN_LOOKUP_BY_NAME:
 	case VRPC_PROC_DOMAIN_LOOKUP_BY_UUID:
 	case VRPC_PROC_DOMAIN_GET_STATE:
@@ -342,7 +346,25 @@ static int dom_call(struct lv *lv, const char *name, uint32_t prog,
 		if (track && (r = lane_enter(lv, name, dom.uuid, ret_error)) < 0)
 			break;
 		late = -1;
-		if (cmd) {
+		if (cmd && proc == VRPC_QEMU_PROC_DOMAIN_AGENT_COMMAND &&
+		    prog == VRPC_PROGRAM_QEMU) {
+			/* flags: the agent's timeout in seconds */
+			vrpc_qemu_domain_agent_command_args a = {
+				.dom = dom, .cmd = (char *)cmd,
+				.timeout = flags,
+			};
+
+			r = vrpc_call_tracked(lv->rpc, prog, proc,
+				VRPC_XDR(xdr_vrpc_qemu_domain_agent_command_args),
+				&a, ret_fn, ret, ret_late, ret_error);
+		} else if (proc == VRPC_PROC_DOMAIN_FSFREEZE ||
+			   proc == VRPC_PROC_DOMAIN_FSTHAW) {
+			vrpc_domain_fsfreeze_args a = { .dom = dom };
+
+			r = vrpc_call_tracked(lv->rpc, prog, proc,
+				VRPC_XDR(xdr_vrpc_domain_fsfreeze_args),
+				&a, ret_fn, ret, ret_late, ret_error);
+		} else if (cmd) {
 			vrpc_qemu_domain_monitor_command_args a = {
 				.dom = dom, .cmd = (char *)cmd, .flags = flags,
 			};
@@ -899,6 +921,16 @@ static int lv_subscribe(void *priv, hv_event_fn fn, void *userdata)
 		pthread_mutex_unlock(&lv->lock);
 		return r;
 	}
+	la.eventID = VRPC_DOMAIN_EVENT_ID_AGENT_LIFECYCLE;
+	q = vrpc_call_persistent(lv->rpc, VRPC_PROGRAM_REMOTE,
+		VRPC_PROC_CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY,
+		VRPC_XDR(xdr_vrpc_connect_domain_event_callback_register_any_args),
+		&la, &err);
+	if (q < 0)
+		hvd_debug("libvirt: no agent lifecycle events: %s",
+			  err ? err : strerror(-q));
+	free(err);
+	err = NULL;
 	q = vrpc_call_persistent(lv->rpc, VRPC_PROGRAM_QEMU,
 		VRPC_QEMU_PROC_CONNECT_DOMAIN_MONITOR_EVENT_REGISTER,
 		VRPC_XDR(xdr_vrpc_qemu_connect_domain_monitor_event_register_args),
@@ -993,6 +1025,33 @@ static void on_monitor_event(struct lv *lv, hv_event_fn fn, void *ud,
 	xdr_free(VRPC_XDR(xdr_vrpc_qemu_domain_monitor_event_msg), &m);
 }
 
+/* libvirt's agent lifecycle event as "agent-lifecycle" (hv.h). */
+static void on_agent_lifecycle(hv_event_fn fn, void *ud,
+			       const uint8_t *payload, size_t size)
+{
+	vrpc_domain_event_callback_agent_lifecycle_msg m;
+	struct hv_event ev = { .kind = HV_EVENT_HYPERVISOR,
+			       .name = "agent-lifecycle" };
+	struct timespec now;
+
+	memset(&m, 0, sizeof(m));
+	if (vrpc_payload_decode(payload, size,
+		VRPC_XDR(xdr_vrpc_domain_event_callback_agent_lifecycle_msg),
+		&m) < 0)
+		return;
+	if (m.state == 1 || m.state == 2) {
+		clock_gettime(CLOCK_REALTIME, &now);
+		ev.domain = m.dom.name;
+		ev.data_json = m.state == 1 ? "{\"state\":\"connected\"}" :
+					      "{\"state\":\"disconnected\"}";
+		ev.seconds = now.tv_sec;
+		ev.micros = now.tv_nsec / 1000;
+		fn(ud, &ev);
+	}
+	xdr_free(VRPC_XDR(xdr_vrpc_domain_event_callback_agent_lifecycle_msg),
+		 &m);
+}
+
 static void on_event(void *userdata, const struct vrpc_header *h,
 		     const uint8_t *payload, size_t size)
 {
@@ -1025,6 +1084,9 @@ static void on_event(void *userdata, const struct vrpc_header *h,
 	} else if (fn && h->prog == VRPC_PROGRAM_QEMU &&
 		   h->proc == VRPC_QEMU_PROC_DOMAIN_MONITOR_EVENT) {
 		on_monitor_event(lv, fn, ud, payload, size);
+	} else if (fn && h->prog == VRPC_PROGRAM_REMOTE &&
+		   h->proc == VRPC_PROC_DOMAIN_EVENT_CALLBACK_AGENT_LIFECYCLE) {
+		on_agent_lifecycle(fn, ud, payload, size);
 	}
 }
 
@@ -1170,6 +1232,131 @@ static int lv_stats(void *priv, const char *name, struct hv_stats **ret,
 	return r;
 }
 
+/* ---- guest agent ----
+ *
+ * Everything goes through QEMU_DOMAIN_AGENT_COMMAND (libvirtd syncs with
+ * the agent itself), with libvirtd's agent timeout a second inside ours so
+ * that libvirtd gives up first; fsfreeze/thaw through DOMAIN_FSFREEZE and
+ * DOMAIN_FSTHAW. libvirt's errors to hv.h's: no agent channel ("not
+ * configured") and an agent not connected are -ENODATA, an agent that
+ * did not answer (code 86) -ETIMEDOUT, a domain not running -ENODATA; an
+ * error the agent sent comes back as libvirt's message, and is turned into
+ * an {"error": ...} reply (class GenericError) for the passthrough.
+ */
+
+#define AGENT_CHANNEL "org.qemu.guest_agent.0"
+
+static int agent_errno(const char *name, int r, char **ret_error)
+{
+	const char *msg = ret_error && *ret_error ? *ret_error : "";
+
+	if (r == -EBUSY) /* operation invalid: not running */
+		return hv_error(ret_error, -ENODATA, "%s: not running", name);
+	if (strstr(msg, "not configured") || strstr(msg, "not connected"))
+		return hv_error(ret_error, -ENODATA, "%s: no guest agent: %s",
+				name, msg);
+	if (r == -EIO && strstr(msg, "not responding"))
+		return -ETIMEDOUT;
+	return r;
+}
+
+static int lv_agent_command(void *priv, const char *name,
+			    const char *command_json, int timeout_ms,
+			    char **ret_reply, char **ret_error)
+{
+	struct lv *lv = priv;
+	vrpc_qemu_domain_agent_command_ret ar;
+	char *err = NULL;
+	int secs, r;
+
+	if (timeout_ms > lv->timeout_ms)
+		timeout_ms = lv->timeout_ms;
+	secs = (timeout_ms - 1000) / 1000;
+	if (secs < 1)
+		secs = 1;
+	memset(&ar, 0, sizeof(ar));
+	r = dom_call(lv, name, VRPC_PROGRAM_QEMU,
+		     VRPC_QEMU_PROC_DOMAIN_AGENT_COMMAND, command_json, secs,
+		     VRPC_XDR(xdr_vrpc_qemu_domain_agent_command_ret), &ar,
+		     &err);
+	if (r == -EIO && err &&
+	    strstr(err, "unable to execute QEMU agent command")) {
+		/* The agent refused: its reply, as the agent said it. */
+		json_object *o = json_object_new_object(), *e =
+			json_object_new_object();
+
+		json_object_object_add(e, "class",
+				       json_object_new_string("GenericError"));
+		json_object_object_add(e, "desc", json_object_new_string(err));
+		json_object_object_add(o, "error", e);
+		*ret_reply = strdup(json_object_to_json_string_ext(o,
+				    JSON_C_TO_STRING_PLAIN));
+		json_object_put(o);
+		free(err);
+		return *ret_reply ? 0 : -ENOMEM;
+	}
+	if (r < 0) {
+		if (ret_error) {
+			free(*ret_error);
+			*ret_error = err;
+		} else {
+			free(err);
+		}
+		return agent_errno(name, r, ret_error);
+	}
+	free(err);
+	if (!ar.result) {
+		*ret_reply = strdup("{\"return\":{}}");
+	} else {
+		*ret_reply = *ar.result; /* take it over */
+		*ar.result = NULL;
+	}
+	xdr_free(VRPC_XDR(xdr_vrpc_qemu_domain_agent_command_ret), &ar);
+	return *ret_reply ? 0 : -ENOMEM;
+}
+
+/* The agent channel's state in the live XML, as libvirtd keeps it:
+ * <target type='virtio' name='org.qemu.guest_agent.0' state='connected'/> */
+static int lv_agent_state(void *priv, const char *name, bool *ret,
+			  char **ret_error)
+{
+	char *xml = NULL;
+	const char *t, *end, *st;
+	int r = lv_xml(priv, name, &xml, ret_error);
+
+	if (r < 0)
+		return r;
+	t = strstr(xml, "name='" AGENT_CHANNEL "'");
+	if (!t) {
+		free(xml);
+		return hv_error(ret_error, -ENODATA, "%s: no guest agent "
+				"channel", name);
+	}
+	end = strchr(t, '>');
+	st = strstr(t, "state='");
+	*ret = st && end && st < end &&
+	       strncmp(st + 7, "connected'", 10) == 0;
+	free(xml);
+	return 0;
+}
+
+static int lv_agent_fsfreeze(void *priv, const char *name, bool freeze,
+			     int *ret_count, char **ret_error)
+{
+	vrpc_domain_fsfreeze_ret fr = { 0 };
+	int r;
+
+	r = dom_call(priv, name, VRPC_PROGRAM_REMOTE,
+		     freeze ? VRPC_PROC_DOMAIN_FSFREEZE : VRPC_PROC_DOMAIN_FSTHAW,
+		     NULL, 0, VRPC_XDR(xdr_vrpc_domain_fsfreeze_ret), &fr,
+		     ret_error);
+	if (r < 0)
+		return agent_errno(name, r, ret_error);
+	if (ret_count)
+		*ret_count = fr.filesystems;
+	return 0;
+}
+
 const struct hv_driver hvd_libvirt_driver = {
 	.name = "libvirt",
 	.probe = lv_probe,
@@ -1187,4 +1374,7 @@ const struct hv_driver hvd_libvirt_driver = {
 	.screenshot = lv_screenshot,
 	.set_memory = lv_set_memory,
 	.stats = lv_stats,
+	.agent_command = lv_agent_command,
+	.agent_state = lv_agent_state,
+	.agent_fsfreeze = lv_agent_fsfreeze,
 };

@@ -56,6 +56,7 @@
 #include <json-c/json.h>
 
 #include "hv-driver.h"
+#include "qga.h"
 #include "qmp.h"
 
 #define WATCHER_STACK (256u << 10)
@@ -79,6 +80,10 @@ struct dom {
 	enum hv_state state;    /* last known; NOSTATE if never known */
 	int64_t retry_at;       /* watcher: next connect attempt (ms) */
 	int backoff_ms;
+	/* The guest agent (section "guest agent" below): */
+	struct qga *qga;        /* its socket's client; NULL for TCP */
+	char *agent_port;       /* under c->lock: the port's qdev id, once known */
+	int agent_open;         /* under c->lock: VSERPORT_CHANGE said; -1 unknown */
 };
 
 struct hvq {
@@ -249,6 +254,11 @@ static void emit(hv_event_fn fn, void *userdata, enum hv_event_kind kind,
 
 static void wake(struct hvq *c);
 
+static struct qga *agent_new(const char *qmp_path);
+static void agent_port_event(struct dom *d, const char *data_json,
+			     hv_event_fn fn, void *fn_userdata,
+			     const struct hv_event *qev);
+
 /* The monitor's reader thread: keeps the cached state, forwards events. */
 static void on_qmp_event(void *userdata, const char *event,
 			 const char *data_json, int64_t seconds, int64_t micros)
@@ -289,6 +299,8 @@ static void on_qmp_event(void *userdata, const char *event,
 		wake(c);
 		return;
 	}
+	if (event && strcmp(event, "VSERPORT_CHANGE") == 0)
+		agent_port_event(d, data_json, fn, fn_userdata, &ev);
 	if (!fn)
 		return;
 	ev.kind = HV_EVENT_HYPERVISOR;
@@ -314,8 +326,11 @@ static struct dom *dom_new(struct hvq *c, const char *name, size_t len,
 	d->name = strndup(name, len);
 	if (strncmp(address, "unix:", 5) == 0)
 		d->path = strdup(address + 5);
+	d->agent_open = -1;
 	if (!d->name || (strncmp(address, "unix:", 5) == 0 && !d->path) ||
+	    (d->path && !(d->qga = agent_new(d->path))) ||
 	    qmp_new(address, &d->qmp) < 0) {
+		qga_free(d->qga);
 		free(d->name);
 		free(d->path);
 		free(d);
@@ -341,6 +356,8 @@ static void dom_put(struct dom *d)
 	/* Outside the lock: qmp_free() joins a reader that may be in
 	 * on_qmp_event(), which takes it. */
 	qmp_free(d->qmp);
+	qga_free(d->qga);
+	free(d->agent_port);
 	free(d->path);
 	free(d->name);
 	free(d);
@@ -1764,6 +1781,172 @@ static int qmp_stats(void *priv, const char *name, struct hv_stats **ret,
 	return 0;
 }
 
+/* ---- guest agent ----
+ *
+ * The agent of the domain whose monitor is PATH.qmp (or PATH) is the UNIX
+ * socket PATH.qga, spoken to with lib/qga.c. QEMU's VSERPORT_CHANGE event
+ * for any port is a sign of life for the agent (the next call tries it
+ * again); for the agent's own port (found with qom-list/qom-get by
+ * hv_agent_state(): a virtserialport with a qdev id named
+ * org.qemu.guest_agent.0) it also becomes an "agent-lifecycle" event and
+ * the state, so that hv_agent_state() needs no probe.
+ */
+
+#define AGENT_PORT_NAME "org.qemu.guest_agent.0"
+
+static struct qga *agent_new(const char *qmp_path)
+{
+	size_t n = strlen(qmp_path);
+	struct qga *q;
+	char *p;
+
+	if (n >= strlen(SUFFIX) &&
+	    strcmp(qmp_path + n - strlen(SUFFIX), SUFFIX) == 0)
+		n -= strlen(SUFFIX);
+	if (asprintf(&p, "%.*s.qga", (int)n, qmp_path) < 0)
+		return NULL;
+	q = qga_new(p);
+	free(p);
+	return q;
+}
+
+/* The monitor's reader thread, for VSERPORT_CHANGE. */
+static void agent_port_event(struct dom *d, const char *data_json,
+			     hv_event_fn fn, void *fn_userdata,
+			     const struct hv_event *qev)
+{
+	json_object *o = NULL, *id = NULL, *open = NULL;
+	struct hv_event ev = *qev;
+	bool mine;
+
+	if (!data_json || qmpc_json_parse_object(data_json, strlen(data_json),
+						&o) < 0)
+		return;
+	if (!json_object_object_get_ex(o, "id", &id) ||
+	    !json_object_object_get_ex(o, "open", &open)) {
+		json_object_put(o);
+		return;
+	}
+	if (d->qga && json_object_get_boolean(open))
+		qga_sign_of_life(d->qga);
+	pthread_mutex_lock(&d->c->lock);
+	mine = d->agent_port &&
+	       strcmp(d->agent_port, json_object_get_string(id)) == 0;
+	if (mine)
+		d->agent_open = json_object_get_boolean(open);
+	pthread_mutex_unlock(&d->c->lock);
+	if (mine && fn) {
+		ev.kind = HV_EVENT_HYPERVISOR;
+		ev.name = "agent-lifecycle";
+		ev.data_json = json_object_get_boolean(open) ?
+			"{\"state\":\"connected\"}" :
+			"{\"state\":\"disconnected\"}";
+		fn(fn_userdata, &ev);
+	}
+	json_object_put(o);
+}
+
+/* Finds the agent port's qdev id (once per domain); best effort. */
+static void agent_find_port(struct hvq *c, struct dom *d)
+{
+	json_object *list = NULL;
+	char *json = NULL;
+
+	pthread_mutex_lock(&c->lock);
+	if (d->agent_port) {
+		pthread_mutex_unlock(&c->lock);
+		return;
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (qmp_execute(d->qmp, "qom-list",
+			"{\"path\":\"/machine/peripheral\"}", c->timeout_ms,
+			&json, NULL) < 0)
+		return;
+	list = json_tokener_parse(json);
+	free(json);
+	for (size_t i = 0; json_object_is_type(list, json_type_array) &&
+			   i < json_object_array_length(list); i++) {
+		json_object *e = json_object_array_get_idx(list, i), *n, *t;
+		json_object *args;
+		char *val = NULL, path[300];
+
+		if (!json_object_object_get_ex(e, "name", &n) ||
+		    !json_object_object_get_ex(e, "type", &t) ||
+		    !strstr(json_object_get_string(t), "virtserialport"))
+			continue;
+		snprintf(path, sizeof(path), "/machine/peripheral/%s",
+			 json_object_get_string(n));
+		args = json_object_new_object();
+		json_object_object_add(args, "path",
+				       json_object_new_string(path));
+		json_object_object_add(args, "property",
+				       json_object_new_string("name"));
+		if (args && qmp_execute(d->qmp, "qom-get",
+				json_object_to_json_string(args), c->timeout_ms,
+				&val, NULL) == 0 &&
+		    strcmp(val, "\"" AGENT_PORT_NAME "\"") == 0) {
+			pthread_mutex_lock(&c->lock);
+			if (!d->agent_port)
+				d->agent_port = strdup(json_object_get_string(n));
+			pthread_mutex_unlock(&c->lock);
+		}
+		free(val);
+		json_object_put(args);
+	}
+	json_object_put(list);
+}
+
+static int qmp_agent_command(void *priv, const char *name,
+			     const char *command_json, int timeout_ms,
+			     char **ret_reply, char **ret_error)
+{
+	struct hvq *c = priv;
+	struct dom *d = dom_get(c, name);
+	int r;
+
+	if (!d)
+		return no_domain(name, ret_error);
+	if (!d->qga)
+		r = hv_error(ret_error, -ENODATA, "%s: no guest agent socket "
+			     "for a monitor over TCP", name);
+	else
+		r = qga_execute_json(d->qga, command_json, timeout_ms, false,
+				     ret_reply, ret_error);
+	dom_put(d);
+	return r;
+}
+
+static int qmp_agent_state(void *priv, const char *name, bool *ret,
+			   char **ret_error)
+{
+	struct hvq *c = priv;
+	struct dom *d = dom_get(c, name);
+	int open, r;
+
+	if (!d)
+		return no_domain(name, ret_error);
+	if (!d->qga) {
+		dom_put(d);
+		return hv_error(ret_error, -ENODATA, "%s: no guest agent "
+				"socket for a monitor over TCP", name);
+	}
+	agent_find_port(c, d);
+	pthread_mutex_lock(&c->lock);
+	open = d->agent_port ? d->agent_open : -1;
+	pthread_mutex_unlock(&c->lock);
+	if (open == 0) { /* the guest closed the port: no agent runs */
+		*ret = false;
+		dom_put(d);
+		return 0;
+	}
+	r = qga_probe(d->qga, c->timeout_ms);
+	dom_put(d);
+	if (r == -ENODATA)
+		return hv_error(ret_error, r, "%s: no guest agent socket", name);
+	*ret = r == 1;
+	return 0;
+}
+
 const struct hv_driver hvd_qmp_driver = {
 	.name = "qmp",
 	.probe = qmp_probe,
@@ -1780,4 +1963,6 @@ const struct hv_driver hvd_qmp_driver = {
 	.screenshot = qmp_screenshot,
 	.set_memory = qmp_set_memory,
 	.stats = qmp_stats,
+	.agent_command = qmp_agent_command,
+	.agent_state = qmp_agent_state,
 };

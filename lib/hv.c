@@ -12,12 +12,6 @@
 
 #include "hv-driver.h"
 
-struct hv_conn {
-	const struct hv_driver *drv;
-	void *priv;
-	char *uri;
-};
-
 static const struct hv_driver *const drivers[] = {
 	&hvd_qmp_driver,
 	&hvd_libvirt_driver,
@@ -155,6 +149,7 @@ int hv_open(const char *uri, const struct hv_options *opts,
 		return -ENOMEM;
 	}
 	c->drv = drv;
+	c->timeout_ms = o.timeout_ms;
 	r = drv->open(uri, &o, &c->priv, ret_error);
 	if (r < 0) {
 		free(c->uri);

@@ -328,3 +328,110 @@ int hv_stat_format(const struct hv_stat *s, char *buf, size_t size);
 /* The counter named key in one domain's counters; NULL if absent. */
 const struct hv_stat *hv_stats_find(const struct hv_stats *st,
 				    const char *key);
+
+/* ---- the guest agent (QEMU guest agent, org.qemu.guest_agent.0) ----
+ *
+ * libvirt: through libvirtd's agent calls (its QEMU_DOMAIN_AGENT_COMMAND,
+ * which synchronises with the agent itself). QMP driver: the agent socket
+ * found beside the monitor (qmp-dir: DIR/NAME.qga; qmp:NAME=unix:PATH.qmp:
+ * PATH.qga), spoken to directly (lib/qga.c; docs/design.md "Guest agent").
+ *
+ * Errors common to these calls: -ENODATA when the domain has no agent (no
+ * channel or socket; libvirt: also an agent that is not connected now),
+ * -ETIMEDOUT when it did not answer within the deadline (the QMP driver
+ * then fails later calls at once until the agent shows life again, or for
+ * at most 10 s), -ENOENT for no such domain, and for an error the agent
+ * itself sent, its class's errno (as hv_qmp_command()) with its "desc" in
+ * *ret_error. A wedged agent never delays anything but calls to that
+ * agent.
+ *
+ * Agent events come through hv_subscribe() as HV_EVENT_HYPERVISOR with
+ * name "agent-lifecycle" and data {"state":"connected"} or
+ * {"state":"disconnected"} (libvirt: its agent lifecycle event; QMP driver:
+ * QEMU's VSERPORT_CHANGE of the port whose chardev is the agent socket).
+ */
+
+/* The largest output hv_agent_exec() returns: stdout and stderr each, after
+ * base64 decoding (the agent's reply must also fit QMP_LINE_MAX, 8 MiB). */
+#define HV_AGENT_EXEC_OUTPUT_MAX (2u << 20)
+
+/*
+ * Raw passthrough: `command_json` is one agent command object as text
+ * ({"execute":"guest-info"}); *ret_reply gets the reply object as text
+ * ({"return": ...} or {"error": ...}); an error reply is not a failure
+ * here. timeout_ms <= 0: the connection's timeout; larger values are
+ * capped to it.
+ */
+int hv_agent_command(struct hv_conn *c, const char *name,
+		     const char *command_json, int timeout_ms,
+		     char **ret_reply, char **ret_error);
+
+/*
+ * Whether the agent is connected now: *ret true or false (libvirt: the
+ * channel's state in the live XML, kept by libvirtd; QMP driver: whether
+ * the agent answers a guest-ping now, false at once while it is known
+ * unresponsive). -ENODATA: the domain has no agent channel or socket.
+ */
+int hv_agent_state(struct hv_conn *c, const char *name, bool *ret,
+		   char **ret_error);
+
+/* What hv_agent_info() reads; formats in docs/design.md "Guest agent". */
+enum hv_agent_info {
+	HV_AGENT_HOSTNAME,   /* "NAME\n" (guest-get-host-name) */
+	HV_AGENT_OS,         /* JSON of guest-get-osinfo's return, + "\n" */
+	HV_AGENT_INTERFACES, /* JSON of guest-network-get-interfaces */
+	HV_AGENT_ADDRESSES,  /* "IFACE ADDR/PREFIX\n" per address */
+	HV_AGENT_USERS,      /* JSON of guest-get-users */
+	HV_AGENT_FILESYSTEMS,/* JSON of guest-get-fsinfo */
+	HV_AGENT_TIME,       /* "SECONDS.NANOSECONDS\n" (guest-get-time) */
+	HV_AGENT_INFO_COUNT
+};
+
+/* The info's short name ("hostname", "addresses", ...), as the guest/
+ * files are named; NULL for an out-of-range value. Static. */
+const char *hv_agent_info_name(enum hv_agent_info what);
+
+/*
+ * Reads one of the above as text in *ret (malloc'd, NUL-terminated, ends
+ * with "\n"), identical on both drivers. -EPROTO when the agent's answer
+ * has not the documented shape.
+ */
+int hv_agent_info(struct hv_conn *c, const char *name,
+		  enum hv_agent_info what, char **ret, char **ret_error);
+
+/* What hv_agent_exec() gives. */
+struct hv_agent_exec_result {
+	int exit_code;  /* the exit status; -1 when ended by a signal */
+	int signal;     /* the signal that ended it, or 0 */
+	char *out;      /* stdout, out_len bytes (+ a NUL), malloc'd */
+	size_t out_len;
+	char *err;      /* stderr, err_len bytes (+ a NUL), malloc'd */
+	size_t err_len;
+};
+
+/*
+ * Runs argv[0] with argv (NULL-terminated; argv[0] is the path, looked up
+ * in the guest's PATH) inside the guest (guest-exec with captured output,
+ * then guest-exec-status polled until it exited), feeding it `input`
+ * (input_len bytes, may be NULL) on stdin. Returns 0 and *ret (free with
+ * hv_agent_exec_release()) once the process exited within timeout_ms (<= 0:
+ * the connection's timeout; the whole run may take longer than one
+ * call's). -ETIMEDOUT when it did not exit in time (it keeps running in
+ * the guest), -EFBIG when its output is over HV_AGENT_EXEC_OUTPUT_MAX or
+ * the agent truncated it.
+ */
+int hv_agent_exec(struct hv_conn *c, const char *name,
+		  const char *const *argv, const char *input,
+		  size_t input_len, int timeout_ms,
+		  struct hv_agent_exec_result *ret, char **ret_error);
+
+/* Frees what hv_agent_exec() gave and zeroes it. Accepts NULL. */
+void hv_agent_exec_release(struct hv_agent_exec_result *r);
+
+/*
+ * Freezes (freeze true) or thaws the guest's file systems; *ret_count (may
+ * be NULL) gets how many the agent froze or thawed. libvirt: DOMAIN_FSFREEZE
+ * / DOMAIN_FSTHAW; QMP driver: guest-fsfreeze-freeze / -thaw.
+ */
+int hv_agent_fsfreeze(struct hv_conn *c, const char *name, bool freeze,
+		      int *ret_count, char **ret_error);
