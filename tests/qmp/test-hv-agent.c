@@ -138,11 +138,28 @@ static json_object *raw_agent(int fd, const char *cmd)
 }
 
 /* Interfaces without their counters, which move between two reads. */
+/*
+ * Interfaces without what moves between two reads: their counters, and the
+ * global IPv6 addresses that SLAAC (QEMU's user network) adds at some point
+ * after boot.
+ */
 static json_object *no_stats(json_object *ifaces)
 {
-	for (size_t i = 0; i < json_object_array_length(ifaces); i++)
-		json_object_object_del(json_object_array_get_idx(ifaces, i),
-				       "statistics");
+	for (size_t i = 0; ifaces && i < json_object_array_length(ifaces); i++) {
+		json_object *ifc = json_object_array_get_idx(ifaces, i), *a;
+
+		json_object_object_del(ifc, "statistics");
+		if (!json_object_object_get_ex(ifc, "ip-addresses", &a))
+			continue;
+		for (size_t k = json_object_array_length(a); k-- > 0;) {
+			json_object *ip = NULL;
+
+			json_object_object_get_ex(json_object_array_get_idx(a, k),
+						  "ip-address", &ip);
+			if (!strncmp(json_object_get_string(ip), "fec0:", 5))
+				json_object_array_del_idx(a, k, 1);
+		}
+	}
 	return ifaces;
 }
 
