@@ -98,7 +98,10 @@ int qga_sync_feed(struct qga_sync *s, const char *buf, size_t len,
 
 	while (used < len) {
 		const char *p = buf + used;
-		const char *ff = memchr(p, 0xff, len - used);
+		const char *nl = memchr(p, '\n', len - used);
+		/* This line's bytes: a 0xFF after its end comes later. */
+		size_t span = nl ? (size_t)(nl - p) + 1 : len - used;
+		const char *ff = memchr(p, 0xff, span);
 		struct qmpc_msg m;
 		size_t n;
 		int r;
@@ -112,8 +115,8 @@ int qga_sync_feed(struct qga_sync *s, const char *buf, size_t len,
 			continue;
 		}
 		if (!s->delimited) {
-			used = len;
-			break;
+			used += span;
+			continue;
 		}
 		r = qmpc_decoder_feed(&s->dec, p, len - used, &n, &m);
 		used += n;
