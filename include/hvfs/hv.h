@@ -348,7 +348,8 @@ const struct hv_stat *hv_stats_find(const struct hv_stats *st,
  * Agent events come through hv_subscribe() as HV_EVENT_HYPERVISOR with
  * name "agent-lifecycle" and data {"state":"connected"} or
  * {"state":"disconnected"} (libvirt: its agent lifecycle event; QMP driver:
- * QEMU's VSERPORT_CHANGE of the port whose chardev is the agent socket).
+ * QEMU's VSERPORT_CHANGE of the port named org.qemu.guest_agent.0, which
+ * needs a qdev id=).
  */
 
 /* The largest output hv_agent_exec() returns: stdout and stderr each, after
