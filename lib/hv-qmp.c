@@ -82,7 +82,8 @@ struct dom {
 	int backoff_ms;
 	/* The guest agent (section "guest agent" below): */
 	struct qga *qga;        /* its socket's client; NULL for TCP */
-	char *agent_port;       /* under c->lock: the port's qdev id, once known */
+	char *agent_port;       /* under c->lock: the port's qdev id once asked,
+				 * "" when it has none */
 	int agent_open;         /* under c->lock: VSERPORT_CHANGE said; -1 unknown */
 };
 
@@ -1830,7 +1831,7 @@ static void agent_port_event(struct dom *d, const char *data_json,
 	if (d->qga && json_object_get_boolean(open))
 		qga_sign_of_life(d->qga);
 	pthread_mutex_lock(&d->c->lock);
-	mine = d->agent_port &&
+	mine = d->agent_port && d->agent_port[0] &&
 	       strcmp(d->agent_port, json_object_get_string(id)) == 0;
 	if (mine)
 		d->agent_open = json_object_get_boolean(open);
@@ -1864,6 +1865,11 @@ static void agent_find_port(struct hvq *c, struct dom *d)
 		return;
 	list = json_tokener_parse(json);
 	free(json);
+	/* Asked once: "" when no port with an id has the agent's name. */
+	pthread_mutex_lock(&c->lock);
+	if (!d->agent_port)
+		d->agent_port = strdup("");
+	pthread_mutex_unlock(&c->lock);
 	for (size_t i = 0; json_object_is_type(list, json_type_array) &&
 			   i < json_object_array_length(list); i++) {
 		json_object *e = json_object_array_get_idx(list, i), *n, *t;
@@ -1885,10 +1891,16 @@ static void agent_find_port(struct hvq *c, struct dom *d)
 				json_object_to_json_string(args), c->timeout_ms,
 				&val, NULL) == 0 &&
 		    strcmp(val, "\"" AGENT_PORT_NAME "\"") == 0) {
+			char *id = strdup(json_object_get_string(n));
+
 			pthread_mutex_lock(&c->lock);
-			if (!d->agent_port)
-				d->agent_port = strdup(json_object_get_string(n));
+			if (id && d->agent_port && !d->agent_port[0]) {
+				free(d->agent_port);
+				d->agent_port = id;
+				id = NULL;
+			}
 			pthread_mutex_unlock(&c->lock);
+			free(id);
 		}
 		free(val);
 		json_object_put(args);
@@ -1932,7 +1944,7 @@ static int qmp_agent_state(void *priv, const char *name, bool *ret,
 	}
 	agent_find_port(c, d);
 	pthread_mutex_lock(&c->lock);
-	open = d->agent_port ? d->agent_open : -1;
+	open = d->agent_port && d->agent_port[0] ? d->agent_open : -1;
 	pthread_mutex_unlock(&c->lock);
 	if (open == 0) { /* the guest closed the port: no agent runs */
 		*ret = false;
