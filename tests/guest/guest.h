@@ -9,9 +9,17 @@
  * builds or takes them from its cache into $HVFS_GUEST_OUT.
  */
 
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
 #include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "hv.h"
 
 #define GUEST_READY "hvfs-guest ready"
 
@@ -44,4 +52,68 @@ static inline void guest_cmdline(const char *name, char *buf, size_t size)
 {
 	snprintf(buf, size, "console=ttyS0 quiet panic=-1 hvfs.hostname=%s "
 		 "hvfs.ip=10.0.2.15/24", name);
+}
+
+/*
+ * guest-network-get-interfaces' return without what moves between two
+ * reads: the counters, and the global IPv6 addresses that SLAAC (QEMU's
+ * user network) adds at some point after boot. Edits and returns ifaces.
+ */
+static inline json_object *guest_ifaces_stable(json_object *ifaces)
+{
+	for (size_t i = 0; ifaces && i < json_object_array_length(ifaces); i++) {
+		json_object *ifc = json_object_array_get_idx(ifaces, i), *a;
+
+		json_object_object_del(ifc, "statistics");
+		if (!json_object_object_get_ex(ifc, "ip-addresses", &a))
+			continue;
+		for (size_t k = json_object_array_length(a); k-- > 0;) {
+			json_object *ip = NULL;
+
+			json_object_object_get_ex(json_object_array_get_idx(a, k),
+						  "ip-address", &ip);
+			if (!strncmp(json_object_get_string(ip), "fec0:", 5))
+				json_object_array_del_idx(a, k, 1);
+		}
+	}
+	return ifaces;
+}
+
+/* The last "agent-lifecycle" event's data, for the domain named by the
+ * handler's userdata (a const char *). */
+static struct {
+	pthread_mutex_t lock;
+	char last[64];
+} guest_agent_ev = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static inline void guest_on_event(void *ud, const struct hv_event *e)
+{
+	if (e->kind != HV_EVENT_HYPERVISOR || !e->name || !e->domain ||
+	    strcmp(e->name, "agent-lifecycle") || strcmp(e->domain, ud))
+		return;
+	pthread_mutex_lock(&guest_agent_ev.lock);
+	snprintf(guest_agent_ev.last, sizeof(guest_agent_ev.last), "%s",
+		 e->data_json ? e->data_json : "");
+	pthread_mutex_unlock(&guest_agent_ev.lock);
+}
+
+/* Waits up to ms until the last agent-lifecycle event says `state`. */
+static inline bool guest_wait_agent_event(const char *state, int ms)
+{
+	struct timespec t0, t, nap = { 0, 50 * 1000000 };
+	char want[64];
+	bool ok;
+
+	snprintf(want, sizeof(want), "{\"state\":\"%s\"}", state);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		pthread_mutex_lock(&guest_agent_ev.lock);
+		ok = strcmp(guest_agent_ev.last, want) == 0;
+		pthread_mutex_unlock(&guest_agent_ev.lock);
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		if (ok || (t.tv_sec - t0.tv_sec) * 1000 +
+			  (t.tv_nsec - t0.tv_nsec) / 1000000 > ms)
+			return ok;
+		nanosleep(&nap, NULL);
+	}
 }

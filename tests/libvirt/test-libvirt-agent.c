@@ -94,42 +94,6 @@ static void on_signal(int sig)
 	_exit(128 + sig);
 }
 
-/* ---- events ---- */
-
-static struct {
-	pthread_mutex_t lock;
-	char last_agent[64];
-} ev = { .lock = PTHREAD_MUTEX_INITIALIZER };
-
-static void on_event(void *ud, const struct hv_event *e)
-{
-	(void)ud;
-	if (e->kind != HV_EVENT_HYPERVISOR || !e->name || !e->domain ||
-	    strcmp(e->name, "agent-lifecycle") || strcmp(e->domain, dom))
-		return;
-	pthread_mutex_lock(&ev.lock);
-	snprintf(ev.last_agent, sizeof(ev.last_agent), "%s",
-		 e->data_json ? e->data_json : "");
-	pthread_mutex_unlock(&ev.lock);
-}
-
-static bool wait_agent_event(const char *state, int ms)
-{
-	int64_t end = now_ms() + ms;
-	char want[64];
-	bool ok;
-
-	snprintf(want, sizeof(want), "{\"state\":\"%s\"}", state);
-	for (;;) {
-		pthread_mutex_lock(&ev.lock);
-		ok = strcmp(ev.last_agent, want) == 0;
-		pthread_mutex_unlock(&ev.lock);
-		if (ok || now_ms() > end)
-			return ok;
-		sleep_ms(50);
-	}
-}
-
 /* ---- oracles ---- */
 
 /* `virsh qemu-agent-command DOM CMD`'s "return" (a reference), or NULL. */
@@ -172,49 +136,51 @@ static char *virsh_addresses(void)
 	}
 	fclose(m);
 	free(out);
+	out = NULL;
 	return res;
 }
 
 /*
- * Interfaces without what moves between two reads: their counters, and the
- * global IPv6 addresses that SLAAC (QEMU's user network) adds at some point
- * after boot.
+ * The guest's serial console (libvirt's pty), read all along by a thread:
+ * nobody reading it would let its buffer fill and stall the guest's shell.
  */
-static json_object *no_stats(json_object *ifaces)
+static int console_fd = -1;
+
+static void *drain_console(void *arg)
 {
-	for (size_t i = 0; ifaces && i < json_object_array_length(ifaces); i++) {
-		json_object *ifc = json_object_array_get_idx(ifaces, i), *a;
+	char buf[4096];
 
-		json_object_object_del(ifc, "statistics");
-		if (!json_object_object_get_ex(ifc, "ip-addresses", &a))
-			continue;
-		for (size_t k = json_object_array_length(a); k-- > 0;) {
-			json_object *ip = NULL;
+	(void)arg;
+	for (;;) {
+		ssize_t n = read(console_fd, buf, sizeof(buf));
 
-			json_object_object_get_ex(json_object_array_get_idx(a, k),
-						  "ip-address", &ip);
-			if (!strncmp(json_object_get_string(ip), "fec0:", 5))
-				json_object_array_del_idx(a, k, 1);
-		}
+		if (n < 0 && errno != EINTR && errno != EAGAIN)
+			return NULL;
+		if (n == 0)
+			sleep_ms(50);
 	}
-	return ifaces;
 }
 
-/* Types a line on the guest's serial console (libvirt's pty). */
-static void type_line(const char *line)
+static void console_open(void)
 {
 	char *pty = NULL;
-	int fd;
+	pthread_t t;
 
 	sh(&pty, "virsh -c \"$HVT_URI\" ttyconsole %s", dom);
 	REQUIRE(pty && *pty);
-	fd = open(pty, O_RDWR | O_NOCTTY);
-	REQUIRE(fd >= 0);
-	REQUIRE(write(fd, line, strlen(line)) == (ssize_t)strlen(line));
-	REQUIRE(write(fd, "\n", 1) == 1);
-	sleep_ms(300);
-	close(fd);
+	console_fd = open(pty, O_RDWR | O_NOCTTY);
+	REQUIRE(console_fd >= 0);
 	free(pty);
+	REQUIRE(pthread_create(&t, NULL, drain_console, NULL) == 0);
+	pthread_detach(t);
+}
+
+/* Types a line on the guest's serial console. */
+static void type_line(const char *line)
+{
+	REQUIRE(write(console_fd, line, strlen(line)) ==
+		(ssize_t)strlen(line));
+	REQUIRE(write(console_fd, "\n", 1) == 1);
 }
 
 /* ---- the test ---- */
@@ -256,6 +222,7 @@ static void checks(struct hv_conn *c)
 	}
 	json_object_put(o);
 	free(out);
+	out = NULL;
 
 	/* Both again when SLAAC added an address between the two reads. */
 	for (int i = 0; i < 3; i++) {
@@ -264,6 +231,7 @@ static void checks(struct hv_conn *c)
 		if (i == 2 || (r == 0 && out && v && !strcmp(out, v)))
 			break;
 		free(out);
+		out = NULL;
 		free(v);
 		sleep_ms(1000);
 	}
@@ -274,17 +242,19 @@ static void checks(struct hv_conn *c)
 		printf("#  %.*s\n", (int)(nl - s), s);
 	free(v);
 	free(out);
+	out = NULL;
 
 	r = hv_agent_info(c, dom, HV_AGENT_INTERFACES, &out, &e);
 	o = virsh_agent("{\"execute\":\"guest-network-get-interfaces\"}");
 	p = out ? json_tokener_parse(out) : NULL;
-	CHECK(r == 0 && o && p && json_object_equal(no_stats(o), no_stats(p)));
+	CHECK(r == 0 && o && p && json_object_equal(guest_ifaces_stable(o), guest_ifaces_stable(p)));
 	if (!o || !p || !json_object_equal(o, p))
 		printf("# hv: %s\n# virsh: %s\n", json_object_to_json_string(p),
 		       json_object_to_json_string(o));
 	json_object_put(o);
 	json_object_put(p);
 	free(out);
+	out = NULL;
 
 	r = hv_agent_info(c, dom, HV_AGENT_OS, &out, &e);
 	o = virsh_agent("{\"execute\":\"guest-get-osinfo\"}");
@@ -293,11 +263,13 @@ static void checks(struct hv_conn *c)
 	json_object_put(o);
 	json_object_put(p);
 	free(out);
+	out = NULL;
 
 	r = hv_agent_info(c, dom, HV_AGENT_TIME, &out, &e);
 	CHECK(r == 0 && out && atof(out) > time(NULL) - 120 &&
 	      atof(out) < time(NULL) + 120);
 	free(out);
+	out = NULL;
 
 	r = hv_agent_exec(c, dom, echo, NULL, 0, 10000, &res, &e);
 	CHECK(r == 0 && res.exit_code == 0 && res.out_len == 3 &&
@@ -321,7 +293,7 @@ static void checks(struct hv_conn *c)
 	r = hv_agent_exec(c, dom, kill_agent, NULL, 0, 10000, &res, &e);
 	CHECK(r == 0);
 	hv_agent_exec_release(&res);
-	CHECK(wait_agent_event("disconnected", 15000));
+	CHECK(guest_wait_agent_event("disconnected", 15000));
 	r = hv_agent_state(c, dom, &connected, &e);
 	CHECK(r == 0 && !connected);
 	t0 = now_ms();
@@ -338,12 +310,13 @@ static void checks(struct hv_conn *c)
 	type_line("qemu-ga -m virtio-serial -p "
 		  "/dev/virtio-ports/org.qemu.guest_agent.0 -t /run "
 		  "</dev/null >/dev/null 2>&1 &");
-	CHECK(wait_agent_event("connected", 15000));
+	CHECK(guest_wait_agent_event("connected", 20000));
 	r = hv_agent_state(c, dom, &connected, &e);
 	CHECK(r == 0 && connected);
 	r = hv_agent_info(c, dom, HV_AGENT_HOSTNAME, &out, &e);
 	CHECK(r == 0 && out && strcmp(out, "hvt-ag\n") == 0);
 	free(out);
+	out = NULL;
 	free(e);
 }
 
@@ -397,14 +370,15 @@ int main(void)
 		   xml_path) == 0);
 
 	REQUIRE(hv_open(uri, &opts, &c, &e) == 0);
-	REQUIRE(hv_subscribe(c, on_event, NULL) == 0);
+	REQUIRE(hv_subscribe(c, guest_on_event, dom) == 0);
 	/* Not running: no agent. */
 	CHECK(hv_agent_info(c, dom, HV_AGENT_HOSTNAME, &e, &e) == -ENODATA);
 
 	t0 = now_ms();
 	REQUIRE(sh(NULL, "virsh -q -c \"$HVT_URI\" start %s >/dev/null",
 		   dom) == 0);
-	CHECK(wait_agent_event("connected", 90000));
+	console_open();
+	CHECK(guest_wait_agent_event("connected", 90000));
 	printf("# agent connected %lld ms after start (TCG)\n",
 	       (long long)(now_ms() - t0));
 	CHECK(hv_agent_state(c, dom, &connected, &e) == 0 && connected);

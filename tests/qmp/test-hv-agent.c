@@ -137,74 +137,6 @@ static json_object *raw_agent(int fd, const char *cmd)
 	return v;
 }
 
-/* Interfaces without their counters, which move between two reads. */
-/*
- * Interfaces without what moves between two reads: their counters, and the
- * global IPv6 addresses that SLAAC (QEMU's user network) adds at some point
- * after boot.
- */
-static json_object *no_stats(json_object *ifaces)
-{
-	for (size_t i = 0; ifaces && i < json_object_array_length(ifaces); i++) {
-		json_object *ifc = json_object_array_get_idx(ifaces, i), *a;
-
-		json_object_object_del(ifc, "statistics");
-		if (!json_object_object_get_ex(ifc, "ip-addresses", &a))
-			continue;
-		for (size_t k = json_object_array_length(a); k-- > 0;) {
-			json_object *ip = NULL;
-
-			json_object_object_get_ex(json_object_array_get_idx(a, k),
-						  "ip-address", &ip);
-			if (!strncmp(json_object_get_string(ip), "fec0:", 5))
-				json_object_array_del_idx(a, k, 1);
-		}
-	}
-	return ifaces;
-}
-
-/* ---- events ---- */
-
-static struct {
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	char last_agent[64]; /* data of the last agent-lifecycle event */
-	int n_agent;
-} ev = { .lock = PTHREAD_MUTEX_INITIALIZER,
-	  .cond = PTHREAD_COND_INITIALIZER };
-
-static void on_event(void *ud, const struct hv_event *e)
-{
-	(void)ud;
-	if (e->kind != HV_EVENT_HYPERVISOR || !e->name ||
-	    strcmp(e->name, "agent-lifecycle") != 0)
-		return;
-	pthread_mutex_lock(&ev.lock);
-	snprintf(ev.last_agent, sizeof(ev.last_agent), "%s",
-		 e->data_json ? e->data_json : "");
-	ev.n_agent++;
-	pthread_cond_broadcast(&ev.cond);
-	pthread_mutex_unlock(&ev.lock);
-}
-
-/* Waits up to ms for an agent-lifecycle event with `state`. */
-static bool wait_agent_event(const char *state, int ms)
-{
-	int64_t end = test_now_ms() + ms;
-	char want[64];
-	bool ok;
-
-	snprintf(want, sizeof(want), "{\"state\":\"%s\"}", state);
-	for (;;) {
-		pthread_mutex_lock(&ev.lock);
-		ok = strcmp(ev.last_agent, want) == 0;
-		pthread_mutex_unlock(&ev.lock);
-		if (ok || test_now_ms() > end)
-			return ok;
-		test_sleep_ms(50);
-	}
-}
-
 /* ---- checks ---- */
 
 struct slow_call {
@@ -355,7 +287,7 @@ int main(void)
 
 	snprintf(uri, sizeof(uri), "qmp-dir:%s", dir);
 	REQUIRE(hv_open(uri, &opts, &c, &e) == 0);
-	REQUIRE(hv_subscribe(c, on_event, NULL) == 0);
+	REQUIRE(hv_subscribe(c, guest_on_event, NAME) == 0);
 
 	/* state */
 	r = hv_agent_state(c, NAME, &connected, &e);
@@ -385,7 +317,7 @@ int main(void)
 
 	r = hv_agent_info(c, NAME, HV_AGENT_INTERFACES, &out, &e);
 	CHECK(r == 0 && out && (parsed = json_tokener_parse(out)) &&
-	      json_object_equal(no_stats(parsed), no_stats(o_ifaces)));
+	      json_object_equal(guest_ifaces_stable(parsed), guest_ifaces_stable(o_ifaces)));
 	json_object_put(parsed);
 	free(out);
 
@@ -431,7 +363,7 @@ int main(void)
 
 	/* The agent stops inside the guest: the port closes. */
 	type_line("killall qemu-ga");
-	CHECK(wait_agent_event("disconnected", 10000));
+	CHECK(guest_wait_agent_event("disconnected", 10000));
 	r = hv_agent_state(c, NAME, &connected, &e);
 	CHECK(r == 0 && !connected);
 	{
@@ -461,7 +393,7 @@ int main(void)
 	type_line("qemu-ga -m virtio-serial -p "
 		  "/dev/virtio-ports/org.qemu.guest_agent.0 -t /run "
 		  "</dev/null >/dev/null 2>&1 &");
-	CHECK(wait_agent_event("connected", 15000));
+	CHECK(guest_wait_agent_event("connected", 15000));
 	r = hv_agent_info(c, NAME, HV_AGENT_HOSTNAME, &out, &e);
 	CHECK(r == 0 && STREQ(out, NAME "\n"));
 	free(out);
