@@ -415,7 +415,7 @@ static json_object *parse_json(const char *text)
 {
 	json_object *o = NULL;
 
-	if (qmp_json_parse_object(text, strlen(text), &o) < 0)
+	if (qmpc_json_parse_object(text, strlen(text), &o) < 0)
 		return NULL;
 	return o;
 }
@@ -904,7 +904,7 @@ static int lv_subscribe(void *priv, hv_event_fn fn, void *userdata)
 		VRPC_XDR(xdr_vrpc_qemu_connect_domain_monitor_event_register_args),
 		&ma, &err);
 	if (q < 0)
-		hv_debug("libvirt: no QEMU monitor events, lifecycle events "
+		hvd_debug("libvirt: no QEMU monitor events, lifecycle events "
 			 "only: %s", err ? err : strerror(-q));
 	free(err);
 	return 0;
@@ -1067,8 +1067,8 @@ static void on_event(void *userdata, const struct vrpc_header *h,
 /* ---- bulk statistics ---- */
 
 /* One typed parameter into b; its field is checked as libvirt's client
- * checks it (hv_stats_add() refuses the rest). */
-static void add_param(struct hv_stats_builder *b, const vrpc_typed_param *p)
+ * checks it (hvd_stats_add() refuses the rest). */
+static void add_param(struct hvd_stats_builder *b, const vrpc_typed_param *p)
 {
 	const vrpc_typed_param_value *v = &p->value;
 	struct hv_stat s = { .key = p->field, .type = v->type };
@@ -1100,7 +1100,7 @@ static void add_param(struct hv_stats_builder *b, const vrpc_typed_param *p)
 		s.v.s = v->vrpc_typed_param_value_u.s;
 		break;
 	}
-	hv_stats_add(b, &s);
+	hvd_stats_add(b, &s);
 }
 
 /*
@@ -1124,7 +1124,7 @@ static int stats_from_reply(struct lv *lv,
 	for (unsigned i = 0; r == 0 && i < nrec; i++) {
 		const vrpc_domain_stats_record *rec =
 			&sr->retStats.retStats_val[i];
-		struct hv_stats_builder b = { 0 };
+		struct hvd_stats_builder b = { 0 };
 
 		if (strlen(rec->dom.name) > HV_NAME_MAX)
 			continue;
@@ -1132,7 +1132,7 @@ static int stats_from_reply(struct lv *lv,
 		for (unsigned j = 0; j < rec->params.params_len; j++)
 			add_param(&b, &rec->params.params_val[j]);
 		strcpy(out[n].name, rec->dom.name);
-		r = hv_stats_pack(&b, &out[n]);
+		r = hvd_stats_pack(&b, &out[n]);
 		if (r == 0)
 			n++;
 		else if (r == -EPROTO)
@@ -1848,7 +1848,7 @@ static int lv_snapshot_delete(void *priv, const char *name, const char *snap,
 			 0, true, NULL, NULL, ret_error);
 }
 
-const struct hv_driver hv_libvirt_driver = {
+const struct hv_driver hvd_libvirt_driver = {
 	.name = "libvirt",
 	.probe = lv_probe,
 	.open = lv_open,

@@ -23,9 +23,13 @@
  *   anything else                                    NOSTATE
  *   nobody listens (ECONNREFUSED, ENOENT)            SHUTOFF (not an error)
  *
- * Events to hv_state (besides the HV_EVENT_HYPERVISOR event itself):
+ * Events to hv_state (besides the HV_EVENT_HYPERVISOR event itself), so
+ * that the state always reads what query-status would answer:
  *   STOP PAUSED, RESUME RUNNING, SUSPEND PMSUSPENDED, WAKEUP RUNNING,
- *   SHUTDOWN SHUTDOWN, GUEST_PANICKED CRASHED.
+ *   SHUTDOWN SHUTDOWN, GUEST_PANICKED CRASHED;
+ *   STOP after SHUTDOWN or GUEST_PANICKED: no change (QEMU stops the VM
+ *   into that state: -no-shutdown, panic action pause);
+ *   RESET: no change when RUNNING, else PAUSED (QEMU enters prelaunch).
  * A lost connection is HV_EVENT_LOST for that domain alone: QEMU may have
  * exited, or it broke the protocol and lives on. The watcher then asks at
  * once, and an exited QEMU becomes SHUTOFF (an HV_EVENT_STATE). The watcher
@@ -149,11 +153,20 @@ static enum hv_state status_state(const char *status)
 	return HV_STATE_NOSTATE;
 }
 
-/* HV_STATE_COUNT when the event says nothing about the state. */
-static enum hv_state event_state(const char *event)
+/* The state after `event` in state `old`; HV_STATE_COUNT when the event
+ * changes nothing. */
+static enum hv_state event_state(const char *event, enum hv_state old)
 {
 	if (!event)
 		return HV_STATE_NOSTATE; /* connection lost: unknown */
+	if (strcmp(event, "STOP") == 0 &&
+	    (old == HV_STATE_SHUTDOWN || old == HV_STATE_CRASHED))
+		return HV_STATE_COUNT;
+	if (strcmp(event, "RESET") == 0)
+		return old == HV_STATE_RUNNING || old == HV_STATE_NOSTATE ||
+				       old == HV_STATE_PAUSED
+			       ? HV_STATE_COUNT
+			       : HV_STATE_PAUSED;
 	for (size_t i = 0; i < sizeof(event_states) / sizeof(event_states[0]);
 	     i++)
 		if (strcmp(event_states[i].event, event) == 0)
@@ -242,7 +255,7 @@ static void on_qmp_event(void *userdata, const char *event,
 {
 	struct dom *d = userdata;
 	struct hvq *c = d->c;
-	enum hv_state st = event_state(event);
+	enum hv_state st;
 	struct hv_event ev = {
 		.domain = d->name,
 		.name = event,
@@ -254,6 +267,7 @@ static void on_qmp_event(void *userdata, const char *event,
 	void *fn_userdata;
 
 	pthread_mutex_lock(&c->lock);
+	st = event_state(event, d->state);
 	if (!event) {
 		d->uuid[0] = '\0'; /* the next QEMU may be another VM */
 		/* Ask soon, but keep the backoff: a peer that breaks every
@@ -1330,7 +1344,7 @@ static bool valid_stat_name(const char *name)
 }
 
 /* The stats of one query-stats result entry as PREFIX.NAME.SUFFIX. */
-static void add_query_stats(struct hv_stats_builder *b, json_object *entry,
+static void add_query_stats(struct hvd_stats_builder *b, json_object *entry,
 			    json_object *schemas, const char *target,
 			    const char *prefix)
 {
@@ -1352,10 +1366,10 @@ static void add_query_stats(struct hv_stats_builder *b, json_object *entry,
 		if (!suffix)
 			continue;
 		if (json_object_is_type(v, json_type_int))
-			hv_stats_addf(b, HV_STAT_ULL(json_object_get_uint64(v)),
+			hvd_stats_addf(b, HV_STAT_ULL(json_object_get_uint64(v)),
 				      "%s.%s.%s", prefix, name, suffix);
 		else if (json_object_is_type(v, json_type_boolean))
-			hv_stats_addf(b, ((struct hv_stat){
+			hvd_stats_addf(b, ((struct hv_stat){
 					      .type = HV_STAT_BOOLEAN,
 					      .v.b = json_object_get_boolean(v) }),
 				      "%s.%s.%s", prefix, name, suffix);
@@ -1385,7 +1399,7 @@ static json_object *block_info(json_object *blocks, json_object *stats_entry)
 	return NULL;
 }
 
-static void add_block(struct hv_stats_builder *b, json_object *list,
+static void add_block(struct hvd_stats_builder *b, json_object *list,
 		      json_object *blocks)
 {
 	size_t n = json_object_array_length(list);
@@ -1403,7 +1417,7 @@ static void add_block(struct hv_stats_builder *b, json_object *list,
 		{ "wr_highest_offset", "allocation" },
 	};
 
-	hv_stats_addf(b, ((struct hv_stat){ .type = HV_STAT_UINT,
+	hvd_stats_addf(b, ((struct hv_stat){ .type = HV_STAT_UINT,
 					    .v.ui = (uint32_t)n }),
 		      "block.count");
 	for (size_t i = 0; i < n; i++) {
@@ -1417,19 +1431,19 @@ static void add_block(struct hv_stats_builder *b, json_object *list,
 		     *k && !(name && *name); k++)
 			name = member_str(e, *k);
 		if (name && *name)
-			hv_stats_addf(b, HV_STAT_STR(name), "block.%zu.name", i);
+			hvd_stats_addf(b, HV_STAT_STR(name), "block.%zu.name", i);
 		if (!json_object_object_get_ex(block_info(blocks, e), "inserted",
 					       &ins))
 			ins = NULL;
 		if ((file = member_str(ins, "file")))
-			hv_stats_addf(b, HV_STAT_STR(file), "block.%zu.path", i);
+			hvd_stats_addf(b, HV_STAT_STR(file), "block.%zu.path", i);
 		if (json_object_object_get_ex(e, "stats", &st))
 			for (size_t f = 0; f < sizeof(fields) / sizeof(*fields);
 			     f++) {
 				uint64_t x = member_u64(st, fields[f].qmp, &ok);
 
 				if (ok)
-					hv_stats_addf(b, HV_STAT_ULL(x),
+					hvd_stats_addf(b, HV_STAT_ULL(x),
 						      "block.%zu.%s", i,
 						      fields[f].key);
 			}
@@ -1437,7 +1451,7 @@ static void add_block(struct hv_stats_builder *b, json_object *list,
 			uint64_t x = member_u64(v, "virtual-size", &ok);
 
 			if (ok)
-				hv_stats_addf(b, HV_STAT_ULL(x),
+				hvd_stats_addf(b, HV_STAT_ULL(x),
 					      "block.%zu.capacity", i);
 		}
 	}
@@ -1445,7 +1459,7 @@ static void add_block(struct hv_stats_builder *b, json_object *list,
 
 /* Everything QEMU tells about one domain, into b; 0 or a fatal error. */
 static int collect(struct dom *d, int64_t deadline,
-		   struct hv_stats_builder *b)
+		   struct hvd_stats_builder *b)
 {
 	json_object *o = NULL, *cpus = NULL, *schemas = NULL, *blocks = NULL;
 	const char *status;
@@ -1466,10 +1480,10 @@ static int collect(struct dom *d, int64_t deadline,
 		r = stats_cmd(d, "query-status", NULL, deadline, &o);
 	}
 	if (qemu_gone(r)) {
-		hv_stats_addf(b, ((struct hv_stat){ .type = HV_STAT_INT,
+		hvd_stats_addf(b, ((struct hv_stat){ .type = HV_STAT_INT,
 						    .v.i = HV_STATE_SHUTOFF }),
 			      "state.state");
-		hv_stats_addf(b, ((struct hv_stat){ .type = HV_STAT_INT }),
+		hvd_stats_addf(b, ((struct hv_stat){ .type = HV_STAT_INT }),
 			      "state.reason");
 		return 0;
 	}
@@ -1482,10 +1496,10 @@ static int collect(struct dom *d, int64_t deadline,
 	     i++)
 		if (strcmp(status_reasons[i].status, status) == 0)
 			reason = status_reasons[i].reason;
-	hv_stats_addf(b, ((struct hv_stat){ .type = HV_STAT_INT,
+	hvd_stats_addf(b, ((struct hv_stat){ .type = HV_STAT_INT,
 					    .v.i = status_state(status) }),
 		      "state.state");
-	hv_stats_addf(b, ((struct hv_stat){ .type = HV_STAT_INT,
+	hvd_stats_addf(b, ((struct hv_stat){ .type = HV_STAT_INT,
 					    .v.i = reason }),
 		      "state.reason");
 	json_object_put(o);
@@ -1495,14 +1509,14 @@ static int collect(struct dom *d, int64_t deadline,
 		snprintf(path, sizeof(path), "/proc/%d/stat", pid) > 0 &&
 		proc_stat(path, &user, &sys, &rss) == 0;
 	if (local) {
-		hv_stats_addf(b, HV_STAT_ULL(user + sys), "cpu.time");
-		hv_stats_addf(b, HV_STAT_ULL(user), "cpu.user");
-		hv_stats_addf(b, HV_STAT_ULL(sys), "cpu.system");
+		hvd_stats_addf(b, HV_STAT_ULL(user + sys), "cpu.time");
+		hvd_stats_addf(b, HV_STAT_ULL(user), "cpu.user");
+		hvd_stats_addf(b, HV_STAT_ULL(sys), "cpu.system");
 	}
 
 	r = stats_cmd(d, "query-balloon", NULL, deadline, &o);
 	if (r == 0 && (x = member_u64(o, "actual", &ok), ok))
-		hv_stats_addf(b, HV_STAT_ULL(x / 1024), "balloon.current");
+		hvd_stats_addf(b, HV_STAT_ULL(x / 1024), "balloon.current");
 	json_object_put(o);
 	o = NULL;
 	if (r == 0 || !stats_fatal(r))
@@ -1512,7 +1526,7 @@ static int collect(struct dom *d, int64_t deadline,
 		bool ok2;
 		uint64_t plugged = member_u64(o, "plugged-memory", &ok2);
 
-		hv_stats_addf(b, HV_STAT_ULL((x + plugged) / 1024),
+		hvd_stats_addf(b, HV_STAT_ULL((x + plugged) / 1024),
 			      "balloon.maximum");
 	}
 	json_object_put(o);
@@ -1520,7 +1534,7 @@ static int collect(struct dom *d, int64_t deadline,
 	if (stats_fatal(r))
 		return r;
 	if (local)
-		hv_stats_addf(b, HV_STAT_ULL(rss), "balloon.rss");
+		hvd_stats_addf(b, HV_STAT_ULL(rss), "balloon.rss");
 
 	r = stats_cmd(d, "query-cpus-fast", NULL, deadline, &cpus);
 	if (stats_fatal(r))
@@ -1529,7 +1543,7 @@ static int collect(struct dom *d, int64_t deadline,
 		size_t n = json_object_array_length(cpus);
 		uint64_t max = 0;
 
-		hv_stats_addf(b, ((struct hv_stat){ .type = HV_STAT_UINT,
+		hvd_stats_addf(b, ((struct hv_stat){ .type = HV_STAT_UINT,
 						    .v.ui = (uint32_t)n }),
 			      "vcpu.current");
 		r = stats_cmd(d, "query-hotpluggable-cpus", NULL, deadline, &o);
@@ -1542,7 +1556,7 @@ static int collect(struct dom *d, int64_t deadline,
 			max += member_u64(json_object_array_get_idx(o, i),
 					  "vcpus-count", &ok);
 		if (r == 0 && max)
-			hv_stats_addf(b, ((struct hv_stat){
+			hvd_stats_addf(b, ((struct hv_stat){
 					      .type = HV_STAT_UINT,
 					      .v.ui = (uint32_t)max }),
 				      "vcpu.maximum");
@@ -1555,7 +1569,7 @@ static int collect(struct dom *d, int64_t deadline,
 
 			if (!ok)
 				continue;
-			hv_stats_addf(b, ((struct hv_stat){
+			hvd_stats_addf(b, ((struct hv_stat){
 					      .type = HV_STAT_INT, .v.i = 1 }),
 				      "vcpu.%llu.state", (unsigned long long)idx);
 			tid = member_u64(c, "thread-id", &ok);
@@ -1564,11 +1578,11 @@ static int collect(struct dom *d, int64_t deadline,
 			snprintf(path, sizeof(path), "/proc/%d/task/%llu/stat",
 				 pid, (unsigned long long)tid);
 			if (proc_stat(path, &u, &s, &unused) == 0)
-				hv_stats_addf(b, HV_STAT_ULL(u + s),
+				hvd_stats_addf(b, HV_STAT_ULL(u + s),
 					      "vcpu.%llu.time",
 					      (unsigned long long)idx);
 			if (proc_delay(pid, (int)tid, &delay) == 0)
-				hv_stats_addf(b, HV_STAT_ULL(delay),
+				hvd_stats_addf(b, HV_STAT_ULL(delay),
 					      "vcpu.%llu.delay",
 					      (unsigned long long)idx);
 		}
@@ -1640,12 +1654,12 @@ static int collect(struct dom *d, int64_t deadline,
 
 static void dom_stats(struct dom *d, int64_t deadline, struct hv_stats *out)
 {
-	struct hv_stats_builder b = { 0 };
+	struct hvd_stats_builder b = { 0 };
 	int r = collect(d, deadline, &b), p;
 
 	snprintf(out->name, sizeof(out->name), "%s", d->name);
 	/* What was gathered before a failure is kept. */
-	p = hv_stats_pack(&b, out);
+	p = hvd_stats_pack(&b, out);
 	out->error = r < 0 ? r : p;
 }
 
@@ -2198,7 +2212,7 @@ out:
 	return r;
 }
 
-const struct hv_driver hv_qmp_driver = {
+const struct hv_driver hvd_qmp_driver = {
 	.name = "qmp",
 	.probe = qmp_probe,
 	.open = qmp_open,

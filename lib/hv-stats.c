@@ -25,7 +25,7 @@ static bool valid_key(const char *k, size_t len)
 }
 
 /* Appends len bytes and a NUL to b->buf; returns the offset or -1. */
-static ssize_t append(struct hv_stats_builder *b, const char *s, size_t len)
+static ssize_t append(struct hvd_stats_builder *b, const char *s, size_t len)
 {
 	size_t off = b->len;
 
@@ -49,7 +49,7 @@ static ssize_t append(struct hv_stats_builder *b, const char *s, size_t len)
 	return (ssize_t)off;
 }
 
-void hv_stats_add(struct hv_stats_builder *b, const struct hv_stat *s)
+void hvd_stats_add(struct hvd_stats_builder *b, const struct hv_stat *s)
 {
 	struct hv_stat e = *s;
 	size_t klen = strlen(s->key);
@@ -86,7 +86,7 @@ void hv_stats_add(struct hv_stats_builder *b, const struct hv_stat *s)
 	b->v[b->n++] = e;
 }
 
-void hv_stats_addf(struct hv_stats_builder *b, struct hv_stat s,
+void hvd_stats_addf(struct hvd_stats_builder *b, struct hv_stat s,
 		   const char *fmt, ...)
 {
 	char key[HV_STAT_KEY_MAX + 2];
@@ -102,17 +102,17 @@ void hv_stats_addf(struct hv_stats_builder *b, struct hv_stat s,
 		return;
 	}
 	s.key = key;
-	hv_stats_add(b, &s);
+	hvd_stats_add(b, &s);
 }
 
-void hv_stats_builder_release(struct hv_stats_builder *b)
+void hvd_stats_builder_release(struct hvd_stats_builder *b)
 {
 	free(b->v);
 	free(b->buf);
 	memset(b, 0, sizeof(*b));
 }
 
-int hv_stats_pack(struct hv_stats_builder *b, struct hv_stats *out)
+int hvd_stats_pack(struct hvd_stats_builder *b, struct hv_stats *out)
 {
 	size_t head = b->n * sizeof(struct hv_stat);
 	struct hv_stat *v;
@@ -120,14 +120,14 @@ int hv_stats_pack(struct hv_stats_builder *b, struct hv_stats *out)
 	int r = b->err;
 
 	if (r < 0 || b->n == 0) {
-		hv_stats_builder_release(b);
+		hvd_stats_builder_release(b);
 		out->n = 0;
 		out->stats = NULL;
 		return r;
 	}
 	v = malloc(head + b->len);
 	if (!v) {
-		hv_stats_builder_release(b);
+		hvd_stats_builder_release(b);
 		return -ENOMEM;
 	}
 	strs = (char *)v + head;
@@ -140,7 +140,7 @@ int hv_stats_pack(struct hv_stats_builder *b, struct hv_stats *out)
 	}
 	out->n = b->n;
 	out->stats = v;
-	hv_stats_builder_release(b);
+	hvd_stats_builder_release(b);
 	return 0;
 }
 

@@ -19,8 +19,8 @@ struct hv_conn {
 };
 
 static const struct hv_driver *const drivers[] = {
-	&hv_qmp_driver,
-	&hv_libvirt_driver,
+	&hvd_qmp_driver,
+	&hvd_libvirt_driver,
 };
 
 static const char *const state_names[HV_STATE_COUNT] = {
@@ -117,7 +117,7 @@ void hv_set_debug_log(hv_log_fn fn)
 	__atomic_store_n(&debug_log, fn, __ATOMIC_RELEASE);
 }
 
-void hv_debug(const char *fmt, ...)
+void hvd_debug(const char *fmt, ...)
 {
 	hv_log_fn fn = __atomic_load_n(&debug_log, __ATOMIC_ACQUIRE);
 	va_list ap;

@@ -76,25 +76,25 @@ static void test_open(void)
 /* The counters' builder (hv-driver.h) and the functions over its result. */
 static void test_stats(void)
 {
-	struct hv_stats_builder b = { 0 };
+	struct hvd_stats_builder b = { 0 };
 	struct hv_stats st = { .name = "x" };
 	char buf[64], key[HV_STAT_KEY_MAX + 2];
 	const struct hv_stat *s;
 
-	hv_stats_add(&b, &(struct hv_stat){ .key = "state.state",
+	hvd_stats_add(&b, &(struct hv_stat){ .key = "state.state",
 					     .type = HV_STAT_INT, .v.i = -3 });
-	hv_stats_addf(&b, HV_STAT_ULL(18446744073709551615ull),
+	hvd_stats_addf(&b, HV_STAT_ULL(18446744073709551615ull),
 		      "vcpu.%d.time", 12);
-	hv_stats_addf(&b, HV_STAT_STR("/a b\nc"), "block.%d.path", 0);
-	hv_stats_add(&b, &(struct hv_stat){ .key = "x.d",
+	hvd_stats_addf(&b, HV_STAT_STR("/a b\nc"), "block.%d.path", 0);
+	hvd_stats_add(&b, &(struct hv_stat){ .key = "x.d",
 					     .type = HV_STAT_DOUBLE, .v.d = 0.25 });
-	hv_stats_add(&b, &(struct hv_stat){ .key = "x.b",
+	hvd_stats_add(&b, &(struct hv_stat){ .key = "x.b",
 					     .type = HV_STAT_BOOLEAN, .v.b = true });
-	hv_stats_add(&b, &(struct hv_stat){ .key = "x.u",
+	hvd_stats_add(&b, &(struct hv_stat){ .key = "x.u",
 					     .type = HV_STAT_UINT, .v.ui = 7 });
-	hv_stats_add(&b, &(struct hv_stat){ .key = "x.l",
+	hvd_stats_add(&b, &(struct hv_stat){ .key = "x.l",
 					     .type = HV_STAT_LLONG, .v.l = -9 });
-	CHECK(hv_stats_pack(&b, &st) == 0 && st.n == 7);
+	CHECK(hvd_stats_pack(&b, &st) == 0 && st.n == 7);
 	CHECK(b.v == NULL && b.buf == NULL);
 	s = hv_stats_find(&st, "vcpu.12.time");
 	CHECK(s && s->type == HV_STAT_ULLONG &&
@@ -122,31 +122,31 @@ static void test_stats(void)
 	 * failure sticks. */
 	memset(key, 'k', sizeof(key));
 	key[HV_STAT_KEY_MAX] = '\0';
-	hv_stats_add(&b, &(struct hv_stat){ .key = key, .type = HV_STAT_INT });
+	hvd_stats_add(&b, &(struct hv_stat){ .key = key, .type = HV_STAT_INT });
 	CHECK(b.err == 0 && b.n == 1);
 	key[HV_STAT_KEY_MAX] = 'k';
 	key[HV_STAT_KEY_MAX + 1] = '\0';
-	hv_stats_add(&b, &(struct hv_stat){ .key = key, .type = HV_STAT_INT });
+	hvd_stats_add(&b, &(struct hv_stat){ .key = key, .type = HV_STAT_INT });
 	CHECK(b.err == -EPROTO && b.n == 1);
-	hv_stats_add(&b, &(struct hv_stat){ .key = "ok", .type = HV_STAT_INT });
+	hvd_stats_add(&b, &(struct hv_stat){ .key = "ok", .type = HV_STAT_INT });
 	CHECK(b.n == 1);
-	CHECK(hv_stats_pack(&b, &st) == -EPROTO && b.v == NULL);
+	CHECK(hvd_stats_pack(&b, &st) == -EPROTO && b.v == NULL);
 	static const char *const bad[] = { "", "a b", "a\n", "\x7f", "\xc3\xa9" };
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
-		hv_stats_add(&b, &(struct hv_stat){ .key = bad[i],
+		hvd_stats_add(&b, &(struct hv_stat){ .key = bad[i],
 						     .type = HV_STAT_INT });
 		CHECK(b.err == -EPROTO && b.n == 0);
-		hv_stats_builder_release(&b);
+		hvd_stats_builder_release(&b);
 	}
-	hv_stats_add(&b, &(struct hv_stat){ .key = "t", .type = 8 });
+	hvd_stats_add(&b, &(struct hv_stat){ .key = "t", .type = 8 });
 	CHECK(b.err == -EPROTO);
-	hv_stats_builder_release(&b);
-	hv_stats_addf(&b, HV_STAT_ULL(1), "%0100d", 1);
+	hvd_stats_builder_release(&b);
+	hvd_stats_addf(&b, HV_STAT_ULL(1), "%0100d", 1);
 	CHECK(b.err == -EPROTO);
-	hv_stats_builder_release(&b);
+	hvd_stats_builder_release(&b);
 	/* Nothing added: no counters, no allocation. */
-	CHECK(hv_stats_pack(&b, &st) == 0 && st.n == 0 && st.stats == NULL);
+	CHECK(hvd_stats_pack(&b, &st) == 0 && st.n == 0 && st.stats == NULL);
 	CHECK(hv_stats_free(NULL, 3) == NULL);
 }
 
