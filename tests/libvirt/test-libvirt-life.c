@@ -493,7 +493,33 @@ static void test_snapshots(const char *d0)
 	CHECK(!snapshot_listed(d0, "s2") && snapshot_listed(d0, "s1"));
 	CHECK(hv_snapshots(conn, d0, &s, &n, &err) == 0 && n == 1);
 	free(s);
+
+	/* Disk only: an external snapshot, an overlay beside the image. */
+	CHECK(hv_snapshot_create(conn, d0, "disk1", NULL,
+				 HV_SNAPSHOT_DISK_ONLY, &err) == 0);
+	if (err)
+		fprintf(stderr, "# disk-only: %s\n", err);
+	CHECK(sh(NULL, "virsh -q -c \"$HVT_URI\" snapshot-info --snapshotname "
+		       "disk1 %s | grep -q '^State: *disk-snapshot'", d0) == 0);
+	CHECK(sh(NULL, "virsh -q -c \"$HVT_URI\" snapshot-info --snapshotname "
+		       "disk1 %s | grep -q '^Location: *external'", d0) == 0);
+	CHECK(hv_snapshots(conn, d0, &s, &n, &err) == 0 && n == 2 &&
+	      !strcmp(s[1].name, "disk1") &&
+	      !strcmp(s[1].state, "disk-snapshot") &&
+	      !strcmp(s[1].parent, "s1") && s[1].current);
+	free(s);
 	free(err);
+}
+
+/* A domain without disks: libvirt has nothing to snapshot, running or
+ * not. */
+static void test_snapshot_nodisk(const char *d)
+{
+	char *err = NULL;
+
+	CHECK(hv_snapshot_create(conn, d, "x", NULL, 0, &err) == -EOPNOTSUPP &&
+	      said(&err));
+	CHECK(!snapshot_listed(d, "x"));
 }
 
 /* ---- undefine ---- */
@@ -644,6 +670,7 @@ int main(void)
 	test_vcpus(d0);       /* leaves d0 running */
 	test_transient(d0, t0);
 	test_snapshots(d0);
+	test_snapshot_nodisk(d1);
 	test_vcpus_live(d0);
 	test_undefine_running(d0);
 	test_undefine_snapshots(ds);
