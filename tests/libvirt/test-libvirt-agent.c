@@ -13,12 +13,10 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -26,6 +24,7 @@
 
 #include "hv.h"
 #include "../check.h"
+#include "lvutil.h"
 #include "../guest/guest.h"
 
 static char dom[64], xml_path[128];
@@ -43,40 +42,6 @@ static void sleep_ms(int ms)
 	struct timespec t = { ms / 1000, (long)(ms % 1000) * 1000000 };
 
 	nanosleep(&t, NULL);
-}
-
-/* Runs a shell command; its exit status, and its stdout in *out (trailing
- * white space removed; malloc'd) when out is not NULL. */
-static int sh(char **out, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static int sh(char **out, const char *fmt, ...)
-{
-	char *cmd = NULL, *buf = NULL;
-	size_t len = 0;
-	va_list ap;
-	FILE *f, *mem;
-	int c, st;
-
-	va_start(ap, fmt);
-	if (vasprintf(&cmd, fmt, ap) < 0)
-		exit(1);
-	va_end(ap);
-	f = popen(cmd, "r");
-	REQUIRE(f);
-	mem = open_memstream(&buf, &len);
-	while ((c = fgetc(f)) != EOF)
-		fputc(c, mem);
-	fclose(mem);
-	st = pclose(f);
-	free(cmd);
-	while (len && strchr(" \t\r\n", buf[len - 1]))
-		buf[--len] = '\0';
-	if (out)
-		*out = buf;
-	else
-		free(buf);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 static void cleanup(void)
