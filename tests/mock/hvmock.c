@@ -4,11 +4,15 @@
  * tests.
  *
  *   hvmock qmp SOCKET SCRIPT
+ *   hvmock libvirt SOCKET SCRIPT
  *
- * plays the QMP script (mock-qmp.h) for every connection to SOCKET. It
- * prints "ready" once SOCKET listens, then a line for each connection and
- * command ("accepted N", "command NAME") and each failure ("failed: ...").
- * Lines on stdin change it while it runs: "on RULE" adds a rule, "drop" shuts
+ * qmp plays the QMP script (mock-qmp.h) for every connection to SOCKET;
+ * libvirt is the small libvirtd of mock-vrpc.h, its domains and faults as
+ * SCRIPT says. It prints "ready" once SOCKET listens, then a line for each
+ * connection ("accepted N"), QMP command ("command NAME"), libvirt fault
+ * played ("fault PROC") and failure ("failed: ..."). Lines on stdin change
+ * it while it runs: qmp: "on RULE" adds a rule; libvirt: any script line;
+ * "event NAME EVENT DETAIL" sends a lifecycle event; both: "drop" shuts
  * every connection down. At EOF on stdin (or "quit") it stops; the exit
  * status is 1 if anything failed.
  */
@@ -19,11 +23,36 @@
 
 #include "mock-qmp.h"
 #include "mock-util.h"
+#include "mock-vrpc.h"
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: hvmock qmp SOCKET SCRIPT\n");
+	fprintf(stderr, "usage: hvmock qmp|libvirt SOCKET SCRIPT\n");
 	return 2;
+}
+
+static int libvirt(const char *path, const char *script)
+{
+	struct mock_libvirtd *d = mock_libvirtd_start(path, false, script);
+	char line[65536], name[256];
+	int event, detail;
+
+	mock_libvirtd_set_log(d, stdout);
+	printf("ready\n");
+	fflush(stdout);
+	while (fgets(line, sizeof(line), stdin)) {
+		line[strcspn(line, "\n")] = 0;
+		if (sscanf(line, "event %255s %d %d", name, &event,
+			   &detail) == 3)
+			mock_libvirtd_event(d, name, event, detail);
+		else if (!strcmp(line, "drop"))
+			mock_libvirtd_drop(d);
+		else if (!strcmp(line, "quit"))
+			break;
+		else
+			mock_libvirtd_line(d, line);
+	}
+	return mock_libvirtd_finish(d) ? 0 : 1;
 }
 
 int main(int argc, char **argv)
@@ -33,13 +62,19 @@ int main(int argc, char **argv)
 	char *script;
 	size_t len;
 
-	if (argc != 4 || strcmp(argv[1], "qmp"))
+	if (argc != 4 || (strcmp(argv[1], "qmp") && strcmp(argv[1], "libvirt")))
 		return usage();
 	signal(SIGPIPE, SIG_IGN);
 	script = mock_read_file(argv[3], &len);
 	if (!script) {
 		perror(argv[3]);
 		return 2;
+	}
+	if (!strcmp(argv[1], "libvirt")) {
+		int r = libvirt(argv[2], script);
+
+		free(script);
+		return r;
 	}
 	m = mock_qmp_start(argv[2], script, MOCK_QMP_EACH);
 	free(script);
