@@ -154,9 +154,10 @@ void mock_vrpc_reply(struct mock_vrpc *m, const struct vrpc_header *call,
 		     xdrproc_t fn, const void *ret)
 {
 	size_t n = 0;
+	uint8_t *buf = mock_vrpc_packet(m, call, VRPC_REPLY, VRPC_OK, fn, ret,
+					&n);
 
-	send_packet(m, mock_vrpc_packet(m, call, VRPC_REPLY, VRPC_OK, fn, ret,
-					&n), n);
+	send_packet(m, buf, n);
 }
 
 static uint8_t *error_packet(const struct vrpc_header *call, int type,
@@ -174,8 +175,9 @@ void mock_vrpc_reply_error(struct mock_vrpc *m, const struct vrpc_header *call,
 			   int code, const char *msg)
 {
 	size_t n = 0;
+	uint8_t *buf = error_packet(call, VRPC_REPLY, code, msg, &n);
 
-	send_packet(m, error_packet(call, VRPC_REPLY, code, msg, &n), n);
+	send_packet(m, buf, n);
 }
 
 uint8_t *mock_vrpc_lookup_packet(struct mock_vrpc *m,
@@ -193,8 +195,9 @@ void mock_vrpc_lookup_reply(struct mock_vrpc *m, const struct vrpc_header *call,
 			    const char *name)
 {
 	size_t n = 0;
+	uint8_t *buf = mock_vrpc_lookup_packet(m, call, name, &n);
 
-	send_packet(m, mock_vrpc_lookup_packet(m, call, name, &n), n);
+	send_packet(m, buf, n);
 }
 
 static uint8_t *lifecycle_packet(int callback, const vrpc_nonnull_domain *dom,
@@ -223,8 +226,9 @@ void mock_vrpc_lifecycle_event(struct mock_vrpc *m, const char *name,
 {
 	vrpc_nonnull_domain dom = { .name = (char *)name, .id = 7 };
 	size_t n = 0;
+	uint8_t *buf = lifecycle_packet(3, &dom, event, 0, &n);
 
-	send_packet(m, lifecycle_packet(3, &dom, event, 0, &n), n);
+	send_packet(m, buf, n);
 }
 
 bool mock_vrpc_handshake(struct mock_vrpc *m, bool ping)
