@@ -288,7 +288,7 @@ static void test_lost(struct mock_libvirtd *d, struct hv_conn *c)
 int main(void)
 {
 	struct hv_options opts = { .timeout_ms = TIMEOUT_MS };
-	struct mock_libvirtd *d = mock_libvirtd_start(NULL, false, script);
+	struct mock_libvirtd *d = mock_libvirtd_start(NULL, false, script, NULL);
 	struct hv_conn *c = NULL;
 	char *err = NULL;
 
@@ -304,7 +304,7 @@ int main(void)
 	CHECK(mock_libvirtd_finish(d));
 
 	/* The same over TCP. */
-	d = mock_libvirtd_start(NULL, true, script);
+	d = mock_libvirtd_start(NULL, true, script, NULL);
 	CHECK(hv_open(mock_libvirtd_uri(d), &opts, &c, &err) == 0);
 	CHECK(strstr(mock_libvirtd_uri(d), "qemu+tcp://127.0.0.1:"));
 	test_reads(d, c);

@@ -8,13 +8,15 @@
  *
  * qmp plays the QMP script (mock-qmp.h) for every connection to SOCKET;
  * libvirt is the small libvirtd of mock-vrpc.h, its domains and faults as
- * SCRIPT says. It prints "ready" once SOCKET listens, then a line for each
+ * SCRIPT says. It prints "ready" once SOCKET listens (a line about a first
+ * connection may come before it), and a line for each
  * connection ("accepted N"), QMP command ("command NAME"), libvirt fault
  * played ("fault PROC") and failure ("failed: ..."). Lines on stdin change
  * it while it runs: qmp: "on RULE" adds a rule; libvirt: any script line;
  * "event NAME EVENT DETAIL" sends a lifecycle event; both: "drop" shuts
- * every connection down. At EOF on stdin (or "quit") it stops; the exit
- * status is 1 if anything failed.
+ * every connection down. Each line is acknowledged with "told" once it took
+ * effect. At EOF on stdin (or "quit") it stops; the exit status is 1 if
+ * anything failed.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -33,11 +35,11 @@ static int usage(void)
 
 static int libvirt(const char *path, const char *script)
 {
-	struct mock_libvirtd *d = mock_libvirtd_start(path, false, script);
+	struct mock_libvirtd *d = mock_libvirtd_start(path, false, script,
+						      stdout);
 	char line[65536], name[256];
 	int event, detail;
 
-	mock_libvirtd_set_log(d, stdout);
 	printf("ready\n");
 	fflush(stdout);
 	while (fgets(line, sizeof(line), stdin)) {
@@ -51,6 +53,8 @@ static int libvirt(const char *path, const char *script)
 			break;
 		else
 			mock_libvirtd_line(d, line);
+		printf("told\n");
+		fflush(stdout);
 	}
 	return mock_libvirtd_finish(d) ? 0 : 1;
 }
@@ -76,9 +80,8 @@ int main(int argc, char **argv)
 		free(script);
 		return r;
 	}
-	m = mock_qmp_start(argv[2], script, MOCK_QMP_EACH);
+	m = mock_qmp_start(argv[2], script, MOCK_QMP_EACH, stdout);
 	free(script);
-	mock_qmp_set_log(m, stdout);
 	printf("ready\n");
 	fflush(stdout);
 	while (fgets(line, sizeof(line), stdin)) {
@@ -91,6 +94,8 @@ int main(int argc, char **argv)
 			break;
 		else if (line[0])
 			fprintf(stderr, "hvmock: unknown request: %s\n", line);
+		printf("told\n");
+		fflush(stdout);
 	}
 	return mock_qmp_finish(m) ? 0 : 1;
 }

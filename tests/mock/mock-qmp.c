@@ -94,9 +94,11 @@ static void logf_(struct mock_qmp *m, const char *fmt, ...)
 
 	va_start(ap, fmt);
 	if (m->log) {
+		flockfile(m->log);
 		vfprintf(m->log, fmt, ap);
 		fputc('\n', m->log);
 		fflush(m->log);
+		funlockfile(m->log);
 	}
 	va_end(ap);
 }
@@ -678,10 +680,11 @@ static void *acceptor_main(void *arg)
 }
 
 struct mock_qmp *mock_qmp_start(const char *path, const char *script,
-				int flags)
+				int flags, FILE *log)
 {
 	struct mock_qmp *m = mock_xalloc(sizeof(*m));
 
+	m->log = log;
 	pthread_mutex_init(&m->lock, NULL);
 	m->path = mock_xstrdup(path);
 	m->flags = flags;
@@ -711,11 +714,6 @@ void mock_qmp_drop(struct mock_qmp *m)
 		if (m->plays[i]->fd >= 0)
 			shutdown(m->plays[i]->fd, SHUT_RDWR);
 	pthread_mutex_unlock(&m->lock);
-}
-
-void mock_qmp_set_log(struct mock_qmp *m, FILE *log)
-{
-	m->log = log;
 }
 
 int mock_qmp_accepted(struct mock_qmp *m)

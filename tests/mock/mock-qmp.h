@@ -49,19 +49,17 @@
 struct mock_qmp;
 
 /* Listens at path (bound as path.tmp, then renamed: it appears listening)
- * and starts playing. Aborts the program on a bad script or socket. */
+ * and starts playing. Every accepted connection, command received and
+ * failure is written as a line to log, if not NULL ("accepted N", "command
+ * NAME", "failed: WHAT"). Aborts the program on a bad script or socket. */
 struct mock_qmp *mock_qmp_start(const char *path, const char *script,
-				int flags);
+				int flags, FILE *log);
 
 /* Adds a rule, as an `on` line without the "on ". */
 void mock_qmp_rule(struct mock_qmp *m, const char *rule);
 
 /* Shuts every open connection down (a restarted QEMU). */
 void mock_qmp_drop(struct mock_qmp *m);
-
-/* Every accepted connection, command received and failure is written as a
- * line to log ("accepted N", "command NAME", "failed: WHAT"). */
-void mock_qmp_set_log(struct mock_qmp *m, FILE *log);
 
 int mock_qmp_accepted(struct mock_qmp *m);
 /* How many commands named name arrived. */

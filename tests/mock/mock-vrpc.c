@@ -576,9 +576,11 @@ static void dlog(struct mock_libvirtd *d, const char *fmt, ...)
 	if (!d->log)
 		return;
 	va_start(ap, fmt);
+	flockfile(d->log);
 	vfprintf(d->log, fmt, ap);
 	fputc('\n', d->log);
 	fflush(d->log);
+	funlockfile(d->log);
 	va_end(ap);
 }
 
@@ -1156,12 +1158,13 @@ static void *lacceptor_main(void *arg)
 }
 
 struct mock_libvirtd *mock_libvirtd_start(const char *path, bool tcp,
-					  const char *script)
+					  const char *script, FILE *log)
 {
 	struct mock_libvirtd *d = mock_xalloc(sizeof(*d));
 	char *copy = mock_xstrdup(script), *save = NULL;
 
 	pthread_mutex_init(&d->lock, NULL);
+	d->log = log;
 	for (char *line = strtok_r(copy, "\n", &save); line;
 	     line = strtok_r(NULL, "\n", &save))
 		mock_libvirtd_line(d, line);
@@ -1191,11 +1194,6 @@ struct mock_libvirtd *mock_libvirtd_start(const char *path, bool tcp,
 const char *mock_libvirtd_uri(struct mock_libvirtd *d)
 {
 	return d->uri;
-}
-
-void mock_libvirtd_set_log(struct mock_libvirtd *d, FILE *log)
-{
-	d->log = log;
 }
 
 void mock_libvirtd_event(struct mock_libvirtd *d, const char *name, int event,

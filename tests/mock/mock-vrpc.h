@@ -120,12 +120,12 @@ void mock_vrpc_expect_stream(struct mock_vrpc *m,
 
 struct mock_libvirtd;
 
-/* On a UNIX socket at path (NULL: in a temporary directory), or on TCP. */
+/* On a UNIX socket at path (NULL: in a temporary directory), or on TCP;
+ * log as for mock_qmp_start(), or NULL. */
 struct mock_libvirtd *mock_libvirtd_start(const char *path, bool tcp,
-					  const char *script);
+					  const char *script, FILE *log);
 /* The URI that reaches it. */
 const char *mock_libvirtd_uri(struct mock_libvirtd *d);
-void mock_libvirtd_set_log(struct mock_libvirtd *d, FILE *log);
 /* Adds a script line (a domain, a fault) while it runs. */
 void mock_libvirtd_line(struct mock_libvirtd *d, const char *line);
 /* Sends a lifecycle event of domain name to every registered connection. */

@@ -19,7 +19,7 @@ static struct mock_qmp *mock_start(const char *dir, const char *name,
 				   const char *script, char *path, size_t n)
 {
 	snprintf(path, n, "%s/%s.sock", dir, name);
-	return mock_qmp_start(path, script, 0);
+	return mock_qmp_start(path, script, 0, NULL);
 }
 
 /* The whole script must have run, and nothing unexpected came. */
