@@ -40,6 +40,9 @@ static struct qmp *client(const char *path)
 
 #define HELLO "accept\ngreet\ncaps\n"
 
+_Static_assert(QMP_LINE_MAX + 1 == 8388609, "the flood below must be "
+	       "one byte more than a QMP line may hold");
+
 static void test_replies(const char *dir)
 {
 	static const char script[] =
@@ -287,7 +290,7 @@ static void test_garbage(const char *dir)
 		/* An over-long line: refused without holding it all. */
 		HELLO
 		"expect query-status\n"
-		"flood 8388609\n" /* QMP_LINE_MAX + 1 */
+		"flood 8388609\n" /* QMP_LINE_MAX + 1, asserted below */
 		"wait-eof\n"
 		/* A greeting that is garbage. */
 		"accept\n"
