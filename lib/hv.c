@@ -19,8 +19,8 @@ struct hv_conn {
 };
 
 static const struct hv_driver *const drivers[] = {
-	&hv_qmp_driver,
-	&hv_libvirt_driver,
+	&hvd_qmp_driver,
+	&hvd_libvirt_driver,
 };
 
 static const char *const state_names[HV_STATE_COUNT] = {
@@ -117,7 +117,7 @@ void hv_set_debug_log(hv_log_fn fn)
 	__atomic_store_n(&debug_log, fn, __ATOMIC_RELEASE);
 }
 
-void hv_debug(const char *fmt, ...)
+void hvd_debug(const char *fmt, ...)
 {
 	hv_log_fn fn = __atomic_load_n(&debug_log, __ATOMIC_ACQUIRE);
 	va_list ap;
@@ -277,4 +277,33 @@ int hv_set_memory(struct hv_conn *c, const char *name, uint64_t bytes,
 	if (!c->drv->set_memory)
 		return UNSUPPORTED(c, "setting the memory");
 	return c->drv->set_memory(c->priv, name, bytes, ret_error);
+}
+
+int hv_stats_all(struct hv_conn *c, struct hv_stats **ret, size_t *ret_n,
+		 char **ret_error)
+{
+	if (!c->drv->stats)
+		return UNSUPPORTED(c, "reading statistics");
+	return c->drv->stats(c->priv, NULL, ret, ret_n, ret_error);
+}
+
+int hv_stats(struct hv_conn *c, const char *name, struct hv_stats **ret,
+	     char **ret_error)
+{
+	struct hv_stats *v = NULL;
+	size_t n = 0;
+	int r;
+
+	if (!c->drv->stats)
+		return UNSUPPORTED(c, "reading statistics");
+	r = c->drv->stats(c->priv, name, &v, &n, ret_error);
+	if (r < 0)
+		return r;
+	if (n != 1) { /* the driver's contract says it cannot happen */
+		hv_stats_free(v, n);
+		return hv_error(ret_error, -EPROTO, "%s: %zu records for one "
+				"domain", name, n);
+	}
+	*ret = v;
+	return 0;
 }

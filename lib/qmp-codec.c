@@ -40,7 +40,7 @@ int qmp_error_to_errno(const char *error_class)
 	return -EIO;
 }
 
-void qmp_msg_release(struct qmp_msg *m)
+void qmpc_msg_release(struct qmpc_msg *m)
 {
 	if (!m)
 		return;
@@ -101,7 +101,7 @@ static json_object *get_obj(json_object *o, const char *key)
 	return v;
 }
 
-static int parse_greeting(json_object *qmp, struct qmp_msg *m)
+static int parse_greeting(json_object *qmp, struct qmpc_msg *m)
 {
 	/* get_obj(NULL, ...) is NULL: the chain needs only one test. */
 	json_object *ver = get_obj(get_obj(qmp, "version"), "qemu");
@@ -120,7 +120,7 @@ static int parse_greeting(json_object *qmp, struct qmp_msg *m)
 	return 0;
 }
 
-static int parse_error(json_object *err, struct qmp_msg *m)
+static int parse_error(json_object *err, struct qmpc_msg *m)
 {
 	json_object *v;
 	int r;
@@ -141,7 +141,7 @@ static int parse_error(json_object *err, struct qmp_msg *m)
 	return dup_text(err, &m->json);
 }
 
-static int parse_event(json_object *o, json_object *name, struct qmp_msg *m)
+static int parse_event(json_object *o, json_object *name, struct qmpc_msg *m)
 {
 	json_object *data, *ts;
 	int r;
@@ -164,7 +164,7 @@ static int parse_event(json_object *o, json_object *name, struct qmp_msg *m)
 	return 0;
 }
 
-static int classify(json_object *o, struct qmp_msg *m)
+static int classify(json_object *o, struct qmpc_msg *m)
 {
 	json_object *v;
 
@@ -186,7 +186,7 @@ static int classify(json_object *o, struct qmp_msg *m)
 	return -EPROTO;
 }
 
-/* qmp_json_parse_object(), and on -EINVAL what was wrong (static text). */
+/* qmpc_json_parse_object(), and on -EINVAL what was wrong (static text). */
 static int parse_object(const char *text, size_t len, json_object **ret,
 			const char **ret_why)
 {
@@ -234,17 +234,17 @@ static int parse_object(const char *text, size_t len, json_object **ret,
 	return -EINVAL;
 }
 
-int qmp_json_parse_object(const char *text, size_t len, json_object **ret)
+int qmpc_json_parse_object(const char *text, size_t len, json_object **ret)
 {
 	const char *why;
 
 	return parse_object(text, len, ret, &why);
 }
 
-int qmp_msg_parse_why(const char *line, size_t len, struct qmp_msg *ret,
+int qmpc_msg_parse_why(const char *line, size_t len, struct qmpc_msg *ret,
 		      const char **ret_why)
 {
-	struct qmp_msg m = { 0 };
+	struct qmpc_msg m = { 0 };
 	json_object *o = NULL;
 	int r;
 
@@ -260,21 +260,21 @@ int qmp_msg_parse_why(const char *line, size_t len, struct qmp_msg *ret,
 	if (r < 0) {
 		if (r == -EPROTO)
 			*ret_why = "JSON that is not a QMP message";
-		qmp_msg_release(&m);
+		qmpc_msg_release(&m);
 		return r;
 	}
 	*ret = m;
 	return 0;
 }
 
-int qmp_msg_parse(const char *line, size_t len, struct qmp_msg *ret)
+int qmpc_msg_parse(const char *line, size_t len, struct qmpc_msg *ret)
 {
 	const char *why;
 
-	return qmp_msg_parse_why(line, len, ret, &why);
+	return qmpc_msg_parse_why(line, len, ret, &why);
 }
 
-void qmp_decoder_init(struct qmp_decoder *d)
+void qmpc_decoder_init(struct qmpc_decoder *d)
 {
 	memset(d, 0, sizeof(*d));
 }
@@ -308,13 +308,13 @@ static char *buf_grow(char *buf, size_t len, size_t cap, size_t new_cap)
 	return p;
 }
 
-void qmp_decoder_release(struct qmp_decoder *d)
+void qmpc_decoder_release(struct qmpc_decoder *d)
 {
 	buf_free(d->buf, d->cap);
-	qmp_decoder_init(d);
+	qmpc_decoder_init(d);
 }
 
-static int append(struct qmp_decoder *d, const char *buf, size_t n)
+static int append(struct qmpc_decoder *d, const char *buf, size_t n)
 {
 	size_t cap;
 	char *p;
@@ -337,19 +337,19 @@ static int append(struct qmp_decoder *d, const char *buf, size_t n)
 	return 0;
 }
 
-static int parse_line(struct qmp_decoder *d, const char *line, size_t len,
-		      struct qmp_msg *ret)
+static int parse_line(struct qmpc_decoder *d, const char *line, size_t len,
+		      struct qmpc_msg *ret)
 {
 	int r;
 
 	if (len == 0 || (len == 1 && line[0] == '\r'))
 		return 0;
-	r = qmp_msg_parse_why(line, len, ret, &d->why);
+	r = qmpc_msg_parse_why(line, len, ret, &d->why);
 	return r < 0 ? r : 1;
 }
 
-int qmp_decoder_feed(struct qmp_decoder *d, const char *buf, size_t len,
-		     size_t *consumed, struct qmp_msg *ret)
+int qmpc_decoder_feed(struct qmpc_decoder *d, const char *buf, size_t len,
+		     size_t *consumed, struct qmpc_msg *ret)
 {
 	const char *nl = memchr(buf, '\n', len);
 	size_t seg = nl ? (size_t)(nl - buf) : len;
@@ -360,7 +360,7 @@ int qmp_decoder_feed(struct qmp_decoder *d, const char *buf, size_t len,
 		return -EPROTO;
 	/* Checked before growing: a peer cannot make us hold more. */
 	if (seg > QMP_LINE_MAX - d->len) {
-		qmp_decoder_release(d);
+		qmpc_decoder_release(d);
 		d->failed = true;
 		d->why = "a line longer than QMP_LINE_MAX (8 MiB)";
 		return -EPROTO;

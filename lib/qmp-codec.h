@@ -26,7 +26,7 @@
 
 #include "qmp.h"
 
-enum qmp_msg_kind {
+enum qmpc_msg_kind {
 	QMP_MSG_GREETING,
 	QMP_MSG_RETURN,
 	QMP_MSG_ERROR,
@@ -34,8 +34,8 @@ enum qmp_msg_kind {
 };
 
 /* One decoded message. The strings are owned by the message. */
-struct qmp_msg {
-	enum qmp_msg_kind kind;
+struct qmpc_msg {
+	enum qmpc_msg_kind kind;
 	bool has_id;       /* "id" was present and an integer */
 	int64_t id;
 	/* QMP_MSG_GREETING */
@@ -56,21 +56,21 @@ struct qmp_msg {
 };
 
 /* Frees the message's strings and zeroes it. Accepts NULL. */
-void qmp_msg_release(struct qmp_msg *m);
+void qmpc_msg_release(struct qmpc_msg *m);
 
 /*
  * Classifies one line (without its "\n"; a trailing "\r" is ignored).
  * Returns 0 and *ret, -EPROTO for anything that is not a QMP message,
  * -ENOMEM.
  */
-int qmp_msg_parse(const char *line, size_t len, struct qmp_msg *ret);
+int qmpc_msg_parse(const char *line, size_t len, struct qmpc_msg *ret);
 
 /* The same, and on -EPROTO *ret_why says what was wrong (static text). */
-int qmp_msg_parse_why(const char *line, size_t len, struct qmp_msg *ret,
+int qmpc_msg_parse_why(const char *line, size_t len, struct qmpc_msg *ret,
 		      const char **ret_why);
 
-/* A line splitter. Zero-initialised or qmp_decoder_init()ed before use. */
-struct qmp_decoder {
+/* A line splitter. Zero-initialised or qmpc_decoder_init()ed before use. */
+struct qmpc_decoder {
 	char *buf;    /* the incomplete line so far */
 	size_t len;
 	size_t cap;
@@ -79,13 +79,13 @@ struct qmp_decoder {
 	const char *why;
 };
 
-void qmp_decoder_init(struct qmp_decoder *d);
-void qmp_decoder_release(struct qmp_decoder *d);
+void qmpc_decoder_init(struct qmpc_decoder *d);
+void qmpc_decoder_release(struct qmpc_decoder *d);
 
 /*
  * Feeds bytes. Consumes buf up to and including the first "\n" (all of it
  * when there is none), stores the count in *consumed, and returns:
- *    1  a message completed: *ret holds it (qmp_msg_release() it);
+ *    1  a message completed: *ret holds it (qmpc_msg_release() it);
  *    0  more bytes are needed (or an empty line was skipped);
  *   -EPROTO  the line was not a QMP message (it is dropped and the decoder
  *            goes on with the next line), or it is longer than QMP_LINE_MAX
@@ -95,13 +95,13 @@ void qmp_decoder_release(struct qmp_decoder *d);
  * Callers loop until all their bytes are consumed:
  *
  *	while (len > 0) {
- *		r = qmp_decoder_feed(d, p, len, &n, &msg);
+ *		r = qmpc_decoder_feed(d, p, len, &n, &msg);
  *		p += n, len -= n;
  *		...
  *	}
  */
-int qmp_decoder_feed(struct qmp_decoder *d, const char *buf, size_t len,
-		     size_t *consumed, struct qmp_msg *ret);
+int qmpc_decoder_feed(struct qmpc_decoder *d, const char *buf, size_t len,
+		     size_t *consumed, struct qmpc_msg *ret);
 
 struct json_object;
 
@@ -111,5 +111,5 @@ struct json_object;
  * (json_object_put() it), -EINVAL otherwise, -ENOMEM. Used for what users
  * hand us, with the same limits as what QEMU sends.
  */
-int qmp_json_parse_object(const char *text, size_t len,
+int qmpc_json_parse_object(const char *text, size_t len,
 			  struct json_object **ret);

@@ -64,7 +64,7 @@ struct pending {
 	pthread_cond_t cond;
 	bool done;
 	int err;            /* transport error, or 0 when msg is the reply */
-	struct qmp_msg msg;
+	struct qmpc_msg msg;
 };
 
 struct qmp {
@@ -81,7 +81,7 @@ struct qmp {
 	bool alive;          /* the reader thread is reading fd */
 	bool attached;       /* fd is the reader's until conn_stop() ends */
 	bool reader_ref;     /* this struct holds a reference on the reader */
-	struct qmp_decoder dec; /* the reader's, while attached */
+	struct qmpc_decoder dec; /* the reader's, while attached */
 	bool greeted;
 	bool negotiated;
 	bool connecting;     /* one thread runs the connect sequence at a time */
@@ -244,7 +244,7 @@ static int open_socket(struct qmp *q, const struct timespec *dl)
 }
 
 /* Runs on the reader thread; takes ownership of m. */
-static void dispatch(struct qmp *q, struct qmp_msg *m)
+static void dispatch(struct qmp *q, struct qmpc_msg *m)
 {
 	struct pending **pp, *p;
 	qmp_event_fn fn = NULL;
@@ -284,18 +284,18 @@ static void dispatch(struct qmp *q, struct qmp_msg *m)
 	pthread_mutex_unlock(&q->lock);
 	if (fn)
 		fn(userdata, m->event, m->json, m->seconds, m->micros);
-	qmp_msg_release(m);
+	qmpc_msg_release(m);
 }
 
-static int feed(struct qmp *q, struct qmp_decoder *dec, const char *p,
+static int feed(struct qmp *q, struct qmpc_decoder *dec, const char *p,
 		size_t n)
 {
-	struct qmp_msg m;
+	struct qmpc_msg m;
 	size_t used;
 	int r;
 
 	while (n > 0) {
-		r = qmp_decoder_feed(dec, p, n, &used, &m);
+		r = qmpc_decoder_feed(dec, p, n, &used, &m);
 		p += used;
 		n -= used;
 		if (r < 0)
@@ -356,7 +356,7 @@ static void conn_stop(struct qmp *q, int err, const char *why)
 	pthread_mutex_lock(&q->write_lock);
 	close(fd);
 	pthread_mutex_unlock(&q->write_lock);
-	qmp_decoder_release(&q->dec);
+	qmpc_decoder_release(&q->dec);
 
 	if (lost && fn)
 		fn(userdata, NULL, NULL, 0, 0);
@@ -573,7 +573,7 @@ static int send_all(int fd, const char *buf, size_t len,
  * QMP_MSG_ERROR) in *ret, or a negative errno.
  */
 static int request(struct qmp *q, json_object *cmd, const struct timespec *dl,
-		   struct qmp_msg *ret)
+		   struct qmpc_msg *ret)
 {
 	struct pending p = { 0 };
 	json_object *id;
@@ -640,7 +640,7 @@ static int request(struct qmp *q, json_object *cmd, const struct timespec *dl,
 	pthread_mutex_unlock(&q->lock);
 	pthread_cond_destroy(&p.cond);
 	if (r < 0) {
-		qmp_msg_release(&p.msg);
+		qmpc_msg_release(&p.msg);
 		return r;
 	}
 	*ret = p.msg;
@@ -648,7 +648,7 @@ static int request(struct qmp *q, json_object *cmd, const struct timespec *dl,
 }
 
 /* Turns a reply into 0 or the mapped errno, with QEMU's text. */
-static int reply_result(struct qmp_msg *m, char **ret_error)
+static int reply_result(struct qmpc_msg *m, char **ret_error)
 {
 	if (m->kind != QMP_MSG_ERROR)
 		return 0;
@@ -755,7 +755,7 @@ static int do_connect(struct qmp *q, const struct timespec *dl,
 		      char **ret_error)
 {
 	struct epoll_event ev = { .events = EPOLLIN };
-	struct qmp_msg m = { 0 };
+	struct qmpc_msg m = { 0 };
 	json_object *cmd;
 	bool keep;
 	int fd, r;
@@ -779,7 +779,7 @@ static int do_connect(struct qmp *q, const struct timespec *dl,
 	q->unresponsive = false;
 	q->conn_gen++;
 	q->reader_err = 0;
-	qmp_decoder_init(&q->dec);
+	qmpc_decoder_init(&q->dec);
 	ev.data.ptr = q;
 	if (epoll_ctl(reader.epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
 		r = -errno;
@@ -810,7 +810,7 @@ static int do_connect(struct qmp *q, const struct timespec *dl,
 		json_object_put(cmd);
 		if (r == 0)
 			r = reply_result(&m, ret_error);
-		qmp_msg_release(&m);
+		qmpc_msg_release(&m);
 	}
 
 	pthread_mutex_lock(&q->lock);
@@ -898,7 +898,7 @@ bool qmp_is_connected(struct qmp *q)
 
 /* Connects if needed, runs cmd, returns the reply in *ret. */
 static int run(struct qmp *q, json_object *cmd, int timeout_ms,
-	       struct qmp_msg *ret, char **ret_error)
+	       struct qmpc_msg *ret, char **ret_error)
 {
 	struct timespec dl = deadline_after(timeout_ms);
 	int r = connect_until(q, &dl, ret_error);
@@ -915,14 +915,14 @@ static int run(struct qmp *q, json_object *cmd, int timeout_ms,
 int qmp_execute(struct qmp *q, const char *command, const char *args_json,
 		int timeout_ms, char **ret_json, char **ret_error)
 {
-	struct qmp_msg m = { 0 };
+	struct qmpc_msg m = { 0 };
 	json_object *cmd, *args = NULL;
 	int r;
 
 	if (!command || !*command)
 		return set_error(ret_error, -EINVAL, "no command");
 	if (args_json &&
-	    qmp_json_parse_object(args_json, strlen(args_json), &args) < 0)
+	    qmpc_json_parse_object(args_json, strlen(args_json), &args) < 0)
 		return set_error(ret_error, -EINVAL,
 				 "arguments are not one JSON object");
 	cmd = json_object_new_object();
@@ -941,20 +941,20 @@ int qmp_execute(struct qmp *q, const char *command, const char *args_json,
 		*ret_json = m.json;
 		m.json = NULL;
 	}
-	qmp_msg_release(&m);
+	qmpc_msg_release(&m);
 	return r;
 }
 
 int qmp_execute_json(struct qmp *q, const char *command_json, int timeout_ms,
 		     char **ret_reply, char **ret_error)
 {
-	struct qmp_msg m = { 0 };
+	struct qmpc_msg m = { 0 };
 	json_object *cmd = NULL, *v;
 	char *reply;
 	int r;
 
 	if (!command_json ||
-	    qmp_json_parse_object(command_json, strlen(command_json), &cmd) < 0)
+	    qmpc_json_parse_object(command_json, strlen(command_json), &cmd) < 0)
 		return set_error(ret_error, -EINVAL,
 				 "a command must be one JSON object");
 	if (!json_object_object_get_ex(cmd, "execute", &v) ||
@@ -975,7 +975,7 @@ int qmp_execute_json(struct qmp *q, const char *command_json, int timeout_ms,
 		*ret_reply = reply;
 	else
 		free(reply);
-	qmp_msg_release(&m);
+	qmpc_msg_release(&m);
 	return r;
 }
 
@@ -1076,4 +1076,26 @@ struct qmp *qmp_free(struct qmp *q)
 	free(q->port);
 	free(q);
 	return NULL;
+}
+
+int qmp_peer_pid(struct qmp *q, int *ret_pid)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	int r = 0;
+
+	if (!q->path)
+		return -EOPNOTSUPP;
+	/* While alive, fd stays open: conn_stop() closes it after. */
+	pthread_mutex_lock(&q->lock);
+	if (!q->alive)
+		r = -ENOTCONN;
+	else if (getsockopt(q->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+		r = -errno;
+	pthread_mutex_unlock(&q->lock);
+	if (r == 0 && cred.pid <= 0)
+		r = -ESRCH; /* the peer is in a pid namespace we cannot see */
+	if (r == 0)
+		*ret_pid = cred.pid;
+	return r;
 }

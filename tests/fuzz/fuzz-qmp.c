@@ -8,7 +8,7 @@
  * one chunk), so split points are fuzzed too. Both decoders must yield the
  * same messages (and the same reasons for refusing lines); every message
  * must keep the codec's contract and survive a round trip through its JSON
- * text. The whole stream is also given to qmp_json_parse_object(), the
+ * text. The whole stream is also given to qmpc_json_parse_object(), the
  * parser of what users write.
  */
 #include <errno.h>
@@ -25,7 +25,7 @@
 
 struct result {
 	int r;
-	struct qmp_msg m;
+	struct qmpc_msg m;
 	const char *why; /* after -EPROTO */
 };
 
@@ -39,7 +39,7 @@ static bool str_eq(const char *a, const char *b)
 	return (!a && !b) || (a && b && strcmp(a, b) == 0);
 }
 
-static bool msg_eq(const struct qmp_msg *a, const struct qmp_msg *b)
+static bool msg_eq(const struct qmpc_msg *a, const struct qmpc_msg *b)
 {
 	return a->kind == b->kind && a->has_id == b->has_id && a->id == b->id &&
 	       a->major == b->major && a->minor == b->minor &&
@@ -50,9 +50,9 @@ static bool msg_eq(const struct qmp_msg *a, const struct qmp_msg *b)
 }
 
 /* What qmp.c relies on, message by message. */
-static void check_msg(const struct qmp_msg *m)
+static void check_msg(const struct qmpc_msg *m)
 {
-	struct qmp_msg again = {0};
+	struct qmpc_msg again = {0};
 	char *line = NULL;
 	int r, e;
 
@@ -83,7 +83,7 @@ static void check_msg(const struct qmp_msg *m)
 	}
 	if (r < 0)
 		return;
-	r = qmp_msg_parse(line, strlen(line), &again);
+	r = qmpc_msg_parse(line, strlen(line), &again);
 	/* Nesting one level deeper may cross QMP_JSON_DEPTH_MAX. */
 	if (r == -EPROTO) {
 		free(line);
@@ -94,11 +94,11 @@ static void check_msg(const struct qmp_msg *m)
 	ASSERT(str_eq(again.json, m->json));
 	ASSERT(str_eq(again.error_class, m->error_class));
 	ASSERT(str_eq(again.desc, m->desc));
-	qmp_msg_release(&again);
+	qmpc_msg_release(&again);
 	free(line);
 }
 
-static void keep(struct results *res, int r, struct qmp_msg *m, const char *why)
+static void keep(struct results *res, int r, struct qmpc_msg *m, const char *why)
 {
 	if (r == 0)
 		return;
@@ -113,21 +113,21 @@ static void keep(struct results *res, int r, struct qmp_msg *m, const char *why)
 		res->v[res->n].m = *m; /* takes the strings */
 		res->n++;
 	} else {
-		qmp_msg_release(m);
+		qmpc_msg_release(m);
 	}
 	memset(m, 0, sizeof(*m));
 }
 
 /* Feeds buf[0..len) as qmp.c does: until every byte is consumed. */
-static void feed(struct qmp_decoder *d, struct results *res, const char *buf,
+static void feed(struct qmpc_decoder *d, struct results *res, const char *buf,
 		 size_t len)
 {
 	while (len > 0) {
-		struct qmp_msg m = {0};
+		struct qmpc_msg m = {0};
 		size_t n = 0;
 		int r;
 
-		r = qmp_decoder_feed(d, buf, len, &n, &m);
+		r = qmpc_decoder_feed(d, buf, len, &n, &m);
 		ASSERT(n > 0 && n <= len);
 		ASSERT(d->len <= QMP_LINE_MAX && d->len <= d->cap);
 		keep(res, r, &m, d->why);
@@ -139,14 +139,14 @@ static void feed(struct qmp_decoder *d, struct results *res, const char *buf,
 static void release(struct results *res)
 {
 	for (size_t i = 0; i < res->n; i++)
-		qmp_msg_release(&res->v[i].m);
+		qmpc_msg_release(&res->v[i].m);
 	res->n = 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct results whole, chunked;
-	struct qmp_decoder d;
+	struct qmpc_decoder d;
 	const uint8_t *lens;
 	const char *s;
 	size_t k, len, i = 0;
@@ -161,11 +161,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	s = (const char *)data + 1 + k;
 	len = size - 1 - k;
 
-	qmp_decoder_init(&d);
+	qmpc_decoder_init(&d);
 	feed(&d, &whole, s, len);
-	qmp_decoder_release(&d);
+	qmpc_decoder_release(&d);
 
-	qmp_decoder_init(&d);
+	qmpc_decoder_init(&d);
 	for (size_t off = 0; off < len;) {
 		size_t n = k ? (size_t)lens[i++ % k] + 1 : len - off;
 
@@ -174,7 +174,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		feed(&d, &chunked, s + off, n);
 		off += n;
 	}
-	qmp_decoder_release(&d);
+	qmpc_decoder_release(&d);
 
 	ASSERT(whole.n == chunked.n);
 	for (size_t j = 0; j < whole.n; j++) {
@@ -185,7 +185,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	release(&whole);
 	release(&chunked);
 
-	if (qmp_json_parse_object(s, len, &o) == 0) {
+	if (qmpc_json_parse_object(s, len, &o) == 0) {
 		ASSERT(json_object_is_type(o, json_type_object));
 		json_object_put(o);
 	}

@@ -140,6 +140,12 @@ def test_abi_is_the_headers(inst):
     assert exported == declared, (
         f"exported, not declared: {sorted(exported - declared)}; "
         f"declared, not exported: {sorted(declared - exported)}")
+    # libhv.sym exports by prefix: no private header may declare a
+    # function with a public prefix.
+    for h in sorted(os.listdir(os.path.join(SRC, "lib"))):
+        if h.endswith(".h"):
+            leaked = header_functions(os.path.join(SRC, "lib", h))
+            assert not leaked, f"lib/{h} declares public names: {leaked}"
 
 
 def pkg_env(inst):

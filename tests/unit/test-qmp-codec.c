@@ -15,7 +15,7 @@
 
 /* What one stream of bytes decoded to. */
 struct result {
-	struct qmp_msg msg[MAX_MSGS];
+	struct qmpc_msg msg[MAX_MSGS];
 	int n;      /* messages */
 	int errors; /* -EPROTO results */
 	int last_err;
@@ -24,25 +24,25 @@ struct result {
 static void result_release(struct result *res)
 {
 	for (int i = 0; i < res->n; i++)
-		qmp_msg_release(&res->msg[i]);
+		qmpc_msg_release(&res->msg[i]);
 }
 
 /* Feeds len bytes in chunks of `step` bytes (0: all at once). */
 static void decode(const char *buf, size_t len, size_t step, struct result *res)
 {
-	struct qmp_decoder d;
+	struct qmpc_decoder d;
 
 	memset(res, 0, sizeof(*res));
-	qmp_decoder_init(&d);
+	qmpc_decoder_init(&d);
 	for (size_t off = 0; off < len;) {
 		size_t chunk = step && len - off > step ? step : len - off;
 		const char *p = buf + off;
 
 		off += chunk;
 		while (chunk > 0) {
-			struct qmp_msg m;
+			struct qmpc_msg m;
 			size_t used = 0;
-			int r = qmp_decoder_feed(&d, p, chunk, &used, &m);
+			int r = qmpc_decoder_feed(&d, p, chunk, &used, &m);
 
 			CHECK(used > 0 && used <= chunk);
 			p += used;
@@ -50,7 +50,7 @@ static void decode(const char *buf, size_t len, size_t step, struct result *res)
 			if (r == 1 && res->n < MAX_MSGS)
 				res->msg[res->n++] = m;
 			else if (r == 1)
-				qmp_msg_release(&m);
+				qmpc_msg_release(&m);
 			else if (r < 0) {
 				res->errors++;
 				res->last_err = r;
@@ -58,7 +58,7 @@ static void decode(const char *buf, size_t len, size_t step, struct result *res)
 		}
 	}
 	CHECK(d.len <= QMP_LINE_MAX);
-	qmp_decoder_release(&d);
+	qmpc_decoder_release(&d);
 }
 
 #define DECODE(lit, step, res) decode(lit, sizeof(lit) - 1, step, res)
@@ -210,8 +210,8 @@ static void test_long_line(void)
 {
 	size_t n = QMP_LINE_MAX + 2;
 	char *big = malloc(n);
-	struct qmp_decoder d;
-	struct qmp_msg m;
+	struct qmpc_decoder d;
+	struct qmpc_msg m;
 	size_t used;
 	int r;
 
@@ -224,12 +224,12 @@ static void test_long_line(void)
 	 * padding around a valid object). */
 	memcpy(big, "{\"return\": 5}", 13);
 	big[QMP_LINE_MAX] = '\n';
-	qmp_decoder_init(&d);
-	r = qmp_decoder_feed(&d, big, QMP_LINE_MAX + 1, &used, &m);
+	qmpc_decoder_init(&d);
+	r = qmpc_decoder_feed(&d, big, QMP_LINE_MAX + 1, &used, &m);
 	CHECK(r == 1 && used == QMP_LINE_MAX + 1);
 	if (r == 1) {
 		CHECK(STREQ(m.json, "5"));
-		qmp_msg_release(&m);
+		qmpc_msg_release(&m);
 	}
 
 	/* One byte more, fed in pieces: refused as soon as it is over, with
@@ -239,20 +239,20 @@ static void test_long_line(void)
 	for (size_t off = 0; off < n && r == 0; off += used) {
 		size_t chunk = n - off < 65536 ? n - off : 65536;
 
-		r = qmp_decoder_feed(&d, big + off, chunk, &used, &m);
+		r = qmpc_decoder_feed(&d, big + off, chunk, &used, &m);
 		CHECK(d.cap <= QMP_LINE_MAX);
 	}
 	CHECK(r == -EPROTO);
 	CHECK(d.buf == NULL && d.len == 0);
-	r = qmp_decoder_feed(&d, "{\"return\": {}}\n", 15, &used, &m);
+	r = qmpc_decoder_feed(&d, "{\"return\": {}}\n", 15, &used, &m);
 	CHECK(r == -EPROTO && used == 15);
-	qmp_decoder_release(&d);
+	qmpc_decoder_release(&d);
 
 	/* In one chunk with no newline at all. */
-	qmp_decoder_init(&d);
-	r = qmp_decoder_feed(&d, big, n, &used, &m);
+	qmpc_decoder_init(&d);
+	r = qmpc_decoder_feed(&d, big, n, &used, &m);
 	CHECK(r == -EPROTO && used == n && d.buf == NULL);
-	qmp_decoder_release(&d);
+	qmpc_decoder_release(&d);
 	free(big);
 }
 
