@@ -144,6 +144,17 @@ static void test_reads(struct mock_libvirtd *d, struct hv_conn *c)
 	/* Not running: libvirtd says "operation invalid". */
 	CHECK(hv_version(c, "off", &s, &err) == -ENODATA);
 	CHECK(s == NULL && has_error(&err, "not running"));
+	/* Bulk statistics: every domain's state. */
+	{
+		struct hv_stats *v = NULL;
+		const struct hv_stat *k;
+
+		CHECK(hv_stats_all(c, &v, &n, &err) == 0);
+		CHECK(n == 3 && v && !strcmp(v[1].name, "pau"));
+		k = v && n == 3 ? hv_stats_find(&v[1], "state.state") : NULL;
+		CHECK(k && k->v.i == HV_STATE_PAUSED);
+		hv_stats_free(v, n);
+	}
 	/* The name -> uuid cache: one lookup per name. */
 	CHECK(mock_libvirtd_calls(d, "lookup-by-name") <= 4);
 }

@@ -449,6 +449,8 @@ static const struct procname {
 	{ "domain-pm-wakeup", VRPC_PROGRAM_REMOTE, VRPC_PROC_DOMAIN_PM_WAKEUP },
 	{ "connect-list-all-domains", VRPC_PROGRAM_REMOTE,
 	  VRPC_PROC_CONNECT_LIST_ALL_DOMAINS },
+	{ "connect-get-all-domain-stats", VRPC_PROGRAM_REMOTE,
+	  VRPC_PROC_CONNECT_GET_ALL_DOMAIN_STATS },
 	{ "connect-domain-event-callback-register-any", VRPC_PROGRAM_REMOTE,
 	  VRPC_PROC_CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY },
 	{ "connect-domain-event-callback-deregister-any", VRPC_PROGRAM_REMOTE,
@@ -726,8 +728,11 @@ struct answer {
 		vrpc_domain_get_xml_desc_ret xml;
 		vrpc_connect_domain_event_callback_register_any_ret reg;
 		vrpc_qemu_domain_monitor_command_ret mon;
+		vrpc_connect_get_all_domain_stats_ret stats;
 	} u;
 	vrpc_nonnull_domain list[64];
+	vrpc_domain_stats_record recs[64];
+	vrpc_typed_param params[64][2];
 	int auth_none;
 	char xml[1024];
 	char mon[512];
@@ -885,6 +890,28 @@ static void answer(struct lconn *c, const struct vrpc_header *h,
 		a->u.list.domains.domains_val = a->list;
 		a->u.list.ret = k;
 		a->fn = VRPC_XDR(xdr_vrpc_connect_list_all_domains_ret);
+		return;
+	}
+	case VRPC_PROC_CONNECT_GET_ALL_DOMAIN_STATS: {
+		/* Every domain's state: "state.state", "state.reason". */
+		unsigned k = 0;
+
+		for (size_t i = 0; i < d->ndoms && k < 64; i++, k++) {
+			vrpc_typed_param *p = a->params[k];
+
+			dom_wire(&d->doms[i], &a->recs[k].dom);
+			p[0].field = "state.state";
+			p[0].value.type = VRPC_TYPED_PARAM_INT;
+			p[0].value.vrpc_typed_param_value_u.i = d->doms[i].state;
+			p[1].field = "state.reason";
+			p[1].value.type = VRPC_TYPED_PARAM_INT;
+			p[1].value.vrpc_typed_param_value_u.i = 1;
+			a->recs[k].params.params_len = 2;
+			a->recs[k].params.params_val = p;
+		}
+		a->u.stats.retStats.retStats_len = k;
+		a->u.stats.retStats.retStats_val = a->recs;
+		a->fn = VRPC_XDR(xdr_vrpc_connect_get_all_domain_stats_ret);
 		return;
 	}
 	case VRPC_PROC_DOMAIN_LOOKUP_BY_NAME:

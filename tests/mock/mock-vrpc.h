@@ -16,7 +16,8 @@
  *
  * - A small libvirtd (mock_libvirtd_start): domains with a state and an XML
  *   description, the calls hvfs makes (AUTH_LIST, CONNECT_OPEN, listing,
- *   lookup, GET_STATE, GET_XML_DESC, the control verbs, which change the
+ *   lookup, GET_STATE, GET_XML_DESC, bulk statistics (each domain's
+ *   state.state and state.reason), the control verbs, which change the
  *   state and send lifecycle events to who registered, the QEMU monitor
  *   passthrough), on every connection, each on a thread of its own; and
  *   faults per procedure. Configured by a text script, one line each:
