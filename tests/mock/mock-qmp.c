@@ -152,10 +152,9 @@ static void parse(struct mock_qmp *m, const char *script)
 
 	for (char *line = strtok_r(copy, "\n", &save); line;
 	     line = strtok_r(NULL, "\n", &save)) {
-		size_t n = strcspn(line, " ");
-		const char *rest = line[n] ? line + n + 1 : "";
 		struct step s = { 0 };
-		size_t i;
+		const char *rest;
+		size_t n, i;
 
 		while (*line == ' ' || *line == '\t')
 			line++;
@@ -617,9 +616,9 @@ static void run_step(struct play *p, const struct step *s)
 	}
 }
 
+/* The mock stops: a play of each connection ends with it. */
 static bool play_over(struct play *p)
 {
-	/* A client that hung up ends a play of each connection. */
 	return p->m->stopping && !sequential(p);
 }
 
