@@ -4,9 +4,11 @@
  * tests.
  *
  *   hvmock qmp SOCKET SCRIPT
+ *   hvmock qga SOCKET SCRIPT
  *   hvmock libvirt SOCKET SCRIPT
  *
  * qmp plays the QMP script (mock-qmp.h) for every connection to SOCKET;
+ * qga the same as a guest agent (MOCK_QMP_AGENT);
  * libvirt is the small libvirtd of mock-vrpc.h, its domains and faults as
  * SCRIPT says. It prints "ready" once SOCKET listens (a line about a first
  * connection may come before it), and a line for each
@@ -29,7 +31,7 @@
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: hvmock qmp|libvirt SOCKET SCRIPT\n");
+	fprintf(stderr, "usage: hvmock qmp|qga|libvirt SOCKET SCRIPT\n");
 	return 2;
 }
 
@@ -66,7 +68,8 @@ int main(int argc, char **argv)
 	char *script;
 	size_t len;
 
-	if (argc != 4 || (strcmp(argv[1], "qmp") && strcmp(argv[1], "libvirt")))
+	if (argc != 4 || (strcmp(argv[1], "qmp") && strcmp(argv[1], "qga") &&
+			  strcmp(argv[1], "libvirt")))
 		return usage();
 	signal(SIGPIPE, SIG_IGN);
 	script = mock_read_file(argv[3], &len);
@@ -80,7 +83,8 @@ int main(int argc, char **argv)
 		free(script);
 		return r;
 	}
-	m = mock_qmp_start(argv[2], script, MOCK_QMP_EACH, stdout);
+	m = mock_qmp_start(argv[2], script, MOCK_QMP_EACH |
+			   (!strcmp(argv[1], "qga") ? MOCK_QMP_AGENT : 0), stdout);
 	free(script);
 	printf("ready\n");
 	fflush(stdout);

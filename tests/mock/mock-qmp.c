@@ -20,13 +20,13 @@ enum op {
 	OP_ACCEPT, OP_GREET, OP_CAPS, OP_EXPECT, OP_ANSWER, OP_ERROR,
 	OP_EVENT, OP_SEND, OP_SENDRAW, OP_SLOW, OP_FLOOD, OP_NEST,
 	OP_ANSWER_ALL, OP_SERVE, OP_HOLD, OP_WAIT_EOF, OP_CLOSE, OP_SLEEP,
-	OP_LABEL, OP_AGAIN,
+	OP_LABEL, OP_AGAIN, OP_SYNC,
 };
 
 static const char *const op_names[] = {
 	"accept", "greet", "caps", "expect", "answer", "error", "event",
 	"send", "sendraw", "slow", "flood", "nest", "answer-all", "serve",
-	"hold", "wait-eof", "close", "sleep", "label", "again",
+	"hold", "wait-eof", "close", "sleep", "label", "again", "sync",
 };
 
 struct step {
@@ -186,7 +186,8 @@ static void parse(struct mock_qmp *m, const char *script)
 		} else {
 			s.n1 = atol(rest);
 		}
-		if (s.op == OP_SEND || s.op == OP_SENDRAW || s.op == OP_SLOW)
+		if (s.op == OP_SEND || s.op == OP_SENDRAW || s.op == OP_SLOW ||
+		    s.op == OP_SYNC)
 			s.arg = mock_unescape(rest, &s.len);
 		else
 			s.arg = mock_xstrdup(rest);
@@ -195,7 +196,8 @@ static void parse(struct mock_qmp *m, const char *script)
 			memcpy(s.arg + s.len, "\r\n", 3);
 			s.len += 2;
 		}
-		if (s.op != OP_SEND && s.op != OP_SENDRAW && s.op != OP_SLOW)
+		if (s.op != OP_SEND && s.op != OP_SENDRAW && s.op != OP_SLOW &&
+		    s.op != OP_SYNC)
 			s.len = strlen(s.arg);
 		m->steps = realloc(m->steps, (m->nsteps + 1) * sizeof(s));
 		m->steps[m->nsteps++] = s;
@@ -241,6 +243,14 @@ static char *read_line(struct play *p)
 			line = strndup(p->buf, (size_t)(nl - p->buf));
 			p->len -= (size_t)(nl + 1 - p->buf);
 			memmove(p->buf, nl + 1, p->len);
+			if (p->m->flags & MOCK_QMP_AGENT) {
+				char *w = line;
+
+				for (char *r = line; *r; r++)
+					if ((unsigned char)*r != 0xff)
+						*w++ = *r;
+				*w = '\0';
+			}
 			return line;
 		}
 		if (!fill(p))
@@ -301,8 +311,10 @@ static json_object *read_cmd(struct play *p, const char *want)
 	count(p->m, name);
 	if (want && strcmp(want, "*") && strcmp(want, name))
 		fail(p, "expected %s, got %s", want, line);
-	if (!json_object_object_get_ex(o, "id", &v) ||
-	    (sequential(p) && !json_object_is_type(v, json_type_int)))
+	if (p->m->flags & MOCK_QMP_AGENT)
+		v = NULL; /* an agent's commands carry no id */
+	else if (!json_object_object_get_ex(o, "id", &v) ||
+		 (sequential(p) && !json_object_is_type(v, json_type_int)))
 		fail(p, "command without a numeric id: %s", line);
 	if (p->ncmds == MAX_CMDS) {
 		fail(p, "more than %d commands", MAX_CMDS);
@@ -335,8 +347,9 @@ static void reply(struct play *p, const char *ret, const char *cls,
 		json_object_object_add(o, "error", e);
 	}
 	if (p->ncmds) {
-		json_object_object_add(o, "id",
-			json_tokener_parse(last_id(p)));
+		if (!(p->m->flags & MOCK_QMP_AGENT))
+			json_object_object_add(o, "id",
+				json_tokener_parse(last_id(p)));
 		p->cmds[p->ncmds - 1].answered = true;
 	}
 	text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
@@ -403,7 +416,18 @@ static void serve(struct play *p)
 			break;
 		}
 		pthread_mutex_unlock(&p->m->lock);
-		if (!action && !strcmp(name, "qmp_capabilities")) {
+		if (!action && (p->m->flags & MOCK_QMP_AGENT) &&
+		    !strcmp(name, "guest-sync-delimited")) {
+			json_object *id = NULL;
+			char *r;
+
+			json_object_object_get_ex(args, "id", &id);
+			if (asprintf(&r, "\xff{\"return\": %s}\r\n",
+				     json_object_to_json_string(id)) > 0) {
+				send_text(p, r, strlen(r));
+				free(r);
+			}
+		} else if (!action && !strcmp(name, "qmp_capabilities")) {
 			reply(p, "{}", NULL, NULL);
 		} else if (!action) {
 			char desc[300];
@@ -513,6 +537,22 @@ static void run_step(struct play *p, const struct step *s)
 		break;
 	case OP_EXPECT:
 		json_object_put(read_cmd(p, s->arg));
+		break;
+	case OP_SYNC:
+		if ((o = read_cmd(p, "guest-sync-delimited"))) {
+			json_object *args, *id = NULL;
+			char *r;
+
+			json_object_object_get_ex(o, "arguments", &args);
+			json_object_object_get_ex(args, "id", &id);
+			send_text(p, s->arg, s->len);
+			if (asprintf(&r, "\xff{\"return\": %s}\r\n",
+				     json_object_to_json_string(id)) > 0) {
+				send_text(p, r, strlen(r));
+				free(r);
+			}
+			json_object_put(o);
+		}
 		break;
 	case OP_ANSWER: {
 		size_t n;

@@ -26,6 +26,8 @@
  *   close              close the connection
  *   sleep MS           stay silent for MS ms
  *   label / again      loop: go back to the step after the last label
+ *   sync [TEXT]        (MOCK_QMP_AGENT) guest-sync-delimited, answered
+ *                      after TEXT, 0xFF
  *   on NAME[+ARG] return JSON | error CLASS DESC | copy ARG FILE
  *                      a rule for serve (not a step; the newest rule wins;
  *                      +ARG: only when the command has argument ARG; copy:
@@ -45,6 +47,12 @@
 #include <stdio.h>
 
 #define MOCK_QMP_EACH 1
+/* A guest agent instead of a monitor: commands carry no id, replies get
+ * none, 0xFF bytes from the client (its parser resets) are dropped, and
+ * the step `sync [TEXT]` reads guest-sync-delimited, sends TEXT (escapes
+ * as in send; stale bytes, garbage), then 0xFF and {"return": its id};
+ * serve answers guest-sync-delimited so too unless a rule says otherwise. */
+#define MOCK_QMP_AGENT 2
 
 struct mock_qmp;
 
