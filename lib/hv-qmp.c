@@ -281,6 +281,7 @@ static void on_qmp_event(void *userdata, const char *event,
 	st = event_state(event, d->state);
 	if (!event) {
 		d->uuid[0] = '\0'; /* the next QEMU may be another VM */
+		d->agent_open = -1; /* its port's events were missed */
 		/* Ask soon, but keep the backoff: a peer that breaks every
 		 * connection it gets must not be retried in a tight loop. */
 		if (d->retry_at < now_ms())

@@ -348,6 +348,14 @@ static int enter(struct qga *q, char **ret_error)
 		q->tried_ms = mono_ms();
 		q->synced = false;
 	}
+	if (q->fd >= 0) {
+		struct pollfd p = { .fd = q->fd, .events = POLLRDHUP };
+
+		/* The peer closed since (a QEMU that restarted): a new one. */
+		if (poll(&p, 1, 0) > 0 &&
+		    (p.revents & (POLLRDHUP | POLLHUP | POLLERR)))
+			drop(q);
+	}
 	if (q->fd < 0)
 		return do_connect(q, ret_error);
 	return 0;

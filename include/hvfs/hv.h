@@ -349,7 +349,7 @@ const struct hv_stat *hv_stats_find(const struct hv_stats *st,
  * name "agent-lifecycle" and data {"state":"connected"} or
  * {"state":"disconnected"} (libvirt: its agent lifecycle event; QMP driver:
  * QEMU's VSERPORT_CHANGE of the port named org.qemu.guest_agent.0, which
- * needs a qdev id=).
+ * needs a qdev id=, once hv_agent_state() has asked that domain).
  */
 
 /* The largest output hv_agent_exec() returns: stdout and stderr each, after

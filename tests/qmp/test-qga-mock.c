@@ -64,6 +64,12 @@ static const char script[] =
 	"accept\n"
 	"sync\n"
 	"expect guest-info\n"
+	"answer {\"ok\":1}\n"
+	/* a hang-up between two calls (a QEMU that restarted) */
+	"close\n"
+	"accept\n"
+	"sync\n"
+	"expect guest-info\n"
 	"answer {\"ok\":1}\n";
 
 static int run(struct qga *q, int timeout_ms, char **reply, int64_t *ms)
@@ -161,6 +167,12 @@ int main(void)
 	/* The agent hangs up: ENODATA, and the next call reconnects. */
 	r = run(q, 2000, &reply, &ms);
 	CHECK(r == -ENODATA);
+	r = run(q, 2000, &reply, &ms);
+	CHECK(r == 0 && reply);
+	free(reply);
+
+	/* It hangs up between two calls: the next call reconnects at once. */
+	test_sleep_ms(300);
 	r = run(q, 2000, &reply, &ms);
 	CHECK(r == 0 && reply);
 	free(reply);
