@@ -171,7 +171,18 @@ int vrpc_errno(int code)
 {
 	switch (code) {
 	case 42: /* no domain */
+	case 72: /* no domain snapshot */
+	case 103: /* no domain checkpoint */
 		return -ENOENT;
+	case 28: /* domain exists */
+		return -EEXIST;
+	case 27: /* XML error */
+	case 35: /* XML detail (malformed XML) */
+	case 71: /* invalid domain snapshot */
+	case 92: /* XML invalid against the schema */
+		return -EINVAL;
+	case 87: /* resource busy */
+		return -EBUSY;
 	case 55: /* operation invalid: the domain's state forbids it */
 		return -EBUSY;
 	case 8:  /* invalid arg */
@@ -179,6 +190,7 @@ int vrpc_errno(int code)
 		return -EINVAL;
 	case 3:  /* no support */
 	case 84: /* operation unsupported */
+	case 67: /* configuration unsupported */
 		return -EOPNOTSUPP;
 	case 45: /* auth failed */
 	case 88: /* access denied */

@@ -453,6 +453,12 @@ static void test_errno_map(void)
 	CHECK(vrpc_errno(68) == -ETIMEDOUT);
 	CHECK(vrpc_errno(39) == -EPROTO);
 	CHECK(vrpc_errno(1) == -EIO && vrpc_errno(9) == -EIO);
+	/* A domain's life and snapshots. */
+	CHECK(vrpc_errno(27) == -EINVAL && vrpc_errno(35) == -EINVAL &&
+	      vrpc_errno(92) == -EINVAL && vrpc_errno(71) == -EINVAL);
+	CHECK(vrpc_errno(28) == -EEXIST);
+	CHECK(vrpc_errno(72) == -ENOENT && vrpc_errno(103) == -ENOENT);
+	CHECK(vrpc_errno(87) == -EBUSY && vrpc_errno(67) == -EOPNOTSUPP);
 	CHECK(vrpc_errno(-5) == -EIO && vrpc_errno(100000) == -EIO);
 }
 
