@@ -2,7 +2,7 @@
 /*
  * The rich tree: qmp, query/, block/, cpus, memory and screen.png. What
  * QEMU's answers mean is lib/'s (hv.h: hv_query_list(), hv_block_devices(),
- * hv_vcpus(), ...); here they become files. Nothing here knows a QEMU
+ * hv_vcpu_threads(), ...); here they become files. Nothing here knows a QEMU
  * version: query/ is whatever this domain's QEMU says it has.
  *
  * Families of files (query/NAME, block/NAME/...) carry in their inode's sub
@@ -429,13 +429,13 @@ int rich_read_block_stats(struct dom *d, const char *arg, char **ret,
 
 int rich_read_cpus(struct dom *d, char **ret, size_t *ret_len, char **ret_error)
 {
-	struct hv_vcpu *v = NULL;
+	struct hv_vcpu_thread *v = NULL;
 	char *text = NULL;
 	size_t len = 0, n = 0;
 	FILE *f;
 	int r;
 
-	r = hv_vcpus(dom_conn(d), d->hv_name, &v, &n, ret_error);
+	r = hv_vcpu_threads(dom_conn(d), d->hv_name, &v, &n, ret_error);
 	r = unless_off(d, r, ret_error);
 	if (r < 0)
 		return r;

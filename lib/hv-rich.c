@@ -455,11 +455,12 @@ int hv_block_stats(struct hv_conn *c, const char *name, const char *device,
 
 /* ---- vCPUs and memory ---- */
 
-int hv_vcpus(struct hv_conn *c, const char *name, struct hv_vcpu **ret,
-	     size_t *ret_n, char **ret_error)
+int hv_vcpu_threads(struct hv_conn *c, const char *name,
+		    struct hv_vcpu_thread **ret, size_t *ret_n,
+		    char **ret_error)
 {
 	json_object *list = NULL;
-	struct hv_vcpu *v;
+	struct hv_vcpu_thread *v;
 	size_t n = 0, len;
 	int r = call(c, name, "query-cpus-fast", NULL, &list, ret_error);
 
@@ -477,7 +478,7 @@ int hv_vcpus(struct hv_conn *c, const char *name, struct hv_vcpu **ret,
 
 		if (json_object_object_get_ex(e, "cpu-index", &idx) &&
 		    json_object_object_get_ex(e, "thread-id", &tid))
-			v[n++] = (struct hv_vcpu){
+			v[n++] = (struct hv_vcpu_thread){
 				.index = json_object_get_int64(idx),
 				.thread_id = json_object_get_int64(tid),
 			};

@@ -280,14 +280,15 @@ int hv_block_stats(struct hv_conn *c, const char *name, const char *device,
 		   char **ret, size_t *ret_len, char **ret_error);
 
 /* A vCPU of query-cpus-fast: its index and the host thread running it. */
-struct hv_vcpu {
+struct hv_vcpu_thread {
 	int64_t index;
 	int64_t thread_id;
 };
 /* The vCPUs (elements without both members are left out), in *ret
  * (malloc'd, *ret_n of them). */
-int hv_vcpus(struct hv_conn *c, const char *name, struct hv_vcpu **ret,
-	     size_t *ret_n, char **ret_error);
+int hv_vcpu_threads(struct hv_conn *c, const char *name,
+		    struct hv_vcpu_thread **ret, size_t *ret_n,
+		    char **ret_error);
 
 /* The guest's memory in bytes: the balloon's "actual" size with a balloon
  * device, else base-memory + plugged-memory of query-memory-size-summary.

@@ -121,7 +121,7 @@ static size_t count_domains(struct hv_conn *c)
 static void test_meaning(struct hv_conn *c, const char *dom)
 {
 	struct hv_qmp_reply reply = { 0 };
-	struct hv_vcpu *v = NULL;
+	struct hv_vcpu_thread *v = NULL;
 	char **names = NULL, *s = NULL, *err = NULL;
 	const char *cmd;
 	size_t n = 0, len = 0;
@@ -149,7 +149,7 @@ static void test_meaning(struct hv_conn *c, const char *dom)
 	CHECK(!s && err && *err);
 	free(err);
 	err = NULL;
-	CHECK(hv_vcpus(c, dom, &v, &n, NULL) == 0);
+	CHECK(hv_vcpu_threads(c, dom, &v, &n, NULL) == 0);
 	free(v);
 	/* No balloon: base-memory of query-memory-size-summary (0 with
 	 * -machine none and no -m). */
