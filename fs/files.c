@@ -303,6 +303,12 @@ static bool is_libvirt(struct dom *d)
 	return strcmp(hv_driver_name(dom_conn(d)), "libvirt") == 0;
 }
 
+static bool never(struct dom *d)
+{
+	(void)d;
+	return false;
+}
+
 const struct file_type file_types[FK_COUNT] = {
 	[FK_DIR] = { .mode = 0555 },
 	[FK_STATE] = { .name = "state", .mode = 0444, .read = read_state },
@@ -338,6 +344,10 @@ const struct file_type file_types[FK_COUNT] = {
 	[FK_BLOCK_STATS] = { .name = "block-stats", .mode = 0444,
 			     .family = true,
 			     .read_arg = rich_read_block_stats },
+	/* Above the domains (make.c, top.c): never in a domain's directory;
+	 * written through ops.c, which collects the XML. */
+	[FK_DEFINE] = { .name = ".define", .mode = 0200, .present = never },
+	[FK_CREATE] = { .name = ".create", .mode = 0200, .present = never },
 };
 
 int file_kind_by_name(struct dom *d, const char *name)

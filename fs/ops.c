@@ -17,7 +17,9 @@
 
 #include "events.h"
 #include "files.h"
+#include "make.h"
 #include "ops.h"
+#include "source.h"
 #include "top.h"
 #include "tree.h"
 
@@ -67,6 +69,8 @@ struct handle {
 	bool filled;
 	bool fixed;                  /* contents made at open, never again */
 	bool ran;                    /* control: this open file ran its verb */
+	int failed;                  /* a maker: the errno a write failed
+				      * with; FLUSH then runs nothing */
 	bool as_file;                /* atomic: a stream read as a file */
 	/* A stream's follower (see op_getattr), on the followers list. */
 	pid_t follower;              /* under followers_lock */
@@ -95,6 +99,13 @@ static struct handle *followers;
 static bool is_top(fuse_ino_t ino)
 {
 	return ino_slot(ino) == 0;
+}
+
+/* .define and .create: writes collect the XML, FLUSH runs it (make.c). */
+static bool is_maker(fuse_ino_t ino)
+{
+	return is_top(ino) &&
+	       (ino_kind(ino) == FK_DEFINE || ino_kind(ino) == FK_CREATE);
 }
 
 static int reply_err(fuse_req_t req, int err)
@@ -285,13 +296,19 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		reply_err(req, EPERM);
 		return;
 	}
-	if (is_top(ino)) {
+	if (is_top(ino) && !is_maker(ino)) {
 		reply_err(req, top_exists(ino) ? EACCES : ENOENT);
 		return;
 	}
-	if (!(d = dom_of(req, ino)))
+	if (is_top(ino) && !top_exists(ino)) {
+		reply_err(req, ENOENT);
 		return;
-	dom_unref(d);
+	}
+	if (!is_top(ino)) {
+		if (!(d = dom_of(req, ino)))
+			return;
+		dom_unref(d);
+	}
 	/*
 	 * `echo verb > control` opens with O_TRUNC, which arrives here as a
 	 * size change: accept it on files one may write, and nothing else.
@@ -302,7 +319,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		reply_err(req, EPERM); /* chmod, chown: modes are the tree's */
 		return;
 	}
-	if (!file_types[ino_kind(ino)].write) {
+	if (!file_types[ino_kind(ino)].write && !is_maker(ino)) {
 		reply_err(req, EACCES);
 		return;
 	}
@@ -414,9 +431,10 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	if (!is_top(ino) && !(d = dom_of(req, ino)))
 		return;
-	if ((acc != O_RDONLY && !t->write) ||
-	    (acc != O_WRONLY && !t->read && !t->read_arg && !t->stream &&
-	     !t->exchange)) {
+	if (is_maker(ino) ? acc == O_RDONLY
+			  : (acc != O_RDONLY && !t->write) ||
+			    (acc != O_WRONLY && !t->read && !t->read_arg &&
+			     !t->stream && !t->exchange)) {
 		dom_unref(d);
 		reply_err(req, EACCES);
 		return;
@@ -455,6 +473,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		}
 		h->filled = h->fixed = true;
 	}
+	/* A maker's buf is the XML written so far; reads see nothing. */
+	h->fixed = h->fixed || is_maker(ino);
 	pthread_mutex_init(&h->lock, NULL);
 	fi->fh = (uintptr_t)h;
 	fi->direct_io = 1;
@@ -519,7 +539,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	 * reader may close the file and RELEASE free h on another thread
 	 * before this one could touch h->lock again (found by test_load).
 	 */
-	if ((size_t)off < h->len) {
+	if ((size_t)off < h->len && !is_maker(ino)) {
 		n = size < h->len - off ? size : h->len - off;
 		out = malloc(n ? n : 1);
 		if (out)
@@ -533,6 +553,93 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	free(out);
 }
 
+/*
+ * A maker collects one XML per open, written in order from offset 0 (cp, a
+ * shell redirection), at most MAKE_XML_MAX bytes: EFBIG beyond, EINVAL for
+ * a write elsewhere or after the XML ran.
+ */
+static void maker_write(fuse_req_t req, struct handle *h, const char *buf,
+			size_t size, off_t off)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&h->lock);
+	if (h->ran || off != (off_t)h->len)
+		r = EINVAL;
+	else if (size > MAKE_XML_MAX - h->len)
+		r = EFBIG;
+	else if (size && !h->failed) {
+		char *p = realloc(h->buf, h->len + size);
+
+		if (!p) {
+			r = ENOMEM;
+		} else {
+			memcpy(p + h->len, buf, size);
+			h->buf = p;
+			h->len += size;
+		}
+	}
+	if (r && !h->failed && !h->ran)
+		h->failed = r;
+	pthread_mutex_unlock(&h->lock);
+	if (r)
+		reply_err(req, r);
+	else
+		fuse_reply_write(req, size);
+}
+
+/*
+ * Every close() of an open file: a maker runs what it collected, once, and
+ * close() returns the refusal (cp and cat report it).
+ */
+static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	char *xml = NULL, *err = NULL, *name = NULL;
+	size_t len = 0;
+	int r, failed;
+
+	if (!is_maker(ino)) {
+		fuse_reply_err(req, 0);
+		return;
+	}
+	pthread_mutex_lock(&h->lock);
+	failed = h->ran ? 0 : h->failed;
+	if ((h->len || failed) && !h->ran) {
+		xml = h->buf;
+		len = h->len;
+		h->ran = true;
+	}
+	pthread_mutex_unlock(&h->lock);
+	if (failed) {
+		/* Part of the XML is missing: nothing of it is run. */
+		hvfs_log(LOG_NOTICE, "uid %u pid %u wrote %s: a write failed "
+			 "(%s): nothing run", (unsigned)ctx->uid,
+			 (unsigned)ctx->pid, file_types[ino_kind(ino)].name,
+			 strerror(failed));
+		reply_err(req, failed);
+		return;
+	}
+	if (!xml) {
+		fuse_reply_err(req, 0);
+		return;
+	}
+	/* buf stays h's (freed with it); no write changes it any more. */
+	r = make_domain(host_of_level(ino), ino_kind(ino) == FK_CREATE, xml,
+			len, &name, &err);
+	hvfs_log(LOG_NOTICE, "uid %u pid %u wrote %s (%zu bytes): %s%s%s",
+		 (unsigned)ctx->uid, (unsigned)ctx->pid,
+		 file_types[ino_kind(ino)].name, len, r < 0 ? strerror(-r) : "ok ",
+		 r < 0 ? "" : "domain ", r < 0 ? "" : name);
+	free(name);
+	free(err);
+	if (r < 0)
+		reply_err(req, r);
+	else
+		fuse_reply_err(req, 0);
+}
+
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 		     size_t size, off_t off, struct fuse_file_info *fi)
 {
@@ -543,6 +650,10 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 	size_t reply_len = 0;
 	int r, shown = 0;
 
+	if (is_maker(ino)) {
+		maker_write(req, h, buf, size, off);
+		return;
+	}
 	/*
 	 * Offsets mean nothing to a command file: each write is one command
 	 * (an exchange file's offset only says where its reply starts). A
@@ -755,6 +866,7 @@ const struct fuse_lowlevel_ops hvfs_ops = {
 	.open = op_open,
 	.read = op_read,
 	.write = op_write,
+	.flush = op_flush,
 	.release = op_release,
 	.poll = op_poll,
 	.mknod = op_mknod,

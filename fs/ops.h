@@ -3,8 +3,9 @@
 
 /*
  * ops.c: the FUSE low-level operations, the top of fs/: maps inodes to the
- * file table (files), the top levels (top) and the events files (events).
- * Calls: files, top, events, tree, dom, entry, the log.
+ * file table (files), the top levels (top), the events files (events) and
+ * the files that make domains (make: ops collects their XML). Calls: files,
+ * top, make, events, tree, source, dom, entry, the log.
  */
 
 #include "hvfs.h"

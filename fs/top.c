@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "ino.h"
+#include "make.h"
 #include "top.h"
 #include "tree.h"
 
@@ -20,6 +21,8 @@ bool top_exists(fuse_ino_t ino)
 		return root || host_of_level(ino);
 	if (kind == FK_DIR || kind == FK_ERROR)
 		return host_of_level(ino) != NULL;
+	if (kind == FK_DEFINE || kind == FK_CREATE)
+		return make_present(host_of_level(ino));
 	return false;
 }
 
@@ -48,6 +51,12 @@ int top_lookup(fuse_ino_t parent, const char *name, fuse_ino_t *ret)
 	}
 	if (strcmp(name, HVFS_TOP_ERROR) == 0) {
 		*ret = top_ino(top_host(parent), FK_ERROR);
+		return 0;
+	}
+	if (make_present(h) && (strcmp(name, HVFS_TOP_DEFINE) == 0 ||
+				strcmp(name, HVFS_TOP_CREATE) == 0)) {
+		*ret = top_ino(top_host(parent), name[1] == 'd' ? FK_DEFINE
+							       : FK_CREATE);
 		return 0;
 	}
 	d = tree_find_name(host_index(h), name);
@@ -87,6 +96,12 @@ int top_entries(fuse_ino_t dir, struct entry **ret, size_t *ret_n)
 	if (!r && h)
 		r = entries_add(&e, &n, HVFS_TOP_ERROR,
 			      top_ino(top_host(dir), FK_ERROR), false);
+	if (!r && make_present(h))
+		r = entries_add(&e, &n, HVFS_TOP_DEFINE,
+			      top_ino(top_host(dir), FK_DEFINE), false);
+	if (!r && make_present(h))
+		r = entries_add(&e, &n, HVFS_TOP_CREATE,
+			      top_ino(top_host(dir), FK_CREATE), false);
 	return entries_give(e, n, r, ret, ret_n);
 }
 
@@ -94,7 +109,25 @@ int top_error(fuse_ino_t ino, char **ret, size_t *ret_len)
 {
 	struct host *h = host_of_level(ino);
 
+	char *made = NULL, *text;
+	size_t made_len = 0;
+	int r;
+
 	if (!h || ino_kind(ino) != FK_ERROR)
 		return -ENOENT;
-	return host_errors(h, ret, ret_len);
+	r = host_errors(h, ret, ret_len);
+	if (r < 0 || (r = make_errors(h, &made, &made_len)) < 0 || !made_len) {
+		free(made);
+		return r;
+	}
+	text = realloc(*ret, *ret_len + made_len + 1);
+	if (!text) {
+		free(made);
+		return -ENOMEM;
+	}
+	memcpy(text + *ret_len, made, made_len + 1);
+	*ret = text;
+	*ret_len += made_len;
+	free(made);
+	return 0;
 }

@@ -3,8 +3,9 @@
 
 /*
  * top.c: the levels above the domains (slot-0 inodes): the root, host
- * directories, and their own files .events and .error. Calls: tree,
- * source, entry. -ENOENT for what does not exist.
+ * directories, and their own files .events, .error, .define and .create
+ * (run by make.c). Calls: tree, source, make, entry. -ENOENT for what does
+ * not exist.
  */
 
 #include "entry.h"
@@ -17,5 +18,6 @@
 int top_lookup(fuse_ino_t parent, const char *name, fuse_ino_t *ret);
 int top_entries(fuse_ino_t dir, struct entry **ret, size_t *ret_n);
 bool top_exists(fuse_ino_t ino);
-/* The contents of a top-level .error file (malloc'd, maybe ""). */
+/* The contents of a top-level .error file (malloc'd, maybe ""): why its
+ * sources are down, then the last refusal of .define/.create. */
 int top_error(fuse_ino_t ino, char **ret, size_t *ret_len);

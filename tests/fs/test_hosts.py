@@ -113,7 +113,8 @@ def test_two_connections_one_dir_each(domains, mount):
         names = sorted(virsh("list", "--all", "--name", uri=uri).split())
         assert m.ls(host) == names
         assert on in names and off in names
-        assert sorted(os.listdir(m.path(host)))[:2] == [".error", ".events"]
+        assert sorted(os.listdir(m.path(host)))[:4] == [
+            ".create", ".define", ".error", ".events"]
         assert m.read(host, ".error") == ""
         for name in (on, off):
             assert m.read(host, name, "state") == state_of(name, uri) + "\n"

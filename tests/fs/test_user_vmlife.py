@@ -1,0 +1,209 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""A VM's life through files (issue 16), as an operator drives it with cp,
+cat and echo, on the private libvirtd with virsh as the oracle: .define and
+.create, every bad input, two writers at once."""
+
+import errno
+import os
+import subprocess
+import tempfile
+import threading
+import uuid
+
+import pytest
+
+from conftest import remove_prefixed
+from hvtest import DOMAIN_XML, QEMU, errno_of, sh, virsh, wait_for
+
+PREFIX = "hvt-vmlife-"
+
+
+@pytest.fixture(scope="module")
+def clean(libvirtd):
+    remove_prefixed(PREFIX)
+    yield
+    remove_prefixed(PREFIX)
+
+
+def xml_of(name, uid=None, description=None):
+    kvm = os.access("/dev/kvm", os.R_OK | os.W_OK)
+    text = DOMAIN_XML.format(name=name, qemu=QEMU,
+                             type="kvm" if kvm else "qemu")
+    extra = ""
+    if uid:
+        extra += f"  <uuid>{uid}</uuid>\n"
+    if description:
+        extra += f"  <description>{description}</description>\n"
+    return text.replace("  <memory", extra + "  <memory", 1)
+
+
+def xml_file(text):
+    f = tempfile.NamedTemporaryFile("w", suffix=".xml", delete=False)
+    f.write(text)
+    f.close()
+    return f.name
+
+
+def all_names():
+    return virsh("list", "--all", "--name").split()
+
+
+def write_close(path, data):
+    """open(O_TRUNC), write, close: the errno of close() (or of a write),
+    0 when all worked."""
+    fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+    try:
+        os.write(fd, data.encode() if isinstance(data, str) else data)
+    except OSError as e:
+        os.close(fd)
+        return e.errno
+    try:
+        os.close(fd)
+    except OSError as e:
+        return e.errno
+    return 0
+
+
+def test_define_with_cp(clean, libvirtd, mount):
+    name = PREFIX + "web-3"
+    src = xml_file(xml_of(name))
+    m = mount("-c", libvirtd.uri)
+    names = os.listdir(m.dir)
+    assert ".define" in names and ".create" in names
+    assert oct(os.stat(m.path(".define")).st_mode & 0o777) == "0o200"
+    assert errno_of(m.read, ".define") == errno.EACCES
+    sh(f"cp {src} {m.path('.define')}")
+    # libvirt has it, and the tree shows it at once (no wait).
+    assert name in all_names()
+    assert name in m.ls()
+    assert m.read(name, "state") == "shutoff\n"
+    assert virsh("dominfo", name).count("Persistent:     yes") == 1
+    # Started through its control file; virsh agrees.
+    m.write("start", name, "control")
+    assert virsh("domstate", name) == "running"
+    assert m.read(".error") == ""
+    os.unlink(src)
+
+
+def test_define_with_shell_redirection(clean, libvirtd, mount):
+    name = PREFIX + "redir"
+    src = xml_file(xml_of(name))
+    m = mount("-c", libvirtd.uri)
+    sh(f"cat {src} > {m.path('.define')}")
+    assert name in all_names() and name in m.ls()
+    # The same again: the name exists; cat reports close()'s error.
+    st, _, err = sh(f"cat {src} > {m.path('.define')}", check=False)
+    assert st != 0 and "exists" in err, err
+    st, _, err = sh(f"cp {src} {m.path('.define')}", check=False)
+    assert st != 0 and "exists" in err, err
+    assert all_names().count(name) == 1
+    os.unlink(src)
+
+
+def test_define_bad_input(clean, libvirtd, mount, domains):
+    have = domains("have", start=False)
+    have_uuid = virsh("domuuid", have)
+    m = mount("-c", libvirtd.uri)
+    before = sorted(all_names())
+    define = m.path(".define")
+    cases = [
+        ("<domain type='qemu'><name>x", errno.EINVAL, None),
+        ("not xml at all", errno.EINVAL, None),
+        (xml_of(have), errno.EEXIST, have),
+        (xml_of(PREFIX + "clash", uid=have_uuid), errno.EEXIST, have_uuid),
+        (xml_of(PREFIX + "nul") + "\0", errno.EINVAL, "NUL"),
+        # libvirt's schema refuses an unknown element (validated).
+        (xml_of(PREFIX + "schema").replace("<vcpu>", "<bogus/><vcpu>"),
+         errno.EINVAL, None),
+    ]
+    for text, want, says in cases:
+        assert write_close(define, text) == want, text
+        err = m.read(".error")
+        assert "define: " in err and errno.errorcode[want] in err, err
+        if says:
+            assert says in err, err
+        assert sorted(all_names()) == before
+    # Too big: EFBIG at the write past 1 MiB, and nothing is defined.
+    big = xml_of(PREFIX + "big").replace(
+        "</domain>", "<!--" + "x" * (1 << 20) + "--></domain>")
+    assert write_close(define, big) == errno.EFBIG
+    assert sorted(all_names()) == before
+    # An open that writes nothing runs nothing.
+    assert write_close(define, "") == 0
+    assert sorted(all_names()) == before
+    # Nothing can be created, renamed or removed at the root.
+    assert errno_of(os.unlink, define) == errno.EPERM
+    assert errno_of(os.mkdir, m.path("newdir")) == errno.EPERM
+
+
+def test_two_writers_one_name(clean, libvirtd, mount):
+    name = PREFIX + "race"
+    text = xml_of(name)
+    m = mount("-c", libvirtd.uri)
+    for _ in range(3):
+        virsh("undefine", name, check=False)
+        results = []
+        gate = threading.Barrier(2)
+
+        def writer():
+            fd = os.open(m.path(".define"), os.O_WRONLY | os.O_TRUNC)
+            os.write(fd, text.encode())
+            gate.wait()
+            try:
+                os.close(fd)
+                results.append(0)
+            except OSError as e:
+                results.append(e.errno)
+        ts = [threading.Thread(target=writer) for _ in range(2)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        assert sorted(results) == [0, errno.EEXIST], results
+        assert all_names().count(name) == 1
+        assert name in m.ls()
+
+
+def test_create_is_transient_and_running(clean, libvirtd, mount):
+    name = PREFIX + "tmp"
+    src = xml_file(xml_of(name))
+    m = mount("-c", libvirtd.uri)
+    sh(f"cp {src} {m.path('.create')}")
+    assert virsh("domstate", name) == "running"
+    assert "Persistent:     no" in virsh("dominfo", name)
+    assert name in m.ls()
+    assert m.read(name, "state") == "running\n"
+    # Running already: libvirt says so, nothing changes.
+    assert write_close(m.path(".create"), xml_of(name)) in (errno.EEXIST,
+                                                            errno.EBUSY)
+    assert "create: " in m.read(".error")
+    # Gone when it stops.
+    m.write("destroy", name, "control")
+    wait_for(lambda: name not in m.ls(), what="the transient domain leaves")
+    assert name not in all_names()
+    os.unlink(src)
+
+
+def test_define_per_host(clean, libvirtd, mount):
+    name = PREFIX + "perhost"
+    src = xml_file(xml_of(name))
+    m = mount("-c", "unix=" + libvirtd.uri, "-c", "tcp=" + libvirtd.tcp_uri)
+    # Only hosts' levels have them, not the root of several hosts.
+    assert ".define" not in os.listdir(m.dir)
+    assert errno_of(os.stat, m.path(".define")) == errno.ENOENT
+    sh(f"cp {src} {m.path('tcp', '.define')}")
+    assert name in all_names()
+    assert name in m.ls("tcp")
+    wait_for(lambda: name in m.ls("unix"), what="the other host sees it")
+    assert write_close(m.path("unix", ".define"), xml_of(name)) \
+        == errno.EEXIST
+    assert "exists" in m.read("unix", ".error")
+    assert m.read("tcp", ".error") == ""
+    os.unlink(src)
+
+
+def test_qmp_level_has_no_define(qmp_dir, vms, mount):
+    vms("vm-a")
+    m = mount("--qmp-dir", qmp_dir)
+    assert ".define" not in os.listdir(m.dir)
+    assert errno_of(os.stat, m.path(".create")) == errno.ENOENT
