@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "files.h"
+#include "life.h"
 #include "rich.h"
 #include "tree.h"
 
@@ -109,6 +110,8 @@ static int read_xml(struct dom *d, char **ret, size_t *ret_len,
 	return contents(xml, ret, ret_len);
 }
 
+static bool is_libvirt(struct dom *d);
+
 static int read_control(struct dom *d, char **ret, size_t *ret_len,
 			char **ret_error)
 {
@@ -122,6 +125,8 @@ static int read_control(struct dom *d, char **ret, size_t *ret_len,
 	for (unsigned v = 0; v < HV_VERB_COUNT; v++)
 		if (verbs & HV_VERB_BIT(v))
 			fprintf(f, "%s\n", hv_verb_name(v));
+	if (verbs && is_libvirt(d))
+		fputs("undefine\n", f);
 	if (fclose(f) != 0) {
 		free(text);
 		return -ENOMEM;
@@ -253,7 +258,11 @@ static int write_control(struct dom *d, const char *buf, size_t len,
 {
 	int64_t start_ms = hvfs_now_ms();
 	enum hv_verb verb;
-	int r = hv_verb_parse(buf, len, &verb);
+	int r;
+
+	if (life_is_undefine(buf, len))
+		return life_undefine(d, ret_error);
+	r = hv_verb_parse(buf, len, &verb);
 
 	if (r < 0) {
 		char shown[64];
@@ -317,8 +326,8 @@ const struct file_type file_types[FK_COUNT] = {
 	[FK_UUID] = { .name = "uuid", .mode = 0444, .read = read_uuid },
 	[FK_ID] = { .name = "id", .mode = 0444, .present = is_libvirt,
 		    .read = read_id },
-	[FK_XML] = { .name = "xml", .mode = 0444, .present = is_libvirt,
-		     .read = read_xml },
+	[FK_XML] = { .name = "xml", .mode = 0644, .present = is_libvirt,
+		     .read = read_xml, .write = life_write_xml, .whole = true },
 	[FK_CONTROL] = { .name = "control", .mode = 0200, .read = read_control,
 			 .write = write_control },
 	[FK_ERROR] = { .name = "error", .mode = 0444, .read = read_error },
@@ -344,6 +353,11 @@ const struct file_type file_types[FK_COUNT] = {
 	[FK_BLOCK_STATS] = { .name = "block-stats", .mode = 0444,
 			     .family = true,
 			     .read_arg = rich_read_block_stats },
+	[FK_AUTOSTART] = { .name = "autostart", .mode = 0644,
+			   .present = is_libvirt, .read = life_read_autostart,
+			   .write = life_write_autostart },
+	[FK_VCPUS] = { .name = "vcpus", .mode = 0644, .read = life_read_vcpus,
+		       .write = life_write_vcpus },
 	/* Above the domains (make.c, top.c): never in a domain's directory;
 	 * written through ops.c, which collects the XML. */
 	[FK_DEFINE] = { .name = ".define", .mode = 0200, .present = never },

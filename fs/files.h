@@ -6,7 +6,7 @@
  * the function that makes its contents or runs what is written to it; and
  * lookups and listings of a domain's directories (the rich tree's own
  * directories, query/ and block/, through rich.c). Calls: rich, tree, dom,
- * entry, lib/.
+ * entry, life, lib/.
  */
 
 #include "dom.h"
@@ -29,6 +29,9 @@ struct file_type {
 		     char **ret_reply, size_t *ret_reply_len,
 		     char **ret_error);
 	bool exchange;
+	/* write gets the whole file, collected by ops.c from the writes of
+	 * one open file and run once at its close (xml). */
+	bool whole;
 	bool dir;            /* a directory below the domain's (query/, ...) */
 	bool family;         /* named by sub, not by .name (rich.c) */
 	/* The contents of a family file, for the name its sub stands for. */

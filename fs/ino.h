@@ -37,6 +37,9 @@ enum file_kind {
 	FK_BLOCK_DEV,        /* block/NAME/ */
 	FK_BLOCK_INFO,       /* block/NAME/info */
 	FK_BLOCK_STATS,      /* block/NAME/stats */
+	/* A domain's life (life.c). */
+	FK_AUTOSTART,
+	FK_VCPUS,
 	/* The files that make domains, above the domains (make.c). */
 	FK_DEFINE,           /* .define */
 	FK_CREATE,           /* .create */

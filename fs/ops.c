@@ -69,8 +69,11 @@ struct handle {
 	bool filled;
 	bool fixed;                  /* contents made at open, never again */
 	bool ran;                    /* control: this open file ran its verb */
-	int failed;                  /* a maker: the errno a write failed
-				      * with; FLUSH then runs nothing */
+	/* A file that collects (.define, .create, xml): what was written, and
+	 * the errno a write failed with (FLUSH then runs nothing). */
+	char *in;
+	size_t in_len;
+	int failed;
 	bool as_file;                /* atomic: a stream read as a file */
 	/* A stream's follower (see op_getattr), on the followers list. */
 	pid_t follower;              /* under followers_lock */
@@ -106,6 +109,15 @@ static bool is_maker(fuse_ino_t ino)
 {
 	return is_top(ino) &&
 	       (ino_kind(ino) == FK_DEFINE || ino_kind(ino) == FK_CREATE);
+}
+
+/* Files whose writes are collected and run at close: the makers and the
+ * table's `whole` files. */
+static bool collects(fuse_ino_t ino)
+{
+	return is_maker(ino) ||
+	       (!is_top(ino) && ino_kind(ino) < FK_COUNT &&
+		file_types[ino_kind(ino)].whole);
 }
 
 static int reply_err(fuse_req_t req, int err)
@@ -539,7 +551,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	 * reader may close the file and RELEASE free h on another thread
 	 * before this one could touch h->lock again (found by test_load).
 	 */
-	if ((size_t)off < h->len && !is_maker(ino)) {
+	if ((size_t)off < h->len) {
 		n = size < h->len - off ? size : h->len - off;
 		out = malloc(n ? n : 1);
 		if (out)
@@ -554,29 +566,29 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 }
 
 /*
- * A maker collects one XML per open, written in order from offset 0 (cp, a
- * shell redirection), at most MAKE_XML_MAX bytes: EFBIG beyond, EINVAL for
- * a write elsewhere or after the XML ran.
+ * A collecting file takes one document per open, written in order from
+ * offset 0 (cp, a shell redirection), at most MAKE_XML_MAX bytes: EFBIG
+ * beyond, EINVAL for a write elsewhere or after it ran.
  */
-static void maker_write(fuse_req_t req, struct handle *h, const char *buf,
-			size_t size, off_t off)
+static void collect_write(fuse_req_t req, struct handle *h, const char *buf,
+			  size_t size, off_t off)
 {
 	int r = 0;
 
 	pthread_mutex_lock(&h->lock);
-	if (h->ran || off != (off_t)h->len)
+	if (h->ran || off != (off_t)h->in_len)
 		r = EINVAL;
-	else if (size > MAKE_XML_MAX - h->len)
+	else if (size > MAKE_XML_MAX - h->in_len)
 		r = EFBIG;
 	else if (size && !h->failed) {
-		char *p = realloc(h->buf, h->len + size);
+		char *p = realloc(h->in, h->in_len + size);
 
 		if (!p) {
 			r = ENOMEM;
 		} else {
-			memcpy(p + h->len, buf, size);
-			h->buf = p;
-			h->len += size;
+			memcpy(p + h->in_len, buf, size);
+			h->in = p;
+			h->in_len += size;
 		}
 	}
 	if (r && !h->failed && !h->ran)
@@ -589,49 +601,50 @@ static void maker_write(fuse_req_t req, struct handle *h, const char *buf,
 }
 
 /*
- * Every close() of an open file: a maker runs what it collected, once, and
- * close() returns the refusal (cp and cat report it).
+ * Every close() of an open file: a collecting file runs what it collected,
+ * once, and close() returns the refusal (cp and cat report it).
  */
 static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
-	char *xml = NULL, *err = NULL, *name = NULL;
+	const struct file_type *t = &file_types[ino_kind(ino)];
+	char *in = NULL, *err = NULL, *name = NULL;
 	size_t len = 0;
 	int r, failed;
 
-	if (!is_maker(ino)) {
+	if (!collects(ino)) {
 		fuse_reply_err(req, 0);
 		return;
 	}
 	pthread_mutex_lock(&h->lock);
 	failed = h->ran ? 0 : h->failed;
-	if ((h->len || failed) && !h->ran) {
-		xml = h->buf;
-		len = h->len;
+	if ((h->in_len || failed) && !h->ran) {
+		in = h->in;
+		len = h->in_len;
 		h->ran = true;
 	}
 	pthread_mutex_unlock(&h->lock);
-	if (failed) {
-		/* Part of the XML is missing: nothing of it is run. */
-		hvfs_log(LOG_NOTICE, "uid %u pid %u wrote %s: a write failed "
-			 "(%s): nothing run", (unsigned)ctx->uid,
-			 (unsigned)ctx->pid, file_types[ino_kind(ino)].name,
-			 strerror(failed));
-		reply_err(req, failed);
-		return;
-	}
-	if (!xml) {
+	if (!in && !failed) {
 		fuse_reply_err(req, 0);
 		return;
 	}
-	/* buf stays h's (freed with it); no write changes it any more. */
-	r = make_domain(host_of_level(ino), ino_kind(ino) == FK_CREATE, xml,
-			len, &name, &err);
-	hvfs_log(LOG_NOTICE, "uid %u pid %u wrote %s (%zu bytes): %s%s%s",
-		 (unsigned)ctx->uid, (unsigned)ctx->pid,
-		 file_types[ino_kind(ino)].name, len, r < 0 ? strerror(-r) : "ok ",
-		 r < 0 ? "" : "domain ", r < 0 ? "" : name);
+	/* in stays h's (freed with it); no write changes it any more. */
+	if (failed)
+		/* Part of it is missing: nothing of it is run. */
+		r = hv_error(&err, -failed, "a write failed: nothing was run");
+	else if (h->dom)
+		r = t->write(h->dom, in, len, NULL, NULL, &err);
+	else
+		r = make_domain(host_of_level(ino), ino_kind(ino) == FK_CREATE,
+				in, len, &name, &err);
+	hvfs_log(LOG_NOTICE, "%s%suid %u pid %u wrote %s (%zu bytes): %s%s%s",
+		 h->dom ? h->dom->name : "", h->dom ? ": " : "",
+		 (unsigned)ctx->uid, (unsigned)ctx->pid, t->name, len,
+		 r < 0 ? strerror(-r) : "ok", name ? ", domain " : "",
+		 name ? name : "");
+	if (r < 0 && h->dom)
+		dom_set_error(h->dom, t->name, r, err);
 	free(name);
 	free(err);
 	if (r < 0)
@@ -650,8 +663,8 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 	size_t reply_len = 0;
 	int r, shown = 0;
 
-	if (is_maker(ino)) {
-		maker_write(req, h, buf, size, off);
+	if (collects(ino)) {
+		collect_write(req, h, buf, size, off);
 		return;
 	}
 	/*
@@ -718,6 +731,7 @@ static void handle_free(struct handle *h)
 	dom_unref(h->dom);
 	pthread_mutex_destroy(&h->lock);
 	free(h->buf);
+	free(h->in);
 	free(h->arg);
 	free(h);
 }

@@ -207,3 +207,100 @@ def test_qmp_level_has_no_define(qmp_dir, vms, mount):
     m = mount("--qmp-dir", qmp_dir)
     assert ".define" not in os.listdir(m.dir)
     assert errno_of(os.stat, m.path(".create")) == errno.ENOENT
+
+
+def test_edit_xml_with_cp(clean, libvirtd, mount, domains):
+    name = domains("edit", start=False)
+    uid = virsh("domuuid", name)
+    m = mount("-c", libvirtd.uri)
+    assert oct(os.stat(m.path(name, "xml")).st_mode & 0o777) == "0o644"
+    new = xml_file(xml_of(name, uid=uid, description="edited by cp"))
+    sh(f"cp {new} {m.path(name, 'xml')}")
+    assert "<description>edited by cp</description>" in \
+        virsh("dumpxml", name)
+    # The next read is libvirt's normalised XML.
+    assert m.read(name, "xml") == virsh("dumpxml", name) + "\n" or \
+        m.read(name, "xml").strip() == virsh("dumpxml", name).strip()
+    # Another name or uuid, bad XML: refused, the definition unchanged.
+    before = virsh("dumpxml", name)
+    other = xml_of(PREFIX + "other", description="x")
+    assert write_close(m.path(name, "xml"), other) == errno.EINVAL
+    assert write_close(m.path(name, "xml"), "<domain><name>") == errno.EINVAL
+    assert write_close(m.path(name, "xml"),
+                       xml_of(name, uid=str(uuid.uuid4()))) == errno.EINVAL
+    assert virsh("dumpxml", name) == before
+    assert "xml: " in m.read(name, "error")
+    # Editors: sed -i makes a temporary file beside it (EACCES); a rename
+    # onto xml is refused (EPERM); nothing changed.
+    st, _, err = sh(f"sed -i 's/edited by cp/edited by sed/' "
+                    f"{m.path(name, 'xml')}", check=False)
+    assert st != 0 and "Permission denied" in err, err
+    assert errno_of(os.rename, m.path(name, "state"), m.path(name, "xml")) \
+        == errno.EPERM
+    assert virsh("dumpxml", name) == before
+    # A shell redirection of a sed pipeline works in place.
+    sh(f"sed 's/edited by cp/edited by sed/' {new} > {m.path(name, 'xml')}")
+    assert "edited by sed" in virsh("dumpxml", name)
+    os.unlink(new)
+
+
+def test_undefine(clean, libvirtd, mount, domains):
+    off = domains("undef-off", start=False)
+    on = domains("undef-on")
+    m = mount("-c", libvirtd.uri)
+    assert "undefine" in m.read(off, "control").split()
+    # rm -r over the mount undefines nothing.
+    st, _, err = sh(f"rm -rf {m.dir}/{PREFIX}undef-*", check=False)
+    assert st != 0 and "Operation not permitted" in err, err
+    assert off in all_names() and on in all_names()
+    m.write("undefine", off, "control")
+    assert off not in all_names()
+    assert off not in m.ls()
+    # Running: it becomes transient and stays until it stops.
+    m.write("undefine", on, "control")
+    assert "Persistent:     no" in virsh("dominfo", on)
+    assert on in m.ls()
+    # Transient: libvirt refuses, EBUSY.
+    assert errno_of(m.write, "undefine", on, "control") == errno.EBUSY
+    assert "transient" in m.read(on, "error")
+    m.write("destroy", on, "control")
+    wait_for(lambda: on not in m.ls(), what="it leaves")
+
+
+def test_autostart(clean, libvirtd, mount, domains):
+    name = domains("auto", start=False)
+    m = mount("-c", libvirtd.uri)
+    assert oct(os.stat(m.path(name, "autostart")).st_mode & 0o777) == "0o644"
+    assert m.read(name, "autostart") == "no\n"
+    sh(f"echo yes > {m.path(name, 'autostart')}")
+    assert "Autostart:      enable" in virsh("dominfo", name)
+    assert m.read(name, "autostart") == "yes\n"
+    m.write("no\n", name, "autostart")
+    assert "Autostart:      disable" in virsh("dominfo", name)
+    assert errno_of(m.write, "maybe", name, "autostart") == errno.EINVAL
+    assert "expected yes or no" in m.read(name, "error")
+    assert m.read(name, "autostart") == "no\n"
+
+
+def test_vcpus(clean, libvirtd, mount, domains):
+    name = PREFIX + "cpus"
+    virsh("define", xml_file(xml_of(name).replace(
+        "<vcpu>1</vcpu>", "<vcpu current='1'>2</vcpu>")))
+    try:
+        m = mount("-c", libvirtd.uri)
+        assert m.read(name, "vcpus") == "1 2\n"
+        # Not running: libvirt's refusal, EBUSY.
+        assert errno_of(m.write, "2", name, "vcpus") == errno.EBUSY
+        virsh("start", name)
+        live = virsh("vcpucount", name, "--live", "--active")
+        assert m.read(name, "vcpus") == f"{live} 2\n"
+        for bad in ("0", "3", "two", "\n"):
+            assert errno_of(m.write, bad, name, "vcpus") == errno.EINVAL, bad
+        assert m.read(name, "vcpus") == f"{live} 2\n"
+        # Hot-plug: virsh sees the new count.
+        sh(f"echo 2 > {m.path(name, 'vcpus')}")
+        assert virsh("vcpucount", name, "--live", "--active") == "2"
+        assert m.read(name, "vcpus") == "2 2\n"
+    finally:
+        virsh("destroy", name, check=False)
+        virsh("undefine", name, check=False)
