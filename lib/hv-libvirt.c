@@ -41,6 +41,7 @@
 #include <json-c/json.h>
 
 #include "hv-driver.h"
+#include "sock.h"
 #include "qmp-codec.h"
 #include "vrpc.h"
 
@@ -166,16 +167,9 @@ static bool lane_busy_locked(struct lv *lv, const char *uuid)
 static int lane_enter(struct lv *lv, const char *name, const char *uuid,
 		      char **ret_error)
 {
-	struct timespec dl;
+	struct timespec dl = sock_deadline(lv->timeout_ms);
 	bool hung, busy;
 
-	clock_gettime(CLOCK_MONOTONIC, &dl);
-	dl.tv_sec += lv->timeout_ms / 1000;
-	dl.tv_nsec += (long)(lv->timeout_ms % 1000) * 1000000;
-	if (dl.tv_nsec >= 1000000000) {
-		dl.tv_sec++;
-		dl.tv_nsec -= 1000000000;
-	}
 	pthread_mutex_lock(&lv->lock);
 	while (!(hung = hung_locked(lv, uuid)) &&
 	       ((busy = lane_busy_locked(lv, uuid)) ||
@@ -469,17 +463,13 @@ static int lv_open(const char *uri, const struct hv_options *opts,
 		   void **ret_priv, char **ret_error)
 {
 	struct lv *lv;
-	pthread_condattr_t ca;
 	int r;
 
 	lv = calloc(1, sizeof(*lv));
 	if (!lv)
 		return -ENOMEM;
 	pthread_mutex_init(&lv->lock, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&lv->lane_free, &ca);
-	pthread_condattr_destroy(&ca);
+	sock_cond_init(&lv->lane_free);
 	lv->timeout_ms = opts && opts->timeout_ms > 0 ? opts->timeout_ms
 						      : 5000;
 	r = vrpc_open(uri, opts ? opts->timeout_ms : 0, on_event, lv,

@@ -53,6 +53,7 @@
 
 #include "hv-driver.h"
 #include "qmp.h"
+#include "sock.h"
 
 #define WATCHER_STACK (256u << 10)
 #define TICK_MS 250          /* watcher wake-up while subscribed */
@@ -187,14 +188,6 @@ static bool socket_is_new(const struct dom *d)
 	       STARTING_MS;
 }
 
-static int64_t now_ms(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
 static int vec_push(struct dom_vec *v, struct dom *d)
 {
 	struct dom **p;
@@ -258,8 +251,8 @@ static void on_qmp_event(void *userdata, const char *event,
 		d->uuid[0] = '\0'; /* the next QEMU may be another VM */
 		/* Ask soon, but keep the backoff: a peer that breaks every
 		 * connection it gets must not be retried in a tight loop. */
-		if (d->retry_at < now_ms())
-			d->retry_at = now_ms();
+		if (d->retry_at < sock_now_ms())
+			d->retry_at = sock_now_ms();
 	}
 	if (st != HV_STATE_COUNT)
 		d->state = st;
@@ -580,7 +573,7 @@ static void connect_pass(struct hvq *c)
 	enum hv_state old, st = HV_STATE_NOSTATE;
 	hv_event_fn fn;
 	void *userdata;
-	int64_t now = now_ms();
+	int64_t now = sock_now_ms();
 	bool stop, unsure;
 	int r;
 
@@ -611,7 +604,7 @@ static void connect_pass(struct hvq *c)
 			if (d->backoff_ms > RETRY_MAX_MS)
 				d->backoff_ms = RETRY_MAX_MS;
 		}
-		d->retry_at = now_ms() + d->backoff_ms;
+		d->retry_at = sock_now_ms() + d->backoff_ms;
 		/*
 		 * Nobody listened before (shutoff), and now something listens
 		 * but does not answer (a QEMU wedged at start, or not a QEMU):

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "hv-driver.h"
+#include "sock.h"
 
 struct hv_conn {
 	const struct hv_driver *drv;
@@ -82,15 +83,9 @@ int hv_verb_parse(const char *buf, size_t len, enum hv_verb *ret)
 int hv_error(char **ret_error, int err, const char *fmt, ...)
 {
 	va_list ap;
-	char *msg;
 
-	if (!ret_error)
-		return err;
 	va_start(ap, fmt);
-	if (vasprintf(&msg, fmt, ap) >= 0) {
-		free(*ret_error);
-		*ret_error = msg;
-	}
+	sock_verror(ret_error, err, fmt, ap);
 	va_end(ap);
 	return err;
 }

@@ -11,20 +11,17 @@
  * someone still writes to it.
  */
 #include <errno.h>
-#include <fcntl.h>
-#include <netdb.h>
 #include <poll.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "sock.h"
 #include "vrpc.h"
 
 #define VRPC_TIMEOUT_MS_DEFAULT 5000
@@ -91,57 +88,6 @@ struct vrpc {
 	struct persist *persist, **persist_tail;
 	struct vstream *streams;  /* guarded by lock */
 };
-
-static int set_error(char **ret_error, int err, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int set_error(char **ret_error, int err, const char *fmt, ...)
-{
-	va_list ap;
-	char *msg;
-
-	if (!ret_error)
-		return err;
-	va_start(ap, fmt);
-	if (vasprintf(&msg, fmt, ap) >= 0) {
-		free(*ret_error);
-		*ret_error = msg;
-	}
-	va_end(ap);
-	return err;
-}
-
-/* ---- time ---- */
-
-static struct timespec deadline_in(int ms)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	t.tv_sec += ms / 1000;
-	t.tv_nsec += (long)(ms % 1000) * 1000000;
-	if (t.tv_nsec >= 1000000000) {
-		t.tv_sec++;
-		t.tv_nsec -= 1000000000;
-	}
-	return t;
-}
-
-/* Milliseconds left until d, rounded up, at least 0. */
-static int ms_left(const struct timespec *d)
-{
-	struct timespec now;
-	int64_t ns;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	ns = (int64_t)(d->tv_sec - now.tv_sec) * 1000000000 +
-	     (d->tv_nsec - now.tv_nsec);
-	if (ns <= 0)
-		return 0;
-	if (ns > (int64_t)INT32_MAX * 1000000)
-		return INT32_MAX;
-	return (int)((ns + 999999) / 1000000);
-}
 
 /* ---- URIs ---- */
 
@@ -227,7 +173,7 @@ int vrpc_uri_parse(const char *uri, struct vrpc_uri **ret, char **ret_error)
 
 	dn = uri ? scheme_driver_len(uri) : 0;
 	if (!dn)
-		return set_error(ret_error, -EINVAL, "%s: not a libvirt URI",
+		return sock_error(ret_error, -EINVAL, "%s: not a libvirt URI",
 				 uri ? uri : "(null)");
 	p = uri + dn;
 	tn = 0;
@@ -236,7 +182,7 @@ int vrpc_uri_parse(const char *uri, struct vrpc_uri **ret, char **ret_error)
 		tn = strcspn(p, ":");
 	}
 	if (strncmp(p + tn, "://", 3))
-		return set_error(ret_error, -EINVAL, "%s: malformed URI", uri);
+		return sock_error(ret_error, -EINVAL, "%s: malformed URI", uri);
 	auth = p + tn + 3;
 	an = strcspn(auth, "/?");
 	path = auth + an;
@@ -259,7 +205,7 @@ int vrpc_uri_parse(const char *uri, struct vrpc_uri **ret, char **ret_error)
 	}
 	if ((int)u->transport < 0) {
 		vrpc_uri_free(u);
-		return set_error(ret_error, -EOPNOTSUPP,
+		return sock_error(ret_error, -EOPNOTSUPP,
 				 "%s: transport '%.*s' is not supported (only "
 				 "unix and tcp; no TLS or SSH yet)",
 				 uri, tn ? (int)tn : 3, tn ? p : "tls");
@@ -312,149 +258,32 @@ bad:
 	vrpc_uri_free(u);
 	if (r == -ENOMEM)
 		return r;
-	return set_error(ret_error, r, "%s: unsupported or malformed libvirt URI",
+	return sock_error(ret_error, r, "%s: unsupported or malformed libvirt URI",
 			 uri);
 }
 
 /* ---- transports: connect -> fd ---- */
 
-/* Waits for a non-blocking connect() to finish. */
-static int finish_connect(int fd, const struct timespec *deadline)
-{
-	struct pollfd pfd = { .fd = fd, .events = POLLOUT };
-	socklen_t sl = sizeof(int);
-	int r, soerr = 0;
-
-	do {
-		r = poll(&pfd, 1, ms_left(deadline));
-	} while (r < 0 && errno == EINTR);
-	if (r < 0)
-		return -errno;
-	if (r == 0)
-		return -ETIMEDOUT;
-	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
-		return -errno;
-	return -soerr;
-}
-
 static int connect_unix(const struct vrpc_uri *u,
-			const struct timespec *deadline, int *ret_fd)
+			const struct timespec *deadline, int *ret_fd,
+			char **ret_error)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd, r;
+	int fd = sock_connect_unix(u->path, deadline, ret_error);
 
-	strncpy(sa.sun_path, u->path, sizeof(sa.sun_path) - 1);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
-		return -errno;
-	r = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ? -errno : 0;
-	/* A full backlog on a UNIX socket says EAGAIN, not EINPROGRESS. */
-	if (r == -EINPROGRESS || r == -EAGAIN)
-		r = finish_connect(fd, deadline);
-	if (r < 0) {
-		close(fd);
-		return r;
-	}
+		return fd;
 	*ret_fd = fd;
 	return 0;
 }
 
-/*
- * Name resolution bounded by the deadline: getaddrinfo_a() runs it on a
- * helper thread. When it cannot be cancelled in time the request block is
- * left to it (a small, deliberate leak) rather than freed under its feet.
- */
-static int resolve(const struct vrpc_uri *u, const struct timespec *deadline,
-		   struct addrinfo **ret)
-{
-	struct addrinfo *hints;
-	struct gaicb *req;
-	int r;
-
-	/* An address literal needs no resolver (and no helper thread). */
-	{
-		const struct addrinfo numeric = {
-			.ai_socktype = SOCK_STREAM,
-			.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV,
-		};
-
-		r = getaddrinfo(u->host, u->port, &numeric, ret);
-		if (r == 0)
-			return 0;
-		if (r != EAI_NONAME)
-			return -ENXIO;
-	}
-	req = calloc(1, sizeof(*req) + sizeof(*hints));
-	if (!req)
-		return -ENOMEM;
-	hints = (struct addrinfo *)(req + 1);
-	hints->ai_socktype = SOCK_STREAM;
-	hints->ai_flags = AI_NUMERICSERV | AI_ADDRCONFIG;
-	req->ar_name = u->host;
-	req->ar_service = u->port;
-	req->ar_request = hints;
-	struct gaicb *list[1] = { req };
-	r = getaddrinfo_a(GAI_NOWAIT, list, 1, NULL);
-	if (r != 0) {
-		free(req);
-		return -EHOSTUNREACH;
-	}
-	for (;;) {
-		int ms = ms_left(deadline);
-		struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
-
-		r = gai_suspend((const struct gaicb *const *)list, 1, &ts);
-		if (r == EAI_INTR)
-			continue;
-		break;
-	}
-	r = gai_error(req);
-	if (r == EAI_INPROGRESS) {
-		if (gai_cancel(req) != EAI_CANCELED)
-			return -ETIMEDOUT; /* leaks req, see above */
-		free(req);
-		return -ETIMEDOUT;
-	}
-	if (r != 0) {
-		free(req);
-		return r == EAI_SYSTEM ? -EIO : -ENXIO; /* see reconnect() */
-	}
-	*ret = req->ar_result;
-	free(req);
-	return 0;
-}
-
 static int connect_tcp(const struct vrpc_uri *u,
-		       const struct timespec *deadline, int *ret_fd)
+		       const struct timespec *deadline, int *ret_fd,
+		       char **ret_error)
 {
-	struct addrinfo *ai = NULL;
-	int r, fd = -1;
+	int fd = sock_connect_tcp(u->host, u->port, deadline, ret_error);
 
-	r = resolve(u, deadline, &ai);
-	if (r < 0)
-		return r;
-	r = -EHOSTUNREACH;
-	for (struct addrinfo *a = ai; a; a = a->ai_next) {
-		fd = socket(a->ai_family,
-			    a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
-			    a->ai_protocol);
-		if (fd < 0) {
-			r = -errno;
-			continue;
-		}
-		r = connect(fd, a->ai_addr, a->ai_addrlen) < 0 ? -errno : 0;
-		if (r == -EINPROGRESS)
-			r = finish_connect(fd, deadline);
-		if (r == 0)
-			break;
-		close(fd);
-		fd = -1;
-		if (r == -ETIMEDOUT)
-			break;
-	}
-	freeaddrinfo(ai);
-	if (r < 0)
-		return r;
+	if (fd < 0)
+		return fd;
 	*ret_fd = fd;
 	return 0;
 }
@@ -466,77 +295,36 @@ static int connect_tcp(const struct vrpc_uri *u,
  * to a child process, TLS with a read/write shim).
  */
 static int transport_connect(const struct vrpc_uri *u,
-			     const struct timespec *deadline, int *ret_fd)
+			     const struct timespec *deadline, int *ret_fd,
+			     char **ret_error)
 {
 	switch (u->transport) {
 	case VRPC_TRANSPORT_UNIX:
-		return connect_unix(u, deadline, ret_fd);
+		return connect_unix(u, deadline, ret_fd, ret_error);
 	case VRPC_TRANSPORT_TCP:
-		return connect_tcp(u, deadline, ret_fd);
+		return connect_tcp(u, deadline, ret_fd, ret_error);
 	}
 	return -EOPNOTSUPP;
 }
 
 /* ---- writing ---- */
 
-/* Writes all of buf before the deadline. Returns 0, or -ETIMEDOUT and how
- * much went out in *ret_sent (a partial packet ruins the stream). */
-static int write_all(int fd, const uint8_t *buf, size_t size,
-		     const struct timespec *deadline, size_t *ret_sent)
-{
-	size_t off = 0;
-	int r = 0;
-
-	while (off < size) {
-		ssize_t n = send(fd, buf + off, size - off,
-				 MSG_NOSIGNAL | MSG_DONTWAIT);
-
-		if (n >= 0) {
-			off += n;
-			continue;
-		}
-		if (errno == EINTR)
-			continue;
-		if (errno != EAGAIN) {
-			r = -ENOTCONN;
-			break;
-		}
-		struct pollfd pfd = { .fd = fd, .events = POLLOUT };
-		int ms = ms_left(deadline);
-
-		if (ms == 0) {
-			r = -ETIMEDOUT;
-			break;
-		}
-		if (poll(&pfd, 1, ms) < 0 && errno != EINTR) {
-			r = -errno;
-			break;
-		}
-	}
-	*ret_sent = off;
-	return r;
-}
-
 /* Sends one whole packet on connection gen. */
 static int send_packet(struct vrpc *c, uint64_t gen, const uint8_t *pkt,
 		       size_t size, const struct timespec *deadline)
 {
-	size_t sent = 0;
 	int r, fd;
 
-	r = pthread_mutex_clocklock(&c->wlock, CLOCK_MONOTONIC, deadline);
+	r = sock_lock_until(&c->wlock, deadline);
 	if (r)
-		return r == ETIMEDOUT ? -ETIMEDOUT : -r;
+		return r;
 	pthread_mutex_lock(&c->lock);
 	fd = c->gen == gen && c->alive ? c->fd : -1;
 	pthread_mutex_unlock(&c->lock);
 	if (fd < 0) {
 		r = -ENOTCONN;
 	} else {
-		r = write_all(fd, pkt, size, deadline, &sent);
-		/* Half a packet leaves the stream unusable. */
-		if (r < 0 && sent > 0)
-			shutdown(fd, SHUT_RDWR);
+		r = sock_write_all(fd, pkt, size, deadline, NULL);
 	}
 	pthread_mutex_unlock(&c->wlock);
 	return r;
@@ -581,7 +369,7 @@ static int read_all(int fd, uint8_t *buf, size_t size, bool *pinged,
 			struct timespec d = *last_rx;
 
 			d.tv_sec += VRPC_KEEPALIVE_DEAD_MS / 1000;
-			ms = ms_left(&d);
+			ms = sock_ms_left(&d);
 			if (ms == 0)
 				return -ETIMEDOUT;
 		}
@@ -603,7 +391,7 @@ static void answer_ping(struct vrpc *c, uint64_t gen)
 		.status = VRPC_OK,
 	};
 	uint8_t pong[VRPC_HEADER_SIZE];
-	struct timespec d = deadline_in(c->timeout_ms);
+	struct timespec d = sock_deadline(c->timeout_ms);
 
 	vrpc_header_encode(&h, pong);
 	send_packet(c, gen, pong, sizeof(pong), &d);
@@ -773,7 +561,7 @@ static void *reader_main(void *arg)
 		c->hold_ms = c->hold_ms ? c->hold_ms * 2 : VRPC_HOLD_MS_MIN;
 		if (c->hold_ms > VRPC_HOLD_MS_MAX)
 			c->hold_ms = VRPC_HOLD_MS_MAX;
-		c->hold_until = deadline_in(c->hold_ms);
+		c->hold_until = sock_deadline(c->hold_ms);
 	}
 	if (c->gen == a.gen) {
 		c->alive = false;
@@ -842,19 +630,15 @@ static int exchange_stream(struct vrpc *c, uint64_t gen, uint8_t *pkt,
 {
 	struct pending p = { .done = false };
 	struct vrpc_header h;
-	pthread_condattr_t ca;
 	int r = 0;
 
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&p.cond, &ca);
-	pthread_condattr_destroy(&ca);
+	sock_cond_init(&p.cond);
 
 	pthread_mutex_lock(&c->lock);
 	if (c->gen != gen || !c->alive) {
 		pthread_mutex_unlock(&c->lock);
 		pthread_cond_destroy(&p.cond);
-		return set_error(ret_error, -ENOTCONN,
+		return sock_error(ret_error, -ENOTCONN,
 				 "%s: connection to libvirtd lost", c->uri->name);
 	}
 	p.serial = c->serial++;
@@ -900,14 +684,14 @@ static int exchange_stream(struct vrpc *c, uint64_t gen, uint8_t *pkt,
 
 	if (r < 0) {
 		if (r == -ETIMEDOUT)
-			return set_error(ret_error, r,
+			return sock_error(ret_error, r,
 					 "%s: libvirtd did not answer in time",
 					 c->uri->name);
 		if (r == -EPROTO)
-			return set_error(ret_error, r,
+			return sock_error(ret_error, r,
 					 "%s: libvirtd broke the protocol",
 					 c->uri->name);
-		return set_error(ret_error, r, "%s: connection to libvirtd lost",
+		return sock_error(ret_error, r, "%s: connection to libvirtd lost",
 				 c->uri->name);
 	}
 
@@ -920,7 +704,7 @@ static int exchange_stream(struct vrpc *c, uint64_t gen, uint8_t *pkt,
 				      p.size - VRPC_HEADER_SIZE, &code, &msg);
 		free(p.pkt);
 		if (r < 0)
-			return set_error(ret_error, r,
+			return sock_error(ret_error, r,
 					 "%s: undecodable error reply",
 					 c->uri->name);
 		r = vrpc_errno(code);
@@ -934,7 +718,7 @@ static int exchange_stream(struct vrpc *c, uint64_t gen, uint8_t *pkt,
 	}
 	if (h.status != VRPC_OK) {
 		free(p.pkt);
-		return set_error(ret_error, -EPROTO,
+		return sock_error(ret_error, -EPROTO,
 				 "%s: unexpected reply status %d", c->uri->name,
 				 h.status);
 	}
@@ -955,7 +739,7 @@ static int call_on(struct vrpc *c, uint64_t gen, uint32_t prog, int32_t proc,
 
 	r = vrpc_call_encode(prog, proc, 0, args_fn, args, &pkt, &size);
 	if (r < 0)
-		return set_error(ret_error, r,
+		return sock_error(ret_error, r,
 				 "cannot encode the arguments of call %d", proc);
 	r = exchange_stream(c, gen, pkt, size, deadline, &reply, &rsize, NULL,
 			    ret_late, ret_error);
@@ -969,7 +753,7 @@ static int call_on(struct vrpc *c, uint64_t gen, uint32_t prog, int32_t proc,
 		r = -EPROTO;
 	free(reply);
 	if (r < 0)
-		return set_error(ret_error, r,
+		return sock_error(ret_error, r,
 				 "%s: undecodable reply to call %d",
 				 c->uri->name, proc);
 	return 0;
@@ -1005,11 +789,11 @@ static int handshake(struct vrpc *c, uint64_t gen,
 			    NULL, NULL, VRPC_XDR(xdr_vrpc_auth_polkit_ret),
 			    &pr, deadline, NULL, ret_error);
 		if (r < 0)
-			return r == -EIO ? set_error(ret_error, -EACCES,
+			return r == -EIO ? sock_error(ret_error, -EACCES,
 					"%s: polkit authentication failed "
 					"(run as root)", c->uri->name) : r;
 	} else if (!none) {
-		return set_error(ret_error, -EACCES,
+		return sock_error(ret_error, -EACCES,
 				 "%s: libvirtd wants SASL authentication, "
 				 "which is not supported", c->uri->name);
 	}
@@ -1079,18 +863,14 @@ static int reconnect(struct vrpc *c, const struct timespec *deadline,
 	struct reader_args *ra;
 	pthread_attr_t attr;
 	uint64_t gen;
+	char *why = NULL;
 	int fd = -1, r;
 
 	teardown(c);
-	r = transport_connect(c->uri, deadline, &fd);
+	r = transport_connect(c->uri, deadline, &fd, &why);
 	if (r < 0) {
-		if (r == -ENXIO)
-			set_error(ret_error, r, "cannot connect to libvirtd: "
-				  "the host name %s does not resolve",
-				  c->uri->host);
-		else
-			set_error(ret_error, r, "cannot connect to libvirtd: %s",
-				  strerror(-r));
+		sock_error(ret_error, r, "cannot connect to libvirtd: %s", why);
+		free(why);
 		/* A daemon that stopped may have removed its socket; ENOENT
 		 * would read as "no such domain" to every caller. */
 		return r == -ENOENT ? -ECONNREFUSED : r;
@@ -1116,13 +896,13 @@ static int reconnect(struct vrpc *c, const struct timespec *deadline,
 	if (r < 0) {
 		free(ra);
 		teardown(c);
-		return set_error(ret_error, r, "cannot start the reader thread");
+		return sock_error(ret_error, r, "cannot start the reader thread");
 	}
 
 	r = handshake(c, gen, deadline, ret_error);
 	pthread_mutex_lock(&c->lock);
 	if (r == 0 && !(c->gen == gen && c->alive))
-		r = set_error(ret_error, -ENOTCONN,
+		r = sock_error(ret_error, -ENOTCONN,
 			      "%s: connection to libvirtd lost",
 			      c->uri->name);
 	if (r == 0)
@@ -1148,13 +928,13 @@ static int ensure_connected(struct vrpc *c, const struct timespec *deadline,
 			pthread_mutex_unlock(&c->lock);
 			return 0;
 		}
-		if (!c->connecting && ms_left(&c->hold_until) > 0) {
+		if (!c->connecting && sock_ms_left(&c->hold_until) > 0) {
 			/* Every caller would reconnect, meet the same broken
 			 * peer and make the next caller do it again. */
-			int ms = ms_left(&c->hold_until);
+			int ms = sock_ms_left(&c->hold_until);
 
 			pthread_mutex_unlock(&c->lock);
-			return set_error(ret_error, -EPROTO,
+			return sock_error(ret_error, -EPROTO,
 					 "%s: libvirtd broke the protocol; "
 					 "next try in %d ms", c->uri->name, ms);
 		}
@@ -1163,7 +943,7 @@ static int ensure_connected(struct vrpc *c, const struct timespec *deadline,
 		if (pthread_cond_timedwait(&c->cond, &c->lock, deadline) ==
 		    ETIMEDOUT) {
 			pthread_mutex_unlock(&c->lock);
-			return set_error(ret_error, -ETIMEDOUT,
+			return sock_error(ret_error, -ETIMEDOUT,
 					 "%s: timed out connecting to libvirtd",
 					 c->uri->name);
 		}
@@ -1184,7 +964,7 @@ int vrpc_call_tracked(struct vrpc *c, uint32_t prog, int32_t proc,
 		      xdrproc_t args_fn, const void *args, xdrproc_t ret_fn,
 		      void *ret, int64_t *ret_late, char **ret_error)
 {
-	struct timespec deadline = deadline_in(c->timeout_ms);
+	struct timespec deadline = sock_deadline(c->timeout_ms);
 	uint64_t gen;
 	int r;
 
@@ -1249,11 +1029,10 @@ int vrpc_call_download(struct vrpc *c, uint32_t prog, int32_t proc,
 		       void *ret, size_t max, uint8_t **ret_data,
 		       size_t *ret_len, int64_t *ret_late, char **ret_error)
 {
-	struct timespec deadline = deadline_in(c->timeout_ms);
+	struct timespec deadline = sock_deadline(c->timeout_ms);
 	struct vstream st = { .max = max };
 	uint8_t *pkt = NULL, *reply = NULL;
 	size_t size, rsize;
-	pthread_condattr_t ca;
 	bool decoded = false, over = false;
 	uint64_t gen;
 	int r;
@@ -1263,12 +1042,9 @@ int vrpc_call_download(struct vrpc *c, uint32_t prog, int32_t proc,
 		return r;
 	r = vrpc_call_encode(prog, proc, 0, args_fn, args, &pkt, &size);
 	if (r < 0)
-		return set_error(ret_error, r,
+		return sock_error(ret_error, r,
 				 "cannot encode the arguments of call %d", proc);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&st.cond, &ca);
-	pthread_condattr_destroy(&ca);
+	sock_cond_init(&st.cond);
 
 	r = exchange_stream(c, gen, pkt, size, &deadline, &reply, &rsize, &st,
 			    ret_late, ret_error);
@@ -1278,7 +1054,7 @@ int vrpc_call_download(struct vrpc *c, uint32_t prog, int32_t proc,
 					rsize - VRPC_HEADER_SIZE, ret_fn, ret);
 		free(reply);
 		if (r < 0)
-			set_error(ret_error, r, "%s: undecodable reply to call %d",
+			sock_error(ret_error, r, "%s: undecodable reply to call %d",
 				  c->uri->name, proc);
 		decoded = r == 0;
 	}
@@ -1302,15 +1078,15 @@ int vrpc_call_download(struct vrpc *c, uint32_t prog, int32_t proc,
 				    &deadline);
 		}
 		if (r == -EFBIG)
-			set_error(ret_error, r, "%s: the stream of call %d "
+			sock_error(ret_error, r, "%s: the stream of call %d "
 				  "exceeds %zu bytes", c->uri->name, proc, max);
 		else if (r == -ETIMEDOUT)
-			set_error(ret_error, r, "%s: libvirtd did not send the "
+			sock_error(ret_error, r, "%s: libvirtd did not send the "
 				  "data in time", c->uri->name);
 		else if (r < 0 && st.msg)
-			set_error(ret_error, r, "%s", st.msg);
+			sock_error(ret_error, r, "%s", st.msg);
 		else if (r < 0)
-			set_error(ret_error, r, "%s: stream of call %d failed",
+			sock_error(ret_error, r, "%s: stream of call %d failed",
 				  c->uri->name, proc);
 	}
 
@@ -1339,7 +1115,7 @@ int vrpc_call_persistent(struct vrpc *c, uint32_t prog, int32_t proc,
 			 xdrproc_t args_fn, const void *args,
 			 char **ret_error)
 {
-	struct timespec deadline = deadline_in(c->timeout_ms);
+	struct timespec deadline = sock_deadline(c->timeout_ms);
 	struct persist *p;
 	int r;
 
@@ -1349,7 +1125,7 @@ int vrpc_call_persistent(struct vrpc *c, uint32_t prog, int32_t proc,
 	r = vrpc_call_encode(prog, proc, 0, args_fn, args, &p->pkt, &p->size);
 	if (r < 0) {
 		free(p);
-		return set_error(ret_error, r,
+		return sock_error(ret_error, r,
 				 "cannot encode the arguments of call %d", proc);
 	}
 	/*
@@ -1397,7 +1173,6 @@ int vrpc_open(const char *uri, int timeout_ms, vrpc_event_fn event_fn,
 	      void *userdata, struct vrpc **ret, char **ret_error)
 {
 	struct timespec deadline;
-	pthread_condattr_t ca;
 	struct vrpc *c;
 	uint64_t gen;
 	int r;
@@ -1417,12 +1192,9 @@ int vrpc_open(const char *uri, int timeout_ms, vrpc_event_fn event_fn,
 	c->persist_tail = &c->persist;
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_mutex_init(&c->wlock, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&c->cond, &ca);
-	pthread_condattr_destroy(&ca);
+	sock_cond_init(&c->cond);
 
-	deadline = deadline_in(c->timeout_ms);
+	deadline = sock_deadline(c->timeout_ms);
 	r = ensure_connected(c, &deadline, &gen, ret_error);
 	if (r < 0) {
 		vrpc_close(c);
@@ -1445,7 +1217,7 @@ struct vrpc *vrpc_close(struct vrpc *c)
 	c->closing = true;
 	pthread_mutex_unlock(&c->lock);
 	if (up) {
-		struct timespec d = deadline_in(c->timeout_ms);
+		struct timespec d = sock_deadline(c->timeout_ms);
 
 		call_on(c, c->gen, VRPC_PROGRAM_REMOTE, VRPC_PROC_CONNECT_CLOSE,
 			NULL, NULL, NULL, NULL, &d, NULL, NULL);
