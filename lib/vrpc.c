@@ -1,14 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * libvirt RPC client: URI parsing, transports, the table of pending calls
- * and the reader thread. See vrpc.h for the contract.
- *
- * Locking: `lock` guards the connection state, the pending list and the
- * persistent calls. `wlock` serialises writers so packets never interleave;
- * it is taken before `lock`, with the caller's deadline. The socket is
- * closed only by the thread that connects or by vrpc_close(), after joining
- * the reader and under wlock, so a descriptor number is never reused while
- * someone still writes to it.
+ * libvirt RPC client: the connection and its handshake, the reader thread
+ * with keepalive, the table of pending calls, reconnecting and replaying
+ * persistent calls. URIs are vrpc-uri.c's, transports vrpc-transport.c's,
+ * streams vrpc-stream.c's. See vrpc.h for the contract and vrpc-client.h
+ * for the locking.
  */
 #include <errno.h>
 #include <poll.h>
@@ -17,300 +13,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "sock.h"
-#include "vrpc.h"
+#include "vrpc-client.h"
 
 #define VRPC_TIMEOUT_MS_DEFAULT 5000
 #define VRPC_HOLD_MS_MIN 500
 #define VRPC_HOLD_MS_MAX 8000
-#define QEMU_SYSTEM_SOCKETS \
-	{ "/var/run/libvirt/virtqemud-sock", "/var/run/libvirt/libvirt-sock" }
-#define LIBVIRTD_SOCKET "/var/run/libvirt/libvirt-sock"
-
-struct pending {
-	struct pending *next;
-	uint32_t serial;
-	bool done;
-	int err;       /* the connection failed: -ENOTCONN, -EPROTO, ... */
-	uint8_t *pkt;  /* the whole reply packet, when err == 0 */
-	size_t size;
-	pthread_cond_t cond;
-};
-
-/* A download stream (server to client) opened by a call with this serial. */
-struct vstream {
-	struct vstream *next;
-	uint32_t serial;
-	uint8_t *data;
-	size_t len, max;
-	int err;       /* -EFBIG past max, an ERROR packet's errno, -ENOTCONN */
-	char *msg;     /* the ERROR packet's message */
-	int oks;       /* 1: end of data (an empty CONTINUE); 2: an OK came
-			* (libvirtd's confirmation of our finish or abort) */
-	pthread_cond_t cond;
-};
-
-struct persist {
-	struct persist *next;
-	uint8_t *pkt; /* the encoded CALL; its serial is patched on replay */
-	size_t size;
-};
-
-struct vrpc {
-	struct vrpc_uri *uri;
-	int timeout_ms;
-	vrpc_event_fn event_fn; /* immutable after vrpc_open() */
-	void *event_ud;
-	vrpc_late_fn late_fn;   /* guarded by lock */
-
-	pthread_mutex_t wlock;
-
-	pthread_mutex_t lock;
-	pthread_cond_t cond;  /* `connecting` went false */
-	int fd;               /* -1 when none */
-	uint64_t gen;         /* bumped by every new socket */
-	bool alive;           /* the reader runs and the socket works */
-	bool up;              /* alive and the handshake completed */
-	bool connecting;      /* a thread is (re)connecting */
-	bool closing;
-	/* After a connection the peer broke (-EPROTO), no new one before
-	 * hold_until; the pause doubles with each broken connection. */
-	struct timespec hold_until;
-	int hold_ms;
-	bool have_reader;
-	pthread_t reader;
-	uint32_t serial;
-	struct pending *pending;
-	struct persist *persist, **persist_tail;
-	struct vstream *streams;  /* guarded by lock */
-};
-
-/* ---- URIs ---- */
-
-static const char *const known_drivers[] = { "qemu", "test" };
-
-static size_t scheme_driver_len(const char *uri)
-{
-	for (size_t i = 0; i < sizeof(known_drivers) / sizeof(*known_drivers);
-	     i++) {
-		size_t n = strlen(known_drivers[i]);
-
-		if (!strncmp(uri, known_drivers[i], n) &&
-		    (uri[n] == '+' || !strncmp(uri + n, "://", 3)))
-			return n;
-	}
-	return 0;
-}
-
-bool vrpc_uri_is_libvirt(const char *uri)
-{
-	return uri && scheme_driver_len(uri) > 0;
-}
-
-struct vrpc_uri *vrpc_uri_free(struct vrpc_uri *u)
-{
-	if (!u)
-		return NULL;
-	free(u->name);
-	free(u->path);
-	free(u->host);
-	free(u->port);
-	free(u);
-	return NULL;
-}
-
-/* "HOST", "HOST:PORT", "[V6]", "[V6]:PORT" */
-static int parse_authority(const char *a, size_t n, struct vrpc_uri *u)
-{
-	const char *host = a, *port = NULL;
-	size_t hn = n;
-
-	if (n && a[0] == '[') {
-		const char *e = memchr(a, ']', n);
-
-		if (!e)
-			return -EINVAL;
-		host = a + 1;
-		hn = e - host;
-		if (e + 1 < a + n) {
-			if (e[1] != ':')
-				return -EINVAL;
-			port = e + 2;
-		}
-	} else {
-		const char *colon = memchr(a, ':', n);
-
-		if (colon) {
-			hn = colon - a;
-			port = colon + 1;
-		}
-	}
-	if (!hn)
-		return -EINVAL;
-	if (port) {
-		size_t pn = a + n - port;
-
-		if (!pn || pn > 5 || strspn(port, "0123456789") < pn)
-			return -EINVAL;
-		u->port = strndup(port, pn);
-	} else {
-		u->port = strdup(VRPC_TCP_PORT_DEFAULT);
-	}
-	u->host = strndup(host, hn);
-	return u->host && u->port ? 0 : -ENOMEM;
-}
-
-int vrpc_uri_parse(const char *uri, struct vrpc_uri **ret, char **ret_error)
-{
-	struct vrpc_uri *u = NULL;
-	const char *p, *auth, *path, *query;
-	size_t dn, tn, an, pn;
-	int r;
-
-	dn = uri ? scheme_driver_len(uri) : 0;
-	if (!dn)
-		return sock_error(ret_error, -EINVAL, "%s: not a libvirt URI",
-				 uri ? uri : "(null)");
-	p = uri + dn;
-	tn = 0;
-	if (*p == '+') {
-		p++;
-		tn = strcspn(p, ":");
-	}
-	if (strncmp(p + tn, "://", 3))
-		return sock_error(ret_error, -EINVAL, "%s: malformed URI", uri);
-	auth = p + tn + 3;
-	an = strcspn(auth, "/?");
-	path = auth + an;
-	pn = strcspn(path, "?");
-	query = path[pn] == '?' ? path + pn + 1 : NULL;
-
-	u = calloc(1, sizeof(*u));
-	if (!u)
-		return -ENOMEM;
-	if (tn == 4 && !strncmp(p, "unix", 4)) {
-		u->transport = VRPC_TRANSPORT_UNIX;
-	} else if (tn == 3 && !strncmp(p, "tcp", 3)) {
-		u->transport = VRPC_TRANSPORT_TCP;
-	} else if (tn == 0) {
-		/* libvirt reads "qemu://host/..." as TLS. */
-		u->transport = an ? (enum vrpc_transport)-1 :
-				    VRPC_TRANSPORT_UNIX;
-	} else {
-		u->transport = (enum vrpc_transport)-1;
-	}
-	if ((int)u->transport < 0) {
-		vrpc_uri_free(u);
-		return sock_error(ret_error, -EOPNOTSUPP,
-				 "%s: transport '%.*s' is not supported (only "
-				 "unix and tcp; no TLS or SSH yet)",
-				 uri, tn ? (int)tn : 3, tn ? p : "tls");
-	}
-	r = -EINVAL;
-	if (u->transport == VRPC_TRANSPORT_UNIX && an)
-		goto bad;
-	if (u->transport == VRPC_TRANSPORT_TCP) {
-		r = parse_authority(auth, an, u);
-		if (r < 0)
-			goto bad;
-	}
-	/* Which driver inside the daemon: qemu serves only its system
-	 * instance (the session daemon is per user and out of scope). */
-	if (dn == 4 && !strncmp(uri, "qemu", 4) &&
-	    (pn != 7 || strncmp(path, "/system", 7)))
-		goto bad;
-	if (pn == 0 || pn > 4096 || path[0] != '/')
-		goto bad;
-	if (asprintf(&u->name, "%.*s://%.*s", (int)dn, uri, (int)pn, path) < 0) {
-		u->name = NULL;
-		r = -ENOMEM;
-		goto bad;
-	}
-	if (query) {
-		if (u->transport != VRPC_TRANSPORT_UNIX ||
-		    strncmp(query, "socket=", 7) || !query[7] ||
-		    strchr(query, '&'))
-			goto bad;
-		u->path = strdup(query + 7);
-	} else if (u->transport == VRPC_TRANSPORT_UNIX) {
-		static const char *const qemu_socks[] = QEMU_SYSTEM_SOCKETS;
-		const char *s = LIBVIRTD_SOCKET;
-		struct stat st;
-
-		if (dn == 4 && !strncmp(uri, "qemu", 4))
-			s = stat(qemu_socks[0], &st) == 0 ? qemu_socks[0] :
-							    qemu_socks[1];
-		u->path = strdup(s);
-	}
-	if (u->transport == VRPC_TRANSPORT_UNIX && !u->path) {
-		r = -ENOMEM;
-		goto bad;
-	}
-	if (u->path && strlen(u->path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
-		goto bad;
-	*ret = u;
-	return 0;
-bad:
-	vrpc_uri_free(u);
-	if (r == -ENOMEM)
-		return r;
-	return sock_error(ret_error, r, "%s: unsupported or malformed libvirt URI",
-			 uri);
-}
-
-/* ---- transports: connect -> fd ---- */
-
-static int connect_unix(const struct vrpc_uri *u,
-			const struct timespec *deadline, int *ret_fd,
-			char **ret_error)
-{
-	int fd = sock_connect_unix(u->path, deadline, ret_error);
-
-	if (fd < 0)
-		return fd;
-	*ret_fd = fd;
-	return 0;
-}
-
-static int connect_tcp(const struct vrpc_uri *u,
-		       const struct timespec *deadline, int *ret_fd,
-		       char **ret_error)
-{
-	int fd = sock_connect_tcp(u->host, u->port, deadline, ret_error);
-
-	if (fd < 0)
-		return fd;
-	*ret_fd = fd;
-	return 0;
-}
-
-/*
- * The transport seam: a transport turns a URI into a connected stream
- * socket, non-blocking and close-on-exec; everything above it only reads and
- * writes the descriptor. TLS or SSH would be added here (SSH as a socketpair
- * to a child process, TLS with a read/write shim).
- */
-static int transport_connect(const struct vrpc_uri *u,
-			     const struct timespec *deadline, int *ret_fd,
-			     char **ret_error)
-{
-	switch (u->transport) {
-	case VRPC_TRANSPORT_UNIX:
-		return connect_unix(u, deadline, ret_fd, ret_error);
-	case VRPC_TRANSPORT_TCP:
-		return connect_tcp(u, deadline, ret_fd, ret_error);
-	}
-	return -EOPNOTSUPP;
-}
 
 /* ---- writing ---- */
 
-/* Sends one whole packet on connection gen. */
-static int send_packet(struct vrpc *c, uint64_t gen, const uint8_t *pkt,
+int vrpc_send_packet(struct vrpc *c, uint64_t gen, const uint8_t *pkt,
 		       size_t size, const struct timespec *deadline)
 {
 	int r, fd;
@@ -319,7 +34,7 @@ static int send_packet(struct vrpc *c, uint64_t gen, const uint8_t *pkt,
 	if (r)
 		return r;
 	pthread_mutex_lock(&c->lock);
-	fd = c->gen == gen && c->alive ? c->fd : -1;
+	fd = c->gen == gen && c->alive ? c->link.fd : -1;
 	pthread_mutex_unlock(&c->lock);
 	if (fd < 0) {
 		r = -ENOTCONN;
@@ -394,7 +109,7 @@ static void answer_ping(struct vrpc *c, uint64_t gen)
 	struct timespec d = sock_deadline(c->timeout_ms);
 
 	vrpc_header_encode(&h, pong);
-	send_packet(c, gen, pong, sizeof(pong), &d);
+	vrpc_send_packet(c, gen, pong, sizeof(pong), &d);
 }
 
 /* Hands a REPLY to its waiter; takes pkt. A reply nobody waits for (the
@@ -434,64 +149,6 @@ static void route_reply(struct vrpc *c, const struct vrpc_header *h,
 		free(msg);
 		late(c->event_ud, h->serial, code);
 	}
-	free(pkt);
-}
-
-/*
- * Hands a STREAM packet to the download with its serial; takes pkt. Data
- * beyond the stream's max is dropped and fails the download.
- */
-static void route_stream(struct vrpc *c, const struct vrpc_header *h,
-			 uint8_t *pkt)
-{
-	const uint8_t *payload = pkt + VRPC_HEADER_SIZE;
-	size_t size = h->len - VRPC_HEADER_SIZE;
-	struct vstream *st;
-
-	pthread_mutex_lock(&c->lock);
-	for (st = c->streams; st && st->serial != h->serial; st = st->next)
-		;
-	if (!st) {
-		/* Nobody downloads (anymore): drop it. */
-	} else if (h->status == VRPC_CONTINUE) {
-		if (st->err) {
-			/* failed already: drain */
-		} else if (size == 0) {
-			/* libvirtd 9.0 ends the data with an empty CONTINUE */
-			if (st->oks < 1)
-				st->oks = 1;
-			pthread_cond_signal(&st->cond);
-		} else if (size > st->max - st->len) {
-			st->err = -EFBIG;
-			pthread_cond_signal(&st->cond);
-		} else if (size > 0) {
-			uint8_t *n = realloc(st->data, st->len + size);
-
-			if (!n) {
-				st->err = -ENOMEM;
-			} else {
-				memcpy(n + st->len, payload, size);
-				st->data = n;
-				st->len += size;
-			}
-		}
-	} else if (h->status == VRPC_OK) {
-		st->oks = 2;
-		pthread_cond_signal(&st->cond);
-	} else {
-		int code = 0;
-		char *msg = NULL;
-
-		if (vrpc_error_decode(payload, size, &code, &msg) < 0)
-			st->err = -EPROTO;
-		else if (!st->err)
-			st->err = vrpc_errno(code);
-		free(st->msg);
-		st->msg = msg;
-		st->oks = 2; /* nothing follows an error */
-		pthread_cond_signal(&st->cond);
-	}
-	pthread_mutex_unlock(&c->lock);
 	free(pkt);
 }
 
@@ -546,7 +203,7 @@ static void *reader_main(void *arg)
 					    len - VRPC_HEADER_SIZE);
 			free(pkt);
 		} else if (h.type == VRPC_STREAM) {
-			route_stream(c, &h, pkt);
+			vrpc_stream_route(c, &h, pkt);
 		} else {
 			/* fd passing: never asked for. */
 			free(pkt);
@@ -577,11 +234,7 @@ static void *reader_main(void *arg)
 		p->done = true;
 		pthread_cond_signal(&p->cond);
 	}
-	for (struct vstream *st = c->streams; st; st = st->next) {
-		if (!st->err)
-			st->err = -ENOTCONN;
-		pthread_cond_signal(&st->cond);
-	}
+	vrpc_streams_fail_locked(c);
 	pthread_mutex_unlock(&c->lock);
 	/* Wake the peer too, so that it notices a protocol error at once. */
 	shutdown(a.fd, SHUT_RDWR);
@@ -600,33 +253,10 @@ static void put_serial(uint8_t *pkt, uint32_t serial)
 	pkt[23] = serial;
 }
 
-/*
- * Sends the CALL packet pkt (its serial is patched) on connection gen and
- * waits for the reply. Returns 0 and the reply packet in *ret_pkt (malloc'd),
- * or a negative errno. libvirt's ERROR replies are turned into errno here.
- */
-static int exchange_stream(struct vrpc *c, uint64_t gen, uint8_t *pkt,
-			   size_t size, const struct timespec *deadline,
-			   uint8_t **ret_pkt, size_t *ret_size,
-			   struct vstream *st, int64_t *ret_late,
-			   char **ret_error);
-
-static int exchange(struct vrpc *c, uint64_t gen, uint8_t *pkt, size_t size,
-		    const struct timespec *deadline, uint8_t **ret_pkt,
-		    size_t *ret_size, char **ret_error)
-{
-	return exchange_stream(c, gen, pkt, size, deadline, ret_pkt, ret_size,
-			       NULL, NULL, ret_error);
-}
-
-/* exchange(); with st, st is registered under the call's serial before the
- * call is sent, so no packet of its stream can come unseen. ret_late (may be
- * NULL): the serial of a call that was sent and timed out. */
-static int exchange_stream(struct vrpc *c, uint64_t gen, uint8_t *pkt,
-			   size_t size, const struct timespec *deadline,
-			   uint8_t **ret_pkt, size_t *ret_size,
-			   struct vstream *st, int64_t *ret_late,
-			   char **ret_error)
+int vrpc_exchange(struct vrpc *c, uint64_t gen, uint8_t *pkt, size_t size,
+		  const struct timespec *deadline, uint8_t **ret_pkt,
+		  size_t *ret_size, struct vstream *st, int64_t *ret_late,
+		  char **ret_error)
 {
 	struct pending p = { .done = false };
 	struct vrpc_header h;
@@ -652,7 +282,7 @@ static int exchange_stream(struct vrpc *c, uint64_t gen, uint8_t *pkt,
 	}
 	pthread_mutex_unlock(&c->lock);
 
-	r = send_packet(c, gen, pkt, size, deadline);
+	r = vrpc_send_packet(c, gen, pkt, size, deadline);
 
 	pthread_mutex_lock(&c->lock);
 	while (r == 0 && !p.done) {
@@ -741,7 +371,7 @@ static int call_on(struct vrpc *c, uint64_t gen, uint32_t prog, int32_t proc,
 	if (r < 0)
 		return sock_error(ret_error, r,
 				 "cannot encode the arguments of call %d", proc);
-	r = exchange_stream(c, gen, pkt, size, deadline, &reply, &rsize, NULL,
+	r = vrpc_exchange(c, gen, pkt, size, deadline, &reply, &rsize, NULL,
 			    ret_late, ret_error);
 	free(pkt);
 	if (r < 0)
@@ -820,8 +450,8 @@ static int handshake(struct vrpc *c, uint64_t gen,
 		uint8_t *reply = NULL;
 		size_t rsize;
 
-		r = exchange(c, gen, p->pkt, p->size, deadline, &reply, &rsize,
-			     ret_error);
+		r = vrpc_exchange(c, gen, p->pkt, p->size, deadline, &reply,
+				  &rsize, NULL, NULL, ret_error);
 		if (r < 0)
 			return r;
 		free(reply);
@@ -836,8 +466,8 @@ static void teardown(struct vrpc *c)
 	bool join;
 
 	pthread_mutex_lock(&c->lock);
-	if (c->fd >= 0)
-		shutdown(c->fd, SHUT_RDWR);
+	if (c->link.fd >= 0)
+		shutdown(c->link.fd, SHUT_RDWR);
 	join = c->have_reader;
 	t = c->reader;
 	c->have_reader = false;
@@ -847,9 +477,7 @@ static void teardown(struct vrpc *c)
 
 	pthread_mutex_lock(&c->wlock);
 	pthread_mutex_lock(&c->lock);
-	if (c->fd >= 0)
-		close(c->fd);
-	c->fd = -1;
+	vrpc_transport_close(&c->link);
 	c->alive = false;
 	c->up = false;
 	pthread_mutex_unlock(&c->lock);
@@ -863,27 +491,26 @@ static int reconnect(struct vrpc *c, const struct timespec *deadline,
 	struct reader_args *ra;
 	pthread_attr_t attr;
 	uint64_t gen;
+	struct vrpc_link link;
 	char *why = NULL;
-	int fd = -1, r;
+	int r;
 
 	teardown(c);
-	r = transport_connect(c->uri, deadline, &fd, &why);
+	r = vrpc_transport_connect(c->uri, deadline, &link, &why);
 	if (r < 0) {
 		sock_error(ret_error, r, "cannot connect to libvirtd: %s", why);
 		free(why);
-		/* A daemon that stopped may have removed its socket; ENOENT
-		 * would read as "no such domain" to every caller. */
-		return r == -ENOENT ? -ECONNREFUSED : r;
+		return r;
 	}
 	ra = malloc(sizeof(*ra));
 	if (!ra) {
-		close(fd);
+		vrpc_transport_close(&link);
 		return -ENOMEM;
 	}
 	pthread_mutex_lock(&c->lock);
-	c->fd = fd;
+	c->link = link;
 	gen = ++c->gen;
-	*ra = (struct reader_args){ c, fd, gen };
+	*ra = (struct reader_args){ c, link.fd, gen };
 	pthread_attr_init(&attr);
 	pthread_attr_setstacksize(&attr, VRPC_READER_STACK_SIZE);
 	r = -pthread_create(&c->reader, &attr, reader_main, ra);
@@ -907,16 +534,15 @@ static int reconnect(struct vrpc *c, const struct timespec *deadline,
 			      c->uri->name);
 	if (r == 0)
 		c->up = true;
-	else if (c->gen == gen && c->fd >= 0)
-		shutdown(c->fd, SHUT_RDWR);
+	else if (c->gen == gen && c->link.fd >= 0)
+		shutdown(c->link.fd, SHUT_RDWR);
 	pthread_mutex_unlock(&c->lock);
 	if (r == 0)
 		*ret_gen = gen;
 	return r;
 }
 
-/* Returns the generation of a connection that is up, connecting if none. */
-static int ensure_connected(struct vrpc *c, const struct timespec *deadline,
+int vrpc_ensure_connected(struct vrpc *c, const struct timespec *deadline,
 			    uint64_t *ret_gen, char **ret_error)
 {
 	int r;
@@ -968,7 +594,7 @@ int vrpc_call_tracked(struct vrpc *c, uint32_t prog, int32_t proc,
 	uint64_t gen;
 	int r;
 
-	r = ensure_connected(c, &deadline, &gen, ret_error);
+	r = vrpc_ensure_connected(c, &deadline, &gen, ret_error);
 	if (r < 0)
 		return r;
 	return call_on(c, gen, prog, proc, args_fn, args, ret_fn, ret,
@@ -987,128 +613,6 @@ void vrpc_set_late_handler(struct vrpc *c, vrpc_late_fn fn)
 	pthread_mutex_lock(&c->lock);
 	c->late_fn = fn;
 	pthread_mutex_unlock(&c->lock);
-}
-
-/* ---- downloads: a reply followed by a stream of data ---- */
-
-/* One empty STREAM packet of the stream opened by `serial`. */
-static int stream_send(struct vrpc *c, uint64_t gen, uint32_t prog,
-		       int32_t proc, uint32_t serial, int32_t status,
-		       const struct timespec *deadline)
-{
-	const struct vrpc_header h = {
-		.len = VRPC_HEADER_SIZE,
-		.prog = prog,
-		.vers = VRPC_PROTOCOL_VERSION,
-		.proc = proc,
-		.type = VRPC_STREAM,
-		.serial = serial,
-		.status = status,
-	};
-	uint8_t pkt[VRPC_HEADER_SIZE];
-
-	vrpc_header_encode(&h, pkt);
-	return send_packet(c, gen, pkt, sizeof(pkt), deadline);
-}
-
-/* Caller holds c->lock. Waits until the stream saw `oks` OK packets, failed,
- * or the deadline passed (-ETIMEDOUT). */
-static int stream_wait(struct vrpc *c, struct vstream *st, int oks,
-		       const struct timespec *deadline)
-{
-	while (!st->err && st->oks < oks)
-		if (pthread_cond_timedwait(&st->cond, &c->lock, deadline) ==
-			    ETIMEDOUT &&
-		    !st->err && st->oks < oks)
-			return -ETIMEDOUT;
-	return st->err;
-}
-
-int vrpc_call_download(struct vrpc *c, uint32_t prog, int32_t proc,
-		       xdrproc_t args_fn, const void *args, xdrproc_t ret_fn,
-		       void *ret, size_t max, uint8_t **ret_data,
-		       size_t *ret_len, int64_t *ret_late, char **ret_error)
-{
-	struct timespec deadline = sock_deadline(c->timeout_ms);
-	struct vstream st = { .max = max };
-	uint8_t *pkt = NULL, *reply = NULL;
-	size_t size, rsize;
-	bool decoded = false, over = false;
-	uint64_t gen;
-	int r;
-
-	r = ensure_connected(c, &deadline, &gen, ret_error);
-	if (r < 0)
-		return r;
-	r = vrpc_call_encode(prog, proc, 0, args_fn, args, &pkt, &size);
-	if (r < 0)
-		return sock_error(ret_error, r,
-				 "cannot encode the arguments of call %d", proc);
-	sock_cond_init(&st.cond);
-
-	r = exchange_stream(c, gen, pkt, size, &deadline, &reply, &rsize, &st,
-			    ret_late, ret_error);
-	free(pkt);
-	if (r == 0) {
-		r = vrpc_payload_decode(reply + VRPC_HEADER_SIZE,
-					rsize - VRPC_HEADER_SIZE, ret_fn, ret);
-		free(reply);
-		if (r < 0)
-			sock_error(ret_error, r, "%s: undecodable reply to call %d",
-				  c->uri->name, proc);
-		decoded = r == 0;
-	}
-	if (r == 0) {
-		pthread_mutex_lock(&c->lock);
-		r = stream_wait(c, &st, 1, &deadline);
-		over = st.oks >= 2; /* the daemon ended it (an ERROR) */
-		pthread_mutex_unlock(&c->lock);
-		if (r == 0) {
-			/* The end of the data: finish as libvirt's client
-			 * does, so that the daemon frees its side. */
-			if (stream_send(c, gen, prog, proc, st.serial, VRPC_OK,
-					&deadline) == 0) {
-				pthread_mutex_lock(&c->lock);
-				stream_wait(c, &st, 2, &deadline);
-				pthread_mutex_unlock(&c->lock);
-			}
-		} else if (r != -ENOTCONN && !over) {
-			/* Too big, or too slow: abort it (best effort). */
-			stream_send(c, gen, prog, proc, st.serial, VRPC_ERROR,
-				    &deadline);
-		}
-		if (r == -EFBIG)
-			sock_error(ret_error, r, "%s: the stream of call %d "
-				  "exceeds %zu bytes", c->uri->name, proc, max);
-		else if (r == -ETIMEDOUT)
-			sock_error(ret_error, r, "%s: libvirtd did not send the "
-				  "data in time", c->uri->name);
-		else if (r < 0 && st.msg)
-			sock_error(ret_error, r, "%s", st.msg);
-		else if (r < 0)
-			sock_error(ret_error, r, "%s: stream of call %d failed",
-				  c->uri->name, proc);
-	}
-
-	pthread_mutex_lock(&c->lock);
-	for (struct vstream **pp = &c->streams; *pp; pp = &(*pp)->next) {
-		if (*pp == &st) {
-			*pp = st.next;
-			break;
-		}
-	}
-	pthread_mutex_unlock(&c->lock);
-	pthread_cond_destroy(&st.cond);
-	free(st.msg);
-	if (r < 0) {
-		if (decoded)
-			xdr_free(ret_fn, ret);
-		free(st.data);
-		return r;
-	}
-	*ret_data = st.data;
-	*ret_len = st.len;
-	return 0;
 }
 
 int vrpc_call_persistent(struct vrpc *c, uint32_t prog, int32_t proc,
@@ -1139,10 +643,11 @@ int vrpc_call_persistent(struct vrpc *c, uint32_t prog, int32_t proc,
 		uint64_t gen;
 		bool same;
 
-		r = ensure_connected(c, &deadline, &gen, ret_error);
+		r = vrpc_ensure_connected(c, &deadline, &gen, ret_error);
 		if (r == 0)
-			r = exchange(c, gen, p->pkt, p->size, &deadline, &reply,
-				     &rsize, ret_error);
+			r = vrpc_exchange(c, gen, p->pkt, p->size, &deadline,
+					  &reply, &rsize, NULL, NULL,
+					  ret_error);
 		if (r < 0) {
 			free(p->pkt);
 			free(p);
@@ -1164,8 +669,8 @@ int vrpc_call_persistent(struct vrpc *c, uint32_t prog, int32_t proc,
 void vrpc_disconnect(struct vrpc *c)
 {
 	pthread_mutex_lock(&c->lock);
-	if (c->fd >= 0 && c->alive)
-		shutdown(c->fd, SHUT_RDWR);
+	if (c->link.fd >= 0 && c->alive)
+		shutdown(c->link.fd, SHUT_RDWR);
 	pthread_mutex_unlock(&c->lock);
 }
 
@@ -1188,14 +693,14 @@ int vrpc_open(const char *uri, int timeout_ms, vrpc_event_fn event_fn,
 	c->timeout_ms = timeout_ms > 0 ? timeout_ms : VRPC_TIMEOUT_MS_DEFAULT;
 	c->event_fn = event_fn;
 	c->event_ud = userdata;
-	c->fd = -1;
+	c->link = VRPC_LINK_NONE;
 	c->persist_tail = &c->persist;
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_mutex_init(&c->wlock, NULL);
 	sock_cond_init(&c->cond);
 
 	deadline = sock_deadline(c->timeout_ms);
-	r = ensure_connected(c, &deadline, &gen, ret_error);
+	r = vrpc_ensure_connected(c, &deadline, &gen, ret_error);
 	if (r < 0) {
 		vrpc_close(c);
 		return r;
