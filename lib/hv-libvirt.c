@@ -6,7 +6,7 @@
  * libvirtd finds a domain by its uuid alone, and we are addressed by name,
  * so a name -> uuid cache saves a LOOKUP_BY_NAME per call. An entry goes
  * stale when a domain is undefined and redefined under the same name: the
- * server then answers "no domain" (42, -ENOENT), and we look the name up
+ * server then answers VRPC_ERR_NO_DOMAIN (-ENOENT), and we look the name up
  * once more and retry.
  *
  * Listing takes three calls whatever the number of domains: every domain
@@ -246,7 +246,7 @@ static void on_late(void *userdata, uint32_t serial, int error_code)
 {
 	struct lv *lv = userdata;
 
-	if (error_code == 68) /* operation timeout: libvirtd gave up waiting */
+	if (error_code == VRPC_ERR_OPERATION_TIMEOUT) /* libvirtd gave up */
 		return;
 	pthread_mutex_lock(&lv->lock);
 	for (size_t i = 0; i < lv->nhung; i++) {
@@ -431,8 +431,6 @@ static int monitor(struct lv *lv, const char *name, const char *cmd,
 		     VRPC_QEMU_PROC_DOMAIN_MONITOR_COMMAND, cmd, 0,
 		     VRPC_XDR(xdr_vrpc_qemu_domain_monitor_command_ret), &mr,
 		     ret_error);
-	if (r == -EBUSY) /* "operation invalid": the domain is not running */
-		return -ENODATA;
 	if (r < 0)
 		return r;
 	o = parse_json(mr.result);
@@ -827,9 +825,6 @@ static int lv_screenshot(void *priv, const char *name, char **ret,
 		cache_drop(lv, name);
 		r = resolve(lv, name, &a.dom, &cached, ret_error);
 	}
-	/* "Operation invalid": no screen to take, or not running. */
-	if (r == -EBUSY)
-		return -ENODATA;
 	if (r < 0)
 		return r;
 	if (sr.mime && strcmp(*sr.mime, "image/x-portable-pixmap") == 0) {

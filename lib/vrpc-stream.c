@@ -61,7 +61,7 @@ void vrpc_stream_route(struct vrpc *c, const struct vrpc_header *h,
 		if (vrpc_error_decode(payload, size, &code, &msg) < 0)
 			st->err = -EPROTO;
 		else if (!st->err)
-			st->err = vrpc_errno(code);
+			st->err = vrpc_errno(h->prog, h->proc, code);
 		free(st->msg);
 		st->msg = msg;
 		st->oks = 2; /* nothing follows an error */

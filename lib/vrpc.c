@@ -327,6 +327,7 @@ int vrpc_exchange(struct vrpc *c, uint64_t gen, uint8_t *pkt, size_t size,
 
 	vrpc_header_decode(p.pkt, p.size, &h);
 	if (h.status == VRPC_ERROR) {
+		struct vrpc_header call;
 		char *msg = NULL;
 		int code;
 
@@ -337,7 +338,9 @@ int vrpc_exchange(struct vrpc *c, uint64_t gen, uint8_t *pkt, size_t size,
 			return sock_error(ret_error, r,
 					 "%s: undecodable error reply",
 					 c->uri->name);
-		r = vrpc_errno(code);
+		/* Mapped by what we called, whatever the reply claims. */
+		vrpc_header_decode(pkt, size, &call);
+		r = vrpc_errno(call.prog, call.proc, code);
 		if (ret_error) {
 			free(*ret_error);
 			*ret_error = msg;
@@ -418,10 +421,12 @@ static int handshake(struct vrpc *c, uint64_t gen,
 		r = call_on(c, gen, VRPC_PROGRAM_REMOTE, VRPC_PROC_AUTH_POLKIT,
 			    NULL, NULL, VRPC_XDR(xdr_vrpc_auth_polkit_ret),
 			    &pr, deadline, NULL, ret_error);
+		if (r == -EACCES)
+			return sock_error(ret_error, r, "%s: polkit "
+					  "authentication failed (run as root)",
+					  c->uri->name);
 		if (r < 0)
-			return r == -EIO ? sock_error(ret_error, -EACCES,
-					"%s: polkit authentication failed "
-					"(run as root)", c->uri->name) : r;
+			return r;
 	} else if (!none) {
 		return sock_error(ret_error, -EACCES,
 				 "%s: libvirtd wants SASL authentication, "
