@@ -982,6 +982,42 @@ static int slurp(const char *path, size_t max, char **ret, size_t *ret_len)
 }
 
 /*
+ * Whether the VM has a console to take a screendump from, by QOM's
+ * structure: consoles are the child<qemu-console> objects of /backend,
+ * which does not exist when there is none. Unsure (QEMU did not say):
+ * true.
+ */
+static bool has_console(struct dom *d)
+{
+	json_object *list;
+	char *json = NULL;
+	bool found = false;
+	int r;
+
+	r = qmp_execute(d->qmp, "qom-list", "{\"path\":\"/backend\"}",
+			d->c->timeout_ms, &json, NULL);
+	if (r == -ENOENT) /* DeviceNotFound: no /backend */
+		return false;
+	list = r == 0 ? json_tokener_parse(json) : NULL;
+	free(json);
+	if (!json_object_is_type(list, json_type_array)) {
+		json_object_put(list);
+		return true;
+	}
+	for (size_t i = 0; i < json_object_array_length(list); i++) {
+		json_object *t = NULL;
+
+		json_object_object_get_ex(json_object_array_get_idx(list, i),
+					  "type", &t);
+		if (t && !strcmp(json_object_get_string(t),
+				 "child<qemu-console>"))
+			found = true;
+	}
+	json_object_put(list);
+	return found;
+}
+
+/*
  * screendump writes the PNG into a file that QEMU opens itself: a private
  * directory (mkdtemp, 0700) that only we and a QEMU running as our user can
  * enter. The monitor must be local to share the file system.
@@ -1015,16 +1051,18 @@ static int qmp_screenshot(void *priv, const char *name, char **ret,
 			json_object_to_json_string_ext(args,
 						       JSON_C_TO_STRING_PLAIN),
 			c->timeout_ms, NULL, ret_error);
-	if (r == -EIO && ret_error && *ret_error &&
-	    strstr(*ret_error, "'format'")) {
-		/* Before QEMU 7.1 screendump knows PPM only. */
+	/* A GenericError: there is no console, or a QEMU before 7.1, whose
+	 * screendump knows no "format" (PPM only). */
+	if (r == -EIO && !has_console(d)) {
+		r = -ENODATA; /* with QEMU's words */
+	} else if (r == -EIO) {
 		ppm = true;
 		json_object_object_del(args, "format");
 		r = qmp_execute(d->qmp, "screendump",
 				json_object_to_json_string_ext(
 					args, JSON_C_TO_STRING_PLAIN),
 				c->timeout_ms, NULL, ret_error);
-		if (r == 0) { /* the first refusal is no failure */
+		if (r == 0 && ret_error) { /* the first refusal is no failure */
 			free(*ret_error);
 			*ret_error = NULL;
 		}
@@ -1032,9 +1070,6 @@ static int qmp_screenshot(void *priv, const char *name, char **ret,
 	json_object_put(args);
 	if (qemu_gone(r))
 		r = hv_error(ret_error, -ENODATA, "%s: not running", name);
-	else if (r == -EIO && ret_error && *ret_error &&
-		 strstr(*ret_error, "no console"))
-		r = -ENODATA; /* QEMU's GenericError: no display device */
 	if (r == 0) {
 		r = slurp(file, HV_SCREENSHOT_MAX, ret, ret_len);
 		if (r < 0)
