@@ -143,7 +143,8 @@ static int open_socket(struct qmp *q, const struct timespec *dl,
 			   sock_connect_tcp(q->host, q->port, dl, &why);
 
 	if (fd < 0 && fd != -ETIMEDOUT)
-		sock_error(ret_error, fd, "%s: %s", q->address, why);
+		sock_error(ret_error, fd, "%s: %s", q->address,
+			   why ? why : strerror(-fd));
 	free(why);
 	return fd;
 }

@@ -58,7 +58,7 @@ struct reader_args {
  * has pinged, VRPC_KEEPALIVE_DEAD_MS of silence counts as a dead peer.
  */
 static int read_all(int fd, uint8_t *buf, size_t size, bool *pinged,
-		    struct timespec *last_rx)
+		    int64_t *last_rx_ms)
 {
 	size_t off = 0;
 
@@ -67,7 +67,7 @@ static int read_all(int fd, uint8_t *buf, size_t size, bool *pinged,
 
 		if (n > 0) {
 			off += n;
-			clock_gettime(CLOCK_MONOTONIC, last_rx);
+			*last_rx_ms = sock_now_ms();
 			continue;
 		}
 		if (n == 0)
@@ -81,12 +81,12 @@ static int read_all(int fd, uint8_t *buf, size_t size, bool *pinged,
 		int ms = -1;
 
 		if (*pinged) {
-			struct timespec d = *last_rx;
+			int64_t left = *last_rx_ms + VRPC_KEEPALIVE_DEAD_MS -
+				       sock_now_ms();
 
-			d.tv_sec += VRPC_KEEPALIVE_DEAD_MS / 1000;
-			ms = sock_ms_left(&d);
-			if (ms == 0)
+			if (left <= 0)
 				return -ETIMEDOUT;
+			ms = (int)left;
 		}
 		if (poll(&pfd, 1, ms) < 0 && errno != EINTR)
 			return -errno;
@@ -156,12 +156,11 @@ static void *reader_main(void *arg)
 {
 	struct reader_args a = *(struct reader_args *)arg;
 	struct vrpc *c = a.c;
-	struct timespec last_rx;
+	int64_t last_rx = sock_now_ms();
 	bool pinged = false, was_up, closing;
 	int r;
 
 	free(arg);
-	clock_gettime(CLOCK_MONOTONIC, &last_rx);
 	for (;;) {
 		uint8_t lenbuf[VRPC_LEN_SIZE];
 		struct vrpc_header h;
@@ -503,7 +502,8 @@ static int reconnect(struct vrpc *c, const struct timespec *deadline,
 	teardown(c);
 	r = vrpc_transport_connect(c->uri, deadline, &link, &why);
 	if (r < 0) {
-		sock_error(ret_error, r, "cannot connect to libvirtd: %s", why);
+		sock_error(ret_error, r, "cannot connect to libvirtd: %s",
+			   why ? why : strerror(-r));
 		free(why);
 		return r;
 	}
