@@ -37,6 +37,10 @@ struct hv_driver {
 			  size_t *ret_len, char **ret_error);
 	int (*set_memory)(void *priv, const char *name, uint64_t bytes,
 			  char **ret_error);
+	/* hv_stats_all() when name is NULL; hv_stats() for name, with
+	 * exactly one entry in *ret. */
+	int (*stats)(void *priv, const char *name, struct hv_stats **ret,
+		     size_t *ret_n, char **ret_error);
 };
 
 /* A message for hv_set_debug_log()'s function, if one is set. */
@@ -48,6 +52,35 @@ void hvd_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * HV_SCREENSHOT_MAX. For QEMU before 7.1 and libvirt that give PPM.
  */
 int ppm_to_png(const uint8_t *ppm, size_t len, char **ret, size_t *ret_len);
+
+/*
+ * Builds one domain's struct hv_stats (hv-stats.c): counters are added in
+ * order, then packed into one allocation (the array, then keys and strings)
+ * that hv_stats_free() releases. The first failure sticks in `err` and makes
+ * later adds no-ops: -ENOMEM, or -EPROTO for a key that is empty, longer
+ * than HV_STAT_KEY_MAX, or not printable ASCII without spaces.
+ */
+struct hvd_stats_builder {
+	struct hv_stat *v; /* key and v.s hold offsets into buf until packed */
+	size_t n, cap;
+	char *buf;
+	size_t len, bufcap;
+	int err;
+};
+
+void hvd_stats_add(struct hvd_stats_builder *b, const struct hv_stat *s);
+/* s with its key from a printf format; HV_STAT_ULL() and HV_STAT_STR()
+ * make the value. */
+void hvd_stats_addf(struct hvd_stats_builder *b, struct hv_stat s,
+		   const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+#define HV_STAT_ULL(x) \
+	((struct hv_stat){ .type = HV_STAT_ULLONG, .v.ul = (x) })
+#define HV_STAT_STR(x) \
+	((struct hv_stat){ .type = HV_STAT_STRING, .v.s = (x) })
+/* Packs into out->n / out->stats (name and error are the caller's) and
+ * empties b; on failure returns b->err or -ENOMEM and frees b. */
+int hvd_stats_pack(struct hvd_stats_builder *b, struct hv_stats *out);
+void hvd_stats_builder_release(struct hvd_stats_builder *b);
 
 extern const struct hv_driver hvd_qmp_driver;     /* hv-qmp.c */
 extern const struct hv_driver hvd_libvirt_driver; /* hv-libvirt.c */

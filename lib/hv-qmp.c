@@ -23,9 +23,13 @@
  *   anything else                                    NOSTATE
  *   nobody listens (ECONNREFUSED, ENOENT)            SHUTOFF (not an error)
  *
- * Events to hv_state (besides the HV_EVENT_HYPERVISOR event itself):
+ * Events to hv_state (besides the HV_EVENT_HYPERVISOR event itself), so
+ * that the state always reads what query-status would answer:
  *   STOP PAUSED, RESUME RUNNING, SUSPEND PMSUSPENDED, WAKEUP RUNNING,
- *   SHUTDOWN SHUTDOWN, GUEST_PANICKED CRASHED.
+ *   SHUTDOWN SHUTDOWN, GUEST_PANICKED CRASHED;
+ *   STOP after SHUTDOWN or GUEST_PANICKED: no change (QEMU stops the VM
+ *   into that state: -no-shutdown, panic action pause);
+ *   RESET: no change when RUNNING, else PAUSED (QEMU enters prelaunch).
  * A lost connection is HV_EVENT_LOST for that domain alone: QEMU may have
  * exited, or it broke the protocol and lives on. The watcher then asks at
  * once, and an exited QEMU becomes SHUTOFF (an HV_EVENT_STATE). The watcher
@@ -150,11 +154,20 @@ static enum hv_state status_state(const char *status)
 	return HV_STATE_NOSTATE;
 }
 
-/* HV_STATE_COUNT when the event says nothing about the state. */
-static enum hv_state event_state(const char *event)
+/* The state after `event` in state `old`; HV_STATE_COUNT when the event
+ * changes nothing. */
+static enum hv_state event_state(const char *event, enum hv_state old)
 {
 	if (!event)
 		return HV_STATE_NOSTATE; /* connection lost: unknown */
+	if (strcmp(event, "STOP") == 0 &&
+	    (old == HV_STATE_SHUTDOWN || old == HV_STATE_CRASHED))
+		return HV_STATE_COUNT;
+	if (strcmp(event, "RESET") == 0)
+		return old == HV_STATE_RUNNING || old == HV_STATE_NOSTATE ||
+				       old == HV_STATE_PAUSED
+			       ? HV_STATE_COUNT
+			       : HV_STATE_PAUSED;
 	for (size_t i = 0; i < sizeof(event_states) / sizeof(event_states[0]);
 	     i++)
 		if (strcmp(event_states[i].event, event) == 0)
@@ -235,7 +248,7 @@ static void on_qmp_event(void *userdata, const char *event,
 {
 	struct dom *d = userdata;
 	struct hvq *c = d->c;
-	enum hv_state st = event_state(event);
+	enum hv_state st;
 	struct hv_event ev = {
 		.domain = d->name,
 		.name = event,
@@ -247,6 +260,7 @@ static void on_qmp_event(void *userdata, const char *event,
 	void *fn_userdata;
 
 	pthread_mutex_lock(&c->lock);
+	st = event_state(event, d->state);
 	if (!event) {
 		d->uuid[0] = '\0'; /* the next QEMU may be another VM */
 		/* Ask soon, but keep the backoff: a peer that breaks every
@@ -1136,6 +1150,648 @@ static int qmp_subscribe(void *priv, hv_event_fn fn, void *userdata)
 	return 0;
 }
 
+/* ---- bulk statistics ----
+ *
+ * libvirt's keys where QEMU can tell, in libvirt's order of groups:
+ *   state.state, state.reason     query-status (reason: what the status
+ *                                 alone says, else 0); nobody listens:
+ *                                 5 (shut off), 0
+ *   cpu.time, cpu.user,           the QEMU's /proc/PID/stat (utime+stime),
+ *   cpu.system                    ns; PID from SO_PEERCRED, so local UNIX
+ *                                 monitors only
+ *   balloon.current               query-balloon "actual", KiB
+ *   balloon.maximum               query-memory-size-summary, KiB
+ *   balloon.rss                   /proc/PID/stat rss, KiB (local)
+ *   vcpu.current                  query-cpus-fast entries
+ *   vcpu.maximum                  query-hotpluggable-cpus, sum of
+ *                                 vcpus-count
+ *   vcpu.N.state                  1 (running) for every vCPU QEMU lists
+ *   vcpu.N.time, vcpu.N.delay     the vCPU thread's /proc/PID/task/TID/stat
+ *                                 (ns) and schedstat run-queue wait (ns)
+ *                                 (local)
+ *   vcpu.N.NAME.{sum,cur,max}     query-stats target vcpu (QEMU >= 7.1,
+ *                                 KVM only) by the stat's type: cumulative,
+ *                                 instant, peak (histograms left out)
+ *   block.count, block.N.name,    query-blockstats, one N per entry; name:
+ *   block.N.{rd,wr}.{reqs,bytes,  the drive's id, else its qdev path, else
+ *   times}, block.N.fl.{reqs,     its node name; allocation:
+ *   times}, block.N.allocation    wr_highest_offset
+ *   block.N.path,                 query-block's inserted file and image
+ *   block.N.capacity              virtual-size (absent without a medium)
+ *   vm.NAME.{sum,cur,max}         query-stats target vm (KVM only)
+ * net.* is absent: QEMU keeps no per-interface counters it would give.
+ */
+
+#define STATS_THREADS 16
+
+/* libvirt's reason numbers for the statuses that say why (others: 0). */
+static const struct {
+	const char *status;
+	int reason;
+} status_reasons[] = {
+	{ "paused", 1 },          /* VIR_DOMAIN_PAUSED_USER */
+	{ "prelaunch", 1 },
+	{ "inmigrate", 2 },       /* VIR_DOMAIN_PAUSED_MIGRATION */
+	{ "postmigrate", 2 },
+	{ "finish-migrate", 2 },
+	{ "save-vm", 3 },         /* VIR_DOMAIN_PAUSED_SAVE */
+	{ "io-error", 5 },        /* VIR_DOMAIN_PAUSED_IOERROR */
+	{ "watchdog", 6 },        /* VIR_DOMAIN_PAUSED_WATCHDOG */
+	{ "restore-vm", 7 },      /* VIR_DOMAIN_PAUSED_FROM_SNAPSHOT */
+	{ "guest-panicked", 1 },  /* VIR_DOMAIN_CRASHED_PANICKED */
+};
+
+/* A failure that ends the domain's collection (QEMU gone, hung, broken);
+ * any other is QEMU refusing one command, which only leaves keys out. */
+static bool stats_fatal(int r)
+{
+	return r == -ETIMEDOUT || r == -ENOTCONN || r == -EPROTO ||
+	       r == -ECONNREFUSED || r == -ENOMEM;
+}
+
+/* One command within the call's deadline; *ret the parsed "return". */
+static int stats_cmd(struct dom *d, const char *cmd, const char *args,
+		     int64_t deadline, json_object **ret)
+{
+	int64_t left = deadline - sock_now_ms();
+	char *json = NULL;
+	int r;
+
+	if (left <= 0)
+		return -ETIMEDOUT;
+	r = qmp_execute(d->qmp, cmd, args, (int)left, &json, NULL);
+	if (r < 0)
+		return r;
+	*ret = json_tokener_parse(json);
+	free(json);
+	return *ret ? 0 : -EPROTO;
+}
+
+static uint64_t member_u64(json_object *o, const char *key, bool *ok)
+{
+	json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v) ||
+	    !json_object_is_type(v, json_type_int)) {
+		*ok = false;
+		return 0;
+	}
+	*ok = true;
+	return (uint64_t)json_object_get_uint64(v);
+}
+
+/* A string member; NULL when absent or of another type (QEMU's answers
+ * are not trusted to be the shape the schema says). */
+static const char *member_str(json_object *o, const char *key)
+{
+	json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v) ||
+	    !json_object_is_type(v, json_type_string))
+		return NULL;
+	return json_object_get_string(v);
+}
+
+static bool member_is(json_object *o, const char *key, const char *want)
+{
+	const char *v = member_str(o, key);
+
+	return v && strcmp(v, want) == 0;
+}
+
+/* utime + stime (ns) and rss (KiB) from a /proc .../stat file. */
+static int proc_stat(const char *path, uint64_t *user_ns, uint64_t *sys_ns,
+		     uint64_t *rss_kib)
+{
+	char buf[1024], *p, *save = NULL;
+	uint64_t f[25] = { 0 };
+	long tick = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
+	int fd = open(path, O_RDONLY | O_CLOEXEC), i;
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0 || tick <= 0 || page <= 0)
+		return -EIO;
+	buf[n] = '\0';
+	/* The command name may hold spaces and parentheses: fields count
+	 * from the last ')', which ends it (field 2). */
+	p = strrchr(buf, ')');
+	if (!p)
+		return -EIO;
+	for (i = 3, p = strtok_r(p + 1, " ", &save); p && i <= 24;
+	     i++, p = strtok_r(NULL, " ", &save))
+		f[i] = strtoull(p, NULL, 10);
+	if (i <= 24)
+		return -EIO;
+	*user_ns = f[14] * (1000000000ull / (uint64_t)tick);
+	*sys_ns = f[15] * (1000000000ull / (uint64_t)tick);
+	*rss_kib = f[24] * (uint64_t)page / 1024;
+	return 0;
+}
+
+/* The run-queue wait (ns) of a thread: schedstat's second field. */
+static int proc_delay(int pid, int tid, uint64_t *ret)
+{
+	char path[64], buf[128];
+	unsigned long long run, wait;
+	int fd;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/schedstat", pid, tid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -EIO;
+	buf[n] = '\0';
+	if (sscanf(buf, "%llu %llu", &run, &wait) != 2)
+		return -EIO;
+	*ret = wait;
+	return 0;
+}
+
+static const char *stat_suffix(const char *type)
+{
+	if (!type)
+		return NULL;
+	if (strcmp(type, "cumulative") == 0)
+		return "sum";
+	if (strcmp(type, "instant") == 0)
+		return "cur";
+	if (strcmp(type, "peak") == 0)
+		return "max";
+	return NULL; /* histograms */
+}
+
+/* The type of stat `name` of target in query-stats-schemas' answer. */
+static const char *schema_type(json_object *schemas, const char *target,
+			       const char *name)
+{
+	size_t n = json_object_is_type(schemas, json_type_array) ?
+		   json_object_array_length(schemas) : 0;
+
+	for (size_t i = 0; i < n; i++) {
+		json_object *s = json_object_array_get_idx(schemas, i), *v;
+		size_t m;
+
+		if (!member_is(s, "target", target) ||
+		    !json_object_object_get_ex(s, "stats", &v) ||
+		    !json_object_is_type(v, json_type_array))
+			continue;
+		m = json_object_array_length(v);
+		for (size_t j = 0; j < m; j++) {
+			json_object *e = json_object_array_get_idx(v, j);
+
+			if (member_is(e, "name", name))
+				return member_str(e, "type");
+		}
+	}
+	return NULL;
+}
+
+/* A query-stats name we put in a key: QEMU's are lower case words with
+ * '_' and '-'; anything else is left out rather than spoil the record. */
+static bool valid_stat_name(const char *name)
+{
+	size_t n = strlen(name);
+
+	if (n == 0 || n > 40)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!(name[i] >= 'a' && name[i] <= 'z') &&
+		    !(name[i] >= 'A' && name[i] <= 'Z') &&
+		    !(name[i] >= '0' && name[i] <= '9') && name[i] != '_' &&
+		    name[i] != '-')
+			return false;
+	return true;
+}
+
+/* The stats of one query-stats result entry as PREFIX.NAME.SUFFIX. */
+static void add_query_stats(struct hvd_stats_builder *b, json_object *entry,
+			    json_object *schemas, const char *target,
+			    const char *prefix)
+{
+	json_object *stats;
+	size_t n;
+
+	if (!json_object_object_get_ex(entry, "stats", &stats) ||
+	    !json_object_is_type(stats, json_type_array))
+		return;
+	n = json_object_array_length(stats);
+	for (size_t i = 0; i < n; i++) {
+		json_object *s = json_object_array_get_idx(stats, i), *v;
+		const char *suffix, *name = member_str(s, "name");
+
+		if (!name || !valid_stat_name(name) ||
+		    !json_object_object_get_ex(s, "value", &v))
+			continue;
+		suffix = stat_suffix(schema_type(schemas, target, name));
+		if (!suffix)
+			continue;
+		if (json_object_is_type(v, json_type_int))
+			hvd_stats_addf(b, HV_STAT_ULL(json_object_get_uint64(v)),
+				      "%s.%s.%s", prefix, name, suffix);
+		else if (json_object_is_type(v, json_type_boolean))
+			hvd_stats_addf(b, ((struct hv_stat){
+					      .type = HV_STAT_BOOLEAN,
+					      .v.b = json_object_get_boolean(v) }),
+				      "%s.%s.%s", prefix, name, suffix);
+	}
+}
+
+/* The query-block entry for a query-blockstats entry: the same device
+ * name, else the same qdev path. */
+static json_object *block_info(json_object *blocks, json_object *stats_entry)
+{
+	static const char *const ids[] = { "device", "qdev" };
+	size_t n = json_object_is_type(blocks, json_type_array) ?
+		   json_object_array_length(blocks) : 0;
+
+	for (size_t k = 0; k < 2; k++) {
+		const char *id = member_str(stats_entry, ids[k]);
+
+		if (!id || !*id)
+			continue;
+		for (size_t i = 0; i < n; i++) {
+			json_object *e = json_object_array_get_idx(blocks, i);
+
+			if (member_is(e, ids[k], id))
+				return e;
+		}
+	}
+	return NULL;
+}
+
+static void add_block(struct hvd_stats_builder *b, json_object *list,
+		      json_object *blocks)
+{
+	size_t n = json_object_array_length(list);
+	static const struct {
+		const char *qmp, *key;
+	} fields[] = {
+		{ "rd_operations", "rd.reqs" },
+		{ "rd_bytes", "rd.bytes" },
+		{ "rd_total_time_ns", "rd.times" },
+		{ "wr_operations", "wr.reqs" },
+		{ "wr_bytes", "wr.bytes" },
+		{ "wr_total_time_ns", "wr.times" },
+		{ "flush_operations", "fl.reqs" },
+		{ "flush_total_time_ns", "fl.times" },
+		{ "wr_highest_offset", "allocation" },
+	};
+
+	hvd_stats_addf(b, ((struct hv_stat){ .type = HV_STAT_UINT,
+					    .v.ui = (uint32_t)n }),
+		      "block.count");
+	for (size_t i = 0; i < n; i++) {
+		json_object *e = json_object_array_get_idx(list, i), *st, *v;
+		json_object *ins = NULL;
+		const char *name = NULL, *file;
+		bool ok;
+
+		for (const char *const *k = (const char *const[]){
+			     "device", "qdev", "node-name", NULL };
+		     *k && !(name && *name); k++)
+			name = member_str(e, *k);
+		if (name && *name)
+			hvd_stats_addf(b, HV_STAT_STR(name), "block.%zu.name", i);
+		if (!json_object_object_get_ex(block_info(blocks, e), "inserted",
+					       &ins))
+			ins = NULL;
+		if ((file = member_str(ins, "file")))
+			hvd_stats_addf(b, HV_STAT_STR(file), "block.%zu.path", i);
+		if (json_object_object_get_ex(e, "stats", &st))
+			for (size_t f = 0; f < sizeof(fields) / sizeof(*fields);
+			     f++) {
+				uint64_t x = member_u64(st, fields[f].qmp, &ok);
+
+				if (ok)
+					hvd_stats_addf(b, HV_STAT_ULL(x),
+						      "block.%zu.%s", i,
+						      fields[f].key);
+			}
+		if (ins && json_object_object_get_ex(ins, "image", &v)) {
+			uint64_t x = member_u64(v, "virtual-size", &ok);
+
+			if (ok)
+				hvd_stats_addf(b, HV_STAT_ULL(x),
+					      "block.%zu.capacity", i);
+		}
+	}
+}
+
+/* Everything QEMU tells about one domain, into b; 0 or a fatal error. */
+static int collect(struct dom *d, int64_t deadline,
+		   struct hvd_stats_builder *b)
+{
+	json_object *o = NULL, *cpus = NULL, *schemas = NULL, *blocks = NULL;
+	const char *status;
+	char path[64];
+	uint64_t user = 0, sys = 0, rss = 0, x;
+	int pid = 0, r, reason = 0;
+	bool local, ok;
+
+	r = stats_cmd(d, "query-status", NULL, deadline, &o);
+	/*
+	 * The connection broke under us (QEMU exiting?): another try tells a
+	 * fresh QEMU from a gone one, as in refresh(), once the reader has
+	 * seen the end (until then a send fails with EPIPE, -ENOTCONN again).
+	 */
+	for (int i = 0; r == -ENOTCONN && i < 3; i++) {
+		for (int w = 0; w < 50 && qmp_is_connected(d->qmp); w++)
+			usleep(1000);
+		r = stats_cmd(d, "query-status", NULL, deadline, &o);
+	}
+	if (qemu_gone(r)) {
+		hvd_stats_addf(b, ((struct hv_stat){ .type = HV_STAT_INT,
+						    .v.i = HV_STATE_SHUTOFF }),
+			      "state.state");
+		hvd_stats_addf(b, ((struct hv_stat){ .type = HV_STAT_INT }),
+			      "state.reason");
+		return 0;
+	}
+	if (r < 0)
+		return r;
+	status = member_str(o, "status");
+	if (!status)
+		status = "";
+	for (size_t i = 0; i < sizeof(status_reasons) / sizeof(*status_reasons);
+	     i++)
+		if (strcmp(status_reasons[i].status, status) == 0)
+			reason = status_reasons[i].reason;
+	hvd_stats_addf(b, ((struct hv_stat){ .type = HV_STAT_INT,
+					    .v.i = status_state(status) }),
+		      "state.state");
+	hvd_stats_addf(b, ((struct hv_stat){ .type = HV_STAT_INT,
+					    .v.i = reason }),
+		      "state.reason");
+	json_object_put(o);
+	o = NULL;
+
+	local = qmp_peer_pid(d->qmp, &pid) == 0 &&
+		snprintf(path, sizeof(path), "/proc/%d/stat", pid) > 0 &&
+		proc_stat(path, &user, &sys, &rss) == 0;
+	if (local) {
+		hvd_stats_addf(b, HV_STAT_ULL(user + sys), "cpu.time");
+		hvd_stats_addf(b, HV_STAT_ULL(user), "cpu.user");
+		hvd_stats_addf(b, HV_STAT_ULL(sys), "cpu.system");
+	}
+
+	r = stats_cmd(d, "query-balloon", NULL, deadline, &o);
+	if (r == 0 && (x = member_u64(o, "actual", &ok), ok))
+		hvd_stats_addf(b, HV_STAT_ULL(x / 1024), "balloon.current");
+	json_object_put(o);
+	o = NULL;
+	if (r == 0 || !stats_fatal(r))
+		r = stats_cmd(d, "query-memory-size-summary", NULL, deadline,
+			      &o);
+	if (r == 0 && (x = member_u64(o, "base-memory", &ok), ok)) {
+		bool ok2;
+		uint64_t plugged = member_u64(o, "plugged-memory", &ok2);
+
+		hvd_stats_addf(b, HV_STAT_ULL((x + plugged) / 1024),
+			      "balloon.maximum");
+	}
+	json_object_put(o);
+	o = NULL;
+	if (stats_fatal(r))
+		return r;
+	if (local)
+		hvd_stats_addf(b, HV_STAT_ULL(rss), "balloon.rss");
+
+	r = stats_cmd(d, "query-cpus-fast", NULL, deadline, &cpus);
+	if (stats_fatal(r))
+		return r;
+	if (r == 0 && json_object_is_type(cpus, json_type_array)) {
+		size_t n = json_object_array_length(cpus);
+		uint64_t max = 0;
+
+		hvd_stats_addf(b, ((struct hv_stat){ .type = HV_STAT_UINT,
+						    .v.ui = (uint32_t)n }),
+			      "vcpu.current");
+		r = stats_cmd(d, "query-hotpluggable-cpus", NULL, deadline, &o);
+		if (stats_fatal(r)) {
+			json_object_put(cpus);
+			return r;
+		}
+		for (size_t i = 0; r == 0 && json_object_is_type(o, json_type_array) &&
+				   i < json_object_array_length(o); i++)
+			max += member_u64(json_object_array_get_idx(o, i),
+					  "vcpus-count", &ok);
+		if (r == 0 && max)
+			hvd_stats_addf(b, ((struct hv_stat){
+					      .type = HV_STAT_UINT,
+					      .v.ui = (uint32_t)max }),
+				      "vcpu.maximum");
+		json_object_put(o);
+		o = NULL;
+		for (size_t i = 0; i < n; i++) {
+			json_object *c = json_object_array_get_idx(cpus, i);
+			uint64_t idx = member_u64(c, "cpu-index", &ok), tid;
+			uint64_t u, s, unused, delay = 0;
+
+			if (!ok)
+				continue;
+			hvd_stats_addf(b, ((struct hv_stat){
+					      .type = HV_STAT_INT, .v.i = 1 }),
+				      "vcpu.%llu.state", (unsigned long long)idx);
+			tid = member_u64(c, "thread-id", &ok);
+			if (!local || !ok)
+				continue;
+			snprintf(path, sizeof(path), "/proc/%d/task/%llu/stat",
+				 pid, (unsigned long long)tid);
+			if (proc_stat(path, &u, &s, &unused) == 0)
+				hvd_stats_addf(b, HV_STAT_ULL(u + s),
+					      "vcpu.%llu.time",
+					      (unsigned long long)idx);
+			if (proc_delay(pid, (int)tid, &delay) == 0)
+				hvd_stats_addf(b, HV_STAT_ULL(delay),
+					      "vcpu.%llu.delay",
+					      (unsigned long long)idx);
+		}
+	}
+
+	/* query-stats: QEMU >= 7.1 with KVM; others refuse or answer []. */
+	r = stats_cmd(d, "query-stats-schemas", NULL, deadline, &schemas);
+	if (stats_fatal(r)) {
+		json_object_put(cpus);
+		return r;
+	}
+	if (r == 0)
+		r = stats_cmd(d, "query-stats", "{\"target\":\"vcpu\"}", deadline,
+			      &o);
+	for (size_t i = 0; r == 0 && json_object_is_type(o, json_type_array) &&
+			   i < json_object_array_length(o); i++) {
+		json_object *e = json_object_array_get_idx(o, i);
+		const char *qp = member_str(e, "qom-path");
+		char prefix[32];
+
+		/* The vCPU's number: its qom-path in query-cpus-fast. */
+		if (!qp)
+			continue;
+		for (size_t j = 0; json_object_is_type(cpus, json_type_array) &&
+				   j < json_object_array_length(cpus); j++) {
+			json_object *c = json_object_array_get_idx(cpus, j);
+
+			if (member_is(c, "qom-path", qp)) {
+				snprintf(prefix, sizeof(prefix), "vcpu.%llu",
+					 (unsigned long long)member_u64(
+						 c, "cpu-index", &ok));
+				add_query_stats(b, e, schemas, "vcpu", prefix);
+			}
+		}
+	}
+	json_object_put(o);
+	o = NULL;
+	json_object_put(cpus);
+	if (stats_fatal(r)) {
+		json_object_put(schemas);
+		return r;
+	}
+
+	r = stats_cmd(d, "query-block", NULL, deadline, &blocks);
+	if (r == 0 || !stats_fatal(r))
+		r = stats_cmd(d, "query-blockstats", NULL, deadline, &o);
+	if (r == 0 && json_object_is_type(o, json_type_array))
+		add_block(b, o, blocks);
+	json_object_put(o);
+	json_object_put(blocks);
+	o = NULL;
+	if (stats_fatal(r)) {
+		json_object_put(schemas);
+		return r;
+	}
+
+	if (schemas)
+		r = stats_cmd(d, "query-stats", "{\"target\":\"vm\"}", deadline,
+			      &o);
+	for (size_t i = 0; schemas && r == 0 &&
+			   json_object_is_type(o, json_type_array) &&
+			   i < json_object_array_length(o); i++)
+		add_query_stats(b, json_object_array_get_idx(o, i), schemas,
+				"vm", "vm");
+	json_object_put(o);
+	json_object_put(schemas);
+	return stats_fatal(r) ? r : 0;
+}
+
+static void dom_stats(struct dom *d, int64_t deadline, struct hv_stats *out)
+{
+	struct hvd_stats_builder b = { 0 };
+	int r = collect(d, deadline, &b), p;
+
+	snprintf(out->name, sizeof(out->name), "%s", d->name);
+	/* What was gathered before a failure is kept. */
+	p = hvd_stats_pack(&b, out);
+	out->error = r < 0 ? r : p;
+}
+
+static int cmp_stats(const void *a, const void *b)
+{
+	return strcmp(((const struct hv_stats *)a)->name,
+		      ((const struct hv_stats *)b)->name);
+}
+
+struct stats_job {
+	pthread_mutex_t lock;
+	struct dom **doms;
+	struct hv_stats *out;
+	size_t n, next;
+	int64_t deadline;
+};
+
+static void *stats_worker(void *arg)
+{
+	struct stats_job *j = arg;
+	size_t i;
+
+	for (;;) {
+		pthread_mutex_lock(&j->lock);
+		i = j->next++;
+		pthread_mutex_unlock(&j->lock);
+		if (i >= j->n)
+			return NULL;
+		dom_stats(j->doms[i], j->deadline, &j->out[i]);
+	}
+}
+
+/*
+ * Every domain at once, on up to STATS_THREADS threads (the caller's
+ * among them), all within one deadline: a hung QEMU holds one thread until
+ * the deadline and costs the others nothing.
+ */
+static int qmp_stats(void *priv, const char *name, struct hv_stats **ret,
+		     size_t *ret_n, char **ret_error)
+{
+	struct hvq *c = priv;
+	struct stats_job j = { .deadline = sock_now_ms() + c->timeout_ms };
+	pthread_t threads[STATS_THREADS - 1];
+	pthread_attr_t attr;
+	size_t nthreads = 0;
+	struct dom *d;
+	int r = 0;
+
+	pthread_mutex_lock(&c->lock);
+	for (d = c->doms; d; d = d->next)
+		if (!name || strcmp(d->name, name) == 0)
+			j.n++;
+	j.doms = j.n ? calloc(j.n, sizeof(*j.doms)) : NULL;
+	j.out = j.n ? calloc(j.n, sizeof(*j.out)) : NULL;
+	if (j.n && (!j.doms || !j.out)) {
+		pthread_mutex_unlock(&c->lock);
+		free(j.doms);
+		free(j.out);
+		return -ENOMEM;
+	}
+	j.n = 0;
+	for (d = c->doms; d; d = d->next)
+		if (!name || strcmp(d->name, name) == 0) {
+			d->refs++;
+			j.doms[j.n++] = d;
+		}
+	pthread_mutex_unlock(&c->lock);
+	if (name && j.n == 0)
+		return no_domain(name, ret_error);
+
+	pthread_mutex_init(&j.lock, NULL);
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, WATCHER_STACK);
+	while (nthreads + 1 < j.n && nthreads < STATS_THREADS - 1 &&
+	       pthread_create(&threads[nthreads], &attr, stats_worker, &j) == 0)
+		nthreads++;
+	pthread_attr_destroy(&attr);
+	stats_worker(&j);
+	for (size_t i = 0; i < nthreads; i++)
+		pthread_join(threads[i], NULL);
+	pthread_mutex_destroy(&j.lock);
+
+	for (size_t i = 0; i < j.n; i++) {
+		if (j.out[i].error == -ENOMEM)
+			r = -ENOMEM;
+		dom_put(j.doms[i]);
+	}
+	free(j.doms);
+	if (r == 0 && name && j.out[0].error < 0)
+		r = hv_error(ret_error, j.out[0].error, "%s: %s", name,
+			     j.out[0].error == -ETIMEDOUT ?
+			     "QEMU did not answer in time" :
+			     strerror(-j.out[0].error));
+	if (r < 0) {
+		hv_stats_free(j.out, j.n);
+		return r;
+	}
+	if (j.n > 1)
+		qsort(j.out, j.n, sizeof(*j.out), cmp_stats);
+	*ret = j.out;
+	*ret_n = j.n;
+	return 0;
+}
+
 const struct hv_driver hvd_qmp_driver = {
 	.name = "qmp",
 	.probe = qmp_probe,
@@ -1151,4 +1807,5 @@ const struct hv_driver hvd_qmp_driver = {
 	.subscribe = qmp_subscribe,
 	.screenshot = qmp_screenshot,
 	.set_memory = qmp_set_memory,
+	.stats = qmp_stats,
 };

@@ -273,3 +273,32 @@ int hv_set_memory(struct hv_conn *c, const char *name, uint64_t bytes,
 		return UNSUPPORTED(c, "setting the memory");
 	return c->drv->set_memory(c->priv, name, bytes, ret_error);
 }
+
+int hv_stats_all(struct hv_conn *c, struct hv_stats **ret, size_t *ret_n,
+		 char **ret_error)
+{
+	if (!c->drv->stats)
+		return UNSUPPORTED(c, "reading statistics");
+	return c->drv->stats(c->priv, NULL, ret, ret_n, ret_error);
+}
+
+int hv_stats(struct hv_conn *c, const char *name, struct hv_stats **ret,
+	     char **ret_error)
+{
+	struct hv_stats *v = NULL;
+	size_t n = 0;
+	int r;
+
+	if (!c->drv->stats)
+		return UNSUPPORTED(c, "reading statistics");
+	r = c->drv->stats(c->priv, name, &v, &n, ret_error);
+	if (r < 0)
+		return r;
+	if (n != 1) { /* the driver's contract says it cannot happen */
+		hv_stats_free(v, n);
+		return hv_error(ret_error, -EPROTO, "%s: %zu records for one "
+				"domain", name, n);
+	}
+	*ret = v;
+	return 0;
+}

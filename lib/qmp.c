@@ -940,3 +940,25 @@ struct qmp *qmp_free(struct qmp *q)
 	free(q);
 	return NULL;
 }
+
+int qmp_peer_pid(struct qmp *q, int *ret_pid)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	int r = 0;
+
+	if (!q->path)
+		return -EOPNOTSUPP;
+	/* While alive, fd stays open: conn_stop() closes it after. */
+	pthread_mutex_lock(&q->lock);
+	if (!q->alive)
+		r = -ENOTCONN;
+	else if (getsockopt(q->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+		r = -errno;
+	pthread_mutex_unlock(&q->lock);
+	if (r == 0 && cred.pid <= 0)
+		r = -ESRCH; /* the peer is in a pid namespace we cannot see */
+	if (r == 0)
+		*ret_pid = cred.pid;
+	return r;
+}

@@ -43,6 +43,11 @@ trap 'bash tests/libvirtd.sh teardown "$lvdir"' EXIT
 bash tests/libvirtd.sh start "$lvdir" || exit 1
 export HVFS_TEST_LIBVIRTD=$lvdir
 
+# The tiny real Linux guest of the guest tests (tests/guest/build.sh:
+# Debian's kernel, busybox and qemu-ga; cached between runs).
+sh tests/guest/build.sh "$top/$build/guest" || exit 1
+export HVFS_GUEST_DIR=$top/$build/guest
+
 # Once out of the source tree, with warnings as errors (build only).
 oot=$(mktemp -d /tmp/hvfs-oot.XXXXXX)
 if meson setup "$oot" "$top" -Dwerror=true >/dev/null &&

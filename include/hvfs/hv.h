@@ -247,3 +247,84 @@ int hv_set_memory(struct hv_conn *c, const char *name, uint64_t bytes,
  * re-read).
  */
 int hv_subscribe(struct hv_conn *c, hv_event_fn fn, void *userdata);
+
+/* ---- statistics ---- */
+
+/* The type of a statistic's value: libvirt's typed parameter types. */
+enum hv_stat_type {
+	HV_STAT_INT = 1,     /* v.i */
+	HV_STAT_UINT = 2,    /* v.ui */
+	HV_STAT_LLONG = 3,   /* v.l */
+	HV_STAT_ULLONG = 4,  /* v.ul */
+	HV_STAT_DOUBLE = 5,  /* v.d */
+	HV_STAT_BOOLEAN = 6, /* v.b */
+	HV_STAT_STRING = 7,  /* v.s */
+};
+
+/* The longest key (libvirt's VIR_TYPED_PARAM_FIELD_LENGTH less its NUL). */
+#define HV_STAT_KEY_MAX 79
+
+/* One counter: key and value as `virsh domstats` shows them. */
+struct hv_stat {
+	const char *key; /* "cpu.time", "block.0.rd.bytes": printable ASCII,
+			  * no space */
+	enum hv_stat_type type;
+	union {
+		int32_t i;
+		uint32_t ui;
+		int64_t l;
+		uint64_t ul;
+		double d;
+		bool b;
+		const char *s; /* any bytes but NUL (a path may hold a '\n') */
+	} v;
+};
+
+/* One domain's counters. */
+struct hv_stats {
+	char name[HV_NAME_MAX + 1];
+	/* 0, or the negative errno why some or all of this domain's counters
+	 * are missing (QMP: -ETIMEDOUT for a QEMU that did not answer). */
+	int error;
+	size_t n;
+	struct hv_stat *stats; /* n entries, in the driver's order */
+};
+
+/*
+ * Every domain's counters, in one call where the driver can (libvirt:
+ * CONNECT_GET_ALL_DOMAIN_STATS for every stats group, with NOWAIT so that a
+ * domain busy in a job gives what it can without a wait). Keys are
+ * libvirt's (`state.state`, `cpu.time`, `balloon.current`, `vcpu.0.time`,
+ * `net.0.rx.bytes`, `block.0.rd.bytes`, ...); the QMP driver gives the same
+ * keys where QEMU can tell (see lib/hv-qmp.c and docs/design.md), and leaves
+ * out a key it cannot (absent, never 0).
+ *
+ * Returns 0, a malloc'd array in *ret (NULL when *ret_n is 0; free it with
+ * hv_stats_free()) and *ret_n; on failure a negative errno and *ret,
+ * *ret_n untouched. A domain that fails alone (QMP: a hung QEMU) does not
+ * fail the call: its entry says why in .error, within the connection's
+ * timeout for the whole call. The order of domains is unspecified.
+ */
+int hv_stats_all(struct hv_conn *c, struct hv_stats **ret, size_t *ret_n,
+		 char **ret_error);
+
+/*
+ * One domain's counters, as one entry of hv_stats_all() would give them:
+ * *ret (free it with hv_stats_free(*ret, 1)). -ENOENT: no such domain. A
+ * QEMU that did not answer is -ETIMEDOUT here.
+ */
+int hv_stats(struct hv_conn *c, const char *name, struct hv_stats **ret,
+	     char **ret_error);
+
+/* Frees what hv_stats_all() or hv_stats() gave: n entries, their counters,
+ * keys and strings. Accepts NULL; returns NULL. */
+struct hv_stats *hv_stats_free(struct hv_stats *v, size_t n);
+
+/* A counter's value as `virsh domstats` prints it (%d, %u, %lld, %llu, %g,
+ * 1/0, the string), NUL-terminated in buf; returns the length it needs,
+ * like snprintf (negative for an unknown type). */
+int hv_stat_format(const struct hv_stat *s, char *buf, size_t size);
+
+/* The counter named key in one domain's counters; NULL if absent. */
+const struct hv_stat *hv_stats_find(const struct hv_stats *st,
+				    const char *key);

@@ -123,5 +123,13 @@ int qmp_execute_json(struct qmp *q, const char *command_json, int timeout_ms,
 int qmp_version(struct qmp *q, int *ret_major, int *ret_minor,
 		int *ret_micro);
 
+/*
+ * The pid of the process at the other end of a live UNIX-socket connection
+ * (SO_PEERCRED), in the caller's pid namespace: for a QEMU monitor, the QEMU
+ * on this machine. No I/O. -ENOTCONN without a live connection,
+ * -EOPNOTSUPP for a TCP monitor.
+ */
+int qmp_peer_pid(struct qmp *q, int *ret_pid);
+
 /* Maps a QMP error class ("CommandNotFound", ...) to a negative errno. */
 int qmp_error_to_errno(const char *error_class);

@@ -5,6 +5,7 @@ libvirt domains through virsh, and an hvfs mount driven as a shell would."""
 import errno
 import json
 import os
+import re
 import select
 import shutil
 import socket
@@ -309,3 +310,27 @@ def read_events(fd, want, timeout=10.0, seen=None):
             if want(ev):
                 return ev
     raise AssertionError(f"no matching event within {timeout} s; saw {seen}")
+
+
+README = os.path.join(os.path.dirname(__file__), "..", "..", "README.md")
+
+
+def readme_block(after):
+    """The first fenced block of the README after the line `after`."""
+    text = open(README).read()
+    start = text.index(after)
+    m = re.search(r"```\n(.*?)```", text[start:], re.S)
+    return m.group(1)
+
+
+def readme_line(pattern):
+    """The README's line that contains `pattern`, comment stripped."""
+    for line in open(README).read().splitlines():
+        if pattern in line:
+            return line.split("  #")[0].strip()
+    raise AssertionError(f"README has no line with {pattern!r}")
+
+
+def as_user(text, mnt, dom):
+    """README text made to act on this mount and domain."""
+    return text.replace("/mnt/hv", mnt).replace("droplet-1", dom)

@@ -7,7 +7,6 @@ and verbs that outlast -o timeout. Direct QMP VMs and libvirt domains."""
 import errno
 import json
 import os
-import re
 import select
 import signal
 import subprocess
@@ -17,11 +16,10 @@ import time
 import pytest
 
 from conftest import remove_prefixed
-from hvtest import (DOMAIN_XML, LIBVIRTD, QEMU, Qemu, errno_of, sh, virsh,
-                    wait_for)
+from hvtest import (DOMAIN_XML, LIBVIRTD, QEMU, Qemu, as_user, errno_of,
+                    readme_block, readme_line, sh, virsh, wait_for)
 
 PREFIX = "hvt-life-"
-README = os.path.join(os.path.dirname(__file__), "..", "..", "README.md")
 RUNS = 10
 
 
@@ -30,27 +28,6 @@ def clean(libvirtd):
     remove_prefixed(PREFIX)
     yield
     remove_prefixed(PREFIX)
-
-
-def readme_block(after):
-    """The first fenced block of the README after the line `after`."""
-    text = open(README).read()
-    start = text.index(after)
-    m = re.search(r"```\n(.*?)```", text[start:], re.S)
-    return m.group(1)
-
-
-def readme_line(pattern):
-    """The README's line that contains `pattern`, comment stripped."""
-    for line in open(README).read().splitlines():
-        if pattern in line:
-            return line.split("  #")[0].strip()
-    raise AssertionError(f"README has no line with {pattern!r}")
-
-
-def as_user(text, mnt, dom):
-    """README text made to act on this mount and domain."""
-    return text.replace("/mnt/hv", mnt).replace("droplet-1", dom)
 
 
 def bash(script, timeout=None):

@@ -44,6 +44,7 @@ union any {
 	vrpc_domain_event_callback_lifecycle_msg lifecycle;
 	vrpc_qemu_domain_monitor_event_msg event;
 	vrpc_domain_screenshot_ret screenshot;
+	vrpc_connect_get_all_domain_stats_ret stats;
 };
 
 struct type {
@@ -86,13 +87,16 @@ static const struct type types[] = {
 	/* later replies: after the MESSAGEs, so that seeds keep their types */
 	T(VRPC_PROGRAM_REMOTE, VRPC_PROC_DOMAIN_SCREENSHOT,
 	  vrpc_domain_screenshot_ret),
+	T(VRPC_PROGRAM_REMOTE, VRPC_PROC_CONNECT_GET_ALL_DOMAIN_STATS,
+	  vrpc_connect_get_all_domain_stats_ret),
 };
 #define NTYPES (sizeof(types) / sizeof(types[0]))
-_Static_assert(NTYPES == 15, "seeds name types by index: append only");
+_Static_assert(NTYPES == 16, "seeds name types by index: append only");
 #define T_ERROR 0
 #define T_LIFECYCLE 12
 #define T_EVENT 13
 #define T_SCREENSHOT 14
+#define T_STATS 15
 
 static void check_string(const char *s, size_t size)
 {
@@ -147,6 +151,30 @@ static void check_value(size_t t, const union any *v, size_t size)
 	case T_SCREENSHOT:
 		if (v->screenshot.mime)
 			check_string(*v->screenshot.mime, size);
+		break;
+	case T_STATS:
+		ASSERT(v->stats.retStats.retStats_len <= VRPC_DOMAIN_LIST_MAX);
+		for (unsigned i = 0; i < v->stats.retStats.retStats_len; i++) {
+			const vrpc_domain_stats_record *r =
+				&v->stats.retStats.retStats_val[i];
+
+			check_domain(&r->dom, size);
+			ASSERT(r->params.params_len <=
+			       VRPC_DOMAIN_STATS_PARAMS_MAX);
+			for (unsigned j = 0; j < r->params.params_len; j++) {
+				const vrpc_typed_param *p =
+					&r->params.params_val[j];
+
+				check_string(p->field, size);
+				ASSERT(p->value.type >= VRPC_TYPED_PARAM_INT &&
+				       p->value.type <=
+					       VRPC_TYPED_PARAM_STRING);
+				if (p->value.type == VRPC_TYPED_PARAM_STRING)
+					check_string(p->value
+						.vrpc_typed_param_value_u.s,
+						size);
+			}
+		}
 		break;
 	}
 }

@@ -5,7 +5,8 @@
  * and canned answers. A call the script does not expect fails the test. This
  * covers what a real libvirtd will not do on demand: error replies on cue,
  * events between a call and its reply, out-of-order replies, split reads,
- * a connection dropped mid-reply, a stalled peer, lying length words.
+ * a connection dropped mid-reply, a stalled peer, lying length words; and
+ * statistics through hv.h with names libvirt itself would refuse.
  */
 #include <errno.h>
 #include <poll.h>
@@ -20,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "hv.h"
 #include "vrpc.h"
 #include "../check.h"
 
@@ -1076,6 +1078,122 @@ static void test_download(void)
 	mock_finish(&m);
 }
 
+/* ---- bulk statistics through hv.h (lib/hv-libvirt.c) ---- */
+
+static char long_name[HV_NAME_MAX + 2];
+static char long_field[VRPC_TYPED_PARAM_FIELD_LENGTH + 1];
+
+static vrpc_typed_param stats_params[] = {
+	{ "state.state", { .type = VRPC_TYPED_PARAM_INT,
+			   .vrpc_typed_param_value_u.i = 3 } },
+	{ "vcpu.current", { .type = VRPC_TYPED_PARAM_UINT,
+			    .vrpc_typed_param_value_u.ui = 2 } },
+	{ "x.llong", { .type = VRPC_TYPED_PARAM_LLONG,
+		       .vrpc_typed_param_value_u.l = -5 } },
+	{ "cpu.time", { .type = VRPC_TYPED_PARAM_ULLONG,
+			.vrpc_typed_param_value_u.ul = 12345678901ull } },
+	{ "x.double", { .type = VRPC_TYPED_PARAM_DOUBLE,
+			.vrpc_typed_param_value_u.d = 0.5 } },
+	{ "x.bool", { .type = VRPC_TYPED_PARAM_BOOLEAN,
+		      .vrpc_typed_param_value_u.b = 1 } },
+	{ "block.0.path", { .type = VRPC_TYPED_PARAM_STRING,
+			    .vrpc_typed_param_value_u.s = "/a b\nc" } },
+};
+
+/* Expects one CONNECT_GET_ALL_DOMAIN_STATS for every domain, every group,
+ * NOWAIT, and answers with recs. */
+static void expect_stats(struct mock *m, vrpc_domain_stats_record *recs,
+			 unsigned n)
+{
+	vrpc_connect_get_all_domain_stats_args a = { 0 };
+	vrpc_connect_get_all_domain_stats_ret r = {
+		.retStats = { .retStats_len = n, .retStats_val = recs },
+	};
+	struct vrpc_header h;
+
+	if (!mock_expect(m, VRPC_PROGRAM_REMOTE,
+			 VRPC_PROC_CONNECT_GET_ALL_DOMAIN_STATS, &h,
+			 VRPC_XDR(xdr_vrpc_connect_get_all_domain_stats_args),
+			 &a))
+		return;
+	if (a.doms.doms_len != 0 || a.stats != 0 ||
+	    a.flags != VRPC_GET_ALL_DOMAINS_STATS_NOWAIT)
+		mock_fail(m, "stats call: %u doms, stats %u, flags %#x",
+			  a.doms.doms_len, a.stats, a.flags);
+	xdr_free(VRPC_XDR(xdr_vrpc_connect_get_all_domain_stats_args),
+		 (char *)&a);
+	mock_reply(m, &h, VRPC_XDR(xdr_vrpc_connect_get_all_domain_stats_ret),
+		   &r);
+}
+
+static void script_stats(struct mock *m)
+{
+	vrpc_domain_stats_record recs[3] = {
+		{ .dom = { .name = "a", .id = 1 },
+		  .params = { 7, stats_params } },
+		{ .dom = { .name = long_name, .id = 2 },
+		  .params = { 1, stats_params } },
+		{ .dom = { .name = "off", .id = -1 },
+		  .params = { 0, NULL } },
+	};
+	vrpc_typed_param bad = { .field = long_field,
+				 .value = { .type = VRPC_TYPED_PARAM_INT } };
+
+	if (!mock_handshake(m))
+		return;
+	expect_stats(m, recs, 3);
+	/* A name longer than libvirt's own limit. */
+	recs[0].params = (typeof(recs[0].params)){ 1, &bad };
+	expect_stats(m, recs, 1);
+	/* A name with a space in it. */
+	bad.field = "a b";
+	expect_stats(m, recs, 1);
+	/* Nothing at all. */
+	expect_stats(m, recs, 0);
+	mock_expect_close(m);
+	mock_expect_eof(m);
+}
+
+static void test_stats(void)
+{
+	struct mock m;
+	struct hv_conn *c = NULL;
+	struct hv_stats *v = NULL;
+	size_t n = 0;
+	char *err = NULL, buf[64];
+
+	memset(long_name, 'n', HV_NAME_MAX + 1);
+	memset(long_field, 'f', VRPC_TYPED_PARAM_FIELD_LENGTH);
+	mock_start(&m, script_stats);
+	REQUIRE(hv_open(m.uri, &(struct hv_options){ .timeout_ms = 2000 }, &c,
+			&err) == 0);
+	CHECK(hv_stats_all(c, &v, &n, &err) == 0);
+	/* The domain hv.h cannot name is left out, as in listings. */
+	CHECK(n == 2 && v && !strcmp(v[0].name, "a") &&
+	      !strcmp(v[1].name, "off"));
+	CHECK(v && v[0].n == 7 && v[1].n == 0 && v[1].stats == NULL);
+	for (size_t i = 0; v && i < v[0].n; i++) {
+		static const char *const want[] = {
+			"3", "2", "-5", "12345678901", "0.5", "1", "/a b\nc",
+		};
+
+		CHECK(!strcmp(v[0].stats[i].key, stats_params[i].field));
+		CHECK((int)v[0].stats[i].type == stats_params[i].value.type);
+		CHECK(hv_stat_format(&v[0].stats[i], buf, sizeof(buf)) > 0 &&
+		      !strcmp(buf, want[i]));
+	}
+	hv_stats_free(v, n);
+	v = NULL;
+	n = 99;
+	CHECK(hv_stats_all(c, &v, &n, &err) == -EPROTO && v == NULL && n == 99);
+	CHECK(err && strstr(err, "malformed"));
+	CHECK(hv_stats_all(c, &v, &n, &err) == -EPROTO && v == NULL);
+	CHECK(hv_stats_all(c, &v, &n, &err) == 0 && v == NULL && n == 0);
+	hv_close(c);
+	free(err);
+	mock_finish(&m);
+}
+
 int main(void)
 {
 	test_uris();
@@ -1092,5 +1210,6 @@ int main(void)
 	test_keepalive(true);
 	test_mock_catches_unexpected();
 	test_download();
+	test_stats();
 	return check_finish("test-vrpc-mock");
 }

@@ -3,7 +3,8 @@
  * The QMP client (lib/qmp.c) against a scripted mock monitor: a thread that
  * serves a UNIX socket, follows a script of expected commands and canned
  * replies, and fails the test on any command it did not expect. It covers
- * what a real QEMU will not do on demand.
+ * what a real QEMU will not do on demand; and statistics through hv.h
+ * from answers of the wrong shapes.
  */
 #include <errno.h>
 #include <poll.h>
@@ -16,6 +17,7 @@
 
 #include <json-c/json.h>
 
+#include "hv.h"
 #include "qmp.h"
 #include "testutil.h"
 
@@ -705,6 +707,93 @@ static void test_addresses(void)
 	qmp_free(q);
 }
 
+/*
+ * Statistics through hv.h from a monitor whose answers have the wrong
+ * shapes: every value of the wrong type is left out, nothing crashes, and
+ * what is right is kept. The mock is this process, so the QEMU is "local"
+ * and its /proc is ours; the vCPU thread id is none of our tasks.
+ */
+static void test_stats_hostile(const char *dir)
+{
+#define R(json) { OP_SEND, "{\"return\": " json ", \"id\": $ID}\r\n" }
+	static const struct step script[] = {
+		{ OP_ACCEPT, NULL }, { OP_GREET, NULL }, CAPS,
+		{ OP_EXPECT, "query-status" },
+		R("{\"status\": null, \"running\": true}"),
+		{ OP_EXPECT, "query-balloon" }, R("{\"actual\": \"lots\"}"),
+		{ OP_EXPECT, "query-memory-size-summary" }, R("[]"),
+		{ OP_EXPECT, "query-cpus-fast" },
+		R("[{\"cpu-index\": \"x\", \"thread-id\": -1}, "
+		  "{\"cpu-index\": 0, \"thread-id\": 999999999, "
+		  "\"qom-path\": \"/c0\"}]"),
+		{ OP_EXPECT, "query-hotpluggable-cpus" }, R("{\"a\": 1}"),
+		{ OP_EXPECT, "query-stats-schemas" },
+		R("[{\"target\": null, \"stats\": 5}, {\"target\": \"vm\", "
+		  "\"stats\": [{\"name\": null}, {\"name\": \"exits\", "
+		  "\"type\": \"cumulative\"}, {\"name\": \"h\", \"type\": "
+		  "\"log2-histogram\"}, {\"name\": \"bad key\", \"type\": "
+		  "\"peak\"}]}, {\"target\": \"vcpu\", \"stats\": [{\"name\": "
+		  "\"halt\", \"type\": \"instant\"}]}]"),
+		{ OP_EXPECT, "query-stats" },
+		R("[{\"qom-path\": null, \"stats\": []}, {\"qom-path\": \"/c0\", "
+		  "\"stats\": [{\"name\": \"halt\", \"value\": 7}]}]"),
+		{ OP_EXPECT, "query-block" }, R("[{\"device\": null}]"),
+		{ OP_EXPECT, "query-blockstats" },
+		R("[{\"device\": 5, \"qdev\": \"\", \"node-name\": \"n1\", "
+		  "\"stats\": {\"rd_bytes\": \"x\", \"wr_bytes\": 10}}, "
+		  "{\"stats\": null}]"),
+		{ OP_EXPECT, "query-stats" },
+		R("[{\"stats\": [{\"name\": \"exits\", \"value\": 42}, "
+		  "{\"name\": \"h\", \"value\": [1, 2]}, {\"name\": \"bad key\", "
+		  "\"value\": 1}]}, 7]"),
+		{ OP_WAIT_EOF, NULL }, { OP_END, NULL },
+	};
+#undef R
+	struct mock m;
+	struct hv_conn *c = NULL;
+	struct hv_stats *st = NULL;
+	char uri[160], *err = NULL;
+	const struct hv_stat *k;
+
+	mock_start(&m, dir, "stats", script);
+	snprintf(uri, sizeof(uri), "qmp:h=unix:%s", m.path);
+	REQUIRE(hv_open(uri, &(struct hv_options){ .timeout_ms = 5000 }, &c,
+			&err) == 0);
+	CHECK(hv_stats(c, "h", &st, &err) == 0);
+	REQUIRE(st);
+	CHECK(st->error == 0);
+	k = hv_stats_find(st, "state.state");
+	CHECK(k && k->v.i == HV_STATE_NOSTATE);
+	CHECK(hv_stats_find(st, "cpu.time") != NULL);
+	CHECK(!hv_stats_find(st, "balloon.current") &&
+	      !hv_stats_find(st, "balloon.maximum"));
+	k = hv_stats_find(st, "vcpu.current");
+	CHECK(k && k->type == HV_STAT_UINT && k->v.ui == 2);
+	CHECK(!hv_stats_find(st, "vcpu.maximum"));
+	CHECK(hv_stats_find(st, "vcpu.0.state") &&
+	      !hv_stats_find(st, "vcpu.0.time"));
+	k = hv_stats_find(st, "vcpu.0.halt.cur");
+	CHECK(k && k->v.ul == 7);
+	k = hv_stats_find(st, "block.count");
+	CHECK(k && k->v.ui == 2);
+	k = hv_stats_find(st, "block.0.name");
+	CHECK(k && STREQ(k->v.s, "n1"));
+	CHECK(!hv_stats_find(st, "block.0.rd.bytes") &&
+	      !hv_stats_find(st, "block.0.path") &&
+	      !hv_stats_find(st, "block.1.name"));
+	k = hv_stats_find(st, "block.0.wr.bytes");
+	CHECK(k && k->v.ul == 10);
+	k = hv_stats_find(st, "vm.exits.sum");
+	CHECK(k && k->v.ul == 42);
+	CHECK(!hv_stats_find(st, "vm.h.sum") && !hv_stats_find(st, "vm.h.max"));
+	for (size_t i = 0; i < st->n; i++)
+		CHECK(!strchr(st->stats[i].key, ' '));
+	hv_stats_free(st, 1);
+	hv_close(c);
+	free(err);
+	mock_finish(&m);
+}
+
 int main(void)
 {
 	const char *dir = test_init("qmp-mock");
@@ -718,5 +807,6 @@ int main(void)
 	test_garbage(dir);
 	test_wrong_id(dir);
 	test_concurrent(dir);
+	test_stats_hostile(dir);
 	return check_finish("test-qmp-mock");
 }

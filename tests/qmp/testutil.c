@@ -134,21 +134,13 @@ bool qemu_binary_version(int *major, int *minor, int *micro)
 	return ok;
 }
 
-pid_t qemu_start(const char *const *qmp_paths)
+/* Forks and execs argv as a QEMU the cleanup kills; waits until wait_path
+ * accepts. */
+static pid_t spawn(const char *const *argv, const char *wait_path)
 {
-	const char *argv[32] = { "qemu-system-x86_64", "-machine", "none",
-				 "-nodefaults", "-display", "none" };
-	char opts[4][200];
-	int argc = 6, slot = -1;
+	int slot = -1;
 	pid_t pid;
 
-	for (int i = 0; i < 4 && qmp_paths[i]; i++) {
-		snprintf(opts[i], sizeof(opts[i]),
-			 "unix:%s,server=on,wait=off", qmp_paths[i]);
-		argv[argc++] = "-qmp";
-		argv[argc++] = opts[i];
-	}
-	argv[argc] = NULL;
 	for (int i = 0; i < MAX_QEMUS; i++)
 		if (qemus[i] == 0)
 			slot = i;
@@ -166,8 +158,42 @@ pid_t qemu_start(const char *const *qmp_paths)
 		_exit(127);
 	}
 	qemus[slot] = pid;
-	REQUIRE(wait_listening(qmp_paths[0], 10000));
+	REQUIRE(wait_listening(wait_path, 10000));
 	return pid;
+}
+
+pid_t qemu_start(const char *const *qmp_paths)
+{
+	const char *argv[32] = { "qemu-system-x86_64", "-machine", "none",
+				 "-nodefaults", "-display", "none" };
+	char opts[4][200];
+	int argc = 6;
+
+	for (int i = 0; i < 4 && qmp_paths[i]; i++) {
+		snprintf(opts[i], sizeof(opts[i]),
+			 "unix:%s,server=on,wait=off", qmp_paths[i]);
+		argv[argc++] = "-qmp";
+		argv[argc++] = opts[i];
+	}
+	argv[argc] = NULL;
+	return spawn(argv, qmp_paths[0]);
+}
+
+pid_t qemu_start_args(const char *qmp_path, const char *const *args)
+{
+	const char *argv[64] = { "qemu-system-x86_64" };
+	char opt[200];
+	int argc = 1;
+
+	for (int i = 0; args[i]; i++) {
+		REQUIRE(argc < 60);
+		argv[argc++] = args[i];
+	}
+	snprintf(opt, sizeof(opt), "unix:%s,server=on,wait=off", qmp_path);
+	argv[argc++] = "-qmp";
+	argv[argc++] = opt;
+	argv[argc] = NULL;
+	return spawn(argv, qmp_path);
 }
 
 void qemu_kill(pid_t pid)

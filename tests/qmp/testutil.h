@@ -46,6 +46,10 @@ bool qemu_binary_version(int *major, int *minor, int *micro);
  */
 pid_t qemu_start(const char *const *qmp_paths);
 
+/* Starts `qemu-system-x86_64 ARGS... -qmp unix:QMP_PATH,...` (args
+ * NULL-terminated) and waits until the monitor accepts. Returns the pid. */
+pid_t qemu_start_args(const char *qmp_path, const char *const *args);
+
 /* Kills (SIGKILL) and reaps; accepts 0. */
 void qemu_kill(pid_t pid);
 

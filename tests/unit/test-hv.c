@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "hv.h"
+#include "hv-driver.h"
 #include "../check.h"
 
 
@@ -73,10 +73,88 @@ static void test_open(void)
 	CHECK(hv_close(NULL) == NULL);
 }
 
+/* The counters' builder (hv-driver.h) and the functions over its result. */
+static void test_stats(void)
+{
+	struct hvd_stats_builder b = { 0 };
+	struct hv_stats st = { .name = "x" };
+	char buf[64], key[HV_STAT_KEY_MAX + 2];
+	const struct hv_stat *s;
+
+	hvd_stats_add(&b, &(struct hv_stat){ .key = "state.state",
+					     .type = HV_STAT_INT, .v.i = -3 });
+	hvd_stats_addf(&b, HV_STAT_ULL(18446744073709551615ull),
+		      "vcpu.%d.time", 12);
+	hvd_stats_addf(&b, HV_STAT_STR("/a b\nc"), "block.%d.path", 0);
+	hvd_stats_add(&b, &(struct hv_stat){ .key = "x.d",
+					     .type = HV_STAT_DOUBLE, .v.d = 0.25 });
+	hvd_stats_add(&b, &(struct hv_stat){ .key = "x.b",
+					     .type = HV_STAT_BOOLEAN, .v.b = true });
+	hvd_stats_add(&b, &(struct hv_stat){ .key = "x.u",
+					     .type = HV_STAT_UINT, .v.ui = 7 });
+	hvd_stats_add(&b, &(struct hv_stat){ .key = "x.l",
+					     .type = HV_STAT_LLONG, .v.l = -9 });
+	CHECK(hvd_stats_pack(&b, &st) == 0 && st.n == 7);
+	CHECK(b.v == NULL && b.buf == NULL);
+	s = hv_stats_find(&st, "vcpu.12.time");
+	CHECK(s && s->type == HV_STAT_ULLONG &&
+	      hv_stat_format(s, buf, sizeof(buf)) == 20 &&
+	      !strcmp(buf, "18446744073709551615"));
+	s = hv_stats_find(&st, "state.state");
+	CHECK(s == &st.stats[0] && hv_stat_format(s, buf, sizeof(buf)) == 2 &&
+	      !strcmp(buf, "-3"));
+	s = hv_stats_find(&st, "block.0.path");
+	CHECK(s && !strcmp(s->v.s, "/a b\nc"));
+	CHECK(hv_stat_format(&st.stats[3], buf, sizeof(buf)) > 0 &&
+	      !strcmp(buf, "0.25"));
+	CHECK(hv_stat_format(&st.stats[4], buf, sizeof(buf)) > 0 &&
+	      !strcmp(buf, "1"));
+	CHECK(hv_stat_format(&st.stats[5], buf, sizeof(buf)) > 0 &&
+	      !strcmp(buf, "7"));
+	CHECK(hv_stat_format(&st.stats[6], buf, sizeof(buf)) > 0 &&
+	      !strcmp(buf, "-9"));
+	CHECK(hv_stats_find(&st, "vcpu.1.time") == NULL);
+	/* Truncation says what it needed, like snprintf. */
+	CHECK(hv_stat_format(&st.stats[1], buf, 4) == 20 && !strcmp(buf, "184"));
+	free(st.stats);
+
+	/* Keys that are not libvirt's kind are refused, and the first
+	 * failure sticks. */
+	memset(key, 'k', sizeof(key));
+	key[HV_STAT_KEY_MAX] = '\0';
+	hvd_stats_add(&b, &(struct hv_stat){ .key = key, .type = HV_STAT_INT });
+	CHECK(b.err == 0 && b.n == 1);
+	key[HV_STAT_KEY_MAX] = 'k';
+	key[HV_STAT_KEY_MAX + 1] = '\0';
+	hvd_stats_add(&b, &(struct hv_stat){ .key = key, .type = HV_STAT_INT });
+	CHECK(b.err == -EPROTO && b.n == 1);
+	hvd_stats_add(&b, &(struct hv_stat){ .key = "ok", .type = HV_STAT_INT });
+	CHECK(b.n == 1);
+	CHECK(hvd_stats_pack(&b, &st) == -EPROTO && b.v == NULL);
+	static const char *const bad[] = { "", "a b", "a\n", "\x7f", "\xc3\xa9" };
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+		hvd_stats_add(&b, &(struct hv_stat){ .key = bad[i],
+						     .type = HV_STAT_INT });
+		CHECK(b.err == -EPROTO && b.n == 0);
+		hvd_stats_builder_release(&b);
+	}
+	hvd_stats_add(&b, &(struct hv_stat){ .key = "t", .type = 8 });
+	CHECK(b.err == -EPROTO);
+	hvd_stats_builder_release(&b);
+	hvd_stats_addf(&b, HV_STAT_ULL(1), "%0100d", 1);
+	CHECK(b.err == -EPROTO);
+	hvd_stats_builder_release(&b);
+	/* Nothing added: no counters, no allocation. */
+	CHECK(hvd_stats_pack(&b, &st) == 0 && st.n == 0 && st.stats == NULL);
+	CHECK(hv_stats_free(NULL, 3) == NULL);
+}
+
 int main(void)
 {
 	test_verbs();
 	test_states();
 	test_open();
+	test_stats();
 	return check_finish("test-hv");
 }

@@ -5,6 +5,7 @@
  * in docs/protocols.md (sections 1.8, 3.3, 3.4).
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -527,6 +528,223 @@ static void test_garbage(void)
 	}
 }
 
+/* CALL CONNECT_GET_ALL_DOMAIN_STATS for every domain, serial 9. */
+static const uint8_t stats_call[] = {
+	BE32(40),         /* length: 28 + 12 */
+	BE32(0x20008086), /* prog REMOTE */
+	BE32(1),          /* vers */
+	BE32(344),        /* proc CONNECT_GET_ALL_DOMAIN_STATS */
+	BE32(0),          /* type CALL */
+	BE32(9),          /* serial */
+	BE32(0),          /* status OK */
+	BE32(0),          /* doms: none, i.e. every domain */
+	BE32(0),          /* stats: every group */
+	BE32(0x20000000), /* flags: NOWAIT (1 << 29) */
+};
+
+/* Payload of a REPLY to CONNECT_GET_ALL_DOMAIN_STATS: three domains, the
+ * first with one parameter of every type, the last with none. */
+static const uint8_t stats_payload[] = {
+	BE32(3),          /* retStats: count */
+	/* [0] */
+	BE32(1), 'a', 0, 0, 0, /* dom.name "a" */
+	UUID_TEST,        /* dom.uuid */
+	BE32(1),          /* dom.id */
+	BE32(7),          /* params: count */
+	BE32(11), 's', 't', 'a', 't', 'e', '.', 's', 't', 'a', 't', 'e', 0,
+	BE32(1), BE32(1), /* INT 1 */
+	BE32(12), 'v', 'c', 'p', 'u', '.', 'c', 'u', 'r', 'r', 'e', 'n', 't',
+	BE32(2), BE32(0xfffffffe), /* UINT 4294967294 */
+	BE32(7), 'x', '.', 'l', 'l', 'o', 'n', 'g', 0,
+	BE32(3), BE32(-1), BE32(-5), /* LLONG -5 */
+	BE32(8), 'c', 'p', 'u', '.', 't', 'i', 'm', 'e',
+	BE32(4), BE32(1), BE32(2), /* ULLONG 4294967298 */
+	BE32(8), 'x', '.', 'd', 'o', 'u', 'b', 'l', 'e',
+	BE32(5), BE32(0x3ff80000), BE32(0), /* DOUBLE 1.5 */
+	BE32(6), 'x', '.', 'b', 'o', 'o', 'l', 0, 0,
+	BE32(6), BE32(1), /* BOOLEAN true */
+	BE32(12), 'b', 'l', 'o', 'c', 'k', '.', '0', '.', 'n', 'a', 'm', 'e',
+	BE32(7), BE32(3), 'v', 'd', 'a', 0, /* STRING "vda" */
+	/* [1] */
+	BE32(3), 'w', 'e', 'b', 0, /* dom.name "web" */
+	UUID_B,           /* dom.uuid */
+	BE32(-1),         /* dom.id: inactive */
+	BE32(1),          /* params: count */
+	BE32(11), 's', 't', 'a', 't', 'e', '.', 's', 't', 'a', 't', 'e', 0,
+	BE32(1), BE32(5), /* INT 5: shut off */
+	/* [2] */
+	BE32(1), 'e', 0, 0, 0, /* dom.name "e" */
+	UUID_B,           /* dom.uuid */
+	BE32(2),          /* dom.id */
+	BE32(0),          /* params: none */
+};
+
+/* Offsets into stats_payload of words the lying variants change. */
+#define STATS_OFF_COUNT 0         /* retStats count */
+#define STATS_OFF_PARAMS0 32      /* [0].params count */
+#define STATS_OFF_TYPE0 52        /* [0].params[0] type */
+#define STATS_OFF_FIELD0 36       /* [0].params[0] field length */
+
+static void test_stats_call(void)
+{
+	vrpc_connect_get_all_domain_stats_args a = {
+		.stats = VRPC_DOMAIN_STATS_ALL,
+		.flags = VRPC_GET_ALL_DOMAINS_STATS_NOWAIT,
+	};
+	uint8_t *buf = NULL;
+	size_t size = 0;
+
+	CHECK(VRPC_GET_ALL_DOMAINS_STATS_NOWAIT == 1u << 29);
+	CHECK(vrpc_call_encode(VRPC_PROGRAM_REMOTE,
+			       VRPC_PROC_CONNECT_GET_ALL_DOMAIN_STATS, 9,
+			       VRPC_XDR(xdr_vrpc_connect_get_all_domain_stats_args),
+			       &a, &buf, &size) == 0);
+	CHECK(size == sizeof(stats_call));
+	CHECK(buf && !memcmp(buf, stats_call, sizeof(stats_call)));
+	free(buf);
+}
+
+static int decode_stats(const uint8_t *p, size_t size,
+			vrpc_connect_get_all_domain_stats_ret *ret)
+{
+	memset(ret, 0, sizeof(*ret));
+	return vrpc_payload_decode(p, size,
+		VRPC_XDR(xdr_vrpc_connect_get_all_domain_stats_ret), ret);
+}
+
+static void free_stats(vrpc_connect_get_all_domain_stats_ret *ret)
+{
+	xdr_free(VRPC_XDR(xdr_vrpc_connect_get_all_domain_stats_ret),
+		 (char *)ret);
+}
+
+static void test_stats_reply(void)
+{
+	vrpc_connect_get_all_domain_stats_ret r;
+	const vrpc_domain_stats_record *d;
+	const vrpc_typed_param *p;
+
+	REQUIRE(decode_stats(stats_payload, sizeof(stats_payload), &r) == 0);
+	REQUIRE(r.retStats.retStats_len == 3);
+	d = &r.retStats.retStats_val[0];
+	CHECK(!strcmp(d->dom.name, "a") && d->dom.id == 1);
+	REQUIRE(d->params.params_len == 7);
+	p = d->params.params_val;
+	CHECK(!strcmp(p[0].field, "state.state") &&
+	      p[0].value.type == VRPC_TYPED_PARAM_INT &&
+	      p[0].value.vrpc_typed_param_value_u.i == 1);
+	CHECK(!strcmp(p[1].field, "vcpu.current") &&
+	      p[1].value.type == VRPC_TYPED_PARAM_UINT &&
+	      p[1].value.vrpc_typed_param_value_u.ui == 4294967294u);
+	CHECK(!strcmp(p[2].field, "x.llong") &&
+	      p[2].value.type == VRPC_TYPED_PARAM_LLONG &&
+	      p[2].value.vrpc_typed_param_value_u.l == -5);
+	CHECK(!strcmp(p[3].field, "cpu.time") &&
+	      p[3].value.type == VRPC_TYPED_PARAM_ULLONG &&
+	      p[3].value.vrpc_typed_param_value_u.ul == 4294967298ull);
+	CHECK(!strcmp(p[4].field, "x.double") &&
+	      p[4].value.type == VRPC_TYPED_PARAM_DOUBLE &&
+	      p[4].value.vrpc_typed_param_value_u.d == 1.5);
+	CHECK(!strcmp(p[5].field, "x.bool") &&
+	      p[5].value.type == VRPC_TYPED_PARAM_BOOLEAN &&
+	      p[5].value.vrpc_typed_param_value_u.b == 1);
+	CHECK(!strcmp(p[6].field, "block.0.name") &&
+	      p[6].value.type == VRPC_TYPED_PARAM_STRING &&
+	      !strcmp(p[6].value.vrpc_typed_param_value_u.s, "vda"));
+	d = &r.retStats.retStats_val[1];
+	CHECK(!strcmp(d->dom.name, "web") && d->dom.id == -1);
+	CHECK(d->params.params_len == 1 &&
+	      d->params.params_val[0].value.vrpc_typed_param_value_u.i == 5);
+	d = &r.retStats.retStats_val[2];
+	CHECK(!strcmp(d->dom.name, "e") && d->params.params_len == 0);
+
+	/* It encodes back to the same bytes. */
+	uint8_t *buf = NULL;
+	size_t size = 0;
+	const struct vrpc_header h = { .prog = VRPC_PROGRAM_REMOTE, .vers = 1,
+				       .proc = 344, .type = VRPC_REPLY };
+
+	CHECK(vrpc_packet_encode(&h,
+		VRPC_XDR(xdr_vrpc_connect_get_all_domain_stats_ret), &r, &buf,
+		&size) == 0);
+	CHECK(size == 28 + sizeof(stats_payload) &&
+	      !memcmp(buf + 28, stats_payload, sizeof(stats_payload)));
+	free(buf);
+	free_stats(&r);
+}
+
+/* A copy of stats_payload with the word at off replaced. */
+static void lie(uint8_t *copy, size_t off, uint32_t v)
+{
+	memcpy(copy, stats_payload, sizeof(stats_payload));
+	copy[off] = v >> 24;
+	copy[off + 1] = v >> 16;
+	copy[off + 2] = v >> 8;
+	copy[off + 3] = v;
+}
+
+static bool refused(const uint8_t *p, size_t size)
+{
+	vrpc_connect_get_all_domain_stats_ret r;
+	bool ok = decode_stats(p, size, &r) == -EPROTO &&
+		  r.retStats.retStats_val == NULL;
+
+	free_stats(&r);
+	return ok;
+}
+
+static void test_stats_lying(void)
+{
+	uint8_t b[sizeof(stats_payload)];
+
+	/* The offsets the variants use point where they say. */
+	CHECK(stats_payload[STATS_OFF_COUNT + 3] == 3);
+	CHECK(stats_payload[STATS_OFF_PARAMS0 + 3] == 7);
+	CHECK(stats_payload[STATS_OFF_FIELD0 + 3] == 11);
+	CHECK(stats_payload[STATS_OFF_TYPE0 + 3] == 1);
+
+	/* Every prefix is refused, and so is a trailing byte. */
+	bool all = true;
+
+	for (size_t n = 0; n < sizeof(stats_payload); n++)
+		all &= refused(stats_payload, n);
+	CHECK(all);
+	uint8_t longer[sizeof(stats_payload) + 4] = { 0 };
+
+	memcpy(longer, stats_payload, sizeof(stats_payload));
+	CHECK(refused(longer, sizeof(longer)));
+
+	/* More domains than VRPC_DOMAIN_LIST_MAX, or than sent. */
+	lie(b, STATS_OFF_COUNT, VRPC_DOMAIN_LIST_MAX + 1);
+	CHECK(refused(b, sizeof(b)));
+	lie(b, STATS_OFF_COUNT, 4);
+	CHECK(refused(b, sizeof(b)));
+	lie(b, STATS_OFF_COUNT, 0xffffffff);
+	CHECK(refused(b, sizeof(b)));
+	/* Too many parameters: over VRPC_DOMAIN_STATS_PARAMS_MAX, or more
+	 * than sent (the largest count allowed, then one more than sent). */
+	CHECK(VRPC_DOMAIN_STATS_PARAMS_MAX == 262144);
+	lie(b, STATS_OFF_PARAMS0, VRPC_DOMAIN_STATS_PARAMS_MAX + 1);
+	CHECK(refused(b, sizeof(b)));
+	lie(b, STATS_OFF_PARAMS0, VRPC_DOMAIN_STATS_PARAMS_MAX);
+	CHECK(refused(b, sizeof(b)));
+	lie(b, STATS_OFF_PARAMS0, 8);
+	CHECK(refused(b, sizeof(b)));
+	/* A field longer than the bytes left, or than VRPC_STRING_MAX. */
+	lie(b, STATS_OFF_FIELD0, 0x7fffffff);
+	CHECK(refused(b, sizeof(b)));
+	lie(b, STATS_OFF_FIELD0, VRPC_STRING_MAX + 1);
+	CHECK(refused(b, sizeof(b)));
+	/* A type outside the union: none, and one past STRING. */
+	lie(b, STATS_OFF_TYPE0, 0);
+	CHECK(refused(b, sizeof(b)));
+	lie(b, STATS_OFF_TYPE0, 8);
+	CHECK(refused(b, sizeof(b)));
+	/* A type that changes the value's size misreads the rest. */
+	lie(b, STATS_OFF_TYPE0, VRPC_TYPED_PARAM_ULLONG);
+	CHECK(refused(b, sizeof(b)));
+}
+
 int main(void)
 {
 	test_connect_open_encode();
@@ -539,5 +757,8 @@ int main(void)
 	test_monitor_event();
 	test_errno_map();
 	test_garbage();
+	test_stats_call();
+	test_stats_reply();
+	test_stats_lying();
 	return check_finish("test-vrpc-codec");
 }
