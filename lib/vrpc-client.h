@@ -3,8 +3,9 @@
 
 /*
  * The libvirt client's insides, shared by vrpc.c (the connection, the reader
- * thread with keepalive, calls) and vrpc-stream.c (streams); nothing else
- * includes this.
+ * thread with keepalive, calls, and queueing stream packets) and
+ * vrpc-stream.c (streams, which call into the client only, never the other
+ * way); nothing else includes this.
  *
  * Locking: `lock` guards the connection state, the pending list, the
  * streams and the persistent calls. `wlock` serialises writers so packets
@@ -102,12 +103,3 @@ int vrpc_exchange(struct vrpc *c, uint64_t gen, uint8_t *pkt, size_t size,
 		  const struct timespec *deadline, uint8_t **ret_pkt,
 		  size_t *ret_size, struct vstream *st, int64_t *ret_late,
 		  char **ret_error);
-
-/* ---- vrpc-stream.c, for the reader thread ---- */
-
-/* Hands a STREAM packet to the stream with its serial; takes pkt. */
-void vrpc_stream_route(struct vrpc *c, const struct vrpc_header *h,
-		       uint8_t *pkt);
-
-/* Caller holds c->lock. The connection is over: every stream fails. */
-void vrpc_streams_fail_locked(struct vrpc *c);

@@ -2,8 +2,10 @@
 /*
  * libvirt streams: data that follows a call's reply in STREAM packets of the
  * call's serial. Today the download (server to client) that screenshots
- * use; consoles (both ways) come here. See vrpc.h for the contract and
- * vrpc-client.h for the client's insides this works on.
+ * use; consoles (both ways) come here. The client's reader thread queues
+ * the packets into the struct vstream (vrpc.c); this side opens, waits,
+ * finishes and aborts, through the client only. See vrpc.h for the contract
+ * and vrpc-client.h for the client's insides this works on.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -12,74 +14,6 @@
 
 #include "sock.h"
 #include "vrpc-client.h"
-
-/*
- * Hands a STREAM packet to the download with its serial; takes pkt. Data
- * beyond the stream's max is dropped and fails the download.
- */
-void vrpc_stream_route(struct vrpc *c, const struct vrpc_header *h,
-		       uint8_t *pkt)
-{
-	const uint8_t *payload = pkt + VRPC_HEADER_SIZE;
-	size_t size = h->len - VRPC_HEADER_SIZE;
-	struct vstream *st;
-
-	pthread_mutex_lock(&c->lock);
-	for (st = c->streams; st && st->serial != h->serial; st = st->next)
-		;
-	if (!st) {
-		/* Nobody downloads (anymore): drop it. */
-	} else if (h->status == VRPC_CONTINUE) {
-		if (st->err) {
-			/* failed already: drain */
-		} else if (size == 0) {
-			/* libvirtd 9.0 ends the data with an empty CONTINUE */
-			if (st->oks < 1)
-				st->oks = 1;
-			pthread_cond_signal(&st->cond);
-		} else if (size > st->max - st->len) {
-			st->err = -EFBIG;
-			pthread_cond_signal(&st->cond);
-		} else if (size > 0) {
-			uint8_t *n = realloc(st->data, st->len + size);
-
-			if (!n) {
-				st->err = -ENOMEM;
-			} else {
-				memcpy(n + st->len, payload, size);
-				st->data = n;
-				st->len += size;
-			}
-		}
-	} else if (h->status == VRPC_OK) {
-		st->oks = 2;
-		pthread_cond_signal(&st->cond);
-	} else {
-		int code = 0;
-		char *msg = NULL;
-
-		if (vrpc_error_decode(payload, size, &code, &msg) < 0)
-			st->err = -EPROTO;
-		else if (!st->err)
-			st->err = vrpc_errno(h->prog, h->proc, code);
-		free(st->msg);
-		st->msg = msg;
-		st->oks = 2; /* nothing follows an error */
-		pthread_cond_signal(&st->cond);
-	}
-	pthread_mutex_unlock(&c->lock);
-	free(pkt);
-}
-
-/* Caller holds c->lock. The connection is over: every stream fails. */
-void vrpc_streams_fail_locked(struct vrpc *c)
-{
-	for (struct vstream *st = c->streams; st; st = st->next) {
-		if (!st->err)
-			st->err = -ENOTCONN;
-		pthread_cond_signal(&st->cond);
-	}
-}
 
 /* One empty STREAM packet of the stream opened by `serial`. */
 static int stream_send(struct vrpc *c, uint64_t gen, uint32_t prog,

@@ -152,6 +152,74 @@ static void route_reply(struct vrpc *c, const struct vrpc_header *h,
 	free(pkt);
 }
 
+/*
+ * Hands a STREAM packet to the download with its serial; takes pkt. Data
+ * beyond the stream's max is dropped and fails the download.
+ */
+static void route_stream(struct vrpc *c, const struct vrpc_header *h,
+			 uint8_t *pkt)
+{
+	const uint8_t *payload = pkt + VRPC_HEADER_SIZE;
+	size_t size = h->len - VRPC_HEADER_SIZE;
+	struct vstream *st;
+
+	pthread_mutex_lock(&c->lock);
+	for (st = c->streams; st && st->serial != h->serial; st = st->next)
+		;
+	if (!st) {
+		/* Nobody downloads (anymore): drop it. */
+	} else if (h->status == VRPC_CONTINUE) {
+		if (st->err) {
+			/* failed already: drain */
+		} else if (size == 0) {
+			/* libvirtd 9.0 ends the data with an empty CONTINUE */
+			if (st->oks < 1)
+				st->oks = 1;
+			pthread_cond_signal(&st->cond);
+		} else if (size > st->max - st->len) {
+			st->err = -EFBIG;
+			pthread_cond_signal(&st->cond);
+		} else if (size > 0) {
+			uint8_t *n = realloc(st->data, st->len + size);
+
+			if (!n) {
+				st->err = -ENOMEM;
+			} else {
+				memcpy(n + st->len, payload, size);
+				st->data = n;
+				st->len += size;
+			}
+		}
+	} else if (h->status == VRPC_OK) {
+		st->oks = 2;
+		pthread_cond_signal(&st->cond);
+	} else {
+		int code = 0;
+		char *msg = NULL;
+
+		if (vrpc_error_decode(payload, size, &code, &msg) < 0)
+			st->err = -EPROTO;
+		else if (!st->err)
+			st->err = vrpc_errno(h->prog, h->proc, code);
+		free(st->msg);
+		st->msg = msg;
+		st->oks = 2; /* nothing follows an error */
+		pthread_cond_signal(&st->cond);
+	}
+	pthread_mutex_unlock(&c->lock);
+	free(pkt);
+}
+
+/* Caller holds c->lock. The connection is over: every stream fails. */
+static void streams_fail_locked(struct vrpc *c)
+{
+	for (struct vstream *st = c->streams; st; st = st->next) {
+		if (!st->err)
+			st->err = -ENOTCONN;
+		pthread_cond_signal(&st->cond);
+	}
+}
+
 static void *reader_main(void *arg)
 {
 	struct reader_args a = *(struct reader_args *)arg;
@@ -202,7 +270,7 @@ static void *reader_main(void *arg)
 					    len - VRPC_HEADER_SIZE);
 			free(pkt);
 		} else if (h.type == VRPC_STREAM) {
-			vrpc_stream_route(c, &h, pkt);
+			route_stream(c, &h, pkt);
 		} else {
 			/* fd passing: never asked for. */
 			free(pkt);
@@ -233,7 +301,7 @@ static void *reader_main(void *arg)
 		p->done = true;
 		pthread_cond_signal(&p->cond);
 	}
-	vrpc_streams_fail_locked(c);
+	streams_fail_locked(c);
 	pthread_mutex_unlock(&c->lock);
 	/* Wake the peer too, so that it notices a protocol error at once. */
 	shutdown(a.fd, SHUT_RDWR);
