@@ -41,6 +41,56 @@ struct hv_driver {
 	 * exactly one entry in *ret. */
 	int (*stats)(void *priv, const char *name, struct hv_stats **ret,
 		     size_t *ret_n, char **ret_error);
+	/* A domain's life (hv.h). create: a transient domain. */
+	int (*define)(void *priv, const char *xml, bool create,
+		      char **ret_name, char **ret_error);
+	int (*redefine)(void *priv, const char *name, const char *xml,
+			char **ret_error);
+	int (*undefine)(void *priv, const char *name, char **ret_error);
+	int (*autostart)(void *priv, const char *name, bool *ret,
+			 char **ret_error);
+	int (*set_autostart)(void *priv, const char *name, bool on,
+			     char **ret_error);
+	int (*vcpus)(void *priv, const char *name, struct hv_vcpus *ret,
+		     char **ret_error);
+	int (*set_vcpus)(void *priv, const char *name, unsigned n,
+			 char **ret_error);
+	/* Snapshots (hv.h); hv.c has checked the snapshot's name. */
+	int (*snapshots)(void *priv, const char *name,
+			 struct hv_snapshot **ret, size_t *ret_n,
+			 char **ret_error);
+	int (*snapshot_xml)(void *priv, const char *name, const char *snap,
+			    char **ret, char **ret_error);
+	int (*snapshot_create)(void *priv, const char *name, const char *snap,
+			       const char *description, unsigned flags,
+			       char **ret_error);
+	int (*snapshot_revert)(void *priv, const char *name, const char *snap,
+			       char **ret_error);
+	int (*snapshot_delete)(void *priv, const char *name, const char *snap,
+			       char **ret_error);
+	int (*snapshot_current)(void *priv, const char *name, char **ret,
+				char **ret_error);
+	int (*snapshot_parent)(void *priv, const char *name, const char *snap,
+			       char **ret, char **ret_error);
+	/* The guest agent (hv-agent.c builds hv_agent_info(), _exec() and
+	 * _fsfreeze() on agent_command; fsfreeze is optional: without it,
+	 * the agent's own commands are used). timeout_ms is > 0 and at most
+	 * the connection's timeout. */
+	int (*agent_command)(void *priv, const char *name,
+			     const char *command_json, int timeout_ms,
+			     char **ret_reply, char **ret_error);
+	int (*agent_state)(void *priv, const char *name, bool *ret,
+			   char **ret_error);
+	int (*agent_fsfreeze)(void *priv, const char *name, bool freeze,
+			      int *ret_count, char **ret_error);
+};
+
+/* What hv_open() returns (hv.c; hv-agent.c reads it too). */
+struct hv_conn {
+	const struct hv_driver *drv;
+	void *priv;
+	char *uri;
+	int timeout_ms; /* the connection's deadline, > 0 */
 };
 
 /* A message for hv_set_debug_log()'s function, if one is set. */

@@ -128,8 +128,12 @@ static void cache_drop(struct lv *lv, const char *name)
 static bool needs_qemu(uint32_t prog, int32_t proc)
 {
 	if (prog == VRPC_PROGRAM_QEMU)
-		return true;
+		/* The agent has its own deadline in libvirtd: a wedged agent
+		 * must not hold or mark the domain's monitor. */
+		return proc != VRPC_QEMU_PROC_DOMAIN_AGENT_COMMAND;
 	switch (proc) {
+	case VRPC_PROC_DOMAIN_FSFREEZE:
+	case VRPC_PROC_DOMAIN_FSTHAW:
 	case VRPC_PROC_DOMAIN_LOOKUP_BY_NAME:
 	case VRPC_PROC_DOMAIN_LOOKUP_BY_UUID:
 	case VRPC_PROC_DOMAIN_GET_STATE:
@@ -336,7 +340,25 @@ static int dom_call(struct lv *lv, const char *name, uint32_t prog,
 		if (track && (r = lane_enter(lv, name, dom.uuid, ret_error)) < 0)
 			break;
 		late = -1;
-		if (cmd) {
+		if (cmd && proc == VRPC_QEMU_PROC_DOMAIN_AGENT_COMMAND &&
+		    prog == VRPC_PROGRAM_QEMU) {
+			/* flags: the agent's timeout in seconds */
+			vrpc_qemu_domain_agent_command_args a = {
+				.dom = dom, .cmd = (char *)cmd,
+				.timeout = flags,
+			};
+
+			r = vrpc_call_tracked(lv->rpc, prog, proc,
+				VRPC_XDR(xdr_vrpc_qemu_domain_agent_command_args),
+				&a, ret_fn, ret, ret_late, ret_error);
+		} else if (proc == VRPC_PROC_DOMAIN_FSFREEZE ||
+			   proc == VRPC_PROC_DOMAIN_FSTHAW) {
+			vrpc_domain_fsfreeze_args a = { .dom = dom };
+
+			r = vrpc_call_tracked(lv->rpc, prog, proc,
+				VRPC_XDR(xdr_vrpc_domain_fsfreeze_args),
+				&a, ret_fn, ret, ret_late, ret_error);
+		} else if (cmd) {
 			vrpc_qemu_domain_monitor_command_args a = {
 				.dom = dom, .cmd = (char *)cmd, .flags = flags,
 			};
@@ -884,6 +906,16 @@ static int lv_subscribe(void *priv, hv_event_fn fn, void *userdata)
 		pthread_mutex_unlock(&lv->lock);
 		return r;
 	}
+	la.eventID = VRPC_DOMAIN_EVENT_ID_AGENT_LIFECYCLE;
+	q = vrpc_call_persistent(lv->rpc, VRPC_PROGRAM_REMOTE,
+		VRPC_PROC_CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY,
+		VRPC_XDR(xdr_vrpc_connect_domain_event_callback_register_any_args),
+		&la, &err);
+	if (q < 0)
+		hvd_debug("libvirt: no agent lifecycle events: %s",
+			  err ? err : strerror(-q));
+	free(err);
+	err = NULL;
 	q = vrpc_call_persistent(lv->rpc, VRPC_PROGRAM_QEMU,
 		VRPC_QEMU_PROC_CONNECT_DOMAIN_MONITOR_EVENT_REGISTER,
 		VRPC_XDR(xdr_vrpc_qemu_connect_domain_monitor_event_register_args),
@@ -927,13 +959,45 @@ static bool map_lifecycle(int event, struct hv_event *ev)
 	return true;
 }
 
+/*
+ * libvirt's detail of each lifecycle event, by name (virDomainEvent*
+ * DetailType), so that a reader sees e.g. a revert as "from_snapshot"; NULL
+ * past the end of a list (a newer libvirt's detail: the number alone).
+ */
+static const char *const lifecycle_details[][10] = {
+	{ "added", "updated", "renamed", "from_snapshot" },       /* DEFINED */
+	{ "removed", "renamed" },                                 /* UNDEFINED */
+	{ "booted", "migrated", "restored", "from_snapshot", "wakeup",
+	  "recreated" },                                          /* STARTED */
+	{ "paused", "migrated", "ioerror", "watchdog", "restored",
+	  "from_snapshot", "api_error", "postcopy",
+	  "postcopy_failed" },                                    /* SUSPENDED */
+	{ "unpaused", "migrated", "from_snapshot", "postcopy",
+	  "postcopy_failed" },                                    /* RESUMED */
+	{ "shutdown", "destroyed", "crashed", "migrated", "saved", "failed",
+	  "from_snapshot", "recreated" },                         /* STOPPED */
+	{ "finished", "guest", "host" },                          /* SHUTDOWN */
+	{ "memory", "disk" },                                     /* PMSUSPENDED */
+	{ "panicked", "crashloaded" },                            /* CRASHED */
+};
+
+static const char *lifecycle_detail(int event, int detail)
+{
+	if (event < 0 || (size_t)event >= sizeof(lifecycle_details) /
+						  sizeof(*lifecycle_details) ||
+	    detail < 0 || detail >= 10)
+		return NULL;
+	return lifecycle_details[event][detail];
+}
+
 static void on_lifecycle(struct lv *lv, hv_event_fn fn, void *ud,
 			 const uint8_t *payload, size_t size)
 {
 	vrpc_domain_event_callback_lifecycle_msg m;
 	struct hv_event ev = { .name = "lifecycle" };
 	struct timespec now;
-	char data[96];
+	const char *why;
+	char data[128];
 
 	memset(&m, 0, sizeof(m));
 	if (vrpc_payload_decode(payload, size,
@@ -947,8 +1011,12 @@ static void on_lifecycle(struct lv *lv, hv_event_fn fn, void *ud,
 	hung_clear(lv, m.dom.uuid); /* an event is a sign of life */
 	if (fn && map_lifecycle(m.event, &ev)) {
 		clock_gettime(CLOCK_REALTIME, &now);
-		snprintf(data, sizeof(data), "{\"event\":\"%s\",\"detail\":%d}",
-			 lifecycle_names[m.event], m.detail);
+		why = lifecycle_detail(m.event, m.detail);
+		snprintf(data, sizeof(data),
+			 "{\"event\":\"%s\",\"detail\":%d%s%s%s}",
+			 lifecycle_names[m.event], m.detail,
+			 why ? ",\"reason\":\"" : "", why ? why : "",
+			 why ? "\"" : "");
 		ev.domain = m.dom.name;
 		ev.data_json = data;
 		ev.seconds = now.tv_sec;
@@ -976,6 +1044,33 @@ static void on_monitor_event(struct lv *lv, hv_event_fn fn, void *ud,
 	ev.micros = m.micros;
 	fn(ud, &ev);
 	xdr_free(VRPC_XDR(xdr_vrpc_qemu_domain_monitor_event_msg), &m);
+}
+
+/* libvirt's agent lifecycle event as "agent-lifecycle" (hv.h). */
+static void on_agent_lifecycle(hv_event_fn fn, void *ud,
+			       const uint8_t *payload, size_t size)
+{
+	vrpc_domain_event_callback_agent_lifecycle_msg m;
+	struct hv_event ev = { .kind = HV_EVENT_HYPERVISOR,
+			       .name = "agent-lifecycle" };
+	struct timespec now;
+
+	memset(&m, 0, sizeof(m));
+	if (vrpc_payload_decode(payload, size,
+		VRPC_XDR(xdr_vrpc_domain_event_callback_agent_lifecycle_msg),
+		&m) < 0)
+		return;
+	if (m.state == 1 || m.state == 2) {
+		clock_gettime(CLOCK_REALTIME, &now);
+		ev.domain = m.dom.name;
+		ev.data_json = m.state == 1 ? "{\"state\":\"connected\"}" :
+					      "{\"state\":\"disconnected\"}";
+		ev.seconds = now.tv_sec;
+		ev.micros = now.tv_nsec / 1000;
+		fn(ud, &ev);
+	}
+	xdr_free(VRPC_XDR(xdr_vrpc_domain_event_callback_agent_lifecycle_msg),
+		 &m);
 }
 
 static void on_event(void *userdata, const struct vrpc_header *h,
@@ -1010,6 +1105,9 @@ static void on_event(void *userdata, const struct vrpc_header *h,
 	} else if (fn && h->prog == VRPC_PROGRAM_QEMU &&
 		   h->proc == VRPC_QEMU_PROC_DOMAIN_MONITOR_EVENT) {
 		on_monitor_event(lv, fn, ud, payload, size);
+	} else if (fn && h->prog == VRPC_PROGRAM_REMOTE &&
+		   h->proc == VRPC_PROC_DOMAIN_EVENT_CALLBACK_AGENT_LIFECYCLE) {
+		on_agent_lifecycle(fn, ud, payload, size);
 	}
 }
 
@@ -1155,6 +1253,773 @@ static int lv_stats(void *priv, const char *name, struct hv_stats **ret,
 	return r;
 }
 
+/* ---- guest agent ----
+ *
+ * Everything goes through QEMU_DOMAIN_AGENT_COMMAND (libvirtd syncs with
+ * the agent itself), with libvirtd's agent timeout a second inside ours so
+ * that libvirtd gives up first; fsfreeze/thaw through DOMAIN_FSFREEZE and
+ * DOMAIN_FSTHAW. libvirt's errors to hv.h's: no agent channel ("not
+ * configured") and an agent not connected are -ENODATA, an agent that
+ * did not answer (code 86) -ETIMEDOUT, a domain not running -ENODATA; an
+ * error the agent sent comes back as libvirt's message, and is turned into
+ * an {"error": ...} reply (class GenericError) for the passthrough.
+ */
+
+#define AGENT_CHANNEL "org.qemu.guest_agent.0"
+
+static int agent_errno(const char *name, int r, char **ret_error)
+{
+	const char *msg = ret_error && *ret_error ? *ret_error : "";
+
+	if (r == -EBUSY) /* operation invalid: not running */
+		return hv_error(ret_error, -ENODATA, "%s: not running", name);
+	if (strstr(msg, "not configured") || strstr(msg, "not connected"))
+		return hv_error(ret_error, -ENODATA, "%s: no guest agent: %s",
+				name, msg);
+	if (r == -EIO && strstr(msg, "not responding"))
+		return -ETIMEDOUT;
+	return r;
+}
+
+static int lv_agent_command(void *priv, const char *name,
+			    const char *command_json, int timeout_ms,
+			    char **ret_reply, char **ret_error)
+{
+	struct lv *lv = priv;
+	vrpc_qemu_domain_agent_command_ret ar;
+	char *err = NULL;
+	int secs, r;
+
+	if (timeout_ms > lv->timeout_ms)
+		timeout_ms = lv->timeout_ms;
+	secs = (timeout_ms - 1000) / 1000;
+	if (secs < 1)
+		secs = 1;
+	memset(&ar, 0, sizeof(ar));
+	r = dom_call(lv, name, VRPC_PROGRAM_QEMU,
+		     VRPC_QEMU_PROC_DOMAIN_AGENT_COMMAND, command_json, secs,
+		     VRPC_XDR(xdr_vrpc_qemu_domain_agent_command_ret), &ar,
+		     &err);
+	if (r == -EIO && err &&
+	    strstr(err, "unable to execute QEMU agent command")) {
+		/* The agent refused: its reply, as the agent said it. */
+		json_object *o = json_object_new_object(), *e =
+			json_object_new_object();
+
+		json_object_object_add(e, "class",
+				       json_object_new_string("GenericError"));
+		json_object_object_add(e, "desc", json_object_new_string(err));
+		json_object_object_add(o, "error", e);
+		*ret_reply = strdup(json_object_to_json_string_ext(o,
+				    JSON_C_TO_STRING_PLAIN));
+		json_object_put(o);
+		free(err);
+		return *ret_reply ? 0 : -ENOMEM;
+	}
+	if (r < 0) {
+		if (ret_error) {
+			free(*ret_error);
+			*ret_error = err;
+		} else {
+			free(err);
+		}
+		return agent_errno(name, r, ret_error);
+	}
+	free(err);
+	if (!ar.result) {
+		*ret_reply = strdup("{\"return\":{}}");
+	} else {
+		*ret_reply = *ar.result; /* take it over */
+		*ar.result = NULL;
+	}
+	xdr_free(VRPC_XDR(xdr_vrpc_qemu_domain_agent_command_ret), &ar);
+	return *ret_reply ? 0 : -ENOMEM;
+}
+
+/* The agent channel's state in the live XML, as libvirtd keeps it:
+ * <target type='virtio' name='org.qemu.guest_agent.0' state='connected'/> */
+static int lv_agent_state(void *priv, const char *name, bool *ret,
+			  char **ret_error)
+{
+	char *xml = NULL;
+	const char *t, *end, *st;
+	int r = lv_xml(priv, name, &xml, ret_error);
+
+	if (r < 0)
+		return r;
+	t = strstr(xml, "name='" AGENT_CHANNEL "'");
+	if (!t) {
+		free(xml);
+		return hv_error(ret_error, -ENODATA, "%s: no guest agent "
+				"channel", name);
+	}
+	end = strchr(t, '>');
+	st = strstr(t, "state='");
+	*ret = st && end && st < end &&
+	       strncmp(st + 7, "connected'", 10) == 0;
+	free(xml);
+	return 0;
+}
+
+static int lv_agent_fsfreeze(void *priv, const char *name, bool freeze,
+			     int *ret_count, char **ret_error)
+{
+	vrpc_domain_fsfreeze_ret fr = { 0 };
+	int r;
+
+	r = dom_call(priv, name, VRPC_PROGRAM_REMOTE,
+		     freeze ? VRPC_PROC_DOMAIN_FSFREEZE : VRPC_PROC_DOMAIN_FSTHAW,
+		     NULL, 0, VRPC_XDR(xdr_vrpc_domain_fsfreeze_ret), &fr,
+		     ret_error);
+	if (r < 0)
+		return agent_errno(name, r, ret_error);
+	if (ret_count)
+		*ret_count = fr.filesystems;
+	return 0;
+}
+
+/* ---- a domain's life: define, redefine, undefine, autostart, vCPUs ---- */
+
+/*
+ * One REMOTE call whose args hold a domain at *slot, filled here from the
+ * name (a stale cache entry is refreshed once, as in dom_call()). track: the
+ * call needs the domain's QEMU, so it takes the domain's lane.
+ */
+static int lv_dom_args_call(struct lv *lv, const char *name, int32_t proc,
+			    bool track, xdrproc_t args_fn, void *args,
+			    vrpc_nonnull_domain *slot, xdrproc_t ret_fn,
+			    void *ret, char **ret_error)
+{
+	bool cached = false;
+	int r = resolve(lv, name, slot, &cached, ret_error);
+
+	for (int attempt = 0; r == 0; attempt++) {
+		int64_t late = -1;
+
+		if (track &&
+		    (r = lane_enter(lv, name, slot->uuid, ret_error)) < 0)
+			break;
+		r = vrpc_call_tracked(lv->rpc, VRPC_PROGRAM_REMOTE, proc,
+				      args_fn, args, ret_fn, ret,
+				      track ? &late : NULL, ret_error);
+		if (track)
+			r = lane_leave(lv, name, slot->uuid, r, late,
+				       ret_error);
+		if (r != -ENOENT || !cached || attempt > 0)
+			break;
+		cache_drop(lv, name);
+		r = resolve(lv, name, slot, &cached, ret_error);
+	}
+	return r;
+}
+
+/*
+ * The text of the element at `path` (element names from the root, no
+ * namespace prefix) in an XML document, with the five predefined entities
+ * decoded and surrounding white space trimmed, into out (NUL-terminated).
+ * 1: found; 0: absent; -ENAMETOOLONG: longer than size - 1. Not a parser:
+ * enough for the <name> and <uuid> of a domain and a snapshot's fields,
+ * which libvirt validates itself.
+ */
+static int xml_text(const char *xml, const char *const *path, int npath,
+		    char *out, size_t size)
+{
+	static const struct {
+		const char *ent, *ch;
+	} ents[] = { { "&lt;", "<" }, { "&gt;", ">" }, { "&amp;", "&" },
+		     { "&quot;", "\"" }, { "&apos;", "'" } };
+	const char *p = xml, *e;
+	int depth = 0, matched = 0;
+
+	while ((p = strchr(p, '<'))) {
+		size_t n;
+		bool closing, empty;
+
+		if (!strncmp(p, "<!--", 4)) {
+			e = strstr(p, "-->");
+		} else if (!strncmp(p, "<![CDATA[", 9)) {
+			e = strstr(p, "]]>");
+		} else if (p[1] == '?' || p[1] == '!') {
+			e = strchr(p, '>');
+		} else {
+			char q = 0;
+
+			closing = p[1] == '/';
+			n = strcspn(p + 1 + closing, " \t\r\n/>");
+			for (e = p + 1; *e && (q || *e != '>'); e++)
+				if (*e == '"' || *e == '\'')
+					q = q == *e ? 0 : q ? q : *e;
+			if (!*e)
+				return 0;
+			empty = e[-1] == '/';
+			if (closing) {
+				depth--;
+				if (matched > depth)
+					matched = depth;
+			} else {
+				if (depth == matched && matched < npath &&
+				    strlen(path[matched]) == n &&
+				    !strncmp(p + 1, path[matched], n))
+					matched++;
+				depth++;
+				if (matched == npath) {
+					size_t k = 0;
+					const char *t = e + 1, *end;
+
+					if (empty) {
+						out[0] = '\0';
+						return 1;
+					}
+					end = strchr(t, '<');
+					if (!end)
+						return 0;
+					while (t < end && strchr(" \t\r\n", *t))
+						t++;
+					while (end > t &&
+					       strchr(" \t\r\n", end[-1]))
+						end--;
+					while (t < end) {
+						const char *ch = NULL;
+						size_t len = 1;
+
+						for (size_t i = 0; *t == '&' &&
+						     i < sizeof(ents) / sizeof(*ents);
+						     i++) {
+							size_t l = strlen(ents[i].ent);
+
+							if ((size_t)(end - t) >= l &&
+							    !strncmp(t, ents[i].ent, l)) {
+								ch = ents[i].ch;
+								len = l;
+							}
+						}
+						if (k + 1 >= size)
+							return -ENAMETOOLONG;
+						out[k++] = ch ? *ch : *t;
+						t += len;
+					}
+					out[k] = '\0';
+					return 1;
+				}
+				if (empty) {
+					depth--;
+					if (matched > depth)
+						matched = depth;
+				}
+			}
+		}
+		if (!e)
+			return 0;
+		p = e + 1;
+	}
+	return 0;
+}
+
+/* A uuid's text (32 hex digits, dashes anywhere, as libvirt reads it) into
+ * 16 bytes; false when it is not one. */
+static bool parse_uuid(const char *s, char *out)
+{
+	int n = 0;
+
+	for (; *s && n < 32; s++) {
+		int v;
+
+		if (*s == '-')
+			continue;
+		if (*s >= '0' && *s <= '9')
+			v = *s - '0';
+		else if ((*s | 0x20) >= 'a' && (*s | 0x20) <= 'f')
+			v = (*s | 0x20) - 'a' + 10;
+		else
+			return false;
+		if (n % 2 == 0)
+			out[n / 2] = (char)(v << 4);
+		else
+			out[n / 2] |= (char)v;
+		n++;
+	}
+	return n == 32 && !*s;
+}
+
+/* Defines of this process one at a time: the check that a name is free
+ * and the define that takes it are one step for threads of this process. */
+static pthread_mutex_t define_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Whether a domain named name, or with the uuid (may be NULL), exists. */
+static bool domain_exists(struct lv *lv, const char *name, const char *uuid)
+{
+	vrpc_nonnull_domain d;
+
+	if (name && lookup_by_name(lv, name, &d, NULL) == 0) {
+		free(d.name);
+		return true;
+	}
+	if (uuid) {
+		vrpc_domain_lookup_by_uuid_args a;
+		vrpc_domain_lookup_ret lr;
+
+		memcpy(a.uuid, uuid, VRPC_UUID_BUFLEN);
+		memset(&lr, 0, sizeof(lr));
+		if (vrpc_call(lv->rpc, VRPC_PROGRAM_REMOTE,
+			      VRPC_PROC_DOMAIN_LOOKUP_BY_UUID,
+			      VRPC_XDR(xdr_vrpc_domain_lookup_by_uuid_args), &a,
+			      VRPC_XDR(xdr_vrpc_domain_lookup_ret), &lr,
+			      NULL) == 0) {
+			xdr_free(VRPC_XDR(xdr_vrpc_domain_lookup_ret), &lr);
+			return true;
+		}
+	}
+	return false;
+}
+
+static const char *const domain_name_path[] = { "domain", "name" };
+static const char *const domain_uuid_path[] = { "domain", "uuid" };
+
+/*
+ * DEFINE_XML_FLAGS (or CREATE_XML), validated. libvirt says a name or uuid
+ * clash with "operation failed" (as it says other failures): the clash is
+ * told apart by looking the name and uuid up after the refusal.
+ */
+static int lv_define(void *priv, const char *xml, bool create,
+		     char **ret_name, char **ret_error)
+{
+	struct lv *lv = priv;
+	vrpc_domain_xml_flags_args a = {
+		.xml = (char *)xml,
+		.flags = create ? VRPC_DOMAIN_START_VALIDATE
+				: VRPC_DOMAIN_DEFINE_VALIDATE,
+	};
+	vrpc_domain_lookup_ret lr;
+	char name[HV_NAME_MAX + 1], uuidtext[64], uuid[VRPC_UUID_BUFLEN];
+	bool has_name, has_uuid;
+	int r;
+
+	has_name = xml_text(xml, domain_name_path, 2, name, sizeof(name)) == 1;
+	has_uuid = xml_text(xml, domain_uuid_path, 2, uuidtext,
+			    sizeof(uuidtext)) == 1 &&
+		   parse_uuid(uuidtext, uuid);
+	pthread_mutex_lock(&define_lock);
+	if (!create && has_name) {
+		vrpc_nonnull_domain d;
+
+		/* The same name and uuid would redefine: not here. */
+		if (lookup_by_name(lv, name, &d, NULL) == 0) {
+			bool same = has_uuid && !memcmp(d.uuid, uuid,
+							VRPC_UUID_BUFLEN);
+
+			free(d.name);
+			if (same) {
+				pthread_mutex_unlock(&define_lock);
+				return hv_error(ret_error, -EEXIST,
+						"domain '%s' already exists "
+						"(its XML is changed by "
+						"writing it whole)", name);
+			}
+		}
+	}
+	memset(&lr, 0, sizeof(lr));
+	r = vrpc_call(lv->rpc, VRPC_PROGRAM_REMOTE,
+		      create ? VRPC_PROC_DOMAIN_CREATE_XML
+			     : VRPC_PROC_DOMAIN_DEFINE_XML_FLAGS,
+		      VRPC_XDR(xdr_vrpc_domain_xml_flags_args), &a,
+		      VRPC_XDR(xdr_vrpc_domain_lookup_ret), &lr, ret_error);
+	if (r == -EIO && domain_exists(lv, has_name ? name : NULL,
+				       has_uuid ? uuid : NULL))
+		r = -EEXIST;
+	pthread_mutex_unlock(&define_lock);
+	if (r < 0)
+		return r;
+	cache_put(lv, lr.dom.name, lr.dom.uuid);
+	if (ret_name) {
+		*ret_name = lr.dom.name;
+		lr.dom.name = NULL;
+	}
+	free(lr.dom.name);
+	return 0;
+}
+
+static int lv_redefine(void *priv, const char *name, const char *xml,
+		       char **ret_error)
+{
+	struct lv *lv = priv;
+	vrpc_domain_xml_flags_args a = {
+		.xml = (char *)xml, .flags = VRPC_DOMAIN_DEFINE_VALIDATE,
+	};
+	vrpc_domain_lookup_ret lr;
+	vrpc_nonnull_domain d;
+	char xname[HV_NAME_MAX + 1], uuidtext[64], uuid[VRPC_UUID_BUFLEN];
+	char have[HV_UUID_STRLEN + 1];
+	int r;
+
+	if (xml_text(xml, domain_name_path, 2, xname, sizeof(xname)) != 1)
+		return hv_error(ret_error, -EINVAL, "%s: the XML has no "
+				"<domain><name>", name);
+	if (strcmp(xname, name))
+		return hv_error(ret_error, -EINVAL, "%s: the XML names domain "
+				"'%s' (a domain is renamed with virsh "
+				"domrename)", name, xname);
+	pthread_mutex_lock(&define_lock);
+	r = lookup_by_name(lv, name, &d, ret_error);
+	if (r < 0) {
+		pthread_mutex_unlock(&define_lock);
+		return r;
+	}
+	free(d.name);
+	format_uuid(d.uuid, have);
+	if (xml_text(xml, domain_uuid_path, 2, uuidtext,
+		     sizeof(uuidtext)) != 1 ||
+	    !parse_uuid(uuidtext, uuid) ||
+	    memcmp(uuid, d.uuid, VRPC_UUID_BUFLEN)) {
+		pthread_mutex_unlock(&define_lock);
+		return hv_error(ret_error, -EINVAL, "%s: the XML must have the "
+				"domain's <uuid>%s</uuid>", name, have);
+	}
+	memset(&lr, 0, sizeof(lr));
+	r = vrpc_call(lv->rpc, VRPC_PROGRAM_REMOTE,
+		      VRPC_PROC_DOMAIN_DEFINE_XML_FLAGS,
+		      VRPC_XDR(xdr_vrpc_domain_xml_flags_args), &a,
+		      VRPC_XDR(xdr_vrpc_domain_lookup_ret), &lr, ret_error);
+	pthread_mutex_unlock(&define_lock);
+	if (r < 0)
+		return r;
+	xdr_free(VRPC_XDR(xdr_vrpc_domain_lookup_ret), &lr);
+	return 0;
+}
+
+/* The flags are decided in docs/design.md ("Undefine"). */
+static int lv_undefine(void *priv, const char *name, char **ret_error)
+{
+	vrpc_domain_flags_args a = {
+		.flags = VRPC_DOMAIN_UNDEFINE_NVRAM |
+			 VRPC_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA |
+			 VRPC_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA,
+	};
+
+	return lv_dom_args_call(priv, name, VRPC_PROC_DOMAIN_UNDEFINE_FLAGS,
+				false, VRPC_XDR(xdr_vrpc_domain_flags_args), &a,
+				&a.dom, NULL, NULL, ret_error);
+}
+
+static int lv_autostart(void *priv, const char *name, bool *ret,
+			char **ret_error)
+{
+	vrpc_domain_args a;
+	vrpc_domain_get_autostart_ret ar = { 0 };
+	int r;
+
+	r = lv_dom_args_call(priv, name, VRPC_PROC_DOMAIN_GET_AUTOSTART, false,
+			     VRPC_XDR(xdr_vrpc_domain_args), &a, &a.dom,
+			     VRPC_XDR(xdr_vrpc_domain_get_autostart_ret), &ar,
+			     ret_error);
+	if (r == 0)
+		*ret = ar.autostart != 0;
+	return r;
+}
+
+static int lv_set_autostart(void *priv, const char *name, bool on,
+			    char **ret_error)
+{
+	vrpc_domain_set_autostart_args a = { .autostart = on };
+
+	return lv_dom_args_call(priv, name, VRPC_PROC_DOMAIN_SET_AUTOSTART,
+				false,
+				VRPC_XDR(xdr_vrpc_domain_set_autostart_args),
+				&a, &a.dom, NULL, NULL, ret_error);
+}
+
+/* AFFECT_CURRENT (0): the live counts of a running domain, else those of
+ * its definition. */
+static int lv_vcpus(void *priv, const char *name, struct hv_vcpus *ret,
+		    char **ret_error)
+{
+	vrpc_domain_flags_args a = { .flags = 0 };
+	vrpc_domain_get_vcpus_flags_ret cur = { 0 }, max = { 0 };
+	int r;
+
+	r = lv_dom_args_call(priv, name, VRPC_PROC_DOMAIN_GET_VCPUS_FLAGS,
+			     false, VRPC_XDR(xdr_vrpc_domain_flags_args), &a,
+			     &a.dom,
+			     VRPC_XDR(xdr_vrpc_domain_get_vcpus_flags_ret),
+			     &cur, ret_error);
+	if (r < 0)
+		return r;
+	a.flags = VRPC_DOMAIN_VCPU_MAXIMUM;
+	r = lv_dom_args_call(priv, name, VRPC_PROC_DOMAIN_GET_VCPUS_FLAGS,
+			     false, VRPC_XDR(xdr_vrpc_domain_flags_args), &a,
+			     &a.dom,
+			     VRPC_XDR(xdr_vrpc_domain_get_vcpus_flags_ret),
+			     &max, ret_error);
+	if (r < 0)
+		return r;
+	if (cur.num < 0 || max.num < 0)
+		return hv_error(ret_error, -EPROTO, "%s: libvirt gave %d and "
+				"%d vCPUs", name, cur.num, max.num);
+	ret->current = (unsigned)cur.num;
+	ret->maximum = (unsigned)max.num;
+	return 0;
+}
+
+static int lv_set_vcpus(void *priv, const char *name, unsigned n,
+			char **ret_error)
+{
+	vrpc_domain_set_vcpus_flags_args a = {
+		.nvcpus = n, .flags = VRPC_DOMAIN_AFFECT_LIVE,
+	};
+
+	return lv_dom_args_call(priv, name, VRPC_PROC_DOMAIN_SET_VCPUS_FLAGS,
+				true,
+				VRPC_XDR(xdr_vrpc_domain_set_vcpus_flags_args),
+				&a, &a.dom, NULL, NULL, ret_error);
+}
+
+/* ---- snapshots ---- */
+
+/* One call about snapshot `snap` of domain `name` (args: the snapshot and
+ * flags). */
+static int snap_call(struct lv *lv, const char *name, const char *snap,
+		     int32_t proc, unsigned flags, bool track,
+		     xdrproc_t ret_fn, void *ret, char **ret_error)
+{
+	vrpc_domain_snapshot_flags_args a = {
+		.snap.name = (char *)snap, .flags = flags,
+	};
+
+	return lv_dom_args_call(lv, name, proc, track,
+				VRPC_XDR(xdr_vrpc_domain_snapshot_flags_args),
+				&a, &a.snap.dom, ret_fn, ret, ret_error);
+}
+
+/* A call answered by a snapshot: its name into *ret (malloc'd). */
+static int snap_name_call(struct lv *lv, const char *name, const char *snap,
+			  int32_t proc, char **ret, char **ret_error)
+{
+	vrpc_domain_snapshot_ret sr;
+	int r;
+
+	memset(&sr, 0, sizeof(sr));
+	if (snap) {
+		r = snap_call(lv, name, snap, proc, 0, false,
+			      VRPC_XDR(xdr_vrpc_domain_snapshot_ret), &sr,
+			      ret_error);
+	} else {
+		vrpc_domain_flags_args a = { .flags = 0 };
+
+		r = lv_dom_args_call(lv, name, proc, false,
+				     VRPC_XDR(xdr_vrpc_domain_flags_args), &a,
+				     &a.dom,
+				     VRPC_XDR(xdr_vrpc_domain_snapshot_ret),
+				     &sr, ret_error);
+	}
+	if (r < 0)
+		return r;
+	*ret = sr.snap.name;
+	sr.snap.name = NULL;
+	xdr_free(VRPC_XDR(xdr_vrpc_domain_snapshot_ret), &sr);
+	return 0;
+}
+
+static int lv_snapshot_xml(void *priv, const char *name, const char *snap,
+			   char **ret, char **ret_error)
+{
+	vrpc_domain_get_xml_desc_ret xr;
+	int r;
+
+	memset(&xr, 0, sizeof(xr));
+	r = snap_call(priv, name, snap, VRPC_PROC_DOMAIN_SNAPSHOT_GET_XML_DESC,
+		      0, false, VRPC_XDR(xdr_vrpc_domain_get_xml_desc_ret),
+		      &xr, ret_error);
+	if (r == 0)
+		*ret = xr.xml;
+	return r;
+}
+
+static int lv_snapshot_current(void *priv, const char *name, char **ret,
+			       char **ret_error)
+{
+	return snap_name_call(priv, name, NULL,
+			      VRPC_PROC_DOMAIN_SNAPSHOT_CURRENT, ret,
+			      ret_error);
+}
+
+static int lv_snapshot_parent(void *priv, const char *name, const char *snap,
+			      char **ret, char **ret_error)
+{
+	return snap_name_call(priv, name, snap,
+			      VRPC_PROC_DOMAIN_SNAPSHOT_GET_PARENT, ret,
+			      ret_error);
+}
+
+/* One snapshot's fields from its XML. */
+static int snap_info(struct lv *lv, const char *name, const char *snap,
+		     struct hv_snapshot *s, char **ret_error)
+{
+	static const char *const parent[] = { "domainsnapshot", "parent",
+					      "name" };
+	static const char *const created[] = { "domainsnapshot",
+					       "creationTime" };
+	static const char *const state[] = { "domainsnapshot", "state" };
+	char *xml = NULL, num[32];
+	int r;
+
+	r = lv_snapshot_xml(lv, name, snap, &xml, ret_error);
+	if (r < 0)
+		return r;
+	snprintf(s->name, sizeof(s->name), "%s", snap);
+	if (xml_text(xml, parent, 3, s->parent, sizeof(s->parent)) != 1)
+		s->parent[0] = '\0';
+	if (xml_text(xml, state, 2, s->state, sizeof(s->state)) != 1)
+		s->state[0] = '\0';
+	if (xml_text(xml, created, 2, num, sizeof(num)) == 1)
+		s->created = strtoll(num, NULL, 10);
+	free(xml);
+	return 0;
+}
+
+static int lv_snapshots(void *priv, const char *name,
+			struct hv_snapshot **ret, size_t *ret_n,
+			char **ret_error)
+{
+	static const xdrproc_t list_fn =
+		VRPC_XDR(xdr_vrpc_domain_list_all_snapshots_ret);
+	struct lv *lv = priv;
+	vrpc_domain_list_all_snapshots_args a = {
+		.need_results = 1,
+		.flags = VRPC_DOMAIN_SNAPSHOT_LIST_TOPOLOGICAL,
+	};
+	vrpc_domain_list_all_snapshots_ret l;
+	struct hv_snapshot *out = NULL;
+	char *current = NULL;
+	size_t n = 0;
+	int r;
+
+	memset(&l, 0, sizeof(l));
+	r = lv_dom_args_call(lv, name, VRPC_PROC_DOMAIN_LIST_ALL_SNAPSHOTS,
+			     false,
+			     VRPC_XDR(xdr_vrpc_domain_list_all_snapshots_args),
+			     &a, &a.dom, list_fn, &l, ret_error);
+	if (r < 0)
+		return r;
+	if (lv_snapshot_current(lv, name, &current, NULL) < 0)
+		current = NULL;
+	if (l.snapshots.snapshots_len &&
+	    !(out = calloc(l.snapshots.snapshots_len, sizeof(*out))))
+		r = -ENOMEM;
+	for (unsigned i = 0; r == 0 && i < l.snapshots.snapshots_len; i++) {
+		const char *snap = l.snapshots.snapshots_val[i].name;
+
+		if (strlen(snap) > HV_NAME_MAX)
+			continue; /* cannot be addressed through hv.h */
+		r = snap_info(lv, name, snap, &out[n], ret_error);
+		if (r == -ENOENT) { /* deleted since the listing */
+			r = 0;
+			continue;
+		}
+		out[n].current = current && !strcmp(current, snap);
+		n += r == 0;
+	}
+	xdr_free(list_fn, &l);
+	free(current);
+	if (r < 0 || n == 0) {
+		free(out);
+		out = NULL;
+	}
+	if (r < 0)
+		return r;
+	*ret = out;
+	*ret_n = n;
+	return 0;
+}
+
+/* text with XML's special characters escaped, appended to f. */
+static void xml_escape(FILE *f, const char *text)
+{
+	for (; *text; text++) {
+		switch (*text) {
+		case '<': fputs("&lt;", f); break;
+		case '>': fputs("&gt;", f); break;
+		case '&': fputs("&amp;", f); break;
+		case '"': fputs("&quot;", f); break;
+		case '\'': fputs("&apos;", f); break;
+		default: fputc(*text, f);
+		}
+	}
+}
+
+static int lv_snapshot_create(void *priv, const char *name, const char *snap,
+			      const char *description, unsigned flags,
+			      char **ret_error)
+{
+	struct lv *lv = priv;
+	vrpc_domain_snapshot_create_xml_args a = {
+		.flags = VRPC_DOMAIN_SNAPSHOT_CREATE_VALIDATE |
+			 (flags & HV_SNAPSHOT_DISK_ONLY ?
+			  VRPC_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY : 0),
+	};
+	vrpc_domain_snapshot_ret sr;
+	char *xml = NULL;
+	size_t len = 0;
+	FILE *f;
+	int r;
+
+	f = open_memstream(&xml, &len);
+	if (!f)
+		return -ENOMEM;
+	fputs("<domainsnapshot><name>", f);
+	xml_escape(f, snap);
+	fputs("</name>", f);
+	if (description) {
+		fputs("<description>", f);
+		xml_escape(f, description);
+		fputs("</description>", f);
+	}
+	fputs("</domainsnapshot>", f);
+	if (fclose(f) != 0) {
+		free(xml);
+		return -ENOMEM;
+	}
+	a.xml_desc = xml;
+	memset(&sr, 0, sizeof(sr));
+	r = lv_dom_args_call(lv, name, VRPC_PROC_DOMAIN_SNAPSHOT_CREATE_XML,
+			     true,
+			     VRPC_XDR(xdr_vrpc_domain_snapshot_create_xml_args),
+			     &a, &a.dom, VRPC_XDR(xdr_vrpc_domain_snapshot_ret),
+			     &sr, ret_error);
+	free(xml);
+	if (r == 0) {
+		xdr_free(VRPC_XDR(xdr_vrpc_domain_snapshot_ret), &sr);
+	} else if (r != -ENOENT && r != -ETIMEDOUT) {
+		/* libvirt says a name that exists in several ways. */
+		vrpc_domain_snapshot_lookup_by_name_args la = {
+			.name = (char *)snap,
+		};
+
+		memset(&sr, 0, sizeof(sr));
+		if (lv_dom_args_call(lv, name,
+			VRPC_PROC_DOMAIN_SNAPSHOT_LOOKUP_BY_NAME, false,
+			VRPC_XDR(xdr_vrpc_domain_snapshot_lookup_by_name_args),
+			&la, &la.dom, VRPC_XDR(xdr_vrpc_domain_snapshot_ret),
+			&sr, NULL) == 0) {
+			xdr_free(VRPC_XDR(xdr_vrpc_domain_snapshot_ret), &sr);
+			r = -EEXIST;
+		}
+	}
+	return r;
+}
+
+static int lv_snapshot_revert(void *priv, const char *name, const char *snap,
+			      char **ret_error)
+{
+	return snap_call(priv, name, snap, VRPC_PROC_DOMAIN_REVERT_TO_SNAPSHOT,
+			 0, true, NULL, NULL, ret_error);
+}
+
+static int lv_snapshot_delete(void *priv, const char *name, const char *snap,
+			      char **ret_error)
+{
+	return snap_call(priv, name, snap, VRPC_PROC_DOMAIN_SNAPSHOT_DELETE,
+			 0, true, NULL, NULL, ret_error);
+}
+
 const struct hv_driver hvd_libvirt_driver = {
 	.name = "libvirt",
 	.probe = lv_probe,
@@ -1172,4 +2037,21 @@ const struct hv_driver hvd_libvirt_driver = {
 	.screenshot = lv_screenshot,
 	.set_memory = lv_set_memory,
 	.stats = lv_stats,
+	.agent_command = lv_agent_command,
+	.agent_state = lv_agent_state,
+	.agent_fsfreeze = lv_agent_fsfreeze,
+	.define = lv_define,
+	.redefine = lv_redefine,
+	.undefine = lv_undefine,
+	.autostart = lv_autostart,
+	.set_autostart = lv_set_autostart,
+	.vcpus = lv_vcpus,
+	.set_vcpus = lv_set_vcpus,
+	.snapshots = lv_snapshots,
+	.snapshot_xml = lv_snapshot_xml,
+	.snapshot_create = lv_snapshot_create,
+	.snapshot_revert = lv_snapshot_revert,
+	.snapshot_delete = lv_snapshot_delete,
+	.snapshot_current = lv_snapshot_current,
+	.snapshot_parent = lv_snapshot_parent,
 };

@@ -56,6 +56,7 @@
 #include <json-c/json.h>
 
 #include "hv-driver.h"
+#include "qga.h"
 #include "qmp.h"
 #include "sock.h"
 
@@ -80,6 +81,11 @@ struct dom {
 	enum hv_state state;    /* last known; NOSTATE if never known */
 	int64_t retry_at;       /* watcher: next connect attempt (ms) */
 	int backoff_ms;
+	/* The guest agent (section "guest agent" below): */
+	struct qga *qga;        /* its socket's client; NULL for TCP */
+	char *agent_port;       /* under c->lock: the port's qdev id once asked,
+				 * "" when it has none */
+	int agent_open;         /* under c->lock: VSERPORT_CHANGE said; -1 unknown */
 };
 
 struct hvq {
@@ -242,6 +248,11 @@ static void emit(hv_event_fn fn, void *userdata, enum hv_event_kind kind,
 
 static void wake(struct hvq *c);
 
+static struct qga *agent_new(const char *qmp_path);
+static void agent_port_event(struct dom *d, const char *data_json,
+			     hv_event_fn fn, void *fn_userdata,
+			     const struct hv_event *qev);
+
 /* The monitor's reader thread: keeps the cached state, forwards events. */
 static void on_qmp_event(void *userdata, const char *event,
 			 const char *data_json, int64_t seconds, int64_t micros)
@@ -263,6 +274,7 @@ static void on_qmp_event(void *userdata, const char *event,
 	st = event_state(event, d->state);
 	if (!event) {
 		d->uuid[0] = '\0'; /* the next QEMU may be another VM */
+		d->agent_open = -1; /* its port's events were missed */
 		/* Ask soon, but keep the backoff: a peer that breaks every
 		 * connection it gets must not be retried in a tight loop. */
 		if (d->retry_at < sock_now_ms())
@@ -282,6 +294,8 @@ static void on_qmp_event(void *userdata, const char *event,
 		wake(c);
 		return;
 	}
+	if (event && strcmp(event, "VSERPORT_CHANGE") == 0)
+		agent_port_event(d, data_json, fn, fn_userdata, &ev);
 	if (!fn)
 		return;
 	ev.kind = HV_EVENT_HYPERVISOR;
@@ -307,8 +321,11 @@ static struct dom *dom_new(struct hvq *c, const char *name, size_t len,
 	d->name = strndup(name, len);
 	if (strncmp(address, "unix:", 5) == 0)
 		d->path = strdup(address + 5);
+	d->agent_open = -1;
 	if (!d->name || (strncmp(address, "unix:", 5) == 0 && !d->path) ||
+	    (d->path && !(d->qga = agent_new(d->path))) ||
 	    qmp_new(address, &d->qmp) < 0) {
+		qga_free(d->qga);
 		free(d->name);
 		free(d->path);
 		free(d);
@@ -334,6 +351,8 @@ static void dom_put(struct dom *d)
 	/* Outside the lock: qmp_free() joins a reader that may be in
 	 * on_qmp_event(), which takes it. */
 	qmp_free(d->qmp);
+	qga_free(d->qga);
+	free(d->agent_port);
 	free(d->path);
 	free(d->name);
 	free(d);
@@ -1792,6 +1811,631 @@ static int qmp_stats(void *priv, const char *name, struct hv_stats **ret,
 	return 0;
 }
 
+/* ---- guest agent ----
+ *
+ * The agent of the domain whose monitor is PATH.qmp (or PATH) is the UNIX
+ * socket PATH.qga, spoken to with lib/qga.c. QEMU's VSERPORT_CHANGE event
+ * for any port is a sign of life for the agent (the next call tries it
+ * again); for the agent's own port (found with qom-list/qom-get by
+ * hv_agent_state(): a virtserialport with a qdev id named
+ * org.qemu.guest_agent.0) it also becomes an "agent-lifecycle" event and
+ * the state, so that hv_agent_state() needs no probe.
+ */
+
+#define AGENT_PORT_NAME "org.qemu.guest_agent.0"
+
+static struct qga *agent_new(const char *qmp_path)
+{
+	size_t n = strlen(qmp_path);
+	struct qga *q;
+	char *p;
+
+	if (n >= strlen(SUFFIX) &&
+	    strcmp(qmp_path + n - strlen(SUFFIX), SUFFIX) == 0)
+		n -= strlen(SUFFIX);
+	if (asprintf(&p, "%.*s.qga", (int)n, qmp_path) < 0)
+		return NULL;
+	q = qga_new(p);
+	free(p);
+	return q;
+}
+
+/* The monitor's reader thread, for VSERPORT_CHANGE. */
+static void agent_port_event(struct dom *d, const char *data_json,
+			     hv_event_fn fn, void *fn_userdata,
+			     const struct hv_event *qev)
+{
+	json_object *o = NULL, *id = NULL, *open = NULL;
+	struct hv_event ev = *qev;
+	bool mine;
+
+	if (!data_json || qmpc_json_parse_object(data_json, strlen(data_json),
+						&o) < 0)
+		return;
+	if (!json_object_object_get_ex(o, "id", &id) ||
+	    !json_object_object_get_ex(o, "open", &open)) {
+		json_object_put(o);
+		return;
+	}
+	if (d->qga && json_object_get_boolean(open))
+		qga_sign_of_life(d->qga);
+	pthread_mutex_lock(&d->c->lock);
+	mine = d->agent_port && d->agent_port[0] &&
+	       strcmp(d->agent_port, json_object_get_string(id)) == 0;
+	if (mine)
+		d->agent_open = json_object_get_boolean(open);
+	pthread_mutex_unlock(&d->c->lock);
+	if (mine && fn) {
+		ev.kind = HV_EVENT_HYPERVISOR;
+		ev.name = "agent-lifecycle";
+		ev.data_json = json_object_get_boolean(open) ?
+			"{\"state\":\"connected\"}" :
+			"{\"state\":\"disconnected\"}";
+		fn(fn_userdata, &ev);
+	}
+	json_object_put(o);
+}
+
+/* Finds the agent port's qdev id (once per domain); best effort. */
+static void agent_find_port(struct hvq *c, struct dom *d)
+{
+	json_object *list = NULL;
+	char *json = NULL;
+
+	pthread_mutex_lock(&c->lock);
+	if (d->agent_port) {
+		pthread_mutex_unlock(&c->lock);
+		return;
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (qmp_execute(d->qmp, "qom-list",
+			"{\"path\":\"/machine/peripheral\"}", c->timeout_ms,
+			&json, NULL) < 0)
+		return;
+	list = json_tokener_parse(json);
+	free(json);
+	/* Asked once: "" when no port with an id has the agent's name. */
+	pthread_mutex_lock(&c->lock);
+	if (!d->agent_port)
+		d->agent_port = strdup("");
+	pthread_mutex_unlock(&c->lock);
+	for (size_t i = 0; json_object_is_type(list, json_type_array) &&
+			   i < json_object_array_length(list); i++) {
+		json_object *e = json_object_array_get_idx(list, i), *n, *t;
+		json_object *args;
+		char *val = NULL, path[300];
+
+		if (!json_object_object_get_ex(e, "name", &n) ||
+		    !json_object_object_get_ex(e, "type", &t) ||
+		    !strstr(json_object_get_string(t), "virtserialport"))
+			continue;
+		snprintf(path, sizeof(path), "/machine/peripheral/%s",
+			 json_object_get_string(n));
+		args = json_object_new_object();
+		json_object_object_add(args, "path",
+				       json_object_new_string(path));
+		json_object_object_add(args, "property",
+				       json_object_new_string("name"));
+		if (args && qmp_execute(d->qmp, "qom-get",
+				json_object_to_json_string(args), c->timeout_ms,
+				&val, NULL) == 0 &&
+		    strcmp(val, "\"" AGENT_PORT_NAME "\"") == 0) {
+			char *id = strdup(json_object_get_string(n));
+
+			pthread_mutex_lock(&c->lock);
+			if (id && d->agent_port && !d->agent_port[0]) {
+				free(d->agent_port);
+				d->agent_port = id;
+				id = NULL;
+			}
+			pthread_mutex_unlock(&c->lock);
+			free(id);
+		}
+		free(val);
+		json_object_put(args);
+	}
+	json_object_put(list);
+}
+
+static int qmp_agent_command(void *priv, const char *name,
+			     const char *command_json, int timeout_ms,
+			     char **ret_reply, char **ret_error)
+{
+	struct hvq *c = priv;
+	struct dom *d = dom_get(c, name);
+	int r;
+
+	if (!d)
+		return no_domain(name, ret_error);
+	if (!d->qga)
+		r = hv_error(ret_error, -ENODATA, "%s: no guest agent socket "
+			     "for a monitor over TCP", name);
+	else
+		r = qga_execute_json(d->qga, command_json, timeout_ms, false,
+				     ret_reply, ret_error);
+	dom_put(d);
+	return r;
+}
+
+static int qmp_agent_state(void *priv, const char *name, bool *ret,
+			   char **ret_error)
+{
+	struct hvq *c = priv;
+	struct dom *d = dom_get(c, name);
+	int open, r;
+
+	if (!d)
+		return no_domain(name, ret_error);
+	if (!d->qga) {
+		dom_put(d);
+		return hv_error(ret_error, -ENODATA, "%s: no guest agent "
+				"socket for a monitor over TCP", name);
+	}
+	agent_find_port(c, d);
+	pthread_mutex_lock(&c->lock);
+	open = d->agent_port && d->agent_port[0] ? d->agent_open : -1;
+	pthread_mutex_unlock(&c->lock);
+	if (open == 0) { /* the guest closed the port: no agent runs */
+		*ret = false;
+		dom_put(d);
+		return 0;
+	}
+	r = qga_probe(d->qga, c->timeout_ms);
+	dom_put(d);
+	if (r == -ENODATA)
+		return hv_error(ret_error, r, "%s: no guest agent socket", name);
+	*ret = r == 1;
+	return 0;
+}
+
+/* ---- snapshots and vCPUs (direct QMP) ----
+ *
+ * Internal snapshots live in the qcow2 images of the domain's writable
+ * block devices (query-block: the root node of each inserted medium).
+ * snapshot-save / snapshot-load / snapshot-delete (QEMU >= 6.0) run as jobs
+ * that stay concluded until dismissed: each is followed with query-jobs
+ * until it concludes (its "error" is the failure), then dismissed. A job is
+ * followed for SNAP_JOB_MS or the connection's timeout, whichever is
+ * longer; past that the call is -ETIMEDOUT and the job goes on in QEMU.
+ */
+
+#define SNAP_JOB_MS 60000
+#define SNAP_POLL_MS 20
+
+/* One command on d, within the deadline and the connection's timeout;
+ * *ret (may be NULL) the parsed "return". */
+static int snap_cmd(struct dom *d, const char *cmd, json_object *args,
+		    int64_t deadline, json_object **ret, char **ret_error)
+{
+	int64_t left = deadline - sock_now_ms();
+	char *json = NULL;
+	int r;
+
+	if (left <= 0)
+		return hv_error(ret_error, -ETIMEDOUT, "%s: %s: no time left",
+				d->name, cmd);
+	if (left > d->c->timeout_ms) /* a QEMU that does not answer */
+		left = d->c->timeout_ms;
+	r = qmp_execute(d->qmp, cmd,
+			args ? json_object_to_json_string_ext(
+				       args, JSON_C_TO_STRING_PLAIN) : NULL,
+			(int)left, ret ? &json : NULL, ret_error);
+	if (r < 0)
+		return qemu_gone(r) ? -ECONNREFUSED : r;
+	if (ret) {
+		*ret = json_tokener_parse(json);
+		free(json);
+		if (!*ret)
+			return hv_error(ret_error, -EPROTO, "%s: %s: bad reply",
+					d->name, cmd);
+	}
+	return 0;
+}
+
+/*
+ * The node names of the writable block devices' media, in *ret (a JSON
+ * array of strings), and query-block's list in *ret_blocks (may be NULL).
+ * A writable medium that is not qcow2 is -EOPNOTSUPP: its device could not
+ * go back with the others.
+ */
+static int snap_devices(struct dom *d, int64_t deadline, json_object **ret,
+			json_object **ret_blocks, char **ret_error)
+{
+	json_object *blocks = NULL, *nodes;
+	int r;
+
+	r = snap_cmd(d, "query-block", NULL, deadline, &blocks, ret_error);
+	if (r < 0)
+		return r;
+	nodes = json_object_new_array();
+	for (size_t i = 0; r == 0 && json_object_is_type(blocks, json_type_array) &&
+	     i < json_object_array_length(blocks); i++) {
+		json_object *b = json_object_array_get_idx(blocks, i), *in, *im;
+		const char *node, *fmt;
+
+		if (!json_object_object_get_ex(b, "inserted", &in) ||
+		    (json_object_object_get_ex(in, "ro", &im) &&
+		     json_object_get_boolean(im)))
+			continue;
+		node = member_str(in, "node-name");
+		fmt = json_object_object_get_ex(in, "image", &im) ?
+			      member_str(im, "format") : NULL;
+		if (!node)
+			continue;
+		if (!fmt || strcmp(fmt, "qcow2"))
+			r = hv_error(ret_error, -EOPNOTSUPP,
+				     "%s: block device %s is %s, not qcow2: "
+				     "internal snapshots need qcow2 images",
+				     d->name, member_str(b, "device") ?
+				     member_str(b, "device") : node,
+				     fmt ? fmt : "of no known format");
+		else
+			json_object_array_add(nodes,
+					      json_object_new_string(node));
+	}
+	if (r == 0 && json_object_array_length(nodes) == 0)
+		r = hv_error(ret_error, -EOPNOTSUPP, "%s: no writable qcow2 "
+			     "image to hold a snapshot", d->name);
+	if (r < 0) {
+		json_object_put(nodes);
+		json_object_put(blocks);
+		return r;
+	}
+	*ret = nodes;
+	if (ret_blocks)
+		*ret_blocks = blocks;
+	else
+		json_object_put(blocks);
+	return 0;
+}
+
+/* Runs one snapshot job (command with args, to which the job id is added)
+ * to its end and dismisses it. */
+static int snap_job(struct dom *d, const char *cmd, json_object *args,
+		    int64_t deadline, char **ret_error)
+{
+	static unsigned long seq;
+	char id[64];
+	int r;
+
+	snprintf(id, sizeof(id), "hvfs-%s-%lu", cmd,
+		 __atomic_add_fetch(&seq, 1, __ATOMIC_RELAXED));
+	json_object_object_add(args, "job-id", json_object_new_string(id));
+	r = snap_cmd(d, cmd, args, deadline, NULL, ret_error);
+	while (r == 0) {
+		json_object *jobs = NULL, *job = NULL, *a;
+		const char *status, *error;
+
+		r = snap_cmd(d, "query-jobs", NULL, deadline, &jobs, ret_error);
+		if (r < 0)
+			break;
+		for (size_t i = 0; json_object_is_type(jobs, json_type_array) &&
+		     i < json_object_array_length(jobs); i++)
+			if (member_is(json_object_array_get_idx(jobs, i), "id",
+				      id))
+				job = json_object_array_get_idx(jobs, i);
+		status = job ? member_str(job, "status") : NULL;
+		if (!job) {
+			r = hv_error(ret_error, -EPROTO, "%s: job %s is gone",
+				     d->name, id);
+		} else if (status && !strcmp(status, "concluded")) {
+			error = member_str(job, "error");
+			if (error)
+				r = hv_error(ret_error, -EIO, "%s", error);
+			a = json_object_new_object();
+			json_object_object_add(a, "id",
+					       json_object_new_string(id));
+			snap_cmd(d, "job-dismiss", a, deadline + 1000, NULL,
+				 NULL);
+			json_object_put(a);
+			json_object_put(jobs);
+			return r;
+		} else if (sock_now_ms() + SNAP_POLL_MS >= deadline) {
+			r = hv_error(ret_error, -ETIMEDOUT, "%s: %s still %s",
+				     d->name, cmd, status ? status : "running");
+		}
+		json_object_put(jobs);
+		if (r == 0)
+			usleep(SNAP_POLL_MS * 1000);
+	}
+	return r;
+}
+
+/* The snapshots in query-blocks' images, merged by name into *ret. */
+static int snap_collect(json_object *blocks, struct hv_snapshot **ret,
+			size_t *ret_n)
+{
+	struct hv_snapshot *v = NULL;
+	size_t n = 0;
+
+	for (size_t i = 0; json_object_is_type(blocks, json_type_array) &&
+	     i < json_object_array_length(blocks); i++) {
+		json_object *b = json_object_array_get_idx(blocks, i);
+		json_object *in, *im, *list;
+
+		if (!json_object_object_get_ex(b, "inserted", &in) ||
+		    !json_object_object_get_ex(in, "image", &im) ||
+		    !json_object_object_get_ex(im, "snapshots", &list) ||
+		    !json_object_is_type(list, json_type_array))
+			continue;
+		for (size_t j = 0; j < json_object_array_length(list); j++) {
+			json_object *s = json_object_array_get_idx(list, j);
+			const char *name = member_str(s, "name");
+			struct hv_snapshot *e = NULL;
+			bool ok;
+			uint64_t size = member_u64(s, "vm-state-size", &ok);
+
+			if (!name || !*name || strlen(name) > HV_NAME_MAX)
+				continue;
+			for (size_t k = 0; k < n; k++)
+				if (!strcmp(v[k].name, name))
+					e = &v[k];
+			if (!e) {
+				struct hv_snapshot *nv =
+					realloc(v, (n + 1) * sizeof(*v));
+
+				if (!nv) {
+					free(v);
+					return -ENOMEM;
+				}
+				v = nv;
+				e = &v[n++];
+				memset(e, 0, sizeof(*e));
+				strcpy(e->name, name);
+				e->created = (int64_t)member_u64(s, "date-sec",
+								 &ok);
+			}
+			if (size > e->vm_state_size) {
+				e->vm_state_size = size;
+				strcpy(e->state, "running");
+			}
+		}
+	}
+	*ret = v;
+	*ret_n = n;
+	return 0;
+}
+
+static int64_t snap_deadline(struct hvq *c)
+{
+	return sock_now_ms() + (c->timeout_ms > SNAP_JOB_MS ? c->timeout_ms
+						       : SNAP_JOB_MS);
+}
+
+static int qmp_snapshots(void *priv, const char *name,
+			 struct hv_snapshot **ret, size_t *ret_n,
+			 char **ret_error)
+{
+	struct hvq *c = priv;
+	struct dom *d = dom_get(c, name);
+	json_object *blocks = NULL;
+	int r;
+
+	if (!d)
+		return no_domain(name, ret_error);
+	r = snap_cmd(d, "query-block", NULL, sock_now_ms() + c->timeout_ms,
+		     &blocks, ret_error);
+	if (r == 0)
+		r = snap_collect(blocks, ret, ret_n);
+	json_object_put(blocks);
+	dom_put(d);
+	return r;
+}
+
+/* Whether snap is among the images' snapshots; *ret_vmstate the node of
+ * the device whose copy holds the VM state (NULL if none: malloc'd). */
+static bool snap_find(json_object *blocks, const char *snap,
+		      char **ret_vmstate)
+{
+	bool found = false;
+
+	*ret_vmstate = NULL;
+	for (size_t i = 0; json_object_is_type(blocks, json_type_array) &&
+	     i < json_object_array_length(blocks); i++) {
+		json_object *b = json_object_array_get_idx(blocks, i);
+		json_object *in, *im, *list;
+
+		if (!json_object_object_get_ex(b, "inserted", &in) ||
+		    !json_object_object_get_ex(in, "image", &im) ||
+		    !json_object_object_get_ex(im, "snapshots", &list))
+			continue;
+		for (size_t j = 0; json_object_is_type(list, json_type_array) &&
+		     j < json_object_array_length(list); j++) {
+			json_object *s = json_object_array_get_idx(list, j);
+			bool ok;
+
+			if (!member_is(s, "name", snap))
+				continue;
+			found = true;
+			if (!*ret_vmstate &&
+			    member_u64(s, "vm-state-size", &ok) > 0 &&
+			    member_str(in, "node-name"))
+				*ret_vmstate = strdup(member_str(in,
+								 "node-name"));
+		}
+	}
+	return found;
+}
+
+/* create, revert (load) or delete: the job on every writable image. */
+static int snap_op(struct hvq *c, const char *name, const char *snap,
+		   const char *cmd, char **ret_error)
+{
+	struct dom *d = dom_get(c, name);
+	int64_t deadline = snap_deadline(c);
+	json_object *nodes = NULL, *blocks = NULL, *args;
+	char *vmstate = NULL;
+	bool exists;
+	int r;
+
+	if (!d)
+		return no_domain(name, ret_error);
+	r = snap_devices(d, deadline, &nodes, &blocks, ret_error);
+	if (r < 0) {
+		dom_put(d);
+		return r;
+	}
+	exists = snap_find(blocks, snap, &vmstate);
+	json_object_put(blocks);
+	if (!strcmp(cmd, "snapshot-save") && exists)
+		r = hv_error(ret_error, -EEXIST, "%s: snapshot '%s' exists",
+			     name, snap);
+	else if (strcmp(cmd, "snapshot-save") && !exists)
+		r = hv_error(ret_error, -ENOENT, "%s: no snapshot '%s'", name,
+			     snap);
+	else if (!strcmp(cmd, "snapshot-load") && !vmstate)
+		r = hv_error(ret_error, -EOPNOTSUPP, "%s: snapshot '%s' holds "
+			     "no VM state to load", name, snap);
+	if (r < 0) {
+		free(vmstate);
+		json_object_put(nodes);
+		dom_put(d);
+		return r;
+	}
+	args = json_object_new_object();
+	json_object_object_add(args, "tag", json_object_new_string(snap));
+	if (!strcmp(cmd, "snapshot-save"))
+		json_object_object_add(args, "vmstate", json_object_get(
+			json_object_array_get_idx(nodes, 0)));
+	else if (!strcmp(cmd, "snapshot-load"))
+		json_object_object_add(args, "vmstate",
+				       json_object_new_string(vmstate));
+	json_object_object_add(args, "devices", nodes);
+	r = snap_job(d, cmd, args, deadline, ret_error);
+	json_object_put(args);
+	free(vmstate);
+	dom_put(d);
+	return r;
+}
+
+static int qmp_snapshot_create(void *priv, const char *name, const char *snap,
+			       const char *description, unsigned flags,
+			       char **ret_error)
+{
+	if (flags & HV_SNAPSHOT_DISK_ONLY)
+		return hv_error(ret_error, -EOPNOTSUPP, "%s: QEMU's internal "
+				"snapshots always hold the VM state", name);
+	return snap_op(priv, name, snap, "snapshot-save", ret_error);
+}
+
+static int qmp_snapshot_revert(void *priv, const char *name, const char *snap,
+			       char **ret_error)
+{
+	return snap_op(priv, name, snap, "snapshot-load", ret_error);
+}
+
+static int qmp_snapshot_delete(void *priv, const char *name, const char *snap,
+			       char **ret_error)
+{
+	return snap_op(priv, name, snap, "snapshot-delete", ret_error);
+}
+
+/* vCPUs: query-cpus-fast counts them, query-hotpluggable-cpus gives the
+ * slots (a machine that cannot hot-plug refuses it: then maximum is the
+ * count). */
+static int vcpu_slots(struct dom *d, int64_t deadline, unsigned *ret_cur,
+		      json_object **ret_slots, char **ret_error)
+{
+	json_object *cpus = NULL, *slots = NULL;
+	int r;
+
+	r = snap_cmd(d, "query-cpus-fast", NULL, deadline, &cpus, ret_error);
+	if (r < 0)
+		return r;
+	*ret_cur = json_object_is_type(cpus, json_type_array) ?
+			   (unsigned)json_object_array_length(cpus) : 0;
+	json_object_put(cpus);
+	if (snap_cmd(d, "query-hotpluggable-cpus", NULL, deadline, &slots,
+		     NULL) < 0 ||
+	    !json_object_is_type(slots, json_type_array)) {
+		json_object_put(slots);
+		slots = NULL;
+	}
+	*ret_slots = slots;
+	return 0;
+}
+
+static int qmp_vcpus(void *priv, const char *name, struct hv_vcpus *ret,
+		     char **ret_error)
+{
+	struct hvq *c = priv;
+	struct dom *d = dom_get(c, name);
+	json_object *slots = NULL;
+	unsigned cur = 0;
+	int r;
+
+	if (!d)
+		return no_domain(name, ret_error);
+	r = vcpu_slots(d, sock_now_ms() + c->timeout_ms, &cur, &slots, ret_error);
+	if (r == 0) {
+		ret->current = cur;
+		ret->maximum = slots ? (unsigned)json_object_array_length(slots)
+				     : cur;
+		if (ret->maximum < cur)
+			ret->maximum = cur;
+	}
+	json_object_put(slots);
+	dom_put(d);
+	return r;
+}
+
+static int qmp_set_vcpus(void *priv, const char *name, unsigned n,
+			 char **ret_error)
+{
+	struct hvq *c = priv;
+	struct dom *d = dom_get(c, name);
+	int64_t deadline = sock_now_ms() + c->timeout_ms;
+	json_object *slots = NULL;
+	unsigned cur = 0, max;
+	int r;
+
+	if (!d)
+		return no_domain(name, ret_error);
+	r = vcpu_slots(d, deadline, &cur, &slots, ret_error);
+	max = slots ? (unsigned)json_object_array_length(slots) : cur;
+	if (r < 0)
+		goto out;
+	if (n == cur)
+		goto out;
+	if (!slots) {
+		r = hv_error(ret_error, -EOPNOTSUPP, "%s: the machine cannot "
+			     "hot-plug CPUs", name);
+	} else if (n > max) {
+		r = hv_error(ret_error, -EINVAL, "%s: %u vCPUs, at most %u",
+			     name, n, max);
+	} else if (n < cur) {
+		r = hv_error(ret_error, -EOPNOTSUPP, "%s: unplugging vCPUs "
+			     "needs the guest's consent: not done over QMP",
+			     name);
+	}
+	/* The free slots, in QEMU's order, until there are n. */
+	for (size_t i = 0; r == 0 && cur < n && i < max; i++) {
+		json_object *slot = json_object_array_get_idx(slots, i);
+		json_object *props, *args;
+		const char *type = member_str(slot, "type");
+		char id[32];
+
+		if (json_object_object_get_ex(slot, "qom-path", NULL) ||
+		    !type ||
+		    !json_object_object_get_ex(slot, "props", &props))
+			continue;
+		args = json_object_new_object();
+		json_object_object_foreach(props, k, v)
+			json_object_object_add(args, k, json_object_get(v));
+		snprintf(id, sizeof(id), "hvfs-vcpu%zu", i);
+		json_object_object_add(args, "driver",
+				       json_object_new_string(type));
+		json_object_object_add(args, "id", json_object_new_string(id));
+		r = snap_cmd(d, "device_add", args, deadline, NULL, ret_error);
+		json_object_put(args);
+		cur += r == 0;
+	}
+out:
+	json_object_put(slots);
+	dom_put(d);
+	return r;
+}
+
 const struct hv_driver hvd_qmp_driver = {
 	.name = "qmp",
 	.probe = qmp_probe,
@@ -1808,4 +2452,12 @@ const struct hv_driver hvd_qmp_driver = {
 	.screenshot = qmp_screenshot,
 	.set_memory = qmp_set_memory,
 	.stats = qmp_stats,
+	.agent_command = qmp_agent_command,
+	.agent_state = qmp_agent_state,
+	.vcpus = qmp_vcpus,
+	.set_vcpus = qmp_set_vcpus,
+	.snapshots = qmp_snapshots,
+	.snapshot_create = qmp_snapshot_create,
+	.snapshot_revert = qmp_snapshot_revert,
+	.snapshot_delete = qmp_snapshot_delete,
 };

@@ -11,12 +11,6 @@
 
 #include "hv-driver.h"
 
-struct hv_conn {
-	const struct hv_driver *drv;
-	void *priv;
-	char *uri;
-};
-
 static const struct hv_driver *const drivers[] = {
 	&hvd_qmp_driver,
 	&hvd_libvirt_driver,
@@ -115,6 +109,7 @@ int hv_open(const char *uri, const struct hv_options *opts,
 		return -ENOMEM;
 	}
 	c->drv = drv;
+	c->timeout_ms = o.timeout_ms;
 	r = drv->open(uri, &o, &c->priv, ret_error);
 	if (r < 0) {
 		free(c->uri);
@@ -266,4 +261,174 @@ int hv_stats(struct hv_conn *c, const char *name, struct hv_stats **ret,
 	}
 	*ret = v;
 	return 0;
+}
+
+/* ---- a domain's life ---- */
+
+int hv_define(struct hv_conn *c, const char *xml, char **ret_name,
+	      char **ret_error)
+{
+	if (!c->drv->define)
+		return UNSUPPORTED(c, "defining domains");
+	return c->drv->define(c->priv, xml, false, ret_name, ret_error);
+}
+
+int hv_create(struct hv_conn *c, const char *xml, char **ret_name,
+	      char **ret_error)
+{
+	if (!c->drv->define)
+		return UNSUPPORTED(c, "creating domains");
+	return c->drv->define(c->priv, xml, true, ret_name, ret_error);
+}
+
+int hv_redefine(struct hv_conn *c, const char *name, const char *xml,
+		char **ret_error)
+{
+	if (!c->drv->redefine)
+		return UNSUPPORTED(c, "redefining domains");
+	return c->drv->redefine(c->priv, name, xml, ret_error);
+}
+
+int hv_undefine(struct hv_conn *c, const char *name, char **ret_error)
+{
+	if (!c->drv->undefine)
+		return UNSUPPORTED(c, "undefining domains");
+	return c->drv->undefine(c->priv, name, ret_error);
+}
+
+int hv_autostart(struct hv_conn *c, const char *name, bool *ret,
+		 char **ret_error)
+{
+	if (!c->drv->autostart)
+		return UNSUPPORTED(c, "autostart");
+	return c->drv->autostart(c->priv, name, ret, ret_error);
+}
+
+int hv_set_autostart(struct hv_conn *c, const char *name, bool on,
+		     char **ret_error)
+{
+	if (!c->drv->set_autostart)
+		return UNSUPPORTED(c, "autostart");
+	return c->drv->set_autostart(c->priv, name, on, ret_error);
+}
+
+int hv_vcpus(struct hv_conn *c, const char *name, struct hv_vcpus *ret,
+	     char **ret_error)
+{
+	if (!c->drv->vcpus)
+		return UNSUPPORTED(c, "reading vCPUs");
+	return c->drv->vcpus(c->priv, name, ret, ret_error);
+}
+
+int hv_set_vcpus(struct hv_conn *c, const char *name, unsigned n,
+		 char **ret_error)
+{
+	if (!c->drv->set_vcpus)
+		return UNSUPPORTED(c, "setting vCPUs");
+	if (n == 0)
+		return hv_error(ret_error, -EINVAL, "%s: 0 vCPUs", name);
+	return c->drv->set_vcpus(c->priv, name, n, ret_error);
+}
+
+/* ---- snapshots ---- */
+
+/* 1..HV_NAME_MAX printable bytes (UTF-8 allowed), no '/'. */
+static int check_snap(const char *snap, char **ret_error)
+{
+	size_t n = strlen(snap);
+
+	if (n == 0 || n > HV_NAME_MAX)
+		return hv_error(ret_error, -EINVAL,
+				"a snapshot name has 1 to %d bytes",
+				HV_NAME_MAX);
+	for (const unsigned char *p = (const unsigned char *)snap; *p; p++)
+		if (*p < 0x20 || *p == 0x7f || *p == '/')
+			return hv_error(ret_error, -EINVAL,
+					"a snapshot name has no '/' and no "
+					"control characters");
+	if (!strcmp(snap, ".") || !strcmp(snap, ".."))
+		return hv_error(ret_error, -EINVAL,
+				"a snapshot cannot be named '%s'", snap);
+	return 0;
+}
+
+int hv_snapshots(struct hv_conn *c, const char *name,
+		 struct hv_snapshot **ret, size_t *ret_n, char **ret_error)
+{
+	if (!c->drv->snapshots)
+		return UNSUPPORTED(c, "snapshots");
+	return c->drv->snapshots(c->priv, name, ret, ret_n, ret_error);
+}
+
+int hv_snapshot_xml(struct hv_conn *c, const char *name, const char *snap,
+		    char **ret, char **ret_error)
+{
+	int r = check_snap(snap, ret_error);
+
+	if (r < 0)
+		return r;
+	if (!c->drv->snapshot_xml)
+		return UNSUPPORTED(c, "snapshot XML");
+	return c->drv->snapshot_xml(c->priv, name, snap, ret, ret_error);
+}
+
+int hv_snapshot_create(struct hv_conn *c, const char *name, const char *snap,
+		       const char *description, unsigned flags,
+		       char **ret_error)
+{
+	int r = check_snap(snap, ret_error);
+
+	if (r < 0)
+		return r;
+	if (flags & ~(unsigned)HV_SNAPSHOT_DISK_ONLY)
+		return hv_error(ret_error, -EINVAL,
+				"unknown snapshot flags 0x%x", flags);
+	if (!c->drv->snapshot_create)
+		return UNSUPPORTED(c, "snapshots");
+	return c->drv->snapshot_create(c->priv, name, snap, description, flags,
+				       ret_error);
+}
+
+int hv_snapshot_revert(struct hv_conn *c, const char *name, const char *snap,
+		       char **ret_error)
+{
+	int r = check_snap(snap, ret_error);
+
+	if (r < 0)
+		return r;
+	if (!c->drv->snapshot_revert)
+		return UNSUPPORTED(c, "snapshots");
+	return c->drv->snapshot_revert(c->priv, name, snap, ret_error);
+}
+
+int hv_snapshot_delete(struct hv_conn *c, const char *name, const char *snap,
+		       char **ret_error)
+{
+	int r = check_snap(snap, ret_error);
+
+	if (r < 0)
+		return r;
+	if (!c->drv->snapshot_delete)
+		return UNSUPPORTED(c, "snapshots");
+	return c->drv->snapshot_delete(c->priv, name, snap, ret_error);
+}
+
+int hv_snapshot_current(struct hv_conn *c, const char *name, char **ret,
+			char **ret_error)
+{
+	if (!c->drv->snapshot_current)
+		return UNSUPPORTED(c, "a current snapshot");
+	return c->drv->snapshot_current(c->priv, name, ret, ret_error);
+}
+
+int hv_snapshot_parent(struct hv_conn *c, const char *name, const char *snap,
+		       char **ret, char **ret_error)
+{
+	int r = check_snap(snap, ret_error);
+
+	if (r < 0)
+		return r;
+	if (!c->drv->snapshot_parent)
+		return UNSUPPORTED(c, "snapshot parents");
+	return c->drv->snapshot_parent(c->priv, name, snap, ret, ret_error);
 }

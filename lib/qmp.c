@@ -86,6 +86,8 @@ struct qmp {
 	bool connecting;     /* one thread runs the connect sequence at a time */
 	bool dropping;       /* we closed it ourselves: no "lost" event */
 	bool unresponsive;   /* a deadline passed; nothing heard since */
+	bool held;           /* with unresponsive: no greeting because another
+			      * client holds the monitor */
 	uint64_t conn_gen;   /* bumped by every new connection */
 	int reader_err;      /* why the reader stopped */
 	const char *reader_why; /* with -EPROTO: what the peer sent (static) */
@@ -602,8 +604,12 @@ static void no_greeting(struct qmp *q, int fd, char **ret_error)
 {
 	struct stat st;
 	ino_t own = fd >= 0 && fstat(fd, &st) == 0 ? st.st_ino : 0;
+	bool held = q->path && monitor_held(q->path, own);
 
-	if (q->path && monitor_held(q->path, own))
+	pthread_mutex_lock(&q->lock);
+	q->held = held;
+	pthread_mutex_unlock(&q->lock);
+	if (held)
 		sock_error(ret_error, -ETIMEDOUT,
 			  "%s: monitor busy: another client holds it (is "
 			  "another hvfs running?)", q->address);
@@ -640,6 +646,7 @@ static int do_connect(struct qmp *q, const struct timespec *dl,
 	q->negotiated = false;
 	q->dropping = false;
 	q->unresponsive = false;
+	q->held = false;
 	q->conn_gen++;
 	q->reader_err = 0;
 	qmpc_decoder_init(&q->dec);
@@ -708,11 +715,19 @@ static int connect_until(struct qmp *q, const struct timespec *dl,
 					 "(monitor busy or hung)", q->address) : 0;
 	}
 	if (q->alive && q->unresponsive) {
+		bool held = q->held, greeted = q->greeted;
+
 		pthread_mutex_unlock(&q->lock);
+		if (held)
+			return sock_error(ret_error, -ETIMEDOUT,
+					 "%s: monitor busy: another client holds "
+					 "it (is another hvfs running?)",
+					 q->address);
 		return sock_error(ret_error, -ETIMEDOUT,
-				 "%s: not responding (monitor busy or hung: no "
-				 "greeting or negotiation in time, and nothing "
-				 "came since)", q->address);
+				 "%s: not responding: no %s in time (monitor "
+				 "busy or hung), and nothing came since",
+				 q->address,
+				 greeted ? "reply to negotiation" : "greeting");
 	}
 	q->connecting = true;
 	stale = q->alive; /* kept after a timeout; it has shown life since */

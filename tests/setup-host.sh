@@ -16,7 +16,8 @@ pkgs=(meson ninja-build pkg-config gcc libfuse3-dev fuse3 libjson-c-dev
 demo=0
 [ "${1:-}" = --demo ] && demo=1
 [ $demo = 1 ] || pkgs+=(libvirt-daemon libvirt-daemon-driver-qemu
-	libvirt-clients python3-pytest valgrind man-db systemd binutils)
+	libvirt-clients python3-pytest valgrind man-db systemd binutils
+	ovmf qemu-utils)
 [ -n "${HVFS_SETUP_EXTRA:-}" ] && pkgs+=($HVFS_SETUP_EXTRA)
 
 missing=()

@@ -328,3 +328,271 @@ int hv_stat_format(const struct hv_stat *s, char *buf, size_t size);
 /* The counter named key in one domain's counters; NULL if absent. */
 const struct hv_stat *hv_stats_find(const struct hv_stats *st,
 				    const char *key);
+
+/* ---- the guest agent (QEMU guest agent, org.qemu.guest_agent.0) ----
+ *
+ * libvirt: through libvirtd's agent calls (its QEMU_DOMAIN_AGENT_COMMAND,
+ * which synchronises with the agent itself). QMP driver: the agent socket
+ * found beside the monitor (qmp-dir: DIR/NAME.qga; qmp:NAME=unix:PATH.qmp:
+ * PATH.qga), spoken to directly (lib/qga.c; docs/design.md "Guest agent").
+ *
+ * Errors common to these calls: -ENODATA when the domain has no agent (no
+ * channel or socket; libvirt: also an agent that is not connected now),
+ * -ETIMEDOUT when it did not answer within the deadline (the QMP driver
+ * then fails later calls at once until the agent shows life again, or for
+ * at most 10 s), -ENOENT for no such domain, and for an error the agent
+ * itself sent, its class's errno (as hv_qmp_command()) with its "desc" in
+ * *ret_error. A wedged agent never delays anything but calls to that
+ * agent.
+ *
+ * Agent events come through hv_subscribe() as HV_EVENT_HYPERVISOR with
+ * name "agent-lifecycle" and data {"state":"connected"} or
+ * {"state":"disconnected"} (libvirt: its agent lifecycle event; QMP driver:
+ * QEMU's VSERPORT_CHANGE of the port named org.qemu.guest_agent.0, which
+ * needs a qdev id=, once hv_agent_state() has asked that domain).
+ */
+
+/* The largest output hv_agent_exec() returns: stdout and stderr each, after
+ * base64 decoding (the agent's reply must also fit QMP_LINE_MAX, 8 MiB). */
+#define HV_AGENT_EXEC_OUTPUT_MAX (2u << 20)
+
+/*
+ * Raw passthrough: `command_json` is one agent command object as text
+ * ({"execute":"guest-info"}); *ret_reply gets the reply object as text
+ * ({"return": ...} or {"error": ...}); an error reply is not a failure
+ * here. timeout_ms <= 0: the connection's timeout; larger values are
+ * capped to it.
+ */
+int hv_agent_command(struct hv_conn *c, const char *name,
+		     const char *command_json, int timeout_ms,
+		     char **ret_reply, char **ret_error);
+
+/*
+ * Whether the agent is connected now: *ret true or false (libvirt: the
+ * channel's state in the live XML, kept by libvirtd; QMP driver: whether
+ * the agent answers a guest-ping now, false at once while it is known
+ * unresponsive). -ENODATA: the domain has no agent channel or socket.
+ */
+int hv_agent_state(struct hv_conn *c, const char *name, bool *ret,
+		   char **ret_error);
+
+/* What hv_agent_info() reads; formats in docs/design.md "Guest agent". */
+enum hv_agent_info {
+	HV_AGENT_HOSTNAME,   /* "NAME\n" (guest-get-host-name) */
+	HV_AGENT_OS,         /* JSON of guest-get-osinfo's return, + "\n" */
+	HV_AGENT_INTERFACES, /* JSON of guest-network-get-interfaces */
+	HV_AGENT_ADDRESSES,  /* "IFACE ADDR/PREFIX\n" per address */
+	HV_AGENT_USERS,      /* JSON of guest-get-users */
+	HV_AGENT_FILESYSTEMS,/* JSON of guest-get-fsinfo */
+	HV_AGENT_TIME,       /* "SECONDS.NANOSECONDS\n" (guest-get-time) */
+	HV_AGENT_INFO_COUNT
+};
+
+/* The info's short name ("hostname", "addresses", ...), as the guest/
+ * files are named; NULL for an out-of-range value. Static. */
+const char *hv_agent_info_name(enum hv_agent_info what);
+
+/*
+ * Reads one of the above as text in *ret (malloc'd, NUL-terminated, ends
+ * with "\n"), identical on both drivers. -EPROTO when the agent's answer
+ * has not the documented shape.
+ */
+int hv_agent_info(struct hv_conn *c, const char *name,
+		  enum hv_agent_info what, char **ret, char **ret_error);
+
+/* What hv_agent_exec() gives. */
+struct hv_agent_exec_result {
+	int exit_code;  /* the exit status; -1 when ended by a signal */
+	int signal;     /* the signal that ended it, or 0 */
+	char *out;      /* stdout, out_len bytes (+ a NUL), malloc'd */
+	size_t out_len;
+	char *err;      /* stderr, err_len bytes (+ a NUL), malloc'd */
+	size_t err_len;
+};
+
+/*
+ * Runs argv[0] with argv (NULL-terminated; argv[0] is the path, looked up
+ * in the guest's PATH) inside the guest (guest-exec with captured output,
+ * then guest-exec-status polled until it exited), feeding it `input`
+ * (input_len bytes, may be NULL) on stdin. Returns 0 and *ret (free with
+ * hv_agent_exec_release()) once the process exited within timeout_ms (<= 0:
+ * the connection's timeout; the whole run may take longer than one
+ * call's). -ETIMEDOUT when it did not exit in time (it keeps running in
+ * the guest), -EFBIG when its output is over HV_AGENT_EXEC_OUTPUT_MAX or
+ * the agent truncated it.
+ */
+int hv_agent_exec(struct hv_conn *c, const char *name,
+		  const char *const *argv, const char *input,
+		  size_t input_len, int timeout_ms,
+		  struct hv_agent_exec_result *ret, char **ret_error);
+
+/* Frees what hv_agent_exec() gave and zeroes it. Accepts NULL. */
+void hv_agent_exec_release(struct hv_agent_exec_result *r);
+
+/*
+ * Freezes (freeze true) or thaws the guest's file systems; *ret_count (may
+ * be NULL) gets how many the agent froze or thawed. libvirt: DOMAIN_FSFREEZE
+ * / DOMAIN_FSTHAW; QMP driver: guest-fsfreeze-freeze / -thaw.
+ */
+int hv_agent_fsfreeze(struct hv_conn *c, const char *name, bool freeze,
+		      int *ret_count, char **ret_error);
+
+/* ---- a domain's life: define, redefine, undefine, autostart, vCPUs ----
+ *
+ * libvirt only, except the vCPUs (both drivers); the QMP driver has no
+ * definitions and answers -EOPNOTSUPP. A refusal by libvirt comes with
+ * libvirt's own message in *ret_error and leaves everything as it was:
+ * -EINVAL for XML that is malformed or fails libvirt's schema (the calls
+ * ask libvirt to validate), -EEXIST for a name or uuid some other domain
+ * has, -EBUSY where the domain's state forbids the operation (libvirt's
+ * "operation invalid"), -ENOENT for no such domain.
+ */
+
+/*
+ * Defines a new persistent domain from `xml` (virsh define, validated). A
+ * domain with the XML's name or uuid that exists already is -EEXIST, even
+ * one with both the same (that would be a redefinition: hv_redefine()). Of
+ * two threads of one connection defining the same name at once, one wins
+ * and the other gets -EEXIST; against another client of libvirtd, libvirt's
+ * own rule holds (the same name and uuid redefine). On success the new
+ * domain's name in *ret_name (malloc'd; ret_name may be NULL).
+ */
+int hv_define(struct hv_conn *c, const char *xml, char **ret_name,
+	      char **ret_error);
+
+/*
+ * Creates and starts a transient domain from `xml` (virsh create,
+ * validated); it is gone when it stops. -EEXIST: another domain has the
+ * name or uuid; -EBUSY: that domain is running. *ret_name as hv_define().
+ */
+int hv_create(struct hv_conn *c, const char *xml, char **ret_name,
+	      char **ret_error);
+
+/*
+ * Replaces the definition of domain `name` with a complete new `xml`
+ * (virsh edit without the editor). The XML's <name> must be `name` and its
+ * <uuid> the domain's: else -EINVAL with a message saying which, and
+ * nothing is sent. A running domain keeps running as it is; the new
+ * definition applies from its next start.
+ */
+int hv_redefine(struct hv_conn *c, const char *name, const char *xml,
+		char **ret_error);
+
+/*
+ * Undefines domain `name`, with what goes with its definition (see
+ * docs/design.md, "Undefine"): the UEFI variable store libvirt made for it
+ * (<nvram>), libvirt's metadata of its snapshots and checkpoints (the
+ * snapshots inside qcow2 images stay there) and its TPM state, as libvirt
+ * does by default. Disks are never touched. A managed save image is
+ * -EBUSY: it holds the guest's memory, the one thing undefine would lose
+ * that the guest has not written to its disks (`virsh managedsave-remove`,
+ * or start the domain). A running persistent domain becomes transient and
+ * is gone when it stops; a transient one is -EBUSY.
+ */
+int hv_undefine(struct hv_conn *c, const char *name, char **ret_error);
+
+/* Whether the domain starts when libvirtd does, in *ret. */
+int hv_autostart(struct hv_conn *c, const char *name, bool *ret,
+		 char **ret_error);
+
+/* Sets it. A transient domain: -EBUSY (libvirt refuses). */
+int hv_set_autostart(struct hv_conn *c, const char *name, bool on,
+		     char **ret_error);
+
+struct hv_vcpus {
+	unsigned current; /* vCPUs the running domain has now (shut off:
+			   * those it starts with) */
+	unsigned maximum; /* the most it can have (libvirt: <vcpu>'s value;
+			   * QMP: the machine's max-cpus) */
+};
+
+/* The domain's vCPU counts. */
+int hv_vcpus(struct hv_conn *c, const char *name, struct hv_vcpus *ret,
+	     char **ret_error);
+
+/*
+ * Sets the number of vCPUs of the running domain to n, by hot-plug (libvirt:
+ * DOMAIN_SET_VCPUS_FLAGS, live; QMP: device_add of the CPUs that
+ * query-hotpluggable-cpus offers). n outside 1..maximum: -EINVAL. Fewer
+ * than now: libvirt unplugs; over QMP, -EOPNOTSUPP (an unplug needs the
+ * guest's cooperation, which device_del does not wait for). A machine that
+ * cannot hot-plug CPUs: -EOPNOTSUPP. Not running: -EBUSY (libvirt) or
+ * -ECONNREFUSED (QMP).
+ */
+int hv_set_vcpus(struct hv_conn *c, const char *name, unsigned n,
+		 char **ret_error);
+
+/* ---- snapshots ----
+ *
+ * libvirt: its snapshots (internal, external, whatever the domain's disks
+ * allow). QMP: QEMU's internal snapshots (savevm), in the domain's qcow2
+ * images, made, loaded and deleted by snapshot-save / snapshot-load /
+ * snapshot-delete jobs (QEMU >= 6.0) followed to their end. A snapshot is
+ * named by a string of 1..HV_NAME_MAX bytes, printable, without '/': any
+ * other name is -EINVAL. No such snapshot: -ENOENT.
+ */
+
+#define HV_SNAPSHOT_STATE_MAX 31
+
+struct hv_snapshot {
+	char name[HV_NAME_MAX + 1];
+	char parent[HV_NAME_MAX + 1]; /* "" for a root or when unknown (QMP) */
+	int64_t created;              /* epoch seconds */
+	/* The domain state captured, libvirt's word ("running", "shutoff",
+	 * "disk-snapshot", ...); QMP: "running" when it holds the VM's
+	 * memory, "" when not. */
+	char state[HV_SNAPSHOT_STATE_MAX + 1];
+	bool current;                 /* the domain's current snapshot */
+	uint64_t vm_state_size;       /* QMP: bytes of memory saved; libvirt 0 */
+};
+
+/*
+ * Every snapshot of the domain, in a malloc'd array (free() it; NULL when
+ * *ret_n is 0), parents before their children (libvirt), or in the order of
+ * the images (QMP).
+ */
+int hv_snapshots(struct hv_conn *c, const char *name,
+		 struct hv_snapshot **ret, size_t *ret_n, char **ret_error);
+
+/* libvirt's XML of one snapshot in *ret (malloc'd). QMP: -EOPNOTSUPP. */
+int hv_snapshot_xml(struct hv_conn *c, const char *name, const char *snap,
+		    char **ret, char **ret_error);
+
+enum hv_snapshot_flags {
+	/* The disks only, not the memory (libvirt's DISK_ONLY: an external
+	 * snapshot, new overlay files beside the images). QMP: -EOPNOTSUPP,
+	 * its internal snapshots always hold the memory. */
+	HV_SNAPSHOT_DISK_ONLY = 1u << 0,
+};
+
+/*
+ * Takes snapshot `snap` of the domain, with an optional description (NULL:
+ * none; QMP ignores it), and returns when it is complete. A name that
+ * exists: -EEXIST. libvirt: a running domain's snapshot holds its memory
+ * unless HV_SNAPSHOT_DISK_ONLY; the snapshot becomes the current one. QMP:
+ * every writable qcow2 image gets it and its VM state goes to the first
+ * one; an image that is not qcow2: -EOPNOTSUPP with QEMU's message.
+ */
+int hv_snapshot_create(struct hv_conn *c, const char *name, const char *snap,
+		       const char *description, unsigned flags,
+		       char **ret_error);
+
+/* Reverts the domain to the snapshot: disks and, where it holds it,
+ * memory and run state. */
+int hv_snapshot_revert(struct hv_conn *c, const char *name, const char *snap,
+		       char **ret_error);
+
+/* Deletes the snapshot alone (libvirt: its children move to its parent). */
+int hv_snapshot_delete(struct hv_conn *c, const char *name, const char *snap,
+		       char **ret_error);
+
+/* The name of the current snapshot in *ret (malloc'd); -ENOENT when there
+ * is none. QMP: -EOPNOTSUPP (QEMU has no such notion). */
+int hv_snapshot_current(struct hv_conn *c, const char *name, char **ret,
+			char **ret_error);
+
+/* The name of the snapshot's parent in *ret (malloc'd); -ENOENT when it
+ * is a root (or no such snapshot: then the message says which). QMP:
+ * -EOPNOTSUPP. */
+int hv_snapshot_parent(struct hv_conn *c, const char *name, const char *snap,
+		       char **ret, char **ret_error);

@@ -11,11 +11,14 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 
 QEMU = shutil.which("qemu-system-x86_64") or "/usr/bin/qemu-system-x86_64"
 HVFS = os.environ.get("HVFS_BIN") or os.path.join(
     os.path.dirname(__file__), "..", "..", "build", "fs", "hvfs")
+HVMOCK = os.environ.get("HVMOCK_BIN") or os.path.join(
+    os.path.dirname(HVFS), "..", "tests", "mock", "hvmock")
 
 
 def hvfs_sanitized():
@@ -34,6 +37,80 @@ def wait_for(pred, timeout=10.0, what="condition"):
         if time.monotonic() > end:
             raise TimeoutError(f"timed out waiting for {what}")
         time.sleep(0.02)
+
+
+class HvMock:
+    """A scripted peer of tests/mock run by hvmock in a process of its own:
+    kind "qmp" (a QMP monitor playing `script` on every connection, see
+    tests/mock/mock-qmp.h) or "libvirt" (a small libvirtd, see
+    tests/mock/mock-vrpc.h), listening at `path` once constructed. close()
+    stops it and fails the test if the mock saw anything it did not
+    expect."""
+
+    def __init__(self, kind, path, script):
+        self.path = path
+        fd, self.script = tempfile.mkstemp(prefix="hvmock-")
+        os.write(fd, script.encode())
+        os.close(fd)
+        self.lines = []
+        self.told = 0
+        self.proc = subprocess.Popen([HVMOCK, kind, path, self.script],
+                                     stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True,
+                                     errors="backslashreplace")
+        for line in self.proc.stdout:  # the first connections may come
+            if line == "ready\n":         # before it says so
+                break
+            self.lines.append(line.rstrip("\n"))
+        else:
+            raise AssertionError(f"hvmock did not start: {self.lines}")
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def _count(self, prefix):
+        return sum(1 for line in list(self.lines) if line.startswith(prefix))
+
+    @property
+    def accepted(self):
+        """Connections accepted so far."""
+        return self._count("accepted ")
+
+    def commands(self, name):
+        """QMP: how many commands `name` came."""
+        return sum(1 for line in list(self.lines)
+                   if line == f"command {name}")
+
+    @property
+    def faults(self):
+        """libvirt: how many faults the mock played."""
+        return self._count("fault ")
+
+    def tell(self, line):
+        """A line to the running mock: "on RULE", "drop", a libvirt script
+        line, "event NAME EVENT DETAIL"."""
+        self.told += 1
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        wait_for(lambda: self._count("told") >= self.told,
+                 what="hvmock to take " + line[:40])
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.reader.join(5)
+        os.unlink(self.script)
+        failed = [line for line in self.lines if line.startswith("failed")]
+        assert self.proc.returncode == 0 and not failed, \
+            (self.proc.returncode, failed)
 
 
 class Oracle:

@@ -7,17 +7,16 @@ version."""
 import errno
 import json
 import os
-import socket
 import stat
 import struct
 import subprocess
 import tempfile
-import threading
 import zlib
 
 import pytest
 
-from hvtest import (QEMU, errno_of, remove_domain, sh, virsh, wait_for)
+from hvtest import (QEMU, HvMock, errno_of, remove_domain, sh, virsh,
+                    wait_for)
 
 KVM = os.access("/dev/kvm", os.R_OK | os.W_OK)
 PC = ["-machine", "pc", "-accel", "kvm" if KVM else "tcg", "-m", "64"]
@@ -152,10 +151,10 @@ def test_query_dir_of_a_stopped_qemu_is_empty(qmp_dir, vms, mount):
     assert errno_of(m.read, "vm-a", "memory") == errno.ENODATA
 
 
-class FakeQemu:
-    """A scripted QMP peer that is some other QEMU: its own schema, its own
-    query commands. Answers every command it does not know with
-    CommandNotFound, as QEMU does."""
+class FakeQemu(HvMock):
+    """Some other QEMU (version 99.1.0), played by hvmock: its own schema,
+    its own query commands. Answers every command it does not know with
+    CommandNotFound, as QEMU does. answers: replies that replace ANSWERS'."""
 
     SCHEMA = [
         {"name": "query-status", "meta-type": "command", "arg-type": "0",
@@ -182,82 +181,41 @@ class FakeQemu:
         "query-qmp-schema": SCHEMA,
     }
 
-    def __init__(self, path):
-        self.answers = dict(self.ANSWERS)
-        self.conns = []
-        self.srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.srv.bind(path)
-        self.srv.listen(4)
-        self.commands = []
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self):
-        while True:
-            try:
-                conn, _ = self.srv.accept()
-            except OSError:
-                return
-            self.conns.append(conn)
-            threading.Thread(target=self._client, args=(conn,),
-                             daemon=True).start()
-
-    def _client(self, conn):
-        f = conn.makefile("rwb")
-        try:
-            f.write(json.dumps({"QMP": {"version": {"qemu": {
-                "major": 99, "minor": 1, "micro": 0}, "package": ""},
-                "capabilities": []}}).encode() + b"\n")
-            f.flush()
-            for line in f:
-                cmd = json.loads(line)
-                name = cmd["execute"]
-                self.commands.append(name)
-                if name == "qmp_capabilities":
-                    reply = {"return": {}}
-                elif name == "screendump":
-                    reply = self._screendump(cmd.get("arguments", {}))
-                elif name in self.answers:
-                    reply = {"return": self.answers[name]}
-                else:
-                    reply = {"error": {"class": "CommandNotFound",
-                                       "desc": f"no {name} here"}}
-                if "id" in cmd:
-                    reply["id"] = cmd["id"]
-                f.write(json.dumps(reply).encode() + b"\n")
-                f.flush()
-        except (OSError, ValueError):
-            pass
-        finally:
-            conn.close()
-
     # A screen of QEMU before 7.1: screendump knows no "format", gives PPM.
     # 200 x 150 RGB is over 64 KiB: two stored deflate blocks.
     W, H = 200, 150
     PIXELS = bytes((i * 7 + i // 600 * 13) % 256 for i in range(W * H * 3))
 
-    def _screendump(self, args):
-        if "format" in args:
-            return {"error": {"class": "GenericError",
-                              "desc": "Parameter 'format' is unexpected"}}
-        with open(args["filename"], "wb") as f:
-            f.write(b"P6\n# made by a fake QEMU\n%d %d\n255\n"
-                    % (self.W, self.H) + self.PIXELS)
-        return {"return": {}}
+    def __init__(self, path, answers=None):
+        fd, self.ppm = tempfile.mkstemp(prefix="hvt-screen-")
+        os.write(fd, b"P6\n# made by a fake QEMU\n%d %d\n255\n"
+                 % (self.W, self.H) + self.PIXELS)
+        os.close(fd)
+        rules = "".join(f"on {name} return {json.dumps(value)}\n"
+                        for name, value in dict(self.ANSWERS,
+                                                **(answers or {})).items())
+        super().__init__("qmp", path, "greet 99.1.0\nserve\n" + rules +
+                         # screendump writes the screen to "filename"; a
+                         # QEMU before 7.1 has no "format" argument.
+                         f"on screendump copy filename {self.ppm}\n"
+                         "on screendump+format error GenericError "
+                         "Parameter 'format' is unexpected\n")
+
+    def answer(self, name, value):
+        """From now on, command `name` returns value."""
+        self.tell(f"on {name} return {json.dumps(value)}")
 
     def restart(self, schema):
         """Another QEMU behind the same socket: new schema, and every
         connection of the old one dropped."""
-        self.answers = dict(self.answers, **{"query-qmp-schema": schema})
-        for c in self.conns:
-            try:
-                c.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        self.answer("query-qmp-schema", schema)
+        self.tell("drop")
 
     def close(self):
-        self.srv.close()
-        self.restart(self.SCHEMA)
+        try:
+            super().close()
+        finally:
+            os.unlink(self.ppm)
 
 
 def test_another_qemu_shows_its_own_queries(qmp_dir, mount):
@@ -273,11 +231,12 @@ def test_another_qemu_shows_its_own_queries(qmp_dir, mount):
             errno.ENOENT
         # What this QEMU lacks fails as QEMU says, and is recorded.
         assert errno_of(m.read, "other", "cpus") == errno.EOPNOTSUPP
-        assert "no query-cpus-fast here" in m.read("other", "error")
+        assert "The command query-cpus-fast has not been found" in \
+            m.read("other", "error")
         # The list is asked for once per QEMU process (events keep it).
         for _ in range(3):
             assert "status" in m.ls("other", "query")
-        assert fake.commands.count("query-qmp-schema") == 1
+        assert fake.commands("query-qmp-schema") == 1
         # A new QEMU process with other commands: the list follows it.
         fake.restart([e for e in FakeQemu.SCHEMA
                       if e["name"] != "query-frobnicators"])
@@ -319,7 +278,7 @@ def test_old_qemu_screen_is_converted_to_png(qmp_dir, mount):
         m = mount("--qmp-dir", qmp_dir)
         data = read_bytes(m.path("old", "screen.png"))
         assert png_pixels(data) == (FakeQemu.W, FakeQemu.H, FakeQemu.PIXELS)
-        assert fake.commands.count("screendump") == 2
+        assert fake.commands("screendump") == 2
     finally:
         fake.close()
 

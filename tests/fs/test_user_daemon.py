@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 import time
 
-from hvtest import HVFS, Mount, Qemu, errno_of, sh, wait_for
+from hvtest import HVFS, HvMock, Mount, Qemu, errno_of, sh, wait_for
 
 
 def bash(cmd, cwd=None, timeout=30):
@@ -394,20 +394,14 @@ def test_silent_monitor_is_not_called_held(mount):
     by another client."""
     d = tempfile.mkdtemp(prefix="hvfs-silent-")
     path = f"{d}/silent.qmp"
-    srv = socket.socket(socket.AF_UNIX)
-    srv.bind(path)
-    srv.listen(8)
-    accepted = []
+    mock = HvMock("qmp", path, "hold\n")
     try:
         m = mount("--qmp", f"silent=unix:{path}", timeout=1)
-        conn, _ = srv.accept()
-        accepted.append(conn)
         assert errno_of(m.read, "silent", "state") == errno.ETIMEDOUT
+        assert mock.accepted >= 1
         err = m.read("silent", "error")
         assert "no greeting in time (monitor busy or hung)" in err, err
         assert "another client" not in err
     finally:
-        for c in accepted:
-            c.close()
-        srv.close()
+        mock.close()
         subprocess.run(["rm", "-rf", d])

@@ -90,10 +90,10 @@ def test_ls_block_of_a_qemu_that_answers_oddly(qmp_dir, mount):
         m = mount("--qmp-dir", qmp_dir)
         rc, _, err, _ = ls(m.path("odd", "block"))
         assert rc != 0 and "Operation not supported" in err, err
-        fake.answers["query-block"] = {"not": "a list"}
+        fake.answer("query-block", {"not": "a list"})
         rc, _, err, _ = ls(m.path("odd", "block"))
         assert rc != 0 and "Protocol error" in err, err
-        fake.answers["query-block"] = []
+        fake.answer("query-block", [])
         assert ls(m.path("odd", "block"))[:2] == (0, "")
         assert alive(m), m.logtext()
     finally:
@@ -103,11 +103,11 @@ def test_ls_block_of_a_qemu_that_answers_oddly(qmp_dir, mount):
 def test_query_names_a_peer_makes_up_are_left_out(qmp_dir, mount):
     """Command names that are no path component as they are (no QEMU has
     one) would list `.` and `..` twice, or a name with a newline."""
-    fake = FakeQemu(os.path.join(qmp_dir, "odd.qmp"))
     odd = ["..", ".", "a\nb", ".hidden", "%41", "a/b", ""]
-    fake.answers["query-qmp-schema"] = FakeQemu.SCHEMA + [
-        {"name": "query-" + n, "meta-type": "command", "arg-type": "0",
-         "ret-type": "1"} for n in odd]
+    fake = FakeQemu(os.path.join(qmp_dir, "odd.qmp"), {
+        "query-qmp-schema": FakeQemu.SCHEMA + [
+            {"name": "query-" + n, "meta-type": "command", "arg-type": "0",
+             "ret-type": "1"} for n in odd]})
     try:
         m = mount("--qmp-dir", qmp_dir)
         p = subprocess.run(["ls", "-a", m.path("odd", "query")],

@@ -20,6 +20,7 @@
 #include <json-c/json.h>
 
 #include "hv.h"
+#include "lvutil.h"
 #include "../check.h"
 
 /* The private libvirtd's socket and URIs; the shell commands below read the
@@ -28,40 +29,6 @@ static char sock[256], uri[320], test_uri[320];
 
 static char dom[64];
 static char xml_path[128];
-
-/* Runs a shell command; returns its exit status and, if out is not NULL,
- * its stdout with trailing whitespace removed (malloc'd). */
-static int sh(char **out, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static int sh(char **out, const char *fmt, ...)
-{
-	char *cmd = NULL, *buf = NULL;
-	size_t len = 0;
-	va_list ap;
-	FILE *f, *mem;
-	int c, st;
-
-	va_start(ap, fmt);
-	if (vasprintf(&cmd, fmt, ap) < 0)
-		exit(1);
-	va_end(ap);
-	f = popen(cmd, "r");
-	REQUIRE(f);
-	mem = open_memstream(&buf, &len);
-	while ((c = fgetc(f)) != EOF)
-		fputc(c, mem);
-	fclose(mem);
-	st = pclose(f);
-	free(cmd);
-	while (len && strchr(" \t\r\n", buf[len - 1]))
-		buf[--len] = '\0';
-	if (out)
-		*out = buf;
-	else
-		free(buf);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 static void cleanup(void)
 {

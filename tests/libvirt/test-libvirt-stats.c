@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "hv.h"
+#include "lvutil.h"
 #include "../check.h"
 
 #define NRUN 4 /* running domains; the last one paused */
@@ -27,36 +28,6 @@
 static char uri[320], test_uri[320];
 static char doms[NDOM][64];
 static char dir[128];
-
-static int sh(char **out, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static int sh(char **out, const char *fmt, ...)
-{
-	char *cmd = NULL, *buf = NULL;
-	size_t len = 0;
-	va_list ap;
-	FILE *f, *mem;
-	int c, st;
-
-	va_start(ap, fmt);
-	if (vasprintf(&cmd, fmt, ap) < 0)
-		exit(1);
-	va_end(ap);
-	f = popen(cmd, "r");
-	REQUIRE(f);
-	mem = open_memstream(&buf, &len);
-	while ((c = fgetc(f)) != EOF)
-		fputc(c, mem);
-	fclose(mem);
-	st = pclose(f);
-	free(cmd);
-	if (out)
-		*out = buf;
-	else
-		free(buf);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 static void cleanup(void)
 {

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The vrpc client against a scripted mock libvirtd: a thread serving a UNIX
- * socket in a temporary directory, each scenario a script of expected calls
+ * The vrpc client against the scripted mock libvirtd of tests/mock
+ * (mock-vrpc.h): a thread serving a UNIX socket in a temporary directory
+ * (or TCP), each scenario a script of expected calls
  * and canned answers. A call the script does not expect fails the test. This
  * covers what a real libvirtd will not do on demand: error replies on cue,
  * events between a call and its reply, out-of-order replies, split reads,
@@ -9,392 +10,21 @@
  * statistics through hv.h with names libvirt itself would refuse.
  */
 #include <errno.h>
-#include <poll.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <netinet/in.h>
-#include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "mock-util.h"
 #include "hv.h"
+#include "mock-vrpc.h"
 #include "vrpc.h"
 #include "../check.h"
 
-
-#define MOCK_IO_MS 5000
-
-struct mock {
-	char dir[64];
-	char path[128];
-	int lfd;
-	int cfd;
-	pthread_t thread;
-	void (*script)(struct mock *m);
-	bool failed;
-	char uri[256];
-};
-
-static void mock_fail(struct mock *m, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static void mock_fail(struct mock *m, const char *fmt, ...)
+static void mock_finish(struct mock_vrpc *m)
 {
-	va_list ap;
-
-	va_start(ap, fmt);
-	fprintf(stderr, "mock: ");
-	vfprintf(stderr, fmt, ap);
-	fprintf(stderr, "\n");
-	va_end(ap);
-	m->failed = true;
-}
-
-static int64_t now_ms(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
-static bool mock_accept(struct mock *m)
-{
-	struct pollfd p = { .fd = m->lfd, .events = POLLIN };
-
-	if (poll(&p, 1, MOCK_IO_MS) != 1) {
-		mock_fail(m, "no client connected");
-		return false;
-	}
-	m->cfd = accept4(m->lfd, NULL, NULL, SOCK_CLOEXEC);
-	return m->cfd >= 0;
-}
-
-static void mock_hangup(struct mock *m)
-{
-	if (m->cfd >= 0)
-		close(m->cfd);
-	m->cfd = -1;
-}
-
-/* Reads exactly n bytes; 0 on EOF at the start, -1 on error or timeout. */
-static int read_n(struct mock *m, uint8_t *buf, size_t n)
-{
-	size_t off = 0;
-
-	while (off < n) {
-		struct pollfd p = { .fd = m->cfd, .events = POLLIN };
-		ssize_t r;
-
-		if (poll(&p, 1, MOCK_IO_MS) != 1)
-			return -1;
-		r = read(m->cfd, buf + off, n - off);
-		if (r <= 0)
-			return off == 0 && r == 0 ? 0 : -1;
-		off += r;
-	}
-	return 1;
-}
-
-/* Reads one packet; its payload is malloc'd. Returns false on EOF. */
-static bool mock_read(struct mock *m, struct vrpc_header *h, uint8_t **pl,
-		      size_t *n)
-{
-	uint8_t hdr[VRPC_HEADER_SIZE];
-
-	if (read_n(m, hdr, sizeof(hdr)) != 1 ||
-	    vrpc_header_decode(hdr, sizeof(hdr), h) < 0)
-		return false;
-	*n = h->len - VRPC_HEADER_SIZE;
-	*pl = malloc(*n + 1);
-	if (*n && read_n(m, *pl, *n) != 1) {
-		free(*pl);
-		return false;
-	}
-	return true;
-}
-
-/* Expects a CALL of (prog, proc); decodes its args with fn if given. */
-static bool mock_expect(struct mock *m, uint32_t prog, int32_t proc,
-			struct vrpc_header *h, xdrproc_t fn, void *args)
-{
-	uint8_t *pl = NULL;
-	size_t n = 0;
-	bool ok;
-
-	if (m->failed)
-		return false;
-	if (!mock_read(m, h, &pl, &n)) {
-		mock_fail(m, "expected call %d, got EOF or garbage", proc);
-		return false;
-	}
-	ok = h->prog == prog && h->proc == proc && h->type == VRPC_CALL &&
-	     h->vers == 1 && h->status == VRPC_OK;
-	if (!ok)
-		mock_fail(m, "expected call %x/%d, got %x/%d type %d", prog,
-			  proc, h->prog, h->proc, h->type);
-	if (ok && fn && vrpc_payload_decode(pl, n, fn, args) < 0) {
-		mock_fail(m, "call %d: undecodable args", proc);
-		ok = false;
-	}
-	free(pl);
-	return ok;
-}
-
-static void mock_send(struct mock *m, const uint8_t *buf, size_t n)
-{
-	if (send(m->cfd, buf, n, MSG_NOSIGNAL) != (ssize_t)n)
-		mock_fail(m, "send failed");
-}
-
-static uint8_t *mock_packet(struct mock *m, const struct vrpc_header *call,
-			    int type, int status, xdrproc_t fn,
-			    const void *payload, size_t *ret_n)
-{
-	struct vrpc_header h = *call;
-	uint8_t *buf = NULL;
-
-	h.type = type;
-	h.status = status;
-	if (vrpc_packet_encode(&h, fn, payload, &buf, ret_n) < 0)
-		mock_fail(m, "cannot encode");
-	return buf;
-}
-
-static void mock_reply(struct mock *m, const struct vrpc_header *call,
-		       xdrproc_t fn, const void *ret)
-{
-	size_t n = 0;
-	uint8_t *buf = mock_packet(m, call, VRPC_REPLY, VRPC_OK, fn, ret, &n);
-
-	if (buf)
-		mock_send(m, buf, n);
-	free(buf);
-}
-
-static void mock_reply_error(struct mock *m, const struct vrpc_header *call,
-			     int code, const char *msg)
-{
-	vrpc_nonnull_string s = (char *)msg;
-	vrpc_error e = { .code = code, .domain = 10, .message = &s,
-			 .level = 2, .int1 = -1, .int2 = -1 };
-	size_t n = 0;
-	uint8_t *buf = mock_packet(m, call, VRPC_REPLY, VRPC_ERROR,
-				   VRPC_XDR(xdr_vrpc_error), &e, &n);
-
-	if (buf)
-		mock_send(m, buf, n);
-	free(buf);
-}
-
-/* A LOOKUP_BY_NAME reply naming `name`. */
-static uint8_t *lookup_reply(struct mock *m, const struct vrpc_header *call,
-			     const char *name, size_t *ret_n)
-{
-	vrpc_domain_lookup_ret r = { .dom = { .name = (char *)name, .id = 7 } };
-
-	memset(r.dom.uuid, 0xab, sizeof(r.dom.uuid));
-	return mock_packet(m, call, VRPC_REPLY, VRPC_OK,
-			   VRPC_XDR(xdr_vrpc_domain_lookup_ret), &r, ret_n);
-}
-
-static void mock_lookup_reply(struct mock *m, const struct vrpc_header *call,
-			      const char *name)
-{
-	size_t n = 0;
-	uint8_t *buf = lookup_reply(m, call, name, &n);
-
-	if (buf)
-		mock_send(m, buf, n);
-	free(buf);
-}
-
-static void mock_lifecycle_event(struct mock *m, const char *name, int event)
-{
-	const struct vrpc_header h = {
-		.prog = VRPC_PROGRAM_REMOTE, .vers = 1,
-		.proc = VRPC_PROC_DOMAIN_EVENT_CALLBACK_LIFECYCLE,
-		.type = VRPC_MESSAGE, .serial = 1, .status = VRPC_OK,
-	};
-	vrpc_domain_event_callback_lifecycle_msg msg = {
-		.callbackID = 3, .dom = { .name = (char *)name, .id = 7 },
-		.event = event, .detail = 0,
-	};
-	uint8_t *buf = NULL;
-	size_t n = 0;
-
-	if (vrpc_packet_encode(&h,
-		VRPC_XDR(xdr_vrpc_domain_event_callback_lifecycle_msg), &msg,
-		&buf, &n) == 0)
-		mock_send(m, buf, n);
-	free(buf);
-}
-
-/* AUTH_LIST, SUPPORTS_FEATURE(10), CONNECT_OPEN as vrpc sends them. With
- * ping, a keepalive PING goes out before the OPEN reply and a PONG must
- * come back first. */
-static bool mock_handshake_ping(struct mock *m, bool ping)
-{
-	struct vrpc_header h;
-	int types[] = { VRPC_AUTH_NONE };
-	vrpc_auth_list_ret al = { .types = { 1, types } };
-	vrpc_connect_supports_feature_args fa = { 0 };
-	vrpc_connect_supports_feature_ret fr = { 1 };
-	vrpc_connect_open_args oa;
-
-	if (!mock_expect(m, VRPC_PROGRAM_REMOTE, VRPC_PROC_AUTH_LIST, &h, NULL,
-			 NULL))
-		return false;
-	mock_reply(m, &h, VRPC_XDR(xdr_vrpc_auth_list_ret), &al);
-	if (!mock_expect(m, VRPC_PROGRAM_REMOTE,
-			 VRPC_PROC_CONNECT_SUPPORTS_FEATURE, &h,
-			 VRPC_XDR(xdr_vrpc_connect_supports_feature_args), &fa))
-		return false;
-	if (fa.feature != VRPC_FEATURE_KEEPALIVE)
-		mock_fail(m, "feature %d asked", fa.feature);
-	mock_reply(m, &h, VRPC_XDR(xdr_vrpc_connect_supports_feature_ret), &fr);
-	memset(&oa, 0, sizeof(oa));
-	if (!mock_expect(m, VRPC_PROGRAM_REMOTE, VRPC_PROC_CONNECT_OPEN, &h,
-			 VRPC_XDR(xdr_vrpc_connect_open_args), &oa))
-		return false;
-	if (!oa.name || strcmp(*oa.name, "qemu:///system"))
-		mock_fail(m, "CONNECT_OPEN name %s", oa.name ? *oa.name : "-");
-	xdr_free(VRPC_XDR(xdr_vrpc_connect_open_args), &oa);
-	if (ping) {
-		const uint8_t pingpkt[] = {
-			0, 0, 0, 28, 0x6b, 0x65, 0x65, 0x70, 0, 0, 0, 1,
-			0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0,
-		};
-		struct vrpc_header p;
-		uint8_t *pl = NULL;
-		size_t n;
-
-		mock_send(m, pingpkt, sizeof(pingpkt));
-		if (!mock_read(m, &p, &pl, &n) ||
-		    p.prog != VRPC_PROGRAM_KEEPALIVE ||
-		    p.proc != VRPC_KEEPALIVE_PROC_PONG ||
-		    p.type != VRPC_MESSAGE || n != 0)
-			mock_fail(m, "no PONG");
-		free(pl);
-	}
-	mock_reply(m, &h, NULL, NULL);
-	return !m->failed;
-}
-
-static bool mock_handshake(struct mock *m)
-{
-	return mock_handshake_ping(m, false);
-}
-
-static void mock_expect_close(struct mock *m)
-{
-	struct vrpc_header h;
-
-	if (mock_expect(m, VRPC_PROGRAM_REMOTE, VRPC_PROC_CONNECT_CLOSE, &h,
-			NULL, NULL))
-		mock_reply(m, &h, NULL, NULL);
-}
-
-/* The client hung up: nothing more may arrive. */
-static void mock_expect_eof(struct mock *m)
-{
-	struct vrpc_header h;
-	uint8_t *pl = NULL;
-	size_t n;
-
-	if (mock_read(m, &h, &pl, &n)) {
-		mock_fail(m, "unexpected call %d", h.proc);
-		free(pl);
-	}
-}
-
-static bool expect_lookup(struct mock *m, struct vrpc_header *h, char **name)
-{
-	vrpc_domain_lookup_by_name_args a = { 0 };
-	bool ok = mock_expect(m, VRPC_PROGRAM_REMOTE,
-			      VRPC_PROC_DOMAIN_LOOKUP_BY_NAME, h,
-			      VRPC_XDR(xdr_vrpc_domain_lookup_by_name_args), &a);
-
-	if (ok && name)
-		*name = a.name;
-	else
-		free(a.name);
-	return ok;
-}
-
-static void *mock_main(void *arg)
-{
-	struct mock *m = arg;
-
-	if (mock_accept(m))
-		m->script(m);
-	mock_hangup(m);
-	return NULL;
-}
-
-static void mock_start(struct mock *m, void (*script)(struct mock *m))
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-
-	memset(m, 0, sizeof(*m));
-	m->cfd = -1;
-	m->script = script;
-	strcpy(m->dir, "/tmp/hvt-vrpc-XXXXXX");
-	if (!mkdtemp(m->dir))
-		abort();
-	snprintf(m->path, sizeof(m->path), "%s/sock", m->dir);
-	snprintf(m->uri, sizeof(m->uri), "qemu+unix:///system?socket=%s",
-		 m->path);
-	strcpy(sa.sun_path, m->path);
-	m->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (m->lfd < 0 || bind(m->lfd, (struct sockaddr *)&sa, sizeof(sa)) ||
-	    listen(m->lfd, 4))
-		abort();
-	pthread_create(&m->thread, NULL, mock_main, m);
-}
-
-/* The same mock on TCP, 127.0.0.1 and a port the kernel picks. */
-static void mock_start_tcp(struct mock *m, void (*script)(struct mock *m))
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET,
-				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t sl = sizeof(sa);
-
-	memset(m, 0, sizeof(*m));
-	m->cfd = -1;
-	m->script = script;
-	strcpy(m->dir, "/tmp/hvt-vrpc-XXXXXX");
-	if (!mkdtemp(m->dir))
-		abort();
-	m->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (m->lfd < 0 || bind(m->lfd, (struct sockaddr *)&sa, sizeof(sa)) ||
-	    listen(m->lfd, 4) ||
-	    getsockname(m->lfd, (struct sockaddr *)&sa, &sl))
-		abort();
-	snprintf(m->uri, sizeof(m->uri), "qemu+tcp://127.0.0.1:%u/system",
-		 ntohs(sa.sin_port));
-	pthread_create(&m->thread, NULL, mock_main, m);
-}
-
-/* Stops listening: libvirtd is gone. */
-static void mock_unlisten(struct mock *m)
-{
-	if (m->lfd >= 0) {
-		close(m->lfd);
-		unlink(m->path);
-	}
-	m->lfd = -1;
-}
-
-static void mock_finish(struct mock *m)
-{
-	pthread_join(m->thread, NULL);
-	mock_unlisten(m);
-	rmdir(m->dir);
+	mock_vrpc_finish(m);
 	CHECK(!m->failed);
 }
 
@@ -464,27 +94,27 @@ static int lookup(struct vrpc *c, const char *name, char **ret_name,
 
 /* ---- scenarios ---- */
 
-static void script_error(struct mock *m)
+static void script_error(struct mock_vrpc *m)
 {
 	struct vrpc_header h;
 
-	if (!mock_handshake(m))
+	if (!mock_vrpc_handshake(m, false))
 		return;
-	if (expect_lookup(m, &h, NULL))
-		mock_reply_error(m, &h, 42, "Domain not found: nope");
-	if (expect_lookup(m, &h, NULL))
-		mock_reply_error(m, &h, 55, "Requested operation is not valid");
-	mock_expect_close(m);
-	mock_expect_eof(m);
+	if (mock_vrpc_expect_lookup(m, &h, NULL))
+		mock_vrpc_reply_error(m, &h, 42, "Domain not found: nope");
+	if (mock_vrpc_expect_lookup(m, &h, NULL))
+		mock_vrpc_reply_error(m, &h, 55, "Requested operation is not valid");
+	mock_vrpc_expect_close(m);
+	mock_vrpc_expect_eof(m);
 }
 
 static void test_error_reply(void)
 {
-	struct mock m;
+	struct mock_vrpc m;
 	struct vrpc *c = NULL;
 	char *err = NULL;
 
-	mock_start(&m, script_error);
+	mock_vrpc_start(&m, script_error, false);
 	CHECK(vrpc_open(m.uri, 2000, NULL, NULL, &c, &err) == 0);
 	CHECK(lookup(c, "nope", NULL, &err) == -ENOENT);
 	CHECK(err && !strcmp(err, "Domain not found: nope"));
@@ -495,28 +125,28 @@ static void test_error_reply(void)
 	mock_finish(&m);
 }
 
-static void script_event_first(struct mock *m)
+static void script_event_first(struct mock_vrpc *m)
 {
 	struct vrpc_header h;
 
-	if (!mock_handshake(m))
+	if (!mock_vrpc_handshake(m, false))
 		return;
-	if (expect_lookup(m, &h, NULL)) {
-		mock_lifecycle_event(m, "evdom", 3);
-		mock_lookup_reply(m, &h, "dom1");
+	if (mock_vrpc_expect_lookup(m, &h, NULL)) {
+		mock_vrpc_lifecycle_event(m, "evdom", 3);
+		mock_vrpc_lookup_reply(m, &h, "dom1");
 	}
-	mock_expect_close(m);
-	mock_expect_eof(m);
+	mock_vrpc_expect_close(m);
+	mock_vrpc_expect_eof(m);
 }
 
 static void test_event_before_reply(void)
 {
 	struct recorder rec = { .lock = PTHREAD_MUTEX_INITIALIZER };
-	struct mock m;
+	struct mock_vrpc m;
 	struct vrpc *c = NULL;
 	char *name = NULL;
 
-	mock_start(&m, script_event_first);
+	mock_vrpc_start(&m, script_event_first, false);
 	CHECK(vrpc_open(m.uri, 2000, record, &rec, &c, NULL) == 0);
 	CHECK(lookup(c, "dom1", &name, NULL) == 0);
 	CHECK(name && !strcmp(name, "dom1"));
@@ -532,24 +162,24 @@ static void test_event_before_reply(void)
 	mock_finish(&m);
 }
 
-static void script_out_of_order(struct mock *m)
+static void script_out_of_order(struct mock_vrpc *m)
 {
 	struct vrpc_header h1, h2;
 	char *n1 = NULL, *n2 = NULL;
 
-	if (!mock_handshake(m))
+	if (!mock_vrpc_handshake(m, false))
 		return;
-	if (expect_lookup(m, &h1, &n1) && expect_lookup(m, &h2, &n2)) {
+	if (mock_vrpc_expect_lookup(m, &h1, &n1) && mock_vrpc_expect_lookup(m, &h2, &n2)) {
 		if (h1.serial == h2.serial)
-			mock_fail(m, "two calls with serial %u", h1.serial);
-		mock_lookup_reply(m, &h2, n2);
+			mock_vrpc_fail(m, "two calls with serial %u", h1.serial);
+		mock_vrpc_lookup_reply(m, &h2, n2);
 		usleep(50000);
-		mock_lookup_reply(m, &h1, n1);
+		mock_vrpc_lookup_reply(m, &h1, n1);
 	}
 	free(n1);
 	free(n2);
-	mock_expect_close(m);
-	mock_expect_eof(m);
+	mock_vrpc_expect_close(m);
+	mock_vrpc_expect_eof(m);
 }
 
 struct caller {
@@ -569,12 +199,12 @@ static void *caller_main(void *arg)
 
 static void test_out_of_order(void)
 {
-	struct mock m;
+	struct mock_vrpc m;
 	struct vrpc *c = NULL;
 	struct caller a = { .name = "alpha" }, b = { .name = "beta" };
 	pthread_t ta, tb;
 
-	mock_start(&m, script_out_of_order);
+	mock_vrpc_start(&m, script_out_of_order, false);
 	CHECK(vrpc_open(m.uri, 3000, NULL, NULL, &c, NULL) == 0);
 	a.c = b.c = c;
 	pthread_create(&ta, NULL, caller_main, &a);
@@ -589,38 +219,38 @@ static void test_out_of_order(void)
 	mock_finish(&m);
 }
 
-static void script_split(struct mock *m)
+static void script_split(struct mock_vrpc *m)
 {
 	struct vrpc_header h;
 	uint8_t *buf;
 	size_t n = 0;
 
-	if (!mock_handshake(m))
+	if (!mock_vrpc_handshake(m, false))
 		return;
-	if (expect_lookup(m, &h, NULL)) {
+	if (mock_vrpc_expect_lookup(m, &h, NULL)) {
 		/* 2 bytes of the length word, then the rest in three reads. */
-		buf = lookup_reply(m, &h, "split-domain", &n);
+		buf = mock_vrpc_lookup_packet(m, &h, "split-domain", &n);
 		if (buf) {
 			const size_t cuts[] = { 0, 2, 5, 30, n };
 
 			for (size_t i = 0; i + 1 < sizeof(cuts) / sizeof(*cuts); i++) {
-				mock_send(m, buf + cuts[i], cuts[i + 1] - cuts[i]);
+				mock_vrpc_send(m, buf + cuts[i], cuts[i + 1] - cuts[i]);
 				usleep(20000);
 			}
 		}
 		free(buf);
 	}
-	mock_expect_close(m);
-	mock_expect_eof(m);
+	mock_vrpc_expect_close(m);
+	mock_vrpc_expect_eof(m);
 }
 
 static void test_split_reply(void)
 {
-	struct mock m;
+	struct mock_vrpc m;
 	struct vrpc *c = NULL;
 	char *name = NULL;
 
-	mock_start(&m, script_split);
+	mock_vrpc_start(&m, script_split, false);
 	CHECK(vrpc_open(m.uri, 2000, NULL, NULL, &c, NULL) == 0);
 	CHECK(lookup(c, "split-domain", &name, NULL) == 0);
 	CHECK(name && !strcmp(name, "split-domain"));
@@ -629,75 +259,75 @@ static void test_split_reply(void)
 	mock_finish(&m);
 }
 
-static bool expect_register(struct mock *m)
+static bool expect_register(struct mock_vrpc *m)
 {
 	vrpc_connect_domain_event_callback_register_any_args a;
 	vrpc_connect_domain_event_callback_register_any_ret r = { 99 };
 	struct vrpc_header h;
 
 	memset(&a, 0, sizeof(a));
-	if (!mock_expect(m, VRPC_PROGRAM_REMOTE,
+	if (!mock_vrpc_expect(m, VRPC_PROGRAM_REMOTE,
 		VRPC_PROC_CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY, &h,
 		VRPC_XDR(xdr_vrpc_connect_domain_event_callback_register_any_args),
 		&a))
 		return false;
 	if (a.eventID != 0 || a.dom)
-		mock_fail(m, "register: event %d", a.eventID);
+		mock_vrpc_fail(m, "register: event %d", a.eventID);
 	xdr_free(VRPC_XDR(xdr_vrpc_connect_domain_event_callback_register_any_args),
 		 &a);
-	mock_reply(m, &h,
+	mock_vrpc_reply(m, &h,
 		   VRPC_XDR(xdr_vrpc_connect_domain_event_callback_register_any_ret),
 		   &r);
 	return true;
 }
 
-static void script_drop(struct mock *m)
+static void script_drop(struct mock_vrpc *m)
 {
 	struct vrpc_header h;
 	uint8_t *buf;
 	size_t n = 0;
 
-	if (!mock_handshake(m) || !expect_register(m))
+	if (!mock_vrpc_handshake(m, false) || !expect_register(m))
 		return;
-	if (expect_lookup(m, &h, NULL)) {
-		buf = lookup_reply(m, &h, "dropped", &n);
+	if (mock_vrpc_expect_lookup(m, &h, NULL)) {
+		buf = mock_vrpc_lookup_packet(m, &h, "dropped", &n);
 		if (buf)
-			mock_send(m, buf, n / 2);
+			mock_vrpc_send(m, buf, n / 2);
 		free(buf);
 		usleep(50000);
 	}
-	mock_hangup(m);
+	mock_vrpc_hangup(m);
 
 	/* The client reconnects and registers again before its call. */
-	if (!mock_accept(m) || !mock_handshake(m) || !expect_register(m))
+	if (!mock_vrpc_accept(m) || !mock_vrpc_handshake(m, false) || !expect_register(m))
 		return;
-	if (expect_lookup(m, &h, NULL))
-		mock_lookup_reply(m, &h, "again");
+	if (mock_vrpc_expect_lookup(m, &h, NULL))
+		mock_vrpc_lookup_reply(m, &h, "again");
 	/* Now libvirtd goes away for good. */
-	mock_unlisten(m);
-	mock_hangup(m);
+	mock_vrpc_unlisten(m);
+	mock_vrpc_hangup(m);
 }
 
 static void test_drop_and_reconnect(void)
 {
 	struct recorder rec = { .lock = PTHREAD_MUTEX_INITIALIZER };
 	vrpc_connect_domain_event_callback_register_any_args ra = { 0, NULL };
-	struct mock m;
+	struct mock_vrpc m;
 	struct vrpc *c = NULL;
 	char *name = NULL, *err = NULL;
 	int64_t t0;
 	int r;
 
-	mock_start(&m, script_drop);
+	mock_vrpc_start(&m, script_drop, false);
 	CHECK(vrpc_open(m.uri, 3000, record, &rec, &c, NULL) == 0);
 	CHECK(vrpc_call_persistent(c, VRPC_PROGRAM_REMOTE,
 		VRPC_PROC_CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY,
 		VRPC_XDR(xdr_vrpc_connect_domain_event_callback_register_any_args),
 		&ra, NULL) == 0);
-	t0 = now_ms();
+	t0 = mock_now_ms();
 	r = lookup(c, "dropped", NULL, &err);
 	CHECK(r == -ENOTCONN);
-	CHECK(now_ms() - t0 < 1000);
+	CHECK(mock_now_ms() - t0 < 1000);
 	CHECK(err && strstr(err, "lost"));
 	usleep(20000);
 	pthread_mutex_lock(&rec.lock);
@@ -711,35 +341,35 @@ static void test_drop_and_reconnect(void)
 	/* Wait for the mock to go away, then: no hang, an error at once. */
 	pthread_join(m.thread, NULL);
 	usleep(20000);
-	t0 = now_ms();
+	t0 = mock_now_ms();
 	r = lookup(c, "gone", NULL, &err);
 	CHECK(r == -ECONNREFUSED || r == -ENOTCONN);
-	CHECK(now_ms() - t0 < 500);
-	t0 = now_ms();
+	CHECK(mock_now_ms() - t0 < 500);
+	t0 = mock_now_ms();
 	r = lookup(c, "gone", NULL, &err);
 	CHECK(r == -ECONNREFUSED);
-	CHECK(now_ms() - t0 < 500);
+	CHECK(mock_now_ms() - t0 < 500);
 	free(err);
 	vrpc_close(c);
 	m.thread = pthread_self(); /* already joined */
-	mock_unlisten(&m);
+	mock_vrpc_unlisten(&m);
 	rmdir(m.dir);
 	CHECK(!m.failed);
 }
 
-static void script_stall(struct mock *m)
+static void script_stall(struct mock_vrpc *m)
 {
 	struct vrpc_header h1, h2;
 
-	if (!mock_handshake(m))
+	if (!mock_vrpc_handshake(m, false))
 		return;
-	if (expect_lookup(m, &h1, NULL) && expect_lookup(m, &h2, NULL)) {
+	if (mock_vrpc_expect_lookup(m, &h1, NULL) && mock_vrpc_expect_lookup(m, &h2, NULL)) {
 		/* The late reply to the first call, then the second's. */
-		mock_lookup_reply(m, &h1, "late");
-		mock_lookup_reply(m, &h2, "second");
+		mock_vrpc_lookup_reply(m, &h1, "late");
+		mock_vrpc_lookup_reply(m, &h2, "second");
 	}
-	mock_expect_close(m);
-	mock_expect_eof(m);
+	mock_vrpc_expect_close(m);
+	mock_vrpc_expect_eof(m);
 }
 
 /* The late handler's record (reader thread). */
@@ -755,17 +385,17 @@ static void record_late(void *userdata, uint32_t serial, int error_code)
 
 static void test_stall(void)
 {
-	struct mock m;
+	struct mock_vrpc m;
 	struct vrpc *c = NULL;
 	char *name = NULL, *err = NULL;
 	int64_t t0, dt, late = -1;
 
-	mock_start(&m, script_stall);
+	mock_vrpc_start(&m, script_stall, false);
 	CHECK(vrpc_open(m.uri, 300, NULL, NULL, &c, NULL) == 0);
 	vrpc_set_late_handler(c, record_late);
-	t0 = now_ms();
+	t0 = mock_now_ms();
 	CHECK(lookup_tracked(c, "first", NULL, &late, &err) == -ETIMEDOUT);
-	dt = now_ms() - t0;
+	dt = mock_now_ms() - t0;
 	CHECK(dt >= 290 && dt < 1000);
 	CHECK(err && strstr(err, "in time"));
 	CHECK(late >= 0); /* sent, then timed out: its serial */
@@ -781,65 +411,65 @@ static void test_stall(void)
 
 static uint32_t lying_len;
 
-static void script_lying_len(struct mock *m)
+static void script_lying_len(struct mock_vrpc *m)
 {
 	struct vrpc_header h;
 
-	if (!mock_handshake(m))
+	if (!mock_vrpc_handshake(m, false))
 		return;
-	if (expect_lookup(m, &h, NULL)) {
+	if (mock_vrpc_expect_lookup(m, &h, NULL)) {
 		uint8_t pkt[VRPC_HEADER_SIZE + 8] = { 0 };
 
 		h.len = lying_len;
 		h.type = VRPC_REPLY;
 		vrpc_header_encode(&h, pkt);
-		mock_send(m, pkt, sizeof(pkt));
+		mock_vrpc_send(m, pkt, sizeof(pkt));
 	}
 	/* The client must hang up on us; no CONNECT_CLOSE after that. */
-	mock_expect_eof(m);
+	mock_vrpc_expect_eof(m);
 }
 
 static void test_lying_len(uint32_t len, int want)
 {
-	struct mock m;
+	struct mock_vrpc m;
 	struct vrpc *c = NULL;
 	char *err = NULL;
 	int64_t t0;
 
 	lying_len = len;
-	mock_start(&m, script_lying_len);
+	mock_vrpc_start(&m, script_lying_len, false);
 	CHECK(vrpc_open(m.uri, 2000, NULL, NULL, &c, NULL) == 0);
-	t0 = now_ms();
+	t0 = mock_now_ms();
 	CHECK(lookup(c, "x", NULL, &err) == want);
-	CHECK(now_ms() - t0 < 1000);
+	CHECK(mock_now_ms() - t0 < 1000);
 	CHECK(err && strstr(err, "protocol"));
 	free(err);
 	vrpc_close(c);
 	mock_finish(&m);
 }
 
-static void script_keepalive(struct mock *m)
+static void script_keepalive(struct mock_vrpc *m)
 {
 	struct vrpc_header h;
 
-	if (!mock_handshake_ping(m, true))
+	if (!mock_vrpc_handshake(m, true))
 		return;
-	if (expect_lookup(m, &h, NULL))
-		mock_lookup_reply(m, &h, "after-ping");
-	mock_expect_close(m);
-	mock_expect_eof(m);
+	if (mock_vrpc_expect_lookup(m, &h, NULL))
+		mock_vrpc_lookup_reply(m, &h, "after-ping");
+	mock_vrpc_expect_close(m);
+	mock_vrpc_expect_eof(m);
 }
 
 static void test_keepalive(bool tcp)
 {
-	struct mock m;
+	struct mock_vrpc m;
 	struct vrpc *c = NULL;
 	char *name = NULL;
 
 	if (tcp)
-		mock_start_tcp(&m, script_keepalive);
+		mock_vrpc_start(&m, script_keepalive, true);
 	else
-		mock_start(&m, script_keepalive);
+		mock_vrpc_start(&m, script_keepalive, false);
 	CHECK(vrpc_open(m.uri, 2000, NULL, NULL, &c, NULL) == 0);
 	CHECK(lookup(c, "after-ping", &name, NULL) == 0);
 	free(name);
@@ -847,29 +477,29 @@ static void test_keepalive(bool tcp)
 	mock_finish(&m);
 }
 
-static void script_unexpected(struct mock *m)
+static void script_unexpected(struct mock_vrpc *m)
 {
 	struct vrpc_header h;
 
-	if (!mock_handshake(m))
+	if (!mock_vrpc_handshake(m, false))
 		return;
 	/* Refuse a call the test did not announce (here: anything). */
-	mock_expect_close(m);
+	mock_vrpc_expect_close(m);
 	(void)h;
 }
 
 static void test_mock_catches_unexpected(void)
 {
-	struct mock m;
+	struct mock_vrpc m;
 	struct vrpc *c = NULL;
 
 	fprintf(stderr, "(the next mock complaint is expected)\n");
-	mock_start(&m, script_unexpected);
+	mock_vrpc_start(&m, script_unexpected, false);
 	CHECK(vrpc_open(m.uri, 500, NULL, NULL, &c, NULL) == 0);
 	lookup(c, "surprise", NULL, NULL);
 	vrpc_close(c);
 	pthread_join(m.thread, NULL);
-	mock_unlisten(&m);
+	mock_vrpc_unlisten(&m);
 	rmdir(m.dir);
 	/* The mock must have noticed. */
 	CHECK(m.failed);
@@ -923,67 +553,27 @@ static void test_uris(void)
 
 /* ---- downloads (DOMAIN_SCREENSHOT's stream) ---- */
 
-/* A STREAM packet of the call h with status and raw data. */
-static void mock_stream(struct mock *m, const struct vrpc_header *call,
-			int status, const void *data, size_t n)
-{
-	struct vrpc_header h = *call;
-	uint8_t *buf = malloc(VRPC_HEADER_SIZE + n + 1);
-
-	h.type = VRPC_STREAM;
-	h.status = status;
-	h.len = VRPC_HEADER_SIZE + n;
-	vrpc_header_encode(&h, buf);
-	if (n)
-		memcpy(buf + VRPC_HEADER_SIZE, data, n);
-	mock_send(m, buf, VRPC_HEADER_SIZE + n);
-	free(buf);
-}
-
-/* Expects the client's empty STREAM packet for call h with status. */
-static void mock_expect_stream(struct mock *m, const struct vrpc_header *call,
-			       int status)
-{
-	struct vrpc_header h;
-	uint8_t *pl = NULL;
-	size_t n = 0;
-
-	if (m->failed)
-		return;
-	if (!mock_read(m, &h, &pl, &n)) {
-		mock_fail(m, "expected a STREAM packet, got EOF");
-		return;
-	}
-	if (h.type != VRPC_STREAM || h.serial != call->serial ||
-	    h.proc != call->proc || h.prog != call->prog ||
-	    h.status != status || n != 0)
-		mock_fail(m, "expected STREAM status %d serial %u, got type %d "
-			  "status %d serial %u", status, call->serial, h.type,
-			  h.status, h.serial);
-	free(pl);
-}
-
-static bool expect_screenshot(struct mock *m, struct vrpc_header *h)
+static bool expect_screenshot(struct mock_vrpc *m, struct vrpc_header *h)
 {
 	vrpc_domain_screenshot_args a;
 	bool ok;
 
 	memset(&a, 0, sizeof(a));
-	ok = mock_expect(m, VRPC_PROGRAM_REMOTE, VRPC_PROC_DOMAIN_SCREENSHOT,
+	ok = mock_vrpc_expect(m, VRPC_PROGRAM_REMOTE, VRPC_PROC_DOMAIN_SCREENSHOT,
 			 h, VRPC_XDR(xdr_vrpc_domain_screenshot_args), &a);
 	xdr_free(VRPC_XDR(xdr_vrpc_domain_screenshot_args), &a);
 	return ok;
 }
 
-static void mock_mime(struct mock *m, const struct vrpc_header *h)
+static void mock_mime(struct mock_vrpc *m, const struct vrpc_header *h)
 {
 	vrpc_nonnull_string mime = "image/png";
 	vrpc_domain_screenshot_ret r = { .mime = &mime };
 
-	mock_reply(m, h, VRPC_XDR(xdr_vrpc_domain_screenshot_ret), &r);
+	mock_vrpc_reply(m, h, VRPC_XDR(xdr_vrpc_domain_screenshot_ret), &r);
 }
 
-static void script_download(struct mock *m)
+static void script_download(struct mock_vrpc *m)
 {
 	struct vrpc_header h;
 	vrpc_error e = { .code = 1, .domain = 10, .level = 2 };
@@ -991,43 +581,43 @@ static void script_download(struct mock *m)
 	size_t n = 0;
 	uint8_t *buf;
 
-	if (!mock_handshake(m))
+	if (!mock_vrpc_handshake(m, false))
 		return;
 	/* 1: as libvirtd 9.0 does it: the data before the REPLY, an empty
 	 * CONTINUE at the end; the client finishes, we confirm. */
 	if (expect_screenshot(m, &h)) {
-		mock_stream(m, &h, VRPC_CONTINUE, "hello, ", 7);
-		mock_stream(m, &h, VRPC_CONTINUE, "world", 5);
+		mock_vrpc_stream(m, &h, VRPC_CONTINUE, "hello, ", 7);
+		mock_vrpc_stream(m, &h, VRPC_CONTINUE, "world", 5);
 		mock_mime(m, &h);
-		mock_stream(m, &h, VRPC_CONTINUE, NULL, 0);
-		mock_expect_stream(m, &h, VRPC_OK);
-		mock_stream(m, &h, VRPC_OK, NULL, 0);
+		mock_vrpc_stream(m, &h, VRPC_CONTINUE, NULL, 0);
+		mock_vrpc_expect_stream(m, &h, VRPC_OK);
+		mock_vrpc_stream(m, &h, VRPC_OK, NULL, 0);
 	}
 	/* 2: more than the client takes: it aborts. */
 	if (expect_screenshot(m, &h)) {
 		mock_mime(m, &h);
-		mock_stream(m, &h, VRPC_CONTINUE, "0123456789abcdef", 16);
-		mock_stream(m, &h, VRPC_CONTINUE, "more", 4);
-		mock_stream(m, &h, VRPC_CONTINUE, NULL, 0);
-		mock_expect_stream(m, &h, VRPC_ERROR);
-		mock_stream(m, &h, VRPC_OK, NULL, 0);
+		mock_vrpc_stream(m, &h, VRPC_CONTINUE, "0123456789abcdef", 16);
+		mock_vrpc_stream(m, &h, VRPC_CONTINUE, "more", 4);
+		mock_vrpc_stream(m, &h, VRPC_CONTINUE, NULL, 0);
+		mock_vrpc_expect_stream(m, &h, VRPC_ERROR);
+		mock_vrpc_stream(m, &h, VRPC_OK, NULL, 0);
 	}
 	/* 3: the daemon's side fails mid-stream. */
 	if (expect_screenshot(m, &h)) {
 		mock_mime(m, &h);
-		mock_stream(m, &h, VRPC_CONTINUE, "abc", 3);
+		mock_vrpc_stream(m, &h, VRPC_CONTINUE, "abc", 3);
 		e.message = &msg;
-		buf = mock_packet(m, &h, VRPC_STREAM, VRPC_ERROR,
+		buf = mock_vrpc_packet(m, &h, VRPC_STREAM, VRPC_ERROR,
 				  VRPC_XDR(xdr_vrpc_error), &e, &n);
 		if (buf)
-			mock_send(m, buf, n);
+			mock_vrpc_send(m, buf, n);
 		free(buf);
 	}
 	/* The connection still serves calls. */
-	if (expect_lookup(m, &h, NULL))
-		mock_lookup_reply(m, &h, "after");
-	mock_expect_close(m);
-	mock_expect_eof(m);
+	if (mock_vrpc_expect_lookup(m, &h, NULL))
+		mock_vrpc_lookup_reply(m, &h, "after");
+	mock_vrpc_expect_close(m);
+	mock_vrpc_expect_eof(m);
 }
 
 static int screenshot(struct vrpc *c, size_t max, uint8_t **data,
@@ -1054,13 +644,13 @@ static int screenshot(struct vrpc *c, size_t max, uint8_t **data,
 
 static void test_download(void)
 {
-	struct mock m;
+	struct mock_vrpc m;
 	struct vrpc *c = NULL;
 	uint8_t *data = NULL;
 	size_t len = 0;
 	char *name = NULL, *err = NULL;
 
-	mock_start(&m, script_download);
+	mock_vrpc_start(&m, script_download, false);
 	CHECK(vrpc_open(m.uri, 2000, NULL, NULL, &c, NULL) == 0);
 	CHECK(screenshot(c, 1000, &data, &len, &err) == 0);
 	CHECK(len == 12 && data && !memcmp(data, "hello, world", 12));
@@ -1102,7 +692,7 @@ static vrpc_typed_param stats_params[] = {
 
 /* Expects one CONNECT_GET_ALL_DOMAIN_STATS for every domain, every group,
  * NOWAIT, and answers with recs. */
-static void expect_stats(struct mock *m, vrpc_domain_stats_record *recs,
+static void expect_stats(struct mock_vrpc *m, vrpc_domain_stats_record *recs,
 			 unsigned n)
 {
 	vrpc_connect_get_all_domain_stats_args a = { 0 };
@@ -1111,22 +701,22 @@ static void expect_stats(struct mock *m, vrpc_domain_stats_record *recs,
 	};
 	struct vrpc_header h;
 
-	if (!mock_expect(m, VRPC_PROGRAM_REMOTE,
+	if (!mock_vrpc_expect(m, VRPC_PROGRAM_REMOTE,
 			 VRPC_PROC_CONNECT_GET_ALL_DOMAIN_STATS, &h,
 			 VRPC_XDR(xdr_vrpc_connect_get_all_domain_stats_args),
 			 &a))
 		return;
 	if (a.doms.doms_len != 0 || a.stats != 0 ||
 	    a.flags != VRPC_GET_ALL_DOMAINS_STATS_NOWAIT)
-		mock_fail(m, "stats call: %u doms, stats %u, flags %#x",
+		mock_vrpc_fail(m, "stats call: %u doms, stats %u, flags %#x",
 			  a.doms.doms_len, a.stats, a.flags);
 	xdr_free(VRPC_XDR(xdr_vrpc_connect_get_all_domain_stats_args),
 		 (char *)&a);
-	mock_reply(m, &h, VRPC_XDR(xdr_vrpc_connect_get_all_domain_stats_ret),
+	mock_vrpc_reply(m, &h, VRPC_XDR(xdr_vrpc_connect_get_all_domain_stats_ret),
 		   &r);
 }
 
-static void script_stats(struct mock *m)
+static void script_stats(struct mock_vrpc *m)
 {
 	vrpc_domain_stats_record recs[3] = {
 		{ .dom = { .name = "a", .id = 1 },
@@ -1139,7 +729,7 @@ static void script_stats(struct mock *m)
 	vrpc_typed_param bad = { .field = long_field,
 				 .value = { .type = VRPC_TYPED_PARAM_INT } };
 
-	if (!mock_handshake(m))
+	if (!mock_vrpc_handshake(m, false))
 		return;
 	expect_stats(m, recs, 3);
 	/* A name longer than libvirt's own limit. */
@@ -1150,13 +740,13 @@ static void script_stats(struct mock *m)
 	expect_stats(m, recs, 1);
 	/* Nothing at all. */
 	expect_stats(m, recs, 0);
-	mock_expect_close(m);
-	mock_expect_eof(m);
+	mock_vrpc_expect_close(m);
+	mock_vrpc_expect_eof(m);
 }
 
 static void test_stats(void)
 {
-	struct mock m;
+	struct mock_vrpc m;
 	struct hv_conn *c = NULL;
 	struct hv_stats *v = NULL;
 	size_t n = 0;
@@ -1164,7 +754,7 @@ static void test_stats(void)
 
 	memset(long_name, 'n', HV_NAME_MAX + 1);
 	memset(long_field, 'f', VRPC_TYPED_PARAM_FIELD_LENGTH);
-	mock_start(&m, script_stats);
+	mock_vrpc_start(&m, script_stats, false);
 	REQUIRE(hv_open(m.uri, &(struct hv_options){ .timeout_ms = 2000 }, &c,
 			&err) == 0);
 	CHECK(hv_stats_all(c, &v, &n, &err) == 0);

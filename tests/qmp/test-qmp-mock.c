@@ -7,331 +7,72 @@
  * from answers of the wrong shapes.
  */
 #include <errno.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
-
-#include <json-c/json.h>
 
 #include "hv.h"
+#include "mock-qmp.h"
 #include "qmp.h"
 #include "testutil.h"
 
-#define GREETING                                                             \
-	"{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 22, \"minor\": 2, "  \
-	"\"major\": 7}, \"package\": \"mock\"}, \"capabilities\": "          \
-	"[\"oob\"]}}\r\n"
-#define MOCK_WAIT_MS 10000
-#define MAX_CMDS 64
-
-enum op {
-	OP_GREET,       /* send the greeting */
-	OP_EXPECT,      /* read one command; its "execute" must be arg */
-	OP_SEND,        /* send arg; $ID is the last command's id */
-	OP_SEND_SLOW,   /* the same in three pieces, 30 ms apart */
-	OP_ANSWER_ALL,  /* answer every unanswered command, newest first,
-			 * with its own arguments */
-	OP_CLOSE,       /* close the connection */
-	OP_ACCEPT,      /* accept the next connection */
-	OP_WAIT_EOF,    /* wait until the client closes */
-	OP_FLOOD,       /* send QMP_LINE_MAX + 1 bytes without a newline */
-	OP_SLEEP,       /* stay silent for atoi(arg) ms */
-	OP_END,
-};
-
-struct step {
-	enum op op;
-	const char *arg;
-};
-
-struct cmd {
-	int64_t id;
-	char *args; /* JSON text, "{}" without arguments */
-	bool answered;
-};
-
-struct mock {
-	char path[108];
-	int lfd, cfd;
-	const struct step *script;
-	size_t pc;          /* steps done */
-	bool failed;
-	pthread_t thread;
-	char buf[65536];
-	size_t len;
-	struct cmd cmds[MAX_CMDS];
-	size_t ncmds;
-};
-
-static void mock_fail(struct mock *m, const char *what)
+/* A sequential mock at DIR/NAME.sock playing script. */
+static struct mock_qmp *mock_start(const char *dir, const char *name,
+				   const char *script, char *path, size_t n)
 {
-	fprintf(stderr, "mock: step %zu: %s\n", m->pc, what);
-	m->failed = true;
+	snprintf(path, n, "%s/%s.sock", dir, name);
+	return mock_qmp_start(path, script, 0, NULL);
 }
 
-static bool send_str(struct mock *m, const char *s, size_t len)
+/* The whole script must have run, and nothing unexpected came. */
+static void mock_finish(struct mock_qmp *m)
 {
-	while (len > 0) {
-		ssize_t n = send(m->cfd, s, len, MSG_NOSIGNAL);
-
-		if (n < 0)
-			return false;
-		s += n;
-		len -= (size_t)n;
-	}
-	return true;
+	CHECK(mock_qmp_finish(m));
 }
 
-/* One line from the client, NUL-terminated in *ret (malloc'd); NULL on EOF
- * or after MOCK_WAIT_MS. */
-static char *read_line(struct mock *m)
-{
-	struct pollfd p = { .fd = m->cfd, .events = POLLIN };
-	char *nl, *line;
-	ssize_t n;
-
-	for (;;) {
-		nl = memchr(m->buf, '\n', m->len);
-		if (nl) {
-			line = strndup(m->buf, (size_t)(nl - m->buf));
-			m->len -= (size_t)(nl + 1 - m->buf);
-			memmove(m->buf, nl + 1, m->len);
-			return line;
-		}
-		if (m->len == sizeof(m->buf) || poll(&p, 1, MOCK_WAIT_MS) <= 0)
-			return NULL;
-		n = recv(m->cfd, m->buf + m->len, sizeof(m->buf) - m->len, 0);
-		if (n <= 0)
-			return NULL;
-		m->len += (size_t)n;
-	}
-}
-
-static void expect(struct mock *m, const char *name)
-{
-	char *line = read_line(m);
-	json_object *o = line ? json_tokener_parse(line) : NULL;
-	json_object *v;
-	struct cmd *c;
-
-	if (!o || !json_object_object_get_ex(o, "execute", &v) ||
-	    strcmp(json_object_get_string(v), name) != 0) {
-		fprintf(stderr, "mock: expected %s, got %s\n", name,
-			line ? line : "(nothing)");
-		mock_fail(m, "unexpected command");
-	} else if (m->ncmds == MAX_CMDS ||
-		   !json_object_object_get_ex(o, "id", &v) ||
-		   !json_object_is_type(v, json_type_int)) {
-		mock_fail(m, "command without a numeric id");
-	} else {
-		c = &m->cmds[m->ncmds++];
-		c->id = json_object_get_int64(v);
-		c->args = strdup(json_object_object_get_ex(o, "arguments", &v) ?
-				 json_object_to_json_string(v) : "{}");
-		c->answered = false;
-	}
-	json_object_put(o);
-	free(line);
-}
-
-/* Replaces $ID with the last command's id (the first $ID only). */
-static char *expand(struct mock *m, const char *tmpl)
-{
-	const char *at = strstr(tmpl, "$ID");
-	long long id = m->ncmds ? (long long)m->cmds[m->ncmds - 1].id : 0;
-	char *s;
-
-	if (!at)
-		return strdup(tmpl);
-	if (m->ncmds)
-		m->cmds[m->ncmds - 1].answered = true;
-	if (asprintf(&s, "%.*s%lld%s", (int)(at - tmpl), tmpl, id, at + 3) < 0)
-		return NULL;
-	return s;
-}
-
-static void run_step(struct mock *m, const struct step *s)
-{
-	char *text;
-	size_t len;
-
-	switch (s->op) {
-	case OP_GREET:
-		send_str(m, GREETING, strlen(GREETING));
-		break;
-	case OP_EXPECT:
-		expect(m, s->arg);
-		break;
-	case OP_SEND:
-	case OP_SEND_SLOW:
-		text = expand(m, s->arg);
-		len = strlen(text);
-		if (s->op == OP_SEND) {
-			send_str(m, text, len);
-		} else {
-			for (size_t off = 0; off < len; off += len / 3 + 1) {
-				size_t n = len - off < len / 3 + 1 ?
-					   len - off : len / 3 + 1;
-
-				send_str(m, text + off, n);
-				test_sleep_ms(30);
-			}
-		}
-		free(text);
-		break;
-	case OP_ANSWER_ALL:
-		for (size_t i = m->ncmds; i-- > 0;) {
-			struct cmd *c = &m->cmds[i];
-
-			if (c->answered)
-				continue;
-			c->answered = true;
-			if (asprintf(&text, "{\"return\": %s, \"id\": %lld}\r\n",
-				     c->args, (long long)c->id) >= 0) {
-				send_str(m, text, strlen(text));
-				free(text);
-			}
-		}
-		break;
-	case OP_CLOSE:
-		close(m->cfd);
-		m->cfd = -1;
-		m->len = 0;
-		break;
-	case OP_ACCEPT: {
-		struct pollfd p = { .fd = m->lfd, .events = POLLIN };
-
-		if (m->cfd >= 0)
-			close(m->cfd);
-		m->len = 0;
-		m->cfd = -1;
-		if (poll(&p, 1, MOCK_WAIT_MS) == 1)
-			m->cfd = accept4(m->lfd, NULL, NULL, SOCK_CLOEXEC);
-		if (m->cfd < 0)
-			mock_fail(m, "no client connected");
-		break;
-	}
-	case OP_WAIT_EOF: {
-		char *line;
-
-		while ((line = read_line(m))) {
-			fprintf(stderr, "mock: unexpected: %s\n", line);
-			mock_fail(m, "command after the script's end");
-			free(line);
-		}
-		break;
-	}
-	case OP_FLOOD: {
-		static char junk[65536];
-
-		memset(junk, 'x', sizeof(junk));
-		for (size_t sent = 0; sent <= QMP_LINE_MAX;
-		     sent += sizeof(junk))
-			if (!send_str(m, junk, sizeof(junk)))
-				break; /* the client gave up: that is the point */
-		break;
-	}
-	case OP_SLEEP:
-		test_sleep_ms(atoi(s->arg));
-		break;
-	case OP_END:
-		break;
-	}
-}
-
-static void *mock_main(void *arg)
-{
-	struct mock *m = arg;
-
-	for (; m->script[m->pc].op != OP_END && !m->failed; m->pc++)
-		run_step(m, &m->script[m->pc]);
-	return NULL;
-}
-
-static void mock_start(struct mock *m, const char *dir, const char *name,
-		       const struct step *script)
-{
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-
-	memset(m, 0, sizeof(*m));
-	m->cfd = -1;
-	m->script = script;
-	snprintf(m->path, sizeof(m->path), "%s/%s.sock", dir, name);
-	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", m->path);
-	m->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	REQUIRE(m->lfd >= 0);
-	REQUIRE(bind(m->lfd, (struct sockaddr *)&sun, sizeof(sun)) == 0);
-	REQUIRE(listen(m->lfd, 4) == 0);
-	REQUIRE(pthread_create(&m->thread, NULL, mock_main, m) == 0);
-}
-
-/* Joins the mock; the whole script must have run. */
-static void mock_finish(struct mock *m)
-{
-	pthread_join(m->thread, NULL);
-	if (m->script[m->pc].op != OP_END)
-		mock_fail(m, "script not finished");
-	CHECK(!m->failed);
-	if (m->cfd >= 0)
-		close(m->cfd);
-	close(m->lfd);
-	unlink(m->path);
-	for (size_t i = 0; i < m->ncmds; i++)
-		free(m->cmds[i].args);
-}
-
-static struct qmp *client(struct mock *m)
+static struct qmp *client(const char *path)
 {
 	char addr[120];
 	struct qmp *q = NULL;
 
-	snprintf(addr, sizeof(addr), "unix:%s", m->path);
+	snprintf(addr, sizeof(addr), "unix:%s", path);
 	REQUIRE(qmp_new(addr, &q) == 0);
 	return q;
 }
 
-#define CAPS { OP_EXPECT, "qmp_capabilities" }, \
-	     { OP_SEND, "{\"return\": {}, \"id\": $ID}\r\n" }
+#define HELLO "accept\ngreet\ncaps\n"
+
+_Static_assert(QMP_LINE_MAX + 1 == 8388609, "the flood below must be "
+	       "one byte more than a QMP line may hold");
 
 static void test_replies(const char *dir)
 {
-	static const struct step script[] = {
-		{ OP_ACCEPT, NULL }, { OP_GREET, NULL }, CAPS,
-		{ OP_EXPECT, "foo" },
-		{ OP_SEND, "{\"id\": $ID, \"error\": {\"class\": "
-			   "\"CommandNotFound\", \"desc\": \"The command foo "
-			   "has not been found\"}}\r\n" },
-		{ OP_EXPECT, "query-status" },
-		{ OP_SEND, "{\"return\": {\"status\": \"running\", "
-			   "\"singlestep\": false, \"running\": true}, "
-			   "\"id\": $ID}\r\n" },
-		{ OP_EXPECT, "query-balloon" },
-		{ OP_SEND, "{\"id\": $ID, \"error\": {\"class\": "
-			   "\"DeviceNotActive\", \"desc\": \"No balloon "
-			   "device has been activated\"}}\r\n" },
-		{ OP_EXPECT, "human-monitor-command" },
-		{ OP_SEND, "{\"id\": $ID, \"error\": {\"class\": "
-			   "\"GenericError\", \"desc\": \"bad\"}}\r\n" },
-		{ OP_EXPECT, "quit" },
-		{ OP_SEND, "{\"timestamp\": {\"seconds\": 1, \"microseconds\": "
-			   "2}, \"event\": \"SHUTDOWN\", \"data\": {\"guest\": "
-			   "false, \"reason\": \"host-qmp-quit\"}}\r\n"
-			   "{\"return\": {}, \"id\": $ID}\r\n" },
-		{ OP_CLOSE, NULL },
-		{ OP_END, NULL },
-	};
+	static const char script[] =
+		HELLO
+		"expect foo\n"
+		"error CommandNotFound The command foo has not been found\n"
+		"expect query-status\n"
+		"answer {\"status\": \"running\", \"singlestep\": false, "
+		"\"running\": true}\n"
+		"expect query-balloon\n"
+		"error DeviceNotActive No balloon device has been activated\n"
+		"expect human-monitor-command\n"
+		"error GenericError bad\n"
+		"expect quit\n"
+		"send {\"timestamp\": {\"seconds\": 1, \"microseconds\": 2}, "
+		"\"event\": \"SHUTDOWN\", \"data\": {\"guest\": false, "
+		"\"reason\": \"host-qmp-quit\"}}\\r\\n"
+		"{\"return\": {}, \"id\": $ID}\n"
+		"close\n";
 	struct seen seen = { .lock = PTHREAD_MUTEX_INITIALIZER };
-	struct mock m;
+	struct mock_qmp *m;
+	char path[128];
 	struct qmp *q;
 	char *json = NULL, *err = NULL;
 	int major = 0, minor = 0, micro = 0;
 
-	mock_start(&m, dir, "replies", script);
-	q = client(&m);
+	m = mock_start(dir, "replies", script, path, sizeof(path));
+	q = client(path);
 	qmp_set_event_handler(q, seen_on_event, &seen);
 	CHECK(qmp_version(q, &major, &minor, &micro) == -ENOTCONN);
 	CHECK(!qmp_is_connected(q));
@@ -379,7 +120,7 @@ static void test_replies(const char *dir)
 
 	/* quit: answered, then EOF; it succeeds and the loss is reported. */
 	CHECK(qmp_execute(q, "quit", NULL, 2000, NULL, NULL) == 0);
-	mock_finish(&m);
+	mock_finish(m);
 	for (int i = 0; i < 100 && qmp_is_connected(q); i++)
 		test_sleep_ms(10);
 	CHECK(!qmp_is_connected(q));
@@ -390,25 +131,23 @@ static void test_replies(const char *dir)
 
 static void test_event_before_reply(const char *dir)
 {
-	static const struct step script[] = {
-		{ OP_ACCEPT, NULL }, { OP_GREET, NULL }, CAPS,
-		{ OP_EXPECT, "stop" },
-		{ OP_SEND, "{\"timestamp\": {\"seconds\": 1, \"microseconds\": "
-			   "2}, \"event\": \"STOP\"}\r\n" },
-		{ OP_SEND_SLOW, "{\"timestamp\": {\"seconds\": 1, "
-				"\"microseconds\": 3}, \"event\": \"X\", "
-				"\"data\": {\"a\": 1}}\r\n"
-				"{\"return\": {}, \"id\": $ID}\r\n" },
-		{ OP_WAIT_EOF, NULL },
-		{ OP_END, NULL },
-	};
+	static const char script[] =
+		HELLO
+		"expect stop\n"
+		"event STOP\n"
+		/* an event and the reply in pieces of 20 bytes, 30 ms apart */
+		"slow 30 20 {\"timestamp\": {\"seconds\": 1, "
+		"\"microseconds\": 3}, \"event\": \"X\", \"data\": {\"a\": 1}}"
+		"\\r\\n{\"return\": {}, \"id\": $ID}\n"
+		"wait-eof\n";
 	struct seen seen = { .lock = PTHREAD_MUTEX_INITIALIZER };
-	struct mock m;
+	struct mock_qmp *m;
+	char path[128];
 	struct qmp *q;
 	char *json = NULL;
 
-	mock_start(&m, dir, "event", script);
-	q = client(&m);
+	m = mock_start(dir, "event", script, path, sizeof(path));
+	q = client(path);
 	qmp_set_event_handler(q, seen_on_event, &seen);
 	CHECK(qmp_execute(q, "stop", NULL, 2000, &json, NULL) == 0);
 	CHECK(STREQ(json, "{}"));
@@ -418,57 +157,55 @@ static void test_event_before_reply(const char *dir)
 	CHECK(STREQ(seen.names, "STOP X "));
 	pthread_mutex_unlock(&seen.lock);
 	qmp_free(q);
-	mock_finish(&m);
+	mock_finish(m);
 	CHECK(seen_lost(&seen) == 0); /* our own close is not a loss */
 }
 
 static void test_split_greeting_and_reply(const char *dir)
 {
-	static const struct step script[] = {
-		{ OP_ACCEPT, NULL },
-		{ OP_SEND_SLOW, GREETING },
-		{ OP_EXPECT, "qmp_capabilities" },
-		{ OP_SEND_SLOW, "{\"return\": {}, \"id\": $ID}\r\n" },
-		{ OP_EXPECT, "query-name" },
-		{ OP_SEND_SLOW, "{\"return\": {\"name\": \"vm1\"}, \"id\": "
-				"$ID}\r\n" },
-		{ OP_WAIT_EOF, NULL },
-		{ OP_END, NULL },
-	};
-	struct mock m;
+	static const char script[] =
+		"accept\n"
+		"slow 30 20 {\"QMP\": {\"version\": {\"qemu\": {\"micro\": 22, "
+		"\"minor\": 2, \"major\": 7}, \"package\": \"mock\"}, "
+		"\"capabilities\": [\"oob\"]}}\n"
+		"expect qmp_capabilities\n"
+		"slow 30 20 {\"return\": {}, \"id\": $ID}\n"
+		"expect query-name\n"
+		"slow 30 20 {\"return\": {\"name\": \"vm1\"}, \"id\": $ID}\n"
+		"wait-eof\n";
+	struct mock_qmp *m;
+	char path[128];
 	struct qmp *q;
 	char *json = NULL;
 
-	mock_start(&m, dir, "split", script);
-	q = client(&m);
+	m = mock_start(dir, "split", script, path, sizeof(path));
+	q = client(path);
 	CHECK(qmp_execute(q, "query-name", NULL, 3000, &json, NULL) == 0);
 	CHECK(STREQ(json, "{\"name\":\"vm1\"}"));
 	free(json);
 	qmp_free(q);
-	mock_finish(&m);
+	mock_finish(m);
 }
 
 static void test_close_mid_command(const char *dir)
 {
-	static const struct step script[] = {
-		{ OP_ACCEPT, NULL }, { OP_GREET, NULL }, CAPS,
-		{ OP_EXPECT, "query-status" },
-		{ OP_CLOSE, NULL },
+	static const char script[] =
+		HELLO
+		"expect query-status\n"
+		"close\n"
 		/* The next call reconnects. */
-		{ OP_ACCEPT, NULL }, { OP_GREET, NULL }, CAPS,
-		{ OP_EXPECT, "query-status" },
-		{ OP_SEND, "{\"return\": {\"status\": \"paused\"}, \"id\": "
-			   "$ID}\r\n" },
-		{ OP_WAIT_EOF, NULL },
-		{ OP_END, NULL },
-	};
+		HELLO
+		"expect query-status\n"
+		"answer {\"status\": \"paused\"}\n"
+		"wait-eof\n";
 	struct seen seen = { .lock = PTHREAD_MUTEX_INITIALIZER };
-	struct mock m;
+	struct mock_qmp *m;
+	char path[128];
 	struct qmp *q;
 	char *json = NULL, *err = NULL;
 
-	mock_start(&m, dir, "close", script);
-	q = client(&m);
+	m = mock_start(dir, "close", script, path, sizeof(path));
+	q = client(path);
 	qmp_set_event_handler(q, seen_on_event, &seen);
 	CHECK(qmp_execute(q, "query-status", NULL, 2000, &json, &err) ==
 	      -ENOTCONN);
@@ -478,7 +215,7 @@ static void test_close_mid_command(const char *dir)
 	CHECK(STREQ(json, "{\"status\":\"paused\"}"));
 	free(json);
 	qmp_free(q);
-	mock_finish(&m);
+	mock_finish(m);
 	CHECK(seen_lost(&seen) == 1);
 }
 
@@ -502,25 +239,22 @@ static int execute_within(struct qmp *q, const char *cmd, int ms, char **json)
  */
 static void test_no_greeting(const char *dir)
 {
-	static const struct step script[] = {
-		{ OP_ACCEPT, NULL },
-		{ OP_SLEEP, "700" },   /* silent past the client's deadline */
-		{ OP_GREET, NULL },    /* late: the sign of life */
-		{ OP_ACCEPT, NULL },   /* the client starts afresh */
-		{ OP_GREET, NULL }, CAPS,
-		{ OP_EXPECT, "query-status" },
-		{ OP_SEND, "{\"return\": {\"status\": \"running\"}, "
-			   "\"id\": $ID}\r\n" },
-		{ OP_WAIT_EOF, NULL },
-		{ OP_END, NULL },
-	};
-	struct mock m;
+	static const char script[] =
+		"accept\n"
+		"sleep 700\n"   /* silent past the client's deadline */
+		"greet\n"       /* late: the sign of life */
+		HELLO           /* the client starts afresh */
+		"expect query-status\n"
+		"answer {\"status\": \"running\"}\n"
+		"wait-eof\n";
+	struct mock_qmp *m;
+	char path[128];
 	struct qmp *q;
 	char *err = NULL, *json = NULL;
 	int64_t t0;
 
-	mock_start(&m, dir, "silent", script);
-	q = client(&m);
+	m = mock_start(dir, "silent", script, path, sizeof(path));
+	q = client(path);
 	t0 = test_now_ms();
 	CHECK(qmp_execute(q, "query-status", NULL, 300, NULL, &err) ==
 	      -ETIMEDOUT);
@@ -545,34 +279,33 @@ static void test_no_greeting(const char *dir)
 	CHECK(json && strstr(json, "running"));
 	free(json);
 	qmp_free(q);
-	mock_finish(&m);
+	mock_finish(m);
 }
 
 static void test_garbage(const char *dir)
 {
-	static const struct step script[] = {
-		{ OP_ACCEPT, NULL }, { OP_GREET, NULL }, CAPS,
-		{ OP_EXPECT, "query-status" },
-		{ OP_SEND, "this is not JSON\r\n" },
-		{ OP_WAIT_EOF, NULL },
+	static const char script[] =
+		HELLO
+		"expect query-status\n"
+		"send this is not JSON\n"
+		"wait-eof\n"
 		/* An over-long line: refused without holding it all. */
-		{ OP_ACCEPT, NULL }, { OP_GREET, NULL }, CAPS,
-		{ OP_EXPECT, "query-status" },
-		{ OP_FLOOD, NULL },
-		{ OP_WAIT_EOF, NULL },
+		HELLO
+		"expect query-status\n"
+		"flood 8388609\n" /* QMP_LINE_MAX + 1, asserted below */
+		"wait-eof\n"
 		/* A greeting that is garbage. */
-		{ OP_ACCEPT, NULL },
-		{ OP_SEND, "{\"QMP\": 1}\r\n" },
-		{ OP_WAIT_EOF, NULL },
-		{ OP_END, NULL },
-	};
+		"accept\n"
+		"send {\"QMP\": 1}\n"
+		"wait-eof\n";
 	struct seen seen = { .lock = PTHREAD_MUTEX_INITIALIZER };
-	struct mock m;
+	struct mock_qmp *m;
+	char path[128];
 	struct qmp *q;
 	char *err = NULL;
 
-	mock_start(&m, dir, "garbage", script);
-	q = client(&m);
+	m = mock_start(dir, "garbage", script, path, sizeof(path));
+	q = client(path);
 	qmp_set_event_handler(q, seen_on_event, &seen);
 	CHECK(qmp_execute(q, "query-status", NULL, 2000, NULL, &err) ==
 	      -EPROTO);
@@ -582,35 +315,33 @@ static void test_garbage(const char *dir)
 	      -EPROTO);
 	CHECK(qmp_execute(q, "query-status", NULL, 2000, NULL, NULL) ==
 	      -EPROTO);
-	mock_finish(&m);
+	mock_finish(m);
 	qmp_free(q);
 	CHECK(seen_lost(&seen) == 2);
 }
 
 static void test_wrong_id(const char *dir)
 {
-	static const struct step script[] = {
-		{ OP_ACCEPT, NULL }, { OP_GREET, NULL }, CAPS,
-		{ OP_EXPECT, "query-status" },
-		{ OP_SEND, "{\"return\": {}, \"id\": 99$ID}\r\n"
-			   "{\"return\": {}, \"id\": \"x\"}\r\n"
-			   "{\"return\": {}}\r\n" },
+	static const char script[] =
+		HELLO
+		"expect query-status\n"
+		"send {\"return\": {}, \"id\": 99$ID}\\r\\n"
+		"{\"return\": {}, \"id\": \"x\"}\\r\\n{\"return\": {}}\n"
 		/* Past the client's deadline: the late reply, a sign of life
 		 * (callers in between failed at once and sent nothing). */
-		{ OP_SLEEP, "700" },
-		{ OP_SEND, "{\"return\": {\"late\": 1}, \"id\": $ID}\r\n" },
-		{ OP_EXPECT, "query-name" },
-		{ OP_SEND, "{\"return\": {\"name\": \"a\"}, \"id\": $ID}\r\n" },
-		{ OP_WAIT_EOF, NULL },
-		{ OP_END, NULL },
-	};
-	struct mock m;
+		"sleep 700\n"
+		"answer {\"late\": 1}\n"
+		"expect query-name\n"
+		"answer {\"name\": \"a\"}\n"
+		"wait-eof\n";
+	struct mock_qmp *m;
+	char path[128];
 	struct qmp *q;
 	char *json = NULL;
 	int64_t t0;
 
-	mock_start(&m, dir, "wrongid", script);
-	q = client(&m);
+	m = mock_start(dir, "wrongid", script, path, sizeof(path));
+	q = client(path);
 	t0 = test_now_ms();
 	CHECK(qmp_execute(q, "query-status", NULL, 400, &json, NULL) ==
 	      -ETIMEDOUT);
@@ -626,7 +357,7 @@ static void test_wrong_id(const char *dir)
 	CHECK(STREQ(json, "{\"name\":\"a\"}"));
 	free(json);
 	qmp_free(q);
-	mock_finish(&m);
+	mock_finish(m);
 }
 
 #define THREADS 8
@@ -650,24 +381,21 @@ static void *worker_main(void *arg)
 
 static void test_concurrent(const char *dir)
 {
-	static const struct step script[] = {
-		{ OP_ACCEPT, NULL }, { OP_GREET, NULL }, CAPS,
-		{ OP_EXPECT, "echo" }, { OP_EXPECT, "echo" },
-		{ OP_EXPECT, "echo" }, { OP_EXPECT, "echo" },
-		{ OP_EXPECT, "echo" }, { OP_EXPECT, "echo" },
-		{ OP_EXPECT, "echo" }, { OP_EXPECT, "echo" },
-		{ OP_ANSWER_ALL, NULL }, /* newest first: ids must route them */
-		{ OP_WAIT_EOF, NULL },
-		{ OP_END, NULL },
-	};
+	static const char script[] =
+		HELLO
+		"expect echo\nexpect echo\nexpect echo\nexpect echo\n"
+		"expect echo\nexpect echo\nexpect echo\nexpect echo\n"
+		"answer-all\n" /* newest first: ids must route them */
+		"wait-eof\n";
 	struct worker w[THREADS];
 	pthread_t t[THREADS];
-	struct mock m;
+	struct mock_qmp *m;
+	char path[128];
 	struct qmp *q;
 	char want[32];
 
-	mock_start(&m, dir, "threads", script);
-	q = client(&m);
+	m = mock_start(dir, "threads", script, path, sizeof(path));
+	q = client(path);
 	for (int i = 0; i < THREADS; i++) {
 		w[i] = (struct worker){ .q = q, .k = i };
 		REQUIRE(pthread_create(&t[i], NULL, worker_main, &w[i]) == 0);
@@ -680,7 +408,7 @@ static void test_concurrent(const char *dir)
 		free(w[i].json);
 	}
 	qmp_free(q);
-	mock_finish(&m);
+	mock_finish(m);
 }
 
 static void test_addresses(void)
@@ -715,48 +443,50 @@ static void test_addresses(void)
  */
 static void test_stats_hostile(const char *dir)
 {
-#define R(json) { OP_SEND, "{\"return\": " json ", \"id\": $ID}\r\n" }
-	static const struct step script[] = {
-		{ OP_ACCEPT, NULL }, { OP_GREET, NULL }, CAPS,
-		{ OP_EXPECT, "query-status" },
-		R("{\"status\": null, \"running\": true}"),
-		{ OP_EXPECT, "query-balloon" }, R("{\"actual\": \"lots\"}"),
-		{ OP_EXPECT, "query-memory-size-summary" }, R("[]"),
-		{ OP_EXPECT, "query-cpus-fast" },
-		R("[{\"cpu-index\": \"x\", \"thread-id\": -1}, "
-		  "{\"cpu-index\": 0, \"thread-id\": 999999999, "
-		  "\"qom-path\": \"/c0\"}]"),
-		{ OP_EXPECT, "query-hotpluggable-cpus" }, R("{\"a\": 1}"),
-		{ OP_EXPECT, "query-stats-schemas" },
-		R("[{\"target\": null, \"stats\": 5}, {\"target\": \"vm\", "
-		  "\"stats\": [{\"name\": null}, {\"name\": \"exits\", "
-		  "\"type\": \"cumulative\"}, {\"name\": \"h\", \"type\": "
-		  "\"log2-histogram\"}, {\"name\": \"bad key\", \"type\": "
-		  "\"peak\"}]}, {\"target\": \"vcpu\", \"stats\": [{\"name\": "
-		  "\"halt\", \"type\": \"instant\"}]}]"),
-		{ OP_EXPECT, "query-stats" },
-		R("[{\"qom-path\": null, \"stats\": []}, {\"qom-path\": \"/c0\", "
-		  "\"stats\": [{\"name\": \"halt\", \"value\": 7}]}]"),
-		{ OP_EXPECT, "query-block" }, R("[{\"device\": null}]"),
-		{ OP_EXPECT, "query-blockstats" },
-		R("[{\"device\": 5, \"qdev\": \"\", \"node-name\": \"n1\", "
-		  "\"stats\": {\"rd_bytes\": \"x\", \"wr_bytes\": 10}}, "
-		  "{\"stats\": null}]"),
-		{ OP_EXPECT, "query-stats" },
-		R("[{\"stats\": [{\"name\": \"exits\", \"value\": 42}, "
-		  "{\"name\": \"h\", \"value\": [1, 2]}, {\"name\": \"bad key\", "
-		  "\"value\": 1}]}, 7]"),
-		{ OP_WAIT_EOF, NULL }, { OP_END, NULL },
-	};
-#undef R
-	struct mock m;
+	static const char script[] =
+		HELLO
+		"expect query-status\n"
+		"answer {\"status\": null, \"running\": true}\n"
+		"expect query-balloon\n"
+		"answer {\"actual\": \"lots\"}\n"
+		"expect query-memory-size-summary\n"
+		"answer []\n"
+		"expect query-cpus-fast\n"
+		"answer [{\"cpu-index\": \"x\", \"thread-id\": -1}, "
+		"{\"cpu-index\": 0, \"thread-id\": 999999999, "
+		"\"qom-path\": \"/c0\"}]\n"
+		"expect query-hotpluggable-cpus\n"
+		"answer {\"a\": 1}\n"
+		"expect query-stats-schemas\n"
+		"answer [{\"target\": null, \"stats\": 5}, {\"target\": \"vm\", "
+		"\"stats\": [{\"name\": null}, {\"name\": \"exits\", "
+		"\"type\": \"cumulative\"}, {\"name\": \"h\", \"type\": "
+		"\"log2-histogram\"}, {\"name\": \"bad key\", \"type\": "
+		"\"peak\"}]}, {\"target\": \"vcpu\", \"stats\": [{\"name\": "
+		"\"halt\", \"type\": \"instant\"}]}]\n"
+		"expect query-stats\n"
+		"answer [{\"qom-path\": null, \"stats\": []}, {\"qom-path\": "
+		"\"/c0\", \"stats\": [{\"name\": \"halt\", \"value\": 7}]}]\n"
+		"expect query-block\n"
+		"answer [{\"device\": null}]\n"
+		"expect query-blockstats\n"
+		"answer [{\"device\": 5, \"qdev\": \"\", \"node-name\": \"n1\", "
+		"\"stats\": {\"rd_bytes\": \"x\", \"wr_bytes\": 10}}, "
+		"{\"stats\": null}]\n"
+		"expect query-stats\n"
+		"answer [{\"stats\": [{\"name\": \"exits\", \"value\": 42}, "
+		"{\"name\": \"h\", \"value\": [1, 2]}, {\"name\": \"bad key\", "
+		"\"value\": 1}]}, 7]\n"
+		"wait-eof\n";
+	struct mock_qmp *m;
+	char path[128];
 	struct hv_conn *c = NULL;
 	struct hv_stats *st = NULL;
 	char uri[160], *err = NULL;
 	const struct hv_stat *k;
 
-	mock_start(&m, dir, "stats", script);
-	snprintf(uri, sizeof(uri), "qmp:h=unix:%s", m.path);
+	m = mock_start(dir, "stats", script, path, sizeof(path));
+	snprintf(uri, sizeof(uri), "qmp:h=unix:%s", path);
 	REQUIRE(hv_open(uri, &(struct hv_options){ .timeout_ms = 5000 }, &c,
 			&err) == 0);
 	CHECK(hv_stats(c, "h", &st, &err) == 0);
@@ -791,7 +521,7 @@ static void test_stats_hostile(const char *dir)
 	hv_stats_free(st, 1);
 	hv_close(c);
 	free(err);
-	mock_finish(&m);
+	mock_finish(m);
 }
 
 int main(void)

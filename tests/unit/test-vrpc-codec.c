@@ -487,6 +487,16 @@ static void test_errno_map(void)
 	/* Whatever polkit answers is a refusal. */
 	CHECK(vrpc_errno(R, VRPC_PROC_AUTH_POLKIT, 1) == -EACCES);
 	CHECK(vrpc_errno(R, VRPC_PROC_AUTH_POLKIT, 45) == -EACCES);
+	/* A domain's life and snapshots. */
+	CHECK(vrpc_errno(R, get, 27) == -EINVAL &&
+	      vrpc_errno(R, get, 35) == -EINVAL &&
+	      vrpc_errno(R, get, 92) == -EINVAL &&
+	      vrpc_errno(R, get, 71) == -EINVAL);
+	CHECK(vrpc_errno(R, get, 28) == -EEXIST);
+	CHECK(vrpc_errno(R, get, 72) == -ENOENT &&
+	      vrpc_errno(R, get, 103) == -ENOENT);
+	CHECK(vrpc_errno(R, get, 87) == -EBUSY &&
+	      vrpc_errno(R, get, 67) == -EOPNOTSUPP);
 }
 
 /* Arbitrary bytes through every decoder: no crash, no leak (valgrind). */
