@@ -1,18 +1,104 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * The facts of one domain. For a source that delivers events, state, version
- * and uuid are fetched once and then kept true by events, so a read costs
- * what FUSE costs; without events every read asks the peer.
+ * One domain: its references and its facts (see dom.h).
  *
  * A fetch races with events: it records d->gen before asking the peer and
  * stores its answer only if no event bumped gen meanwhile, so an old answer
  * can never overwrite what a newer event said.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
+#include <time.h>
 
-#include "hvfs.h"
+#include "dom.h"
+
+struct dom *dom_new(struct source *src, const char *hv_name,
+			   const char *name)
+{
+	struct dom *d = calloc(1, sizeof(*d));
+
+	if (!d)
+		return NULL;
+	d->hv_name = strdup(hv_name);
+	d->name = strdup(name);
+	if (!d->hv_name || !d->name) {
+		free(d->hv_name);
+		free(d->name);
+		free(d);
+		return NULL;
+	}
+	d->src = src;
+	d->refs = 1;
+	pthread_mutex_init(&d->lock, NULL);
+	return d;
+}
+
+static void dom_free(struct dom *d)
+{
+	dom_release_watchers(d);
+	pthread_mutex_destroy(&d->lock);
+	free(d->name);
+	free(d->hv_name);
+	free(d->error);
+	free(d->version);
+	free(d->uuid);
+	if (d->ext_free)
+		d->ext_free(d->ext);
+	free(d);
+}
+
+struct dom *dom_ref(struct dom *d)
+{
+	__atomic_add_fetch(&d->refs, 1, __ATOMIC_RELAXED);
+	return d;
+}
+
+struct dom *dom_unref(struct dom *d)
+{
+	if (d && __atomic_sub_fetch(&d->refs, 1, __ATOMIC_ACQ_REL) == 0)
+		dom_free(d);
+	return NULL;
+}
+
+struct hv_conn *dom_conn(struct dom *d)
+{
+	return source_conn(d->src);
+}
+
+void dom_set_error(struct dom *d, const char *op, int err, const char *msg)
+{
+	char stamp[32], *text;
+	struct tm tm;
+	time_t now = time(NULL);
+	const char *ename = strerrorname_np(-err);
+
+	gmtime_r(&now, &tm);
+	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	if (asprintf(&text, "%s %s: %s (%s)\n", stamp, op,
+		     msg ? msg : strerror(-err), ename ? ename : "?") < 0)
+		return;
+	hvfs_log(LOG_ERR, "%s%s%s: %s: %s (%s)",
+		 hosts_multi() ? host_name(d->src->host) : "",
+		 hosts_multi() ? "/" : "", d->name, op,
+		 msg ? msg : strerror(-err), ename ? ename : "?");
+	pthread_mutex_lock(&d->lock);
+	free(d->error);
+	d->error = text;
+	pthread_mutex_unlock(&d->lock);
+}
+
+char *dom_error(struct dom *d)
+{
+	char *text;
+
+	pthread_mutex_lock(&d->lock);
+	text = strdup(d->error ? d->error : "");
+	pthread_mutex_unlock(&d->lock);
+	return text;
+}
 
 void dom_forget(struct dom *d)
 {
@@ -77,7 +163,7 @@ int dom_state(struct dom *d, enum hv_state *ret, char **ret_error)
 	gen = d->gen;
 	pthread_mutex_unlock(&d->lock);
 
-	r = hv_state(d->src->conn, d->hv_name, &s, ret_error);
+	r = hv_state(dom_conn(d), d->hv_name, &s, ret_error);
 	if (r < 0)
 		return r;
 	pthread_mutex_lock(&d->lock);
@@ -126,7 +212,7 @@ static int cached_string(struct dom *d, char **slot,
 	gen = d->gen;
 	pthread_mutex_unlock(&d->lock);
 
-	r = fetch(d->src->conn, d->hv_name, &v, ret_error);
+	r = fetch(dom_conn(d), d->hv_name, &v, ret_error);
 	if (r < 0)
 		return r;
 	copy = strdup(v);
@@ -167,6 +253,17 @@ static int fetch_uuid(struct hv_conn *c, const char *name, char **ret,
 int dom_uuid(struct dom *d, char **ret, char **ret_error)
 {
 	return cached_string(d, &d->uuid, fetch_uuid, ret, ret_error);
+}
+
+bool dom_needs_prefetch(struct dom *d)
+{
+	bool need;
+
+	pthread_mutex_lock(&d->lock);
+	need = !d->state_known || !d->uuid ||
+	       (!d->version && d->state != HV_STATE_SHUTOFF);
+	pthread_mutex_unlock(&d->lock);
+	return need;
 }
 
 void dom_prefetch(struct dom *d)
@@ -222,4 +319,32 @@ uint64_t dom_state_gen(struct dom *d)
 	g = d->state_gen;
 	pthread_mutex_unlock(&d->lock);
 	return g;
+}
+
+void dom_told(struct dom *d, const struct hv_event *ev)
+{
+	pthread_mutex_lock(&d->lock);
+	if (ev->kind == HV_EVENT_STATE)
+		d->told_shutoff = ev->state == HV_STATE_SHUTOFF;
+	d->told_undefined = ev->kind == HV_EVENT_UNDEFINED;
+	pthread_mutex_unlock(&d->lock);
+}
+
+void dom_told_last(struct dom *d, bool *ret_shutoff, bool *ret_undefined)
+{
+	pthread_mutex_lock(&d->lock);
+	*ret_shutoff = d->told_shutoff;
+	*ret_undefined = d->told_undefined;
+	pthread_mutex_unlock(&d->lock);
+}
+
+bool dom_shutoff_untold(struct dom *d)
+{
+	bool off;
+
+	pthread_mutex_lock(&d->lock);
+	off = !d->told_shutoff && d->state_known &&
+	      d->state == HV_STATE_SHUTOFF;
+	pthread_mutex_unlock(&d->lock);
+	return off;
 }

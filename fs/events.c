@@ -16,7 +16,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "hvfs.h"
+#include "events.h"
 
 /* Named limits: a reader that does not keep up loses the oldest lines. */
 #define STREAM_BYTES_MAX (1u << 20)
@@ -363,7 +363,7 @@ void events_publish(struct source *src, struct dom *d, const char *domain_name,
 		    const struct hv_event *ev)
 {
 	uint64_t slot = d ? d->slot : 0;
-	int host = src->host->index;
+	int host = host_index(src->host);
 	/* The whole connection lost: every domain of it is concerned. */
 	bool all_of_src = !d && ev->kind == HV_EVENT_LOST && !ev->domain;
 	struct line *line;
@@ -380,7 +380,7 @@ void events_publish(struct source *src, struct dom *d, const char *domain_name,
 	pthread_mutex_unlock(&streams_lock);
 	if (!listening) /* skip the formatting */
 		return;
-	line = format(tree_multi_host() ? src->host->name : NULL, domain_name,
+	line = format(hosts_multi() ? host_name(src->host) : NULL, domain_name,
 		      ev);
 	if (!line)
 		return;

@@ -11,8 +11,9 @@
 #include <syslog.h>
 #include <unistd.h>
 
-#include "hvfs.h"
+#include "files.h"
 #include "rich.h"
+#include "tree.h"
 
 /* Takes ownership of text and makes it the file's contents. */
 static int contents(char *text, char **ret, size_t *ret_len)
@@ -88,7 +89,7 @@ static int read_id(struct dom *d, char **ret, size_t *ret_len,
 		   char **ret_error)
 {
 	struct hv_domain_info info;
-	int r = hv_lookup(d->src->conn, d->hv_name, &info, ret_error);
+	int r = hv_lookup(dom_conn(d), d->hv_name, &info, ret_error);
 
 	if (r < 0)
 		return r;
@@ -101,7 +102,7 @@ static int read_xml(struct dom *d, char **ret, size_t *ret_len,
 		    char **ret_error)
 {
 	char *xml = NULL;
-	int r = hv_xml(d->src->conn, d->hv_name, &xml, ret_error);
+	int r = hv_xml(dom_conn(d), d->hv_name, &xml, ret_error);
 
 	if (r < 0)
 		return r;
@@ -111,7 +112,7 @@ static int read_xml(struct dom *d, char **ret, size_t *ret_len,
 static int read_control(struct dom *d, char **ret, size_t *ret_len,
 			char **ret_error)
 {
-	unsigned verbs = hv_verbs(d->src->conn, d->hv_name);
+	unsigned verbs = hv_verbs(dom_conn(d), d->hv_name);
 	char *text = NULL;
 	size_t len = 0;
 	FILE *f = open_memstream(&text, &len);
@@ -197,7 +198,7 @@ static int await_effect(struct dom *d, enum hv_verb verb, int64_t deadline_ms)
 			if (!still || r == -ENOENT)
 				return 0;
 		}
-		if (tree_now_ms() + VERB_POLL_MS > deadline_ms)
+		if (hvfs_now_ms() + VERB_POLL_MS > deadline_ms)
 			return -ETIMEDOUT;
 		usleep(VERB_POLL_MS * 1000);
 	}
@@ -250,7 +251,7 @@ static int write_control(struct dom *d, const char *buf, size_t len,
 			 char **ret_reply, size_t *ret_reply_len,
 			 char **ret_error)
 {
-	int64_t start_ms = tree_now_ms();
+	int64_t start_ms = hvfs_now_ms();
 	enum hv_verb verb;
 	int r = hv_verb_parse(buf, len, &verb);
 
@@ -273,7 +274,7 @@ static int write_control(struct dom *d, const char *buf, size_t len,
 		shown[n] = '\0';
 		return hv_error(ret_error, r, "unknown verb \"%s\"", shown);
 	}
-	r = hv_control(d->src->conn, d->hv_name, verb, ret_error);
+	r = hv_control(dom_conn(d), d->hv_name, verb, ret_error);
 	if (r == -ETIMEDOUT)
 		return verb_timed_out(d, verb, start_ms, ret_error);
 	/* A QEMU may close its monitor before its answer to quit is out. */
@@ -294,17 +295,12 @@ static int write_control(struct dom *d, const char *buf, size_t len,
 static int read_error(struct dom *d, char **ret, size_t *ret_len,
 		      char **ret_error)
 {
-	char *text;
-
-	pthread_mutex_lock(&d->lock);
-	text = strdup(d->error ? d->error : "");
-	pthread_mutex_unlock(&d->lock);
-	return contents(text, ret, ret_len);
+	return contents(dom_error(d), ret, ret_len);
 }
 
 static bool is_libvirt(struct dom *d)
 {
-	return strcmp(hv_driver_name(d->src->conn), "libvirt") == 0;
+	return strcmp(hv_driver_name(dom_conn(d)), "libvirt") == 0;
 }
 
 const struct file_type file_types[FK_COUNT] = {
@@ -368,4 +364,56 @@ mode_t file_mode(enum file_kind kind)
 	if (file_ctlgroup(kind))
 		m |= (m & 0700) >> 3;
 	return m;
+}
+
+int files_entries(struct dom *d, fuse_ino_t dir, struct entry **ret,
+		  size_t *ret_n)
+{
+	struct entry *e = NULL;
+	size_t n = 0;
+	int r = 0;
+
+	if (ino_kind(dir) != FK_DIR)
+		return rich_entries(d, dir, ret, ret_n);
+	for (unsigned k = 1; r == 0 && k < FK_COUNT; k++) {
+		if (file_types[k].family ||
+		    file_kind_by_name(d, file_types[k].name) < 0)
+			continue;
+		r = entries_add(&e, &n, file_types[k].name,
+			      ino_make(d->slot, k, 0), file_types[k].dir);
+	}
+	return entries_give(e, n, r, ret, ret_n);
+}
+
+int files_lookup(struct dom *d, fuse_ino_t dir, const char *name,
+		 fuse_ino_t *ret)
+{
+	unsigned kind = ino_kind(dir);
+	int k;
+
+	if (!file_kind_is_dir(kind))
+		return -ENOTDIR;
+	if (kind != FK_DIR)
+		return rich_lookup(d, dir, name, ret);
+	k = file_kind_by_name(d, name);
+	if (k < 0)
+		return k;
+	*ret = ino_make(d->slot, k, 0);
+	return 0;
+}
+
+int files_check(struct dom *d, fuse_ino_t ino, char **ret_arg)
+{
+	unsigned kind = ino_kind(ino);
+
+	if (kind >= FK_COUNT)
+		return -ENOENT;
+	if (file_types[kind].family)
+		return rich_check(d, ino, ret_arg);
+	if (kind != FK_DIR && file_types[kind].name &&
+	    file_kind_by_name(d, file_types[kind].name) < 0)
+		return -ENOENT;
+	if (ret_arg)
+		*ret_arg = NULL;
+	return 0;
 }

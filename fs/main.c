@@ -20,9 +20,20 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include "events.h"
 #include "hvfs.h"
+#include "mount.h"
+#include "ops.h"
+#include "source.h"
+#include "tree.h"
 
 struct hvfs_options hvfs_opts = { .timeout_ms = 5000 };
+
+/* What the domain table tells the events files. */
+static const struct tree_listener events_listener = {
+	.event = events_publish,
+	.domain_end = events_end_domain,
+};
 
 static size_t n_source_args;
 static char *mountpoint_abs; /* the canonical MOUNTPOINT */
@@ -134,7 +145,7 @@ static int add_source(const char *arg, bool may_be_named)
 		}
 	}
 	uri = abs_uri = absolute_uri(uri);
-	r = uri ? tree_add_source(uri, label) : -ENOMEM;
+	r = uri ? source_add(uri, label) : -ENOMEM;
 	free(label);
 	if (r == 0 && !n_source_args++ && !(first_uri = strdup(uri)))
 		r = -ENOMEM;
@@ -477,13 +488,14 @@ int main(int argc, char **argv)
 	if (hvfs_opts.debug)
 		hv_set_debug_log(log_lib_debug);
 
-	if (tree_open() < 0)
+	if (sources_open() < 0)
 		goto out;
 	se = fuse_session_new(&fargs, &hvfs_ops, sizeof(hvfs_ops), NULL);
 	if (!se)
 		goto out;
 	/* Subscribes and fills the caches before the mount appears, so the
 	 * first reads are as fast as later ones. */
+	tree_set_listener(&events_listener);
 	if (tree_start(se) < 0)
 		goto out;
 	if (fuse_set_signal_handlers(se) < 0)
@@ -536,6 +548,7 @@ out:
 	if (se)
 		fuse_session_destroy(se);
 	tree_free();
+	sources_free();
 	fuse_opt_free_args(&fargs);
 	free(first_uri);
 	free(fsname);

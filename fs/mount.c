@@ -19,7 +19,7 @@
 #include <syslog.h>
 #include <unistd.h>
 
-#include "hvfs.h"
+#include "mount.h"
 
 /* mountinfo escapes ' ', '\t', '\n' and '\\' as \ooo. */
 static void unescape(char *s)

@@ -15,10 +15,47 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "hvfs.h"
+#include "events.h"
+#include "files.h"
+#include "ops.h"
+#include "top.h"
+#include "tree.h"
+
+/*
+ * Every open file and directory is on one list, so that whatever the kernel
+ * did not release before the session ended (an unmount, SIGTERM, before its
+ * RELEASE or RELEASEDIR came) is freed at the session's end (op_destroy).
+ */
+struct open_node {
+	struct open_node *prev, *next; /* under open_lock */
+	bool dir;                      /* a struct dirhandle, else a handle */
+};
+
+static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct open_node open_list = { &open_list, &open_list, false };
+
+static void open_track(struct open_node *n, bool dir)
+{
+	n->dir = dir;
+	pthread_mutex_lock(&open_lock);
+	n->next = &open_list;
+	n->prev = open_list.prev;
+	open_list.prev->next = n;
+	open_list.prev = n;
+	pthread_mutex_unlock(&open_lock);
+}
+
+static void open_untrack(struct open_node *n)
+{
+	pthread_mutex_lock(&open_lock);
+	n->prev->next = n->next;
+	n->next->prev = n->prev;
+	pthread_mutex_unlock(&open_lock);
+}
 
 /* An open file: the domain it belongs to and the snapshot of its contents. */
 struct handle {
+	struct open_node node;       /* first: the list's view of it */
 	struct dom *dom;             /* NULL for the files above domains */
 	fuse_ino_t ino;
 	enum file_kind kind;
@@ -44,6 +81,7 @@ struct handle {
 
 /* An open directory: the entries it had when opened. */
 struct dirhandle {
+	struct open_node node;       /* first: the list's view of it */
 	struct entry *e;
 	size_t n;
 };
@@ -149,7 +187,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	if (is_top(parent)) {
 		fuse_ino_t ino;
 
-		k = tree_top_lookup(parent, name, &ino);
+		k = top_lookup(parent, name, &ino);
 		if (k < 0)
 			reply_err(req, k);
 		else
@@ -165,7 +203,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_ino_t ino;
 
 		/* The domain's files, and below them query/, block/. */
-		k = rich_lookup(d, parent, name, &ino);
+		k = files_lookup(d, parent, name, &ino);
 		if (k < 0)
 			reply_err(req, -k);
 		else
@@ -214,7 +252,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 	struct stat st;
 
 	if (is_top(ino)) {
-		if (!tree_top_exists(ino)) {
+		if (!top_exists(ino)) {
 			reply_err(req, ENOENT);
 			return;
 		}
@@ -224,7 +262,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 
 		if (!d)
 			return;
-		r = rich_check(d, ino, NULL); /* a sub that no longer exists */
+		r = files_check(d, ino, NULL); /* a sub that no longer exists */
 		dom_unref(d);
 		if (r < 0) {
 			reply_err(req, r);
@@ -248,7 +286,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		return;
 	}
 	if (is_top(ino)) {
-		reply_err(req, tree_top_exists(ino) ? EACCES : ENOENT);
+		reply_err(req, top_exists(ino) ? EACCES : ENOENT);
 		return;
 	}
 	if (!(d = dom_of(req, ino)))
@@ -284,14 +322,14 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 		return;
 	}
 	if (is_top(ino)) {
-		r = tree_top_entries(ino, &h->e, &h->n);
+		r = top_entries(ino, &h->e, &h->n);
 	} else {
 		if (!(d = dom_of(req, ino))) {
 			free(h);
 			return;
 		}
 		/* The domain's files, or query/, block/, block/NAME/. */
-		r = rich_entries(d, ino, &h->e, &h->n);
+		r = files_entries(d, ino, &h->e, &h->n);
 		dom_unref(d);
 	}
 	if (r < 0) {
@@ -300,6 +338,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 		reply_err(req, r);
 		return;
 	}
+	open_track(&h->node, true);
 	fi->fh = (uintptr_t)h;
 	fuse_reply_open(req, fi);
 }
@@ -342,13 +381,17 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	free(buf);
 }
 
+static void dirhandle_free(struct dirhandle *h)
+{
+	open_untrack(&h->node);
+	entries_free(h->e, h->n);
+	free(h);
+}
+
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino,
 			  struct fuse_file_info *fi)
 {
-	struct dirhandle *h = (struct dirhandle *)(uintptr_t)fi->fh;
-
-	entries_free(h->e, h->n);
-	free(h);
+	dirhandle_free((struct dirhandle *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
 }
 
@@ -365,7 +408,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		reply_err(req, EISDIR);
 		return;
 	}
-	if (is_top(ino) && !tree_top_exists(ino)) {
+	if (is_top(ino) && !top_exists(ino)) {
 		reply_err(req, ENOENT);
 		return;
 	}
@@ -380,7 +423,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	if (d) {
 		/* query/NAME, block/NAME/...: NAME must still exist. */
-		int r = rich_check(d, ino, &arg);
+		int r = files_check(d, ino, &arg);
 
 		if (r < 0) {
 			dom_unref(d);
@@ -403,7 +446,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	/* qmp: reads give the reply to this open file's last write. */
 	h->fixed = t->exchange;
 	if (is_top(ino) && kind == FK_ERROR) {
-		int r = tree_top_error(ino, &h->buf, &h->len);
+		int r = top_error(ino, &h->buf, &h->len);
 
 		if (r < 0) {
 			free(h);
@@ -419,6 +462,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	 * grep -r, rsync): it gets what is queued, then end-of-file. Streams
 	 * are seekable, as tail -c +1 wants; their reads ignore the offset. */
 	h->as_file = t->stream && (fi->flags & O_NOFOLLOW);
+	open_track(&h->node, false);
 	fuse_reply_open(req, fi);
 }
 
@@ -546,11 +590,9 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 	free(err);
 }
 
-static void op_release(fuse_req_t req, fuse_ino_t ino,
-		       struct fuse_file_info *fi)
+static void handle_free(struct handle *h)
 {
-	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
-
+	open_untrack(&h->node);
 	if (h->stream)
 		stream_release(h->stream);
 	pthread_mutex_lock(&followers_lock);
@@ -567,7 +609,39 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 	free(h->buf);
 	free(h->arg);
 	free(h);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi)
+{
+	handle_free((struct handle *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
+}
+
+/* The session ends: what the kernel never released is freed now. */
+static void op_destroy(void *userdata)
+{
+	unsigned files = 0, dirs = 0;
+
+	for (;;) {
+		struct open_node *n;
+
+		pthread_mutex_lock(&open_lock);
+		n = open_list.next == &open_list ? NULL : open_list.next;
+		pthread_mutex_unlock(&open_lock);
+		if (!n)
+			break;
+		if (n->dir) {
+			dirhandle_free((struct dirhandle *)n);
+			dirs++;
+		} else {
+			handle_free((struct handle *)n);
+			files++;
+		}
+	}
+	if (files || dirs)
+		hvfs_log(LOG_INFO, "session ended with %u files and %u "
+			 "directories open: freed", files, dirs);
 }
 
 /*
@@ -671,6 +745,7 @@ static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 
 const struct fuse_lowlevel_ops hvfs_ops = {
 	.init = op_init,
+	.destroy = op_destroy,
 	.lookup = op_lookup,
 	.getattr = op_getattr,
 	.setattr = op_setattr,

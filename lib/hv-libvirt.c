@@ -731,19 +731,16 @@ static int lv_control(void *priv, const char *name, enum hv_verb verb,
 static int lv_qmp(void *priv, const char *name, const char *command_json,
 		  char **ret_reply, char **ret_error)
 {
-	json_object *cmd, *ex, *reply = NULL;
+	json_object *cmd = NULL, *reply = NULL;
+	const char *why = NULL;
 	char *text;
 	int r;
 
-	cmd = parse_json(command_json);
-	if (!cmd || !json_object_is_type(cmd, json_type_object) ||
-	    !json_object_object_get_ex(cmd, "execute", &ex) ||
-	    !json_object_is_type(ex, json_type_string)) {
-		json_object_put(cmd);
-		return hv_error(ret_error, -EINVAL,
-				"a QMP command is one JSON object with a "
-				"string \"execute\" member");
-	}
+	r = qmpc_command_parse(command_json, strlen(command_json), &cmd, NULL,
+			       &why);
+	if (r < 0)
+		return hv_error(ret_error, r, "not one JSON object with a "
+				"string \"execute\" member: %s", why);
 	/* libvirt adds its own id and refuses ours. */
 	json_object_object_del(cmd, "id");
 	r = monitor(priv, name,

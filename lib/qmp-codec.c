@@ -241,6 +241,30 @@ int qmpc_json_parse_object(const char *text, size_t len, json_object **ret)
 	return parse_object(text, len, ret, &why);
 }
 
+int qmpc_command_parse(const char *text, size_t len, json_object **ret,
+		       const char **ret_command, const char **ret_why)
+{
+	json_object *o = NULL, *v;
+	const char *why = NULL;
+	int r = parse_object(text, len, &o, &why);
+
+	if (r == 0 && (!json_object_object_get_ex(o, "execute", &v) ||
+		       !json_object_is_type(v, json_type_string))) {
+		json_object_put(o);
+		why = "no string \"execute\" member";
+		r = -EINVAL;
+	}
+	if (r < 0) {
+		if (ret_why)
+			*ret_why = why ? why : "out of memory";
+		return r;
+	}
+	*ret = o;
+	if (ret_command)
+		*ret_command = json_object_get_string(v);
+	return 0;
+}
+
 int qmpc_msg_parse_why(const char *line, size_t len, struct qmpc_msg *ret,
 		      const char **ret_why)
 {

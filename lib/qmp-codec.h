@@ -113,3 +113,13 @@ struct json_object;
  */
 int qmpc_json_parse_object(const char *text, size_t len,
 			  struct json_object **ret);
+
+/*
+ * The one check of a QMP command given as text (a user's, or a caller's of
+ * qmp_execute_json() or hv_qmp()): qmpc_json_parse_object(), and a string
+ * "execute" member. Returns 0, the object in *ret and its command in
+ * *ret_command (borrowed from *ret; may be NULL); -EINVAL with what was
+ * wrong in *ret_why (static text; may be NULL); -ENOMEM.
+ */
+int qmpc_command_parse(const char *text, size_t len, struct json_object **ret,
+		       const char **ret_command, const char **ret_why);

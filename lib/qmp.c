@@ -827,20 +827,17 @@ int qmp_execute_json(struct qmp *q, const char *command_json, int timeout_ms,
 		     char **ret_reply, char **ret_error)
 {
 	struct qmpc_msg m = { 0 };
-	json_object *cmd = NULL, *v;
+	json_object *cmd = NULL;
 	char *reply;
 	int r;
+	const char *why = "no command";
 
 	if (!command_json ||
-	    qmpc_json_parse_object(command_json, strlen(command_json), &cmd) < 0)
-		return sock_error(ret_error, -EINVAL,
-				 "a command must be one JSON object");
-	if (!json_object_object_get_ex(cmd, "execute", &v) ||
-	    !json_object_is_type(v, json_type_string)) {
-		json_object_put(cmd);
-		return sock_error(ret_error, -EINVAL,
-				 "a command needs a string \"execute\" member");
-	}
+	    (r = qmpc_command_parse(command_json, strlen(command_json), &cmd,
+				    NULL, &why)) < 0)
+		return sock_error(ret_error, command_json ? r : -EINVAL,
+				 "not one JSON object with a string "
+				 "\"execute\" member: %s", why);
 	json_object_object_del(cmd, "id");
 	r = run(q, cmd, timeout_ms, &m, ret_error);
 	json_object_put(cmd);

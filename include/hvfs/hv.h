@@ -220,6 +220,82 @@ int hv_qmp_command(struct hv_conn *c, const char *name, const char *command,
 /* The errno hv_qmp_command() gives for a QMP error class ("GenericError"). */
 int hv_qmp_error_errno(const char *error_class);
 
+/*
+ * The exchange of a `qmp` file: what a user wrote (buf, len bytes) must be
+ * one JSON object with a string "execute" member, white space around it
+ * allowed (else -EINVAL saying what is wrong; nothing is sent; any "id" is
+ * replaced by the driver's own). Returns 0 also when QEMU refused: the
+ * exchange worked. Fills *ret (release it with hv_qmp_reply_release()).
+ */
+struct hv_qmp_reply {
+	char *text;    /* the reply object as JSON text and "\n" */
+	char *command; /* the "execute" member */
+	int refusal;   /* 0, or QEMU's refusal as hv_qmp_command() maps it */
+	char *desc;    /* with a refusal: QEMU's "desc" */
+};
+int hv_qmp_exchange(struct hv_conn *c, const char *name, const char *buf,
+		    size_t len, struct hv_qmp_reply *ret, char **ret_error);
+/* Frees what r holds and zeroes it. */
+void hv_qmp_reply_release(struct hv_qmp_reply *r);
+
+/*
+ * What QEMU's answers mean, over either driver (built on hv_qmp()). Where
+ * a function gives JSON text, it is QEMU's own JSON as files show it:
+ * indented by two spaces, `"key": value`, then "\n" (*ret malloc'd, *ret_len
+ * bytes). A domain that is not running is -ENODATA on libvirt; on the QMP
+ * driver a QEMU that is gone is -ECONNREFUSED.
+ */
+
+/* Frees an array of n malloc'd names, as the functions below give. */
+void hv_names_free(char **names, size_t n);
+
+/*
+ * The query-* commands this domain's QEMU offers that run without arguments
+ * (every member of their argument type optional), from query-qmp-schema:
+ * their names without "query-", sorted by strcmp(), in *ret (*ret_n names).
+ */
+int hv_query_list(struct hv_conn *c, const char *name, char ***ret,
+		  size_t *ret_n, char **ret_error);
+
+/* Runs query-WHAT without arguments: its "return" as JSON text. An error
+ * reply of any class is -ENODATA (QEMU's answer about this VM or host:
+ * no such device, no such feature), with QEMU's "desc" in *ret_error. */
+int hv_query(struct hv_conn *c, const char *name, const char *what,
+	     char **ret, size_t *ret_len, char **ret_error);
+
+/*
+ * The block devices of query-block, by name, in its order: an element's
+ * "device" (a -drive id); else its qdev id (ID of /machine/peripheral/ID/...,
+ * or the whole qdev); else its node name. Elements without a name, and the
+ * later ones of a name met twice, are left out.
+ */
+int hv_block_devices(struct hv_conn *c, const char *name, char ***ret,
+		     size_t *ret_n, char **ret_error);
+/* The query-block (info) or query-blockstats (stats) element of the block
+ * device called device (as hv_block_devices() names it), as JSON text;
+ * -ENOENT when there is none. */
+int hv_block_info(struct hv_conn *c, const char *name, const char *device,
+		  char **ret, size_t *ret_len, char **ret_error);
+int hv_block_stats(struct hv_conn *c, const char *name, const char *device,
+		   char **ret, size_t *ret_len, char **ret_error);
+
+/* A vCPU of query-cpus-fast: its index and the host thread running it. */
+struct hv_vcpu_thread {
+	int64_t index;
+	int64_t thread_id;
+};
+/* The vCPUs (elements without both members are left out), in *ret
+ * (malloc'd, *ret_n of them). */
+int hv_vcpu_threads(struct hv_conn *c, const char *name,
+		    struct hv_vcpu_thread **ret, size_t *ret_n,
+		    char **ret_error);
+
+/* The guest's memory in bytes: the balloon's "actual" size with a balloon
+ * device, else base-memory + plugged-memory of query-memory-size-summary.
+ * hv_set_memory() sets the balloon's target. */
+int hv_memory(struct hv_conn *c, const char *name, uint64_t *ret,
+	      char **ret_error);
+
 /* The largest screenshot hv_screenshot() accepts. */
 #define HV_SCREENSHOT_MAX (64u << 20)
 

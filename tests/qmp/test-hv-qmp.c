@@ -117,6 +117,76 @@ static size_t count_domains(struct hv_conn *c)
 	return n;
 }
 
+/* What QEMU's answers mean (hv-rich.c), on a running -machine none QEMU. */
+static void test_meaning(struct hv_conn *c, const char *dom)
+{
+	struct hv_qmp_reply reply = { 0 };
+	struct hv_vcpu_thread *v = NULL;
+	char **names = NULL, *s = NULL, *err = NULL;
+	const char *cmd;
+	size_t n = 0, len = 0;
+	uint64_t bytes = 0;
+	bool status = false, schema = false, sorted = true;
+
+	CHECK(hv_query_list(c, dom, &names, &n, NULL) == 0);
+	for (size_t i = 0; i < n; i++) {
+		status = status || STREQ(names[i], "status");
+		schema = schema || STREQ(names[i], "qmp-schema");
+		/* query-cpu-model-expansion needs arguments. */
+		CHECK(!STREQ(names[i], "cpu-model-expansion"));
+		sorted = sorted && (i == 0 || strcmp(names[i - 1], names[i]) < 0);
+	}
+	CHECK(status && schema && sorted);
+	hv_names_free(names, n);
+	/* Indented JSON and a newline, as query/status shows it. */
+	CHECK(hv_query(c, dom, "status", &s, &len, NULL) == 0);
+	CHECK(s && strstr(s, "\n  \"status\": \"running\"") &&
+	      len == strlen(s) && s[len - 1] == '\n');
+	free(s);
+	s = NULL;
+	/* A refusal is an answer about the VM: no balloon here. */
+	CHECK(hv_query(c, dom, "balloon", &s, &len, &err) == -ENODATA);
+	CHECK(!s && err && *err);
+	free(err);
+	err = NULL;
+	CHECK(hv_vcpu_threads(c, dom, &v, &n, NULL) == 0);
+	free(v);
+	/* No balloon: base-memory of query-memory-size-summary (0 with
+	 * -machine none and no -m). */
+	bytes = 1;
+	CHECK(hv_memory(c, dom, &bytes, NULL) == 0);
+	CHECK(bytes == 0);
+	names = NULL;
+	CHECK(hv_block_devices(c, dom, &names, &n, NULL) == 0);
+	hv_names_free(names, n);
+	CHECK(hv_block_info(c, dom, "no-such-disk", &s, &len, &err) == -ENOENT);
+	CHECK(!s && err && strstr(err, "no-such-disk"));
+	free(err);
+	err = NULL;
+
+	/* The qmp file's exchange: one checked command, refusals beside. */
+	CHECK(hv_qmp_exchange(c, dom, "[1]", 3, &reply, &err) == -EINVAL);
+	CHECK(err && strstr(err, "execute"));
+	free(err);
+	err = NULL;
+	cmd = "{\"execute\": 1}";
+	CHECK(hv_qmp_exchange(c, dom, cmd, strlen(cmd), &reply, &err) ==
+	      -EINVAL);
+	free(err);
+	err = NULL;
+	cmd = " {\"execute\":\"query-name\"} \n";
+	CHECK(hv_qmp_exchange(c, dom, cmd, strlen(cmd), &reply, NULL) == 0);
+	CHECK(STREQ(reply.text, "{\"return\": {}}\n") &&
+	      STREQ(reply.command, "query-name") && reply.refusal == 0 &&
+	      !reply.desc);
+	hv_qmp_reply_release(&reply);
+	cmd = "{\"execute\":\"no-such-cmd\"}";
+	CHECK(hv_qmp_exchange(c, dom, cmd, strlen(cmd), &reply, NULL) == 0);
+	CHECK(reply.text && strstr(reply.text, "CommandNotFound") &&
+	      reply.refusal == -EOPNOTSUPP && reply.desc && *reply.desc);
+	hv_qmp_reply_release(&reply);
+}
+
 static void test_uris(const char *dir)
 {
 	struct hv_conn *c = NULL;
@@ -234,6 +304,7 @@ int main(void)
 	CHECK(STREQ(s, "{\"return\": {}}"));
 	free(s);
 	s = NULL;
+	test_meaning(c, "vm2");
 
 	/* A hung QEMU: -ETIMEDOUT within about the timeout, then fine. */
 	REQUIRE(kill(vm1, SIGSTOP) == 0);

@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#pragma once
+
+/*
+ * files.c: the files of a domain: one table entry per kind of file, with
+ * the function that makes its contents or runs what is written to it; and
+ * lookups and listings of a domain's directories (the rich tree's own
+ * directories, query/ and block/, through rich.c). Calls: rich, tree, dom,
+ * entry, lib/.
+ */
+
+#include "dom.h"
+#include "entry.h"
+#include "ino.h"
+
+struct file_type {
+	const char *name;
+	mode_t mode;         /* permission bits, before ctlgroup: by what a
+			      * file reveals (docs/fs-layout.md, "Modes") */
+	/* Whether d has this file; NULL means always. */
+	bool (*present)(struct dom *d);
+	/* Makes the contents: *ret (malloc'd) and *ret_len, or -errno. */
+	int (*read)(struct dom *d, char **ret, size_t *ret_len, char **ret_error);
+	/* A stream (events): read by events.c, not through read(). */
+	bool stream;
+	/* Runs what was written; returns 0 or -errno. An `exchange` file
+	 * (qmp) also returns a reply, which reads of that open file give. */
+	int (*write)(struct dom *d, const char *buf, size_t len,
+		     char **ret_reply, size_t *ret_reply_len,
+		     char **ret_error);
+	bool exchange;
+	bool dir;            /* a directory below the domain's (query/, ...) */
+	bool family;         /* named by sub, not by .name (rich.c) */
+	/* The contents of a family file, for the name its sub stands for. */
+	int (*read_arg)(struct dom *d, const char *arg, char **ret,
+			size_t *ret_len, char **ret_error);
+};
+
+extern const struct file_type file_types[FK_COUNT];
+
+/* The kind of a domain file called name, or -ENOENT. */
+int file_kind_by_name(struct dom *d, const char *name);
+
+/*
+ * Whether the -o ctlgroup group owns files of this kind, with the owner's
+ * bits: files one may write, and files only root may read (see the table
+ * in files.c). Never without ctlgroup.
+ */
+bool file_ctlgroup(enum file_kind kind);
+
+/* The mode bits of a file (or directory) of this kind, with ctlgroup
+ * applied. */
+mode_t file_mode(enum file_kind kind);
+
+/* Whether inodes of this kind are directories. */
+static inline bool file_kind_is_dir(unsigned kind)
+{
+	return kind == FK_DIR || (kind < FK_COUNT && file_types[kind].dir);
+}
+
+/*
+ * Lookup and listing in a domain's directories (its own, query/, block/,
+ * block/NAME/): -ENOTDIR for an inode that is no directory.
+ */
+int files_lookup(struct dom *d, fuse_ino_t dir, const char *name,
+		 fuse_ino_t *ret);
+int files_entries(struct dom *d, fuse_ino_t dir, struct entry **ret,
+		  size_t *ret_n);
+/*
+ * Whether ino still names something of d: 0, with the name a family's sub
+ * stands for in *ret_arg (malloc'd; NULL for other kinds; ret_arg may be
+ * NULL), or -ENOENT. A sub never changes meaning, so a stale inode can only
+ * be missing, never another thing.
+ */
+int files_check(struct dom *d, fuse_ino_t ino, char **ret_arg);

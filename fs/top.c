@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The levels above the domains: the root, host directories, .events and
+ * .error (see top.h). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ino.h"
+#include "top.h"
+#include "tree.h"
+
+bool top_exists(fuse_ino_t ino)
+{
+	unsigned kind = ino_kind(ino);
+	bool root = top_host(ino) < 0;
+
+	if (ino_slot(ino) != 0)
+		return false;
+	if (ino == FUSE_ROOT_ID || kind == FK_EVENTS)
+		return root || host_of_level(ino);
+	if (kind == FK_DIR || kind == FK_ERROR)
+		return host_of_level(ino) != NULL;
+	return false;
+}
+
+int top_lookup(fuse_ino_t parent, const char *name, fuse_ino_t *ret)
+{
+	struct host *h;
+	struct dom *d;
+
+	if (!top_exists(parent))
+		return -ENOENT;
+	if (ino_kind(parent) != FK_DIR)
+		return -ENOTDIR;
+	if (strcmp(name, HVFS_TOP_EVENTS) == 0) {
+		*ret = top_ino(top_host(parent), FK_EVENTS);
+		return 0;
+	}
+	h = host_of_level(parent);
+	if (!h) {
+		/* The root of several hosts: a host's directory. */
+		for (size_t i = 0; i < hosts_count(); i++)
+			if (strcmp(host_name(host_at(i)), name) == 0) {
+				*ret = top_ino(host_index(host_at(i)), FK_DIR);
+				return 0;
+			}
+		return -ENOENT;
+	}
+	if (strcmp(name, HVFS_TOP_ERROR) == 0) {
+		*ret = top_ino(top_host(parent), FK_ERROR);
+		return 0;
+	}
+	d = tree_find_name(host_index(h), name);
+	if (!d) {
+		/* A source without events: perhaps it appeared since. */
+		tree_refresh(host_index(h), true);
+		d = tree_find_name(host_index(h), name);
+	}
+	if (!d)
+		return -ENOENT;
+	*ret = ino_make(d->slot, FK_DIR, 0);
+	dom_unref(d);
+	return 0;
+}
+
+int top_entries(fuse_ino_t dir, struct entry **ret, size_t *ret_n)
+{
+	struct host *h = host_of_level(dir);
+	struct entry *e = NULL;
+	size_t n = 0;
+	int r = 0;
+
+	if (!top_exists(dir) || ino_kind(dir) != FK_DIR)
+		return -ENOTDIR;
+	if (!h) {
+		for (size_t i = 0; i < hosts_count() && !r; i++)
+			r = entries_add(&e, &n, host_name(host_at(i)),
+				      top_ino(host_index(host_at(i)), FK_DIR), true);
+	} else {
+		tree_refresh(host_index(h), true);
+		r = tree_entries(host_index(h), &e, &n);
+	}
+	/* The level's own files, after the directories. */
+	if (!r)
+		r = entries_add(&e, &n, HVFS_TOP_EVENTS,
+			      top_ino(top_host(dir), FK_EVENTS), false);
+	if (!r && h)
+		r = entries_add(&e, &n, HVFS_TOP_ERROR,
+			      top_ino(top_host(dir), FK_ERROR), false);
+	return entries_give(e, n, r, ret, ret_n);
+}
+
+int top_error(fuse_ino_t ino, char **ret, size_t *ret_len)
+{
+	struct host *h = host_of_level(ino);
+
+	if (!h || ino_kind(ino) != FK_ERROR)
+		return -ENOENT;
+	return host_errors(h, ret, ret_len);
+}

@@ -1,0 +1,21 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#pragma once
+
+/*
+ * top.c: the levels above the domains (slot-0 inodes): the root, host
+ * directories, and their own files .events and .error. Calls: tree,
+ * source, entry. -ENOENT for what does not exist.
+ */
+
+#include "entry.h"
+
+/* The files of the levels above the domains: hidden from globs and plain
+ * ls, and never a domain's name (those are escaped if they start with '.'). */
+#define HVFS_TOP_EVENTS ".events"
+#define HVFS_TOP_ERROR ".error"
+
+int top_lookup(fuse_ino_t parent, const char *name, fuse_ino_t *ret);
+int top_entries(fuse_ino_t dir, struct entry **ret, size_t *ret_n);
+bool top_exists(fuse_ino_t ino);
+/* The contents of a top-level .error file (malloc'd, maybe ""). */
+int top_error(fuse_ino_t ino, char **ret, size_t *ret_len);

@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#pragma once
+
+/*
+ * tree.c: the domain table (which domains the tree shows, under which names
+ * and slots), the sources' listings, and a worker per source that opens it,
+ * re-lists it, prefetches facts and retries with backoff. Calls: dom,
+ * source, entry, names, the log, lib/. What it tells higher modules (a
+ * domain's events, a domain's end) goes through the listener that main.c
+ * sets before tree_start().
+ *
+ * Lock order (the one place it is written; every lock of fs/ is here):
+ *
+ *   source.list_lock -> tree_lock -> dom.lock
+ *   handle.lock (ops.c) -> dom.lock
+ *   prefetch_lock, source.kick_lock, host.lock, streams_lock (events.c),
+ *   followers_lock and open_lock (ops.c): leaves, nothing taken inside
+ *
+ * A lock on the left may be held while one on its right is taken, never
+ * the other way. Kernel invalidations and events listeners run with no
+ * lock of this file held (the kernel may call us back meanwhile).
+ */
+
+#include "dom.h"
+#include "entry.h"
+#include "source.h"
+
+/* What the table tells the module above it (events.c), on the thread that
+ * learnt it, with no table lock held. */
+struct tree_listener {
+	/* An event of src about d (NULL: a domain not in the tree, then
+	 * name is its escaped driver name, or NULL for the connection). */
+	void (*event)(struct source *src, struct dom *d, const char *name,
+		      const struct hv_event *ev);
+	/* The domain in slot left the tree (or took another name). */
+	void (*domain_end)(uint64_t slot);
+};
+
+/* Before tree_start(); l must live until tree_stop(). */
+void tree_set_listener(const struct tree_listener *l);
+
+/* Subscribes to every source's events, lists and prefetches; starts the
+ * workers. se is for invalidations. */
+int tree_start(struct fuse_session *se);
+void tree_stop(void);
+/* Closes the sources and frees the table (sources_free() follows). */
+void tree_free(void);
+
+/*
+ * Re-reads the domain lists of host (-1: every host) and updates the table;
+ * with `only_unevented`, only of sources that lack events. Names that left
+ * the tree are invalidated in the kernel's cache.
+ */
+void tree_refresh(int host, bool only_unevented);
+
+/* Asks every source's worker for a refresh and to fetch what is not cached. */
+void tree_kick(void);
+
+/* Lookups return a reference (dom_unref() it), or NULL. */
+struct dom *tree_find_name(int host, const char *name);
+struct dom *tree_find_slot(uint64_t slot);
+struct dom *tree_find_hv(struct source *src, const char *hv_name);
+/* Appends the directories of host's domains to *e (see entries_add()). */
+int tree_entries(int host, struct entry **e, size_t *n);
+/*
+ * Has d's source listed again (by its worker) and waits for that listing,
+ * until deadline_ms (CLOCK_MONOTONIC, ms). Returns whether d is still in
+ * the tree.
+ */
+bool tree_relist(struct dom *d, int64_t deadline_ms);
+/* The directory a domain's directory is in. */
+fuse_ino_t tree_parent_of(struct dom *d);
