@@ -243,9 +243,10 @@ MODES = {
     "state": 0o444, "version": 0o444, "name": 0o444, "uuid": 0o444,
     "error": 0o444, "events": 0o444, "cpus": 0o444, "memory": 0o644,
     "block": 0o555, "control": 0o200, "qmp": 0o600, "query": 0o500,
-    "query/status": 0o400, "screen.png": 0o400,
+    "query/status": 0o400, "screen.png": 0o400, "vcpus": 0o644,
 }
-WORLD = ["state", "version", "name", "uuid", "error", "cpus", "memory"]
+WORLD = ["state", "version", "name", "uuid", "error", "cpus", "memory",
+         "vcpus"]
 PRIVATE = ["query/status", "query/version", "screen.png", "qmp"]
 
 
@@ -309,7 +310,7 @@ def test_xml_hides_secrets_from_everyone(libvirtd, mount, tmp_path):
     try:
         assert secret in virsh("dumpxml", "--security-info", name)
         m = mount("-c", libvirtd.uri, "-o", "allow_other")
-        assert stat.S_IMODE(os.stat(m.path(name, "xml")).st_mode) == 0o444
+        assert stat.S_IMODE(os.stat(m.path(name, "xml")).st_mode) == 0o644
         p = as_user(f"cat {m.path(name, 'xml')}")
         assert p.returncode == 0 and f"<name>{name}</name>" in p.stdout, \
             p.stderr

@@ -304,3 +304,29 @@ def test_vcpus(clean, libvirtd, mount, domains):
     finally:
         virsh("destroy", name, check=False)
         virsh("undefine", name, check=False)
+
+
+def test_only_root_makes_and_changes(clean, libvirtd, mount, domains):
+    name = domains("nobody", start=False)
+    src = xml_file(xml_of(PREFIX + "by-nobody"))
+    os.chmod(src, 0o644)
+    m = mount("-c", libvirtd.uri, "-o", "allow_other")
+    for cmd in (f"cp {src} {m.path('.define')}",
+                f"cat {src} > {m.path('.create')}",
+                f"echo yes > {m.path(name, 'autostart')}",
+                f"echo 1 > {m.path(name, 'vcpus')}",
+                f"cp {src} {m.path(name, 'xml')}",
+                f"echo undefine > {m.path(name, 'control')}"):
+        p = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup",
+                            "--clear-groups", "sh", "-c", cmd],
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode != 0 and "Permission denied" in p.stderr, cmd
+    # Readers may read what virsh dominfo shows.
+    p = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup",
+                        "--clear-groups", "cat", m.path(name, "autostart"),
+                        m.path(name, "vcpus")],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and p.stdout == "no\n1 1\n", p.stderr
+    assert PREFIX + "by-nobody" not in all_names()
+    assert name in all_names()
+    os.unlink(src)
