@@ -97,6 +97,12 @@ def test_define_with_shell_redirection(clean, libvirtd, mount):
     st, _, err = sh(f"cp {src} {m.path('.define')}", check=False)
     assert st != 0 and "exists" in err, err
     assert all_names().count(name) == 1
+    # bash's builtin echo: bash closes the file with dup2(), which drops
+    # close()'s error: the status is 0, .error has the refusal (documented).
+    st, _, _ = sh(f"echo 'not xml' > {m.path('.define')}", check=False)
+    assert st == 0
+    assert "not xml" not in all_names()
+    assert "define: " in m.read(".error") and "EINVAL" in m.read(".error")
     os.unlink(src)
 
 
