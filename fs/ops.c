@@ -485,7 +485,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		}
 		h->filled = h->fixed = true;
 	}
-	/* A maker's buf is the XML written so far; reads see nothing. */
+	/* A maker has nothing to read (O_RDWR reads end at once). */
 	h->fixed = h->fixed || is_maker(ino);
 	pthread_mutex_init(&h->lock, NULL);
 	fi->fh = (uintptr_t)h;
