@@ -13,7 +13,8 @@ import uuid
 import pytest
 
 from conftest import remove_prefixed
-from hvtest import DOMAIN_XML, QEMU, errno_of, sh, virsh, wait_for
+from hvtest import (DOMAIN_XML, QEMU, errno_of, read_events, sh, virsh,
+                    wait_for)
 
 PREFIX = "hvt-vmlife-"
 
@@ -335,4 +336,31 @@ def test_only_root_makes_and_changes(clean, libvirtd, mount, domains):
     assert p.returncode == 0 and p.stdout == "no\n1 1\n", p.stderr
     assert PREFIX + "by-nobody" not in all_names()
     assert name in all_names()
+    os.unlink(src)
+
+
+def test_define_and_undefine_reach_events(clean, libvirtd, mount):
+    name = PREFIX + "evented"
+    src = xml_file(xml_of(name))
+    m = mount("-c", libvirtd.uri)
+    fd = os.open(m.path(".events"), os.O_RDONLY)
+    try:
+        sh(f"cp {src} {m.path('.define')}")
+        ev = read_events(fd, lambda e: e["domain"] == name and
+                         isinstance(e.get("data"), dict) and
+                         e["data"].get("reason") == "added", timeout=20)
+        assert ev["data"]["event"] == "defined"
+        # A redefinition says "updated"; undefine, that it left.
+        uid = virsh("domuuid", name)
+        v2 = xml_file(xml_of(name, uid=uid, description="v2"))
+        sh(f"cp {v2} {m.path(name, 'xml')}")
+        os.unlink(v2)
+        read_events(fd, lambda e: e["domain"] == name and
+                    isinstance(e.get("data"), dict) and
+                    e["data"].get("reason") == "updated", timeout=20)
+        m.write("undefine", name, "control")
+        read_events(fd, lambda e: e["domain"] == name and
+                    e["kind"] == "undefined", timeout=20)
+    finally:
+        os.close(fd)
     os.unlink(src)
