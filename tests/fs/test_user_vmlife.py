@@ -174,7 +174,9 @@ def test_two_writers_one_name(clean, libvirtd, mount):
 def test_create_is_transient_and_running(clean, libvirtd, mount):
     name = PREFIX + "tmp"
     src = xml_file(xml_of(name))
-    m = mount("-c", libvirtd.uri)
+    # Starting a QEMU under TCG on a loaded machine may take longer than
+    # the default 5 s (the documented ETIMEDOUT).
+    m = mount("-c", libvirtd.uri, timeout=60)
     sh(f"cp {src} {m.path('.create')}")
     assert virsh("domstate", name) == "running"
     assert "Persistent:     no" in virsh("dominfo", name)
