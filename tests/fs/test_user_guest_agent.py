@@ -14,8 +14,9 @@ import time
 import pytest
 
 from conftest import remove_prefixed
-from guest import DomainGuest, Guest
-from hvtest import Mount, Qemu, errno_of, sh, virsh, wait_for
+from guest import READY, DomainGuest, Guest
+from hvtest import (Mount, Qemu, errno_of, readme_block, sh, virsh,
+                    wait_for)
 
 PREFIX = "hvt-uga-"
 
@@ -290,3 +291,39 @@ def test_no_agent_is_enodata(gt, request):
     finally:
         if vm:
             vm.kill()
+
+
+def bash(script, timeout):
+    return subprocess.run(["bash", "-c", script], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+# Last for each driver: it powers the guest down.
+def test_reboot_then_readme_power_down(gt):
+    """reboot (direct: reset; the QMP driver has no reboot verb): the guest
+    comes back (its ready line again) and guest/state turns connected again
+    by its events; then the README's "power down and
+    wait until off", as written: libvirt's domain reads shutoff and stays,
+    the direct QEMU (no -no-shutdown) leaves the tree."""
+    m, n = gt.m, gt.name
+    ready = gt.g.console_text().count(READY)
+    verb = "reboot" if isinstance(gt, Libvirt) else "reset"
+    assert verb in m.read(n, "control").split()
+    sh(f"echo {verb} > {m.path(n, 'control')}")
+    gt.g.wait_ready(count=ready + 1)
+    assert wait_agent_state(gt, "connected", timeout=60)
+    wait_for(lambda: errno_of(m.read, n, "guest", "hostname") == 0,
+             timeout=30, what="the agent after the reboot")
+    assert cat(gt, "hostname") == gt.oracle["hostname"]
+    assert m.read(n, "state") == "running\n"
+    script = readme_block("Power a VM down").replace(
+        "/mnt/hv", m.dir).replace("droplet-1", n)
+    p = bash(script, timeout=120)
+    assert p.returncode == 0, (p.stdout, p.stderr)
+    if isinstance(gt, Libvirt):
+        assert virsh("domstate", n) == "shut off"
+        assert m.read(n, "state") == "shutoff\n"
+        assert errno_of(m.read, n, "guest", "hostname") == errno.ENODATA
+    else:
+        gt.g.proc.wait(timeout=30)
+        assert n not in m.ls()
