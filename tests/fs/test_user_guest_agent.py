@@ -3,6 +3,7 @@
 on both drivers, with the agent itself (direct) and virsh (libvirt) as
 oracles. Each guest boots once per module (TCG boots are slow here)."""
 
+import concurrent.futures
 import errno
 import json
 import os
@@ -245,6 +246,34 @@ def wait_agent_state(gt, want, timeout=30):
     finally:
         os.close(fd)
     return False
+
+
+def test_wedged_agent_times_out(gt):
+    """qemu-ga stopped (SIGSTOP) inside the guest: guest/ reads fail with
+    ETIMEDOUT within the deadline (later ones at once), while state and
+    the rest of the domain answer at once; continued, it answers again."""
+    m, n = gt.m, gt.name
+    type_line(gt, "kill -STOP $(pidof qemu-ga)")
+    time.sleep(1)
+    try:
+        with concurrent.futures.ThreadPoolExecutor() as ex:
+            t0 = time.monotonic()
+            slow = ex.submit(errno_of, m.read, n, "guest", "hostname")
+            time.sleep(0.5)
+            t1 = time.monotonic()
+            assert m.read(n, "state") == "running\n"
+            assert m.read(n, "name").strip() == n
+            assert time.monotonic() - t1 < 2
+            assert slow.result(timeout=30) == errno.ETIMEDOUT
+            assert time.monotonic() - t0 < 5 + 5  # -o timeout + margin
+        t0 = time.monotonic()
+        assert errno_of(m.read, n, "guest", "time") == errno.ETIMEDOUT
+        assert time.monotonic() - t0 < 5 + 5
+    finally:
+        type_line(gt, "kill -CONT $(pidof qemu-ga)")
+    wait_for(lambda: errno_of(m.read, n, "guest", "hostname") == 0,
+             timeout=40, what="the agent answers again")
+    assert cat(gt, "hostname") == gt.oracle["hostname"]
 
 
 def test_agent_killed_and_back(gt):
