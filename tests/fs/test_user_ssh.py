@@ -175,8 +175,12 @@ def test_ssh_reconnects_after_libvirtd_restart(domains, mount, sshd,
                  what="the lost connection in .error")
     finally:
         libvirtd.start()
-    wait_for(lambda: m.read("far", ".error") == "" and on in m.ls("far"),
-             timeout=30, what="the reconnect over ssh")
+    try:
+        wait_for(lambda: m.read("far", ".error") == "" and on in m.ls("far"),
+                 timeout=30, what="the reconnect over ssh")
+    except TimeoutError:
+        raise AssertionError((m.read("far", ".error"), m.ls("far"),
+                              m.ls("near"), m.logtext()[-3000:]))
     assert m.read("far", on, "state") == "running\n"
     # Old children are reaped: one ssh left, no zombie.
     wait_for(lambda: ssh_children(m.proc.pid) in (["S"], ["R"]),
