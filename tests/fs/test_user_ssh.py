@@ -223,3 +223,45 @@ def test_ssh_bad_uris(tmp_path):
         assert p.returncode != 0, uri
         assert uri.split("?")[0] in p.stderr or "URI" in p.stderr, p.stderr
         assert not os.path.ismount(tmp_path)
+
+
+def test_hung_ssh_child_within_deadline(domains, mount, libvirtd, tmp_path,
+                                        monkeypatch):
+    """An ssh that never answers and ignores SIGTERM: reads of that host
+    fail within the deadline, the other host is served, and the child is
+    killed and reaped (no zombie) on reconnect and unmount."""
+    on = domains("hung")
+    hung = tmp_path / "bin"
+    hung.mkdir()
+    (hung / "ssh").write_text("#!/bin/sh\ntrap '' TERM\nexec sleep 600\n")
+    (hung / "ssh").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{hung}:{os.environ['PATH']}")
+    m = mount("-c", "hung=qemu+ssh://nowhere/system",
+              "-c", "good=" + libvirtd.uri, timeout=2)
+    t = time.monotonic()
+    assert m.ls("hung") == []
+    assert time.monotonic() - t < 15
+    wait_for(lambda: "ETIMEDOUT" in m.read("hung", ".error"), timeout=20,
+             what="the hung ssh in .error")
+    for _ in range(20):
+        assert m.read("good", on, "state") == "running\n"
+    assert "Z" not in ssh_children(m.proc.pid) and \
+        "Z" not in [s for s in sleep_children(m.proc.pid)]
+    pid = m.proc.pid
+    assert m.umount() == 0
+    assert sleep_children(pid) == []
+
+
+def sleep_children(pid):
+    """The states of pid's children running sleep (the hung ssh)."""
+    out = []
+    for p in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                st = f.read()
+        except OSError:
+            continue
+        fields = st[st.rindex(")") + 2:].split()
+        if int(fields[1]) == pid and "(sleep)" in st:
+            out.append(fields[0])
+    return out
