@@ -13,6 +13,7 @@
 
 #include "files.h"
 #include "rich.h"
+#include "stats.h"
 #include "tree.h"
 
 /* Takes ownership of text and makes it the file's contents. */
@@ -338,6 +339,11 @@ const struct file_type file_types[FK_COUNT] = {
 	[FK_BLOCK_STATS] = { .name = "block-stats", .mode = 0444,
 			     .family = true,
 			     .read_arg = rich_read_block_stats },
+	/* What `virsh domstats` shows a read-only client. */
+	[FK_STATS] = { .name = "stats", .mode = 0444, .read = stats_read_dom },
+	[FK_METRICS_DIR] = { .name = "metrics", .mode = 0555, .dir = true,
+			     .top = true },
+	[FK_METRICS] = { .name = "hvfs.prom", .mode = 0444, .top = true },
 };
 
 int file_kind_by_name(struct dom *d, const char *name)
@@ -345,7 +351,7 @@ int file_kind_by_name(struct dom *d, const char *name)
 	for (unsigned k = 1; k < FK_COUNT; k++) {
 		const struct file_type *t = &file_types[k];
 
-		if (!t->family && strcmp(t->name, name) == 0)
+		if (!t->family && !t->top && strcmp(t->name, name) == 0)
 			return !t->present || t->present(d) ? (int)k : -ENOENT;
 	}
 	return -ENOENT;
@@ -376,7 +382,7 @@ int files_entries(struct dom *d, fuse_ino_t dir, struct entry **ret,
 	if (ino_kind(dir) != FK_DIR)
 		return rich_entries(d, dir, ret, ret_n);
 	for (unsigned k = 1; r == 0 && k < FK_COUNT; k++) {
-		if (file_types[k].family ||
+		if (file_types[k].family || file_types[k].top ||
 		    file_kind_by_name(d, file_types[k].name) < 0)
 			continue;
 		r = entries_add(&e, &n, file_types[k].name,

@@ -37,6 +37,10 @@ enum file_kind {
 	FK_BLOCK_DEV,        /* block/NAME/ */
 	FK_BLOCK_INFO,       /* block/NAME/info */
 	FK_BLOCK_STATS,      /* block/NAME/stats */
+	FK_STATS,            /* stats (stats.c) */
+	/* The mount's root only (top.c). */
+	FK_METRICS_DIR,      /* metrics/ */
+	FK_METRICS,          /* metrics/hvfs.prom */
 	FK_COUNT
 };
 

@@ -17,7 +17,7 @@ demo=0
 [ "${1:-}" = --demo ] && demo=1
 [ $demo = 1 ] || pkgs+=(libvirt-daemon libvirt-daemon-driver-qemu
 	libvirt-clients python3-pytest valgrind man-db systemd binutils
-	ovmf qemu-utils)
+	ovmf qemu-utils prometheus prometheus-node-exporter curl)
 [ -n "${HVFS_SETUP_EXTRA:-}" ] && pkgs+=($HVFS_SETUP_EXTRA)
 
 missing=()
