@@ -31,7 +31,8 @@ struct file_type {
 	bool exchange;
 	bool dir;            /* a directory below the domain's (query/, ...) */
 	bool family;         /* named by sub, not by .name (rich.c) */
-	bool top;            /* the mount root's, never a domain's (top.c) */
+	bool top;            /* the mount root's, never a domain's: made at open
+			      * by top_read() */
 	/* The contents of a family file, for the name its sub stands for. */
 	int (*read_arg)(struct dom *d, const char *arg, char **ret,
 			size_t *ret_len, char **ret_error);

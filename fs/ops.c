@@ -416,7 +416,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	if ((acc != O_RDONLY && !t->write) ||
 	    (acc != O_WRONLY && !t->read && !t->read_arg && !t->stream &&
-	     !t->exchange)) {
+	     !t->exchange && !t->top)) {
 		dom_unref(d);
 		reply_err(req, EACCES);
 		return;
