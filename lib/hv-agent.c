@@ -15,6 +15,7 @@
 
 #include "hv-driver.h"
 #include "qmp-codec.h"
+#include "sock.h"
 
 #define EXEC_POLL_MIN_MS 20
 #define EXEC_POLL_MAX_MS 250
@@ -348,14 +349,6 @@ static int base64_decode(const char *s, size_t max, char **ret,
 	return 0;
 }
 
-static int64_t mono_ms(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
 static int output(json_object *st, const char *key, const char *trunc,
 		  char **ret, size_t *ret_len)
 {
@@ -389,7 +382,7 @@ int hv_agent_exec(struct hv_conn *c, const char *name,
 		  size_t input_len, int timeout_ms,
 		  struct hv_agent_exec_result *ret, char **ret_error)
 {
-	int64_t deadline = mono_ms() + (timeout_ms > 0 ? timeout_ms :
+	int64_t deadline = sock_now_ms() + (timeout_ms > 0 ? timeout_ms :
 					c->timeout_ms);
 	struct hv_agent_exec_result res = { 0 };
 	json_object *args, *arr, *v = NULL, *pid = NULL, *sargs;
@@ -442,7 +435,7 @@ int hv_agent_exec(struct hv_conn *c, const char *name,
 	json_object_put(v);
 	for (;;) {
 		json_object *st = NULL, *ex = NULL, *code = NULL, *sig = NULL;
-		int64_t left = deadline - mono_ms();
+		int64_t left = deadline - sock_now_ms();
 
 		if (left <= 0) {
 			r = hv_error(ret_error, -ETIMEDOUT, "%s: the guest "
@@ -480,7 +473,7 @@ int hv_agent_exec(struct hv_conn *c, const char *name,
 			break;
 		}
 		json_object_put(st);
-		left = deadline - mono_ms();
+		left = deadline - sock_now_ms();
 		if (left > 0) {
 			struct timespec ts;
 			int w = wait_ms < left ? wait_ms : (int)left;

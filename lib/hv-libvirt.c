@@ -6,7 +6,7 @@
  * libvirtd finds a domain by its uuid alone, and we are addressed by name,
  * so a name -> uuid cache saves a LOOKUP_BY_NAME per call. An entry goes
  * stale when a domain is undefined and redefined under the same name: the
- * server then answers "no domain" (42, -ENOENT), and we look the name up
+ * server then answers VRPC_ERR_NO_DOMAIN (-ENOENT), and we look the name up
  * once more and retry.
  *
  * Listing takes three calls whatever the number of domains: every domain
@@ -41,6 +41,7 @@
 #include <json-c/json.h>
 
 #include "hv-driver.h"
+#include "sock.h"
 #include "qmp-codec.h"
 #include "vrpc.h"
 
@@ -170,16 +171,9 @@ static bool lane_busy_locked(struct lv *lv, const char *uuid)
 static int lane_enter(struct lv *lv, const char *name, const char *uuid,
 		      char **ret_error)
 {
-	struct timespec dl;
+	struct timespec dl = sock_deadline(lv->timeout_ms);
 	bool hung, busy;
 
-	clock_gettime(CLOCK_MONOTONIC, &dl);
-	dl.tv_sec += lv->timeout_ms / 1000;
-	dl.tv_nsec += (long)(lv->timeout_ms % 1000) * 1000000;
-	if (dl.tv_nsec >= 1000000000) {
-		dl.tv_sec++;
-		dl.tv_nsec -= 1000000000;
-	}
 	pthread_mutex_lock(&lv->lock);
 	while (!(hung = hung_locked(lv, uuid)) &&
 	       ((busy = lane_busy_locked(lv, uuid)) ||
@@ -256,7 +250,7 @@ static void on_late(void *userdata, uint32_t serial, int error_code)
 {
 	struct lv *lv = userdata;
 
-	if (error_code == 68) /* operation timeout: libvirtd gave up waiting */
+	if (error_code == VRPC_ERR_OPERATION_TIMEOUT) /* libvirtd gave up */
 		return;
 	pthread_mutex_lock(&lv->lock);
 	for (size_t i = 0; i < lv->nhung; i++) {
@@ -459,8 +453,6 @@ static int monitor(struct lv *lv, const char *name, const char *cmd,
 		     VRPC_QEMU_PROC_DOMAIN_MONITOR_COMMAND, cmd, 0,
 		     VRPC_XDR(xdr_vrpc_qemu_domain_monitor_command_ret), &mr,
 		     ret_error);
-	if (r == -EBUSY) /* "operation invalid": the domain is not running */
-		return -ENODATA;
 	if (r < 0)
 		return r;
 	o = parse_json(mr.result);
@@ -491,17 +483,13 @@ static int lv_open(const char *uri, const struct hv_options *opts,
 		   void **ret_priv, char **ret_error)
 {
 	struct lv *lv;
-	pthread_condattr_t ca;
 	int r;
 
 	lv = calloc(1, sizeof(*lv));
 	if (!lv)
 		return -ENOMEM;
 	pthread_mutex_init(&lv->lock, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&lv->lane_free, &ca);
-	pthread_condattr_destroy(&ca);
+	sock_cond_init(&lv->lane_free);
 	lv->timeout_ms = opts && opts->timeout_ms > 0 ? opts->timeout_ms
 						      : 5000;
 	r = vrpc_open(uri, opts ? opts->timeout_ms : 0, on_event, lv,
@@ -856,9 +844,6 @@ static int lv_screenshot(void *priv, const char *name, char **ret,
 		cache_drop(lv, name);
 		r = resolve(lv, name, &a.dom, &cached, ret_error);
 	}
-	/* "Operation invalid": no screen to take, or not running. */
-	if (r == -EBUSY)
-		return -ENODATA;
 	if (r < 0)
 		return r;
 	if (sr.mime && strcmp(*sr.mime, "image/x-portable-pixmap") == 0) {

@@ -58,6 +58,7 @@
 #include "hv-driver.h"
 #include "qga.h"
 #include "qmp.h"
+#include "sock.h"
 
 #define WATCHER_STACK (256u << 10)
 #define TICK_MS 250          /* watcher wake-up while subscribed */
@@ -206,14 +207,6 @@ static bool socket_is_new(const struct dom *d)
 	       STARTING_MS;
 }
 
-static int64_t now_ms(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
 static int vec_push(struct dom_vec *v, struct dom *d)
 {
 	struct dom **p;
@@ -284,8 +277,8 @@ static void on_qmp_event(void *userdata, const char *event,
 		d->agent_open = -1; /* its port's events were missed */
 		/* Ask soon, but keep the backoff: a peer that breaks every
 		 * connection it gets must not be retried in a tight loop. */
-		if (d->retry_at < now_ms())
-			d->retry_at = now_ms();
+		if (d->retry_at < sock_now_ms())
+			d->retry_at = sock_now_ms();
 	}
 	if (st != HV_STATE_COUNT)
 		d->state = st;
@@ -613,7 +606,7 @@ static void connect_pass(struct hvq *c)
 	enum hv_state old, st = HV_STATE_NOSTATE;
 	hv_event_fn fn;
 	void *userdata;
-	int64_t now = now_ms();
+	int64_t now = sock_now_ms();
 	bool stop, unsure;
 	int r;
 
@@ -644,7 +637,7 @@ static void connect_pass(struct hvq *c)
 			if (d->backoff_ms > RETRY_MAX_MS)
 				d->backoff_ms = RETRY_MAX_MS;
 		}
-		d->retry_at = now_ms() + d->backoff_ms;
+		d->retry_at = sock_now_ms() + d->backoff_ms;
 		/*
 		 * Nobody listened before (shutoff), and now something listens
 		 * but does not answer (a QEMU wedged at start, or not a QEMU):
@@ -1022,6 +1015,42 @@ static int slurp(const char *path, size_t max, char **ret, size_t *ret_len)
 }
 
 /*
+ * Whether the VM has a console to take a screendump from, by QOM's
+ * structure: consoles are the child<qemu-console> objects of /backend,
+ * which does not exist when there is none. Unsure (QEMU did not say):
+ * true.
+ */
+static bool has_console(struct dom *d)
+{
+	json_object *list;
+	char *json = NULL;
+	bool found = false;
+	int r;
+
+	r = qmp_execute(d->qmp, "qom-list", "{\"path\":\"/backend\"}",
+			d->c->timeout_ms, &json, NULL);
+	if (r == -ENOENT) /* DeviceNotFound: no /backend */
+		return false;
+	list = r == 0 ? json_tokener_parse(json) : NULL;
+	free(json);
+	if (!json_object_is_type(list, json_type_array)) {
+		json_object_put(list);
+		return true;
+	}
+	for (size_t i = 0; i < json_object_array_length(list); i++) {
+		json_object *t = NULL;
+
+		json_object_object_get_ex(json_object_array_get_idx(list, i),
+					  "type", &t);
+		if (t && !strcmp(json_object_get_string(t),
+				 "child<qemu-console>"))
+			found = true;
+	}
+	json_object_put(list);
+	return found;
+}
+
+/*
  * screendump writes the PNG into a file that QEMU opens itself: a private
  * directory (mkdtemp, 0700) that only we and a QEMU running as our user can
  * enter. The monitor must be local to share the file system.
@@ -1055,16 +1084,18 @@ static int qmp_screenshot(void *priv, const char *name, char **ret,
 			json_object_to_json_string_ext(args,
 						       JSON_C_TO_STRING_PLAIN),
 			c->timeout_ms, NULL, ret_error);
-	if (r == -EIO && ret_error && *ret_error &&
-	    strstr(*ret_error, "'format'")) {
-		/* Before QEMU 7.1 screendump knows PPM only. */
+	/* A GenericError: there is no console, or a QEMU before 7.1, whose
+	 * screendump knows no "format" (PPM only). */
+	if (r == -EIO && !has_console(d)) {
+		r = -ENODATA; /* with QEMU's words */
+	} else if (r == -EIO) {
 		ppm = true;
 		json_object_object_del(args, "format");
 		r = qmp_execute(d->qmp, "screendump",
 				json_object_to_json_string_ext(
 					args, JSON_C_TO_STRING_PLAIN),
 				c->timeout_ms, NULL, ret_error);
-		if (r == 0) { /* the first refusal is no failure */
+		if (r == 0 && ret_error) { /* the first refusal is no failure */
 			free(*ret_error);
 			*ret_error = NULL;
 		}
@@ -1072,9 +1103,6 @@ static int qmp_screenshot(void *priv, const char *name, char **ret,
 	json_object_put(args);
 	if (qemu_gone(r))
 		r = hv_error(ret_error, -ENODATA, "%s: not running", name);
-	else if (r == -EIO && ret_error && *ret_error &&
-		 strstr(*ret_error, "no console"))
-		r = -ENODATA; /* QEMU's GenericError: no display device */
 	if (r == 0) {
 		r = slurp(file, HV_SCREENSHOT_MAX, ret, ret_len);
 		if (r < 0)
@@ -1204,7 +1232,7 @@ static bool stats_fatal(int r)
 static int stats_cmd(struct dom *d, const char *cmd, const char *args,
 		     int64_t deadline, json_object **ret)
 {
-	int64_t left = deadline - now_ms();
+	int64_t left = deadline - sock_now_ms();
 	char *json = NULL;
 	int r;
 
@@ -1720,7 +1748,7 @@ static int qmp_stats(void *priv, const char *name, struct hv_stats **ret,
 		     size_t *ret_n, char **ret_error)
 {
 	struct hvq *c = priv;
-	struct stats_job j = { .deadline = now_ms() + c->timeout_ms };
+	struct stats_job j = { .deadline = sock_now_ms() + c->timeout_ms };
 	pthread_t threads[STATS_THREADS - 1];
 	pthread_attr_t attr;
 	size_t nthreads = 0;
@@ -1979,7 +2007,7 @@ static int qmp_agent_state(void *priv, const char *name, bool *ret,
 static int snap_cmd(struct dom *d, const char *cmd, json_object *args,
 		    int64_t deadline, json_object **ret, char **ret_error)
 {
-	int64_t left = deadline - now_ms();
+	int64_t left = deadline - sock_now_ms();
 	char *json = NULL;
 	int r;
 
@@ -2102,7 +2130,7 @@ static int snap_job(struct dom *d, const char *cmd, json_object *args,
 			json_object_put(a);
 			json_object_put(jobs);
 			return r;
-		} else if (now_ms() + SNAP_POLL_MS >= deadline) {
+		} else if (sock_now_ms() + SNAP_POLL_MS >= deadline) {
 			r = hv_error(ret_error, -ETIMEDOUT, "%s: %s still %s",
 				     d->name, cmd, status ? status : "running");
 		}
@@ -2170,7 +2198,7 @@ static int snap_collect(json_object *blocks, struct hv_snapshot **ret,
 
 static int64_t snap_deadline(struct hvq *c)
 {
-	return now_ms() + (c->timeout_ms > SNAP_JOB_MS ? c->timeout_ms
+	return sock_now_ms() + (c->timeout_ms > SNAP_JOB_MS ? c->timeout_ms
 						       : SNAP_JOB_MS);
 }
 
@@ -2185,7 +2213,7 @@ static int qmp_snapshots(void *priv, const char *name,
 
 	if (!d)
 		return no_domain(name, ret_error);
-	r = snap_cmd(d, "query-block", NULL, now_ms() + c->timeout_ms,
+	r = snap_cmd(d, "query-block", NULL, sock_now_ms() + c->timeout_ms,
 		     &blocks, ret_error);
 	if (r == 0)
 		r = snap_collect(blocks, ret, ret_n);
@@ -2338,7 +2366,7 @@ static int qmp_vcpus(void *priv, const char *name, struct hv_vcpus *ret,
 
 	if (!d)
 		return no_domain(name, ret_error);
-	r = vcpu_slots(d, now_ms() + c->timeout_ms, &cur, &slots, ret_error);
+	r = vcpu_slots(d, sock_now_ms() + c->timeout_ms, &cur, &slots, ret_error);
 	if (r == 0) {
 		ret->current = cur;
 		ret->maximum = slots ? (unsigned)json_object_array_length(slots)
@@ -2356,7 +2384,7 @@ static int qmp_set_vcpus(void *priv, const char *name, unsigned n,
 {
 	struct hvq *c = priv;
 	struct dom *d = dom_get(c, name);
-	int64_t deadline = now_ms() + c->timeout_ms;
+	int64_t deadline = sock_now_ms() + c->timeout_ms;
 	json_object *slots = NULL;
 	unsigned cur = 0, max;
 	int r;

@@ -5,7 +5,6 @@
  * what its peer can do.
  */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,22 +72,6 @@ int hv_verb_parse(const char *buf, size_t len, enum hv_verb *ret)
 	return -EINVAL;
 }
 
-int hv_error(char **ret_error, int err, const char *fmt, ...)
-{
-	va_list ap;
-	char *msg;
-
-	if (!ret_error)
-		return err;
-	va_start(ap, fmt);
-	if (vasprintf(&msg, fmt, ap) >= 0) {
-		free(*ret_error);
-		*ret_error = msg;
-	}
-	va_end(ap);
-	return err;
-}
-
 static const struct hv_driver *driver_for(const char *uri)
 {
 	for (size_t i = 0; i < sizeof(drivers) / sizeof(drivers[0]); i++)
@@ -102,29 +85,6 @@ const char *hv_uri_driver(const char *uri)
 	const struct hv_driver *drv = driver_for(uri);
 
 	return drv ? drv->name : NULL;
-}
-
-static hv_log_fn debug_log;
-
-void hv_set_debug_log(hv_log_fn fn)
-{
-	__atomic_store_n(&debug_log, fn, __ATOMIC_RELEASE);
-}
-
-void hvd_debug(const char *fmt, ...)
-{
-	hv_log_fn fn = __atomic_load_n(&debug_log, __ATOMIC_ACQUIRE);
-	va_list ap;
-	char *msg;
-
-	if (!fn)
-		return;
-	va_start(ap, fmt);
-	if (vasprintf(&msg, fmt, ap) >= 0) {
-		fn(msg);
-		free(msg);
-	}
-	va_end(ap);
 }
 
 int hv_open(const char *uri, const struct hv_options *opts,

@@ -20,6 +20,7 @@
 
 #include "hv.h"
 #include "qga.h"
+#include "sock.h"
 
 #define READ_CHUNK (64u << 10)
 
@@ -32,14 +33,6 @@ struct qga {
 	int64_t tried_ms;    /* when the last attempt while unresponsive began */
 	bool life;           /* qga_sign_of_life() since (atomic) */
 };
-
-static int64_t mono_ms(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
 
 struct qga *qga_new(const char *path)
 {
@@ -152,7 +145,7 @@ static int wait_fd(int fd, short events, int64_t deadline)
 {
 	for (;;) {
 		struct pollfd p = { .fd = fd, .events = events };
-		int64_t left = deadline - mono_ms();
+		int64_t left = deadline - sock_now_ms();
 		int r;
 
 		if (left <= 0)
@@ -249,7 +242,7 @@ static int resync(struct qga *q, char *buf, int64_t deadline)
 	int r;
 
 	if (getrandom(&id, sizeof(id), GRND_NONBLOCK) != sizeof(id))
-		id = (uint32_t)mono_ms() ^ (uint32_t)getpid();
+		id = (uint32_t)sock_now_ms() ^ (uint32_t)getpid();
 	id &= 0x7fffffff; /* the agent takes an int */
 	snprintf(cmd, sizeof(cmd), "\xff{\"execute\":\"guest-sync-delimited\","
 		 "\"arguments\":{\"id\":%u}}\n", id);
@@ -340,12 +333,12 @@ static int enter(struct qga *q, char **ret_error)
 		if (poll(&p, 1, 0) > 0)
 			life = true;
 	}
-	if (q->unresponsive && !life && mono_ms() - q->tried_ms < QGA_RETRY_MS)
+	if (q->unresponsive && !life && sock_now_ms() - q->tried_ms < QGA_RETRY_MS)
 		return hv_error(ret_error, -ETIMEDOUT, "%s: the guest agent is "
 				"not responding (a command got no reply in "
 				"time, and nothing came since)", q->path);
 	if (q->unresponsive) {
-		q->tried_ms = mono_ms();
+		q->tried_ms = sock_now_ms();
 		q->synced = false;
 	}
 	if (q->fd >= 0) {
@@ -366,7 +359,7 @@ static int leave(struct qga *q, int r, const char *what, char **ret_error)
 {
 	if (r == -ETIMEDOUT) {
 		if (!q->unresponsive)
-			q->tried_ms = mono_ms();
+			q->tried_ms = sock_now_ms();
 		q->unresponsive = true;
 		q->synced = false;
 		return hv_error(ret_error, r, "%s: the guest agent did not "
@@ -386,19 +379,10 @@ static int leave(struct qga *q, int r, const char *what, char **ret_error)
 
 static int lock_within(struct qga *q, int64_t deadline, char **ret_error)
 {
-	struct timespec ts;
-	int64_t left = deadline - mono_ms();
+	int64_t left = deadline - sock_now_ms();
+	struct timespec dl = sock_deadline(left < 0 ? 0 : (int)left);
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	if (left < 0)
-		left = 0;
-	ts.tv_sec += left / 1000;
-	ts.tv_nsec += (left % 1000) * 1000000;
-	if (ts.tv_nsec >= 1000000000) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000;
-	}
-	if (pthread_mutex_clocklock(&q->lock, CLOCK_MONOTONIC, &ts) != 0)
+	if (sock_lock_until(&q->lock, &dl) != 0)
 		return hv_error(ret_error, -ETIMEDOUT, "%s: the guest agent is "
 				"busy with an earlier command", q->path);
 	return 0;
@@ -407,7 +391,7 @@ static int lock_within(struct qga *q, int64_t deadline, char **ret_error)
 int qga_execute_json(struct qga *q, const char *command_json, int timeout_ms,
 		     bool no_reply, char **ret_reply, char **ret_error)
 {
-	int64_t deadline = mono_ms() +
+	int64_t deadline = sock_now_ms() +
 			   (timeout_ms > 0 ? timeout_ms : QMP_TIMEOUT_MS_DEFAULT);
 	const char *why = NULL;
 	struct qmpc_msg m;

@@ -32,9 +32,7 @@
  * routed.
  */
 #include <errno.h>
-#include <netdb.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +51,7 @@
 #include <json-c/json.h>
 
 #include "qmp-codec.h"
+#include "sock.h"
 
 #define READER_STACK (256u << 10)
 #define READ_CHUNK (16u << 10)
@@ -98,151 +97,58 @@ struct qmp {
 	int major, minor, micro;
 };
 
-static void cond_init(pthread_cond_t *c)
-{
-	pthread_condattr_t a;
-
-	pthread_condattr_init(&a);
-	pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-	pthread_cond_init(c, &a);
-	pthread_condattr_destroy(&a);
-}
-
 static struct timespec deadline_after(int timeout_ms)
 {
-	struct timespec t;
-
-	if (timeout_ms <= 0)
-		timeout_ms = QMP_TIMEOUT_MS_DEFAULT;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	t.tv_sec += timeout_ms / 1000;
-	t.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-	if (t.tv_nsec >= 1000000000) {
-		t.tv_sec++;
-		t.tv_nsec -= 1000000000;
-	}
-	return t;
+	return sock_deadline(timeout_ms > 0 ? timeout_ms :
+					      QMP_TIMEOUT_MS_DEFAULT);
 }
 
-/* Stores a message unless one is there already (the most precise wins). */
-static int set_error(char **ret_error, int err, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static int set_error(char **ret_error, int err, const char *fmt, ...)
-{
-	va_list ap;
-	char *msg;
-
-	if (!ret_error || *ret_error)
-		return err;
-	va_start(ap, fmt);
-	if (vasprintf(&msg, fmt, ap) >= 0)
-		*ret_error = msg;
-	va_end(ap);
-	return err;
-}
-
-/* The message for a failure r of the connection, for humans. */
+/*
+ * The message for a failure r of the connection, for humans, unless a more
+ * precise one was stored already.
+ */
 static int explain(struct qmp *q, char **ret_error, int r)
 {
 	const char *why;
+
+	if (!ret_error || *ret_error)
+		return r;
 
 	switch (r) {
 	case -EPROTO:
 		pthread_mutex_lock(&q->lock);
 		why = q->reader_why;
 		pthread_mutex_unlock(&q->lock);
-		return set_error(ret_error, r,
+		return sock_error(ret_error, r,
 				 "%s: the monitor broke the QMP protocol: %s",
 				 q->address, why ? why : "a bad message");
 	case -ETIMEDOUT:
-		return set_error(ret_error, r,
+		return sock_error(ret_error, r,
 				 "%s: not responding: no reply in time (monitor "
 				 "busy or hung)",
 				 q->address);
 	case -ENOTCONN:
-		return set_error(ret_error, r,
+		return sock_error(ret_error, r,
 				 "%s: the monitor closed the connection",
 				 q->address);
-	case -ENXIO:
-		if (q->host)
-			return set_error(ret_error, r,
-					 "%s: the host name %s does not resolve",
-					 q->address, q->host);
-		break;
 	}
-	return set_error(ret_error, r, "%s: %s", q->address, strerror(-r));
+	return sock_error(ret_error, r, "%s: %s", q->address, strerror(-r));
 }
 
-/* SO_SNDTIMEO bounds connect() and send() on both UNIX and TCP sockets. */
-static int set_send_timeout(int fd, const struct timespec *dl)
+/* Connects the socket: a descriptor, or a negative errno with the
+ * socket layer's words after the address. */
+static int open_socket(struct qmp *q, const struct timespec *dl,
+		       char **ret_error)
 {
-	struct timespec now;
-	struct timeval tv;
-	long long us;
+	char *why = NULL;
+	int fd = q->path ? sock_connect_unix(q->path, dl, &why) :
+			   sock_connect_tcp(q->host, q->port, dl, &why);
 
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	us = (long long)(dl->tv_sec - now.tv_sec) * 1000000 +
-	     (dl->tv_nsec - now.tv_nsec) / 1000;
-	if (us <= 0)
-		return -ETIMEDOUT; /* a zero timeval would mean "forever" */
-	tv.tv_sec = us / 1000000;
-	tv.tv_usec = us % 1000000;
-	if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0)
-		return -errno;
-	return 0;
-}
-
-static int connect_fd(int family, int type, int proto,
-		      const struct sockaddr *sa, socklen_t salen,
-		      const struct timespec *dl)
-{
-	int fd = socket(family, type | SOCK_CLOEXEC, proto);
-	int r;
-
-	if (fd < 0)
-		return -errno;
-	r = set_send_timeout(fd, dl);
-	if (r == 0 && connect(fd, sa, salen) < 0) {
-		r = -errno;
-		/* The timeout expired while waiting in the listen backlog. */
-		if (r == -EINPROGRESS || r == -EAGAIN)
-			r = -ETIMEDOUT;
-	}
-	if (r < 0) {
-		close(fd);
-		return r;
-	}
+	if (fd < 0 && fd != -ETIMEDOUT)
+		sock_error(ret_error, fd, "%s: %s", q->address,
+			   why ? why : strerror(-fd));
+	free(why);
 	return fd;
-}
-
-static int open_socket(struct qmp *q, const struct timespec *dl)
-{
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
-				  .ai_flags = AI_ADDRCONFIG };
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	struct addrinfo *res, *ai;
-	int r;
-
-	if (q->path) {
-		/* qmp_new() checked that the path fits. */
-		memcpy(sun.sun_path, q->path, strlen(q->path));
-		return connect_fd(AF_UNIX, SOCK_STREAM, 0,
-				  (struct sockaddr *)&sun, sizeof(sun), dl);
-	}
-	/* getaddrinfo() has no deadline; numeric hosts need no lookup. */
-	r = getaddrinfo(q->host, q->port, &hints, &res);
-	if (r != 0)
-		return r == EAI_MEMORY ? -ENOMEM :
-		       r == EAI_SYSTEM ? -errno : -ENXIO; /* see explain() */
-	r = -ECONNREFUSED;
-	for (ai = res; ai; ai = ai->ai_next) {
-		r = connect_fd(ai->ai_family, ai->ai_socktype, ai->ai_protocol,
-			       ai->ai_addr, ai->ai_addrlen, dl);
-		if (r >= 0 || r == -ETIMEDOUT)
-			break;
-	}
-	freeaddrinfo(res);
-	return r;
 }
 
 /* Runs on the reader thread; takes ownership of m. */
@@ -503,27 +409,6 @@ static void drop(struct qmp *q)
 	pthread_mutex_unlock(&q->lock);
 }
 
-/*
- * pthread_mutex_clocklock() would take dl as is, but sanitizers do not know
- * it; timedlock wants CLOCK_REALTIME, so the remaining time is moved there.
- */
-static int lock_until(pthread_mutex_t *m, const struct timespec *dl)
-{
-	struct timespec now, real;
-	long long ns;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	ns = (long long)(dl->tv_sec - now.tv_sec) * 1000000000 +
-	     (dl->tv_nsec - now.tv_nsec);
-	clock_gettime(CLOCK_REALTIME, &real);
-	if (ns > 0) {
-		ns += real.tv_nsec;
-		real.tv_sec += ns / 1000000000;
-		real.tv_nsec = ns % 1000000000;
-	}
-	return -pthread_mutex_timedlock(m, &real);
-}
-
 /* Caller holds q->lock. Only the connection that timed out is marked. */
 static void mark_unresponsive_locked(struct qmp *q, uint64_t gen)
 {
@@ -541,32 +426,10 @@ static int fail_fast(struct qmp *q, char **ret_error)
 	pthread_mutex_unlock(&q->lock);
 	if (!hung)
 		return 0;
-	return set_error(ret_error, -ETIMEDOUT,
+	return sock_error(ret_error, -ETIMEDOUT,
 			 "%s: not responding (monitor busy or hung: an earlier "
 			 "command got no reply in time, and nothing came "
 			 "since)", q->address);
-}
-
-static int send_all(int fd, const char *buf, size_t len,
-		    const struct timespec *dl)
-{
-	size_t off = 0;
-	ssize_t n;
-	int r = set_send_timeout(fd, dl);
-
-	while (r == 0 && off < len) {
-		n = send(fd, buf + off, len - off, MSG_NOSIGNAL);
-		if (n >= 0)
-			off += (size_t)n;
-		else if (errno == EAGAIN || errno == EWOULDBLOCK)
-			r = -ETIMEDOUT;
-		else if (errno != EINTR)
-			r = -ENOTCONN;
-	}
-	/* Half a command on the wire: the stream is lost. */
-	if (r < 0 && off > 0)
-		shutdown(fd, SHUT_RDWR);
-	return r;
 }
 
 /*
@@ -600,8 +463,8 @@ static int request(struct qmp *q, json_object *cmd, const struct timespec *dl,
 		return -ENOMEM;
 	len = strlen(line);
 
-	cond_init(&p.cond);
-	r = lock_until(&q->write_lock, dl);
+	sock_cond_init(&p.cond);
+	r = sock_lock_until(&q->write_lock, dl);
 	if (r == 0) {
 		pthread_mutex_lock(&q->lock);
 		if (q->alive && q->conn_gen == gen) {
@@ -613,7 +476,7 @@ static int request(struct qmp *q, json_object *cmd, const struct timespec *dl,
 		}
 		pthread_mutex_unlock(&q->lock);
 		if (r == 0)
-			r = send_all(fd, line, len, dl);
+			r = sock_write_all(fd, line, len, dl, NULL);
 		pthread_mutex_unlock(&q->write_lock);
 	}
 	free(line);
@@ -654,7 +517,7 @@ static int reply_result(struct qmpc_msg *m, char **ret_error)
 {
 	if (m->kind != QMP_MSG_ERROR)
 		return 0;
-	return set_error(ret_error, qmp_error_to_errno(m->error_class), "%s",
+	return sock_error(ret_error, qmp_error_to_errno(m->error_class), "%s",
 			 m->desc);
 }
 
@@ -747,11 +610,11 @@ static void no_greeting(struct qmp *q, int fd, char **ret_error)
 	q->held = held;
 	pthread_mutex_unlock(&q->lock);
 	if (held)
-		set_error(ret_error, -ETIMEDOUT,
+		sock_error(ret_error, -ETIMEDOUT,
 			  "%s: monitor busy: another client holds it (is "
 			  "another hvfs running?)", q->address);
 	else
-		set_error(ret_error, -ETIMEDOUT,
+		sock_error(ret_error, -ETIMEDOUT,
 			  "%s: not responding: no greeting in time (monitor "
 			  "busy or hung)",
 			  q->address);
@@ -769,7 +632,7 @@ static int do_connect(struct qmp *q, const struct timespec *dl,
 	r = reader_get(q);
 	if (r < 0)
 		return r;
-	fd = open_socket(q, dl);
+	fd = open_socket(q, dl, ret_error);
 	if (fd == -ETIMEDOUT) /* QEMU's listen backlog is full */
 		no_greeting(q, -1, ret_error);
 	if (fd < 0)
@@ -847,7 +710,7 @@ static int connect_until(struct qmp *q, const struct timespec *dl,
 	if (r < 0 || (q->alive && q->negotiated)) {
 		pthread_mutex_unlock(&q->lock);
 		/* Another thread's attempt took all our time. */
-		return r < 0 ? set_error(ret_error, r,
+		return r < 0 ? sock_error(ret_error, r,
 					 "%s: not responding: no connection in time "
 					 "(monitor busy or hung)", q->address) : 0;
 	}
@@ -856,11 +719,11 @@ static int connect_until(struct qmp *q, const struct timespec *dl,
 
 		pthread_mutex_unlock(&q->lock);
 		if (held)
-			return set_error(ret_error, -ETIMEDOUT,
+			return sock_error(ret_error, -ETIMEDOUT,
 					 "%s: monitor busy: another client holds "
 					 "it (is another hvfs running?)",
 					 q->address);
-		return set_error(ret_error, -ETIMEDOUT,
+		return sock_error(ret_error, -ETIMEDOUT,
 				 "%s: not responding: no %s in time (monitor "
 				 "busy or hung), and nothing came since",
 				 q->address,
@@ -935,10 +798,10 @@ int qmp_execute(struct qmp *q, const char *command, const char *args_json,
 	int r;
 
 	if (!command || !*command)
-		return set_error(ret_error, -EINVAL, "no command");
+		return sock_error(ret_error, -EINVAL, "no command");
 	if (args_json &&
 	    qmpc_json_parse_object(args_json, strlen(args_json), &args) < 0)
-		return set_error(ret_error, -EINVAL,
+		return sock_error(ret_error, -EINVAL,
 				 "arguments are not one JSON object");
 	cmd = json_object_new_object();
 	if (!cmd || json_object_object_add(cmd, "execute",
@@ -972,7 +835,7 @@ int qmp_execute_json(struct qmp *q, const char *command_json, int timeout_ms,
 	if (!command_json ||
 	    (r = qmpc_command_parse(command_json, strlen(command_json), &cmd,
 				    NULL, &why)) < 0)
-		return set_error(ret_error, command_json ? r : -EINVAL,
+		return sock_error(ret_error, command_json ? r : -EINVAL,
 				 "not one JSON object with a string "
 				 "\"execute\" member: %s", why);
 	json_object_object_del(cmd, "id");
@@ -1062,7 +925,7 @@ int qmp_new(const char *address, struct qmp **ret)
 	q->fd = -1;
 	pthread_mutex_init(&q->lock, NULL);
 	pthread_mutex_init(&q->write_lock, NULL);
-	cond_init(&q->cond);
+	sock_cond_init(&q->cond);
 	q->address = strdup(address);
 	r = q->address ? parse_address(q, address) : -ENOMEM;
 	if (r < 0) {

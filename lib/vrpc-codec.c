@@ -167,39 +167,53 @@ int vrpc_error_decode(const uint8_t *payload, size_t size, int *ret_code,
 	return 0;
 }
 
-int vrpc_errno(int code)
+#define ANY_CODE (-1)
+
+/*
+ * The one table. "Operation invalid" is libvirt saying that the domain's
+ * state forbids the call: for a verb that is -EBUSY, but for a call that
+ * reads what only a running domain has (its QEMU's monitor, its screen) it
+ * means the domain is not running, which hv.h calls -ENODATA. Whatever
+ * polkit answers is a refusal.
+ */
+static const struct {
+	int code;      /* VRPC_ERR_*, or ANY_CODE */
+	uint32_t prog; /* with proc: only for this procedure; 0: any */
+	int32_t proc;
+	int err;
+} errnos[] = {
+	{ VRPC_ERR_OPERATION_INVALID, VRPC_PROGRAM_QEMU,
+	  VRPC_QEMU_PROC_DOMAIN_MONITOR_COMMAND, -ENODATA },
+	{ VRPC_ERR_OPERATION_INVALID, VRPC_PROGRAM_REMOTE,
+	  VRPC_PROC_DOMAIN_SCREENSHOT, -ENODATA },
+	{ ANY_CODE, VRPC_PROGRAM_REMOTE, VRPC_PROC_AUTH_POLKIT, -EACCES },
+	{ VRPC_ERR_NO_DOMAIN, 0, 0, -ENOENT },
+	{ VRPC_ERR_NO_DOMAIN_SNAPSHOT, 0, 0, -ENOENT },
+	{ VRPC_ERR_NO_DOMAIN_CHECKPOINT, 0, 0, -ENOENT },
+	{ VRPC_ERR_DOM_EXIST, 0, 0, -EEXIST },
+	{ VRPC_ERR_OPERATION_INVALID, 0, 0, -EBUSY },
+	{ VRPC_ERR_RESOURCE_BUSY, 0, 0, -EBUSY },
+	{ VRPC_ERR_INVALID_ARG, 0, 0, -EINVAL },
+	{ VRPC_ERR_ARGUMENT_UNSUPPORTED, 0, 0, -EINVAL },
+	{ VRPC_ERR_XML_ERROR, 0, 0, -EINVAL },
+	{ VRPC_ERR_XML_DETAIL, 0, 0, -EINVAL },
+	{ VRPC_ERR_INVALID_DOMAIN_SNAPSHOT, 0, 0, -EINVAL },
+	{ VRPC_ERR_XML_INVALID_SCHEMA, 0, 0, -EINVAL },
+	{ VRPC_ERR_NO_SUPPORT, 0, 0, -EOPNOTSUPP },
+	{ VRPC_ERR_OPERATION_UNSUPPORTED, 0, 0, -EOPNOTSUPP },
+	{ VRPC_ERR_CONFIG_UNSUPPORTED, 0, 0, -EOPNOTSUPP },
+	{ VRPC_ERR_AUTH_FAILED, 0, 0, -EACCES },
+	{ VRPC_ERR_ACCESS_DENIED, 0, 0, -EACCES },
+	{ VRPC_ERR_OPERATION_TIMEOUT, 0, 0, -ETIMEDOUT },
+	{ VRPC_ERR_RPC, 0, 0, -EPROTO },
+};
+
+int vrpc_errno(uint32_t prog, int32_t proc, int code)
 {
-	switch (code) {
-	case 42: /* no domain */
-	case 72: /* no domain snapshot */
-	case 103: /* no domain checkpoint */
-		return -ENOENT;
-	case 28: /* domain exists */
-		return -EEXIST;
-	case 27: /* XML error */
-	case 35: /* XML detail (malformed XML) */
-	case 71: /* invalid domain snapshot */
-	case 92: /* XML invalid against the schema */
-		return -EINVAL;
-	case 87: /* resource busy */
-		return -EBUSY;
-	case 55: /* operation invalid: the domain's state forbids it */
-		return -EBUSY;
-	case 8:  /* invalid arg */
-	case 74: /* argument unsupported */
-		return -EINVAL;
-	case 3:  /* no support */
-	case 84: /* operation unsupported */
-	case 67: /* configuration unsupported */
-		return -EOPNOTSUPP;
-	case 45: /* auth failed */
-	case 88: /* access denied */
-		return -EACCES;
-	case 68: /* operation timeout */
-		return -ETIMEDOUT;
-	case 39: /* RPC */
-		return -EPROTO;
-	default:
-		return -EIO;
-	}
+	for (size_t i = 0; i < sizeof(errnos) / sizeof(*errnos); i++)
+		if ((errnos[i].code == ANY_CODE || errnos[i].code == code) &&
+		    (errnos[i].prog == 0 ||
+		     (errnos[i].prog == prog && errnos[i].proc == proc)))
+			return errnos[i].err;
+	return -EIO;
 }

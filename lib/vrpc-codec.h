@@ -95,5 +95,10 @@ int vrpc_payload_decode(const uint8_t *payload, size_t size, xdrproc_t fn,
 int vrpc_error_decode(const uint8_t *payload, size_t size, int *ret_code,
 		      char **ret_message);
 
-/* The one mapping of a libvirt error code (virErrorNumber) to -errno. */
-int vrpc_errno(int code);
+/*
+ * The one mapping of a libvirt error to -errno: its code (virErrorNumber,
+ * named VRPC_ERR_* in vrpc-protocol.x) and the procedure it answers (prog,
+ * proc), for the codes whose meaning depends on the call. An unknown code
+ * is -EIO. Nothing maps the result again.
+ */
+int vrpc_errno(uint32_t prog, int32_t proc, int code);

@@ -1,542 +1,45 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * libvirt RPC client: URI parsing, transports, the table of pending calls
- * and the reader thread. See vrpc.h for the contract.
- *
- * Locking: `lock` guards the connection state, the pending list and the
- * persistent calls. `wlock` serialises writers so packets never interleave;
- * it is taken before `lock`, with the caller's deadline. The socket is
- * closed only by the thread that connects or by vrpc_close(), after joining
- * the reader and under wlock, so a descriptor number is never reused while
- * someone still writes to it.
+ * libvirt RPC client: the connection and its handshake, the reader thread
+ * with keepalive, the table of pending calls, reconnecting and replaying
+ * persistent calls. URIs are vrpc-uri.c's, transports vrpc-transport.c's,
+ * streams vrpc-stream.c's. See vrpc.h for the contract and vrpc-client.h
+ * for the locking.
  */
 #include <errno.h>
-#include <fcntl.h>
-#include <netdb.h>
 #include <poll.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "vrpc.h"
+#include "sock.h"
+#include "vrpc-client.h"
 
 #define VRPC_TIMEOUT_MS_DEFAULT 5000
 #define VRPC_HOLD_MS_MIN 500
 #define VRPC_HOLD_MS_MAX 8000
-#define QEMU_SYSTEM_SOCKETS \
-	{ "/var/run/libvirt/virtqemud-sock", "/var/run/libvirt/libvirt-sock" }
-#define LIBVIRTD_SOCKET "/var/run/libvirt/libvirt-sock"
-
-struct pending {
-	struct pending *next;
-	uint32_t serial;
-	bool done;
-	int err;       /* the connection failed: -ENOTCONN, -EPROTO, ... */
-	uint8_t *pkt;  /* the whole reply packet, when err == 0 */
-	size_t size;
-	pthread_cond_t cond;
-};
-
-/* A download stream (server to client) opened by a call with this serial. */
-struct vstream {
-	struct vstream *next;
-	uint32_t serial;
-	uint8_t *data;
-	size_t len, max;
-	int err;       /* -EFBIG past max, an ERROR packet's errno, -ENOTCONN */
-	char *msg;     /* the ERROR packet's message */
-	int oks;       /* 1: end of data (an empty CONTINUE); 2: an OK came
-			* (libvirtd's confirmation of our finish or abort) */
-	pthread_cond_t cond;
-};
-
-struct persist {
-	struct persist *next;
-	uint8_t *pkt; /* the encoded CALL; its serial is patched on replay */
-	size_t size;
-};
-
-struct vrpc {
-	struct vrpc_uri *uri;
-	int timeout_ms;
-	vrpc_event_fn event_fn; /* immutable after vrpc_open() */
-	void *event_ud;
-	vrpc_late_fn late_fn;   /* guarded by lock */
-
-	pthread_mutex_t wlock;
-
-	pthread_mutex_t lock;
-	pthread_cond_t cond;  /* `connecting` went false */
-	int fd;               /* -1 when none */
-	uint64_t gen;         /* bumped by every new socket */
-	bool alive;           /* the reader runs and the socket works */
-	bool up;              /* alive and the handshake completed */
-	bool connecting;      /* a thread is (re)connecting */
-	bool closing;
-	/* After a connection the peer broke (-EPROTO), no new one before
-	 * hold_until; the pause doubles with each broken connection. */
-	struct timespec hold_until;
-	int hold_ms;
-	bool have_reader;
-	pthread_t reader;
-	uint32_t serial;
-	struct pending *pending;
-	struct persist *persist, **persist_tail;
-	struct vstream *streams;  /* guarded by lock */
-};
-
-static int set_error(char **ret_error, int err, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int set_error(char **ret_error, int err, const char *fmt, ...)
-{
-	va_list ap;
-	char *msg;
-
-	if (!ret_error)
-		return err;
-	va_start(ap, fmt);
-	if (vasprintf(&msg, fmt, ap) >= 0) {
-		free(*ret_error);
-		*ret_error = msg;
-	}
-	va_end(ap);
-	return err;
-}
-
-/* ---- time ---- */
-
-static struct timespec deadline_in(int ms)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	t.tv_sec += ms / 1000;
-	t.tv_nsec += (long)(ms % 1000) * 1000000;
-	if (t.tv_nsec >= 1000000000) {
-		t.tv_sec++;
-		t.tv_nsec -= 1000000000;
-	}
-	return t;
-}
-
-/* Milliseconds left until d, rounded up, at least 0. */
-static int ms_left(const struct timespec *d)
-{
-	struct timespec now;
-	int64_t ns;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	ns = (int64_t)(d->tv_sec - now.tv_sec) * 1000000000 +
-	     (d->tv_nsec - now.tv_nsec);
-	if (ns <= 0)
-		return 0;
-	if (ns > (int64_t)INT32_MAX * 1000000)
-		return INT32_MAX;
-	return (int)((ns + 999999) / 1000000);
-}
-
-/* ---- URIs ---- */
-
-static const char *const known_drivers[] = { "qemu", "test" };
-
-static size_t scheme_driver_len(const char *uri)
-{
-	for (size_t i = 0; i < sizeof(known_drivers) / sizeof(*known_drivers);
-	     i++) {
-		size_t n = strlen(known_drivers[i]);
-
-		if (!strncmp(uri, known_drivers[i], n) &&
-		    (uri[n] == '+' || !strncmp(uri + n, "://", 3)))
-			return n;
-	}
-	return 0;
-}
-
-bool vrpc_uri_is_libvirt(const char *uri)
-{
-	return uri && scheme_driver_len(uri) > 0;
-}
-
-struct vrpc_uri *vrpc_uri_free(struct vrpc_uri *u)
-{
-	if (!u)
-		return NULL;
-	free(u->name);
-	free(u->path);
-	free(u->host);
-	free(u->port);
-	free(u);
-	return NULL;
-}
-
-/* "HOST", "HOST:PORT", "[V6]", "[V6]:PORT" */
-static int parse_authority(const char *a, size_t n, struct vrpc_uri *u)
-{
-	const char *host = a, *port = NULL;
-	size_t hn = n;
-
-	if (n && a[0] == '[') {
-		const char *e = memchr(a, ']', n);
-
-		if (!e)
-			return -EINVAL;
-		host = a + 1;
-		hn = e - host;
-		if (e + 1 < a + n) {
-			if (e[1] != ':')
-				return -EINVAL;
-			port = e + 2;
-		}
-	} else {
-		const char *colon = memchr(a, ':', n);
-
-		if (colon) {
-			hn = colon - a;
-			port = colon + 1;
-		}
-	}
-	if (!hn)
-		return -EINVAL;
-	if (port) {
-		size_t pn = a + n - port;
-
-		if (!pn || pn > 5 || strspn(port, "0123456789") < pn)
-			return -EINVAL;
-		u->port = strndup(port, pn);
-	} else {
-		u->port = strdup(VRPC_TCP_PORT_DEFAULT);
-	}
-	u->host = strndup(host, hn);
-	return u->host && u->port ? 0 : -ENOMEM;
-}
-
-int vrpc_uri_parse(const char *uri, struct vrpc_uri **ret, char **ret_error)
-{
-	struct vrpc_uri *u = NULL;
-	const char *p, *auth, *path, *query;
-	size_t dn, tn, an, pn;
-	int r;
-
-	dn = uri ? scheme_driver_len(uri) : 0;
-	if (!dn)
-		return set_error(ret_error, -EINVAL, "%s: not a libvirt URI",
-				 uri ? uri : "(null)");
-	p = uri + dn;
-	tn = 0;
-	if (*p == '+') {
-		p++;
-		tn = strcspn(p, ":");
-	}
-	if (strncmp(p + tn, "://", 3))
-		return set_error(ret_error, -EINVAL, "%s: malformed URI", uri);
-	auth = p + tn + 3;
-	an = strcspn(auth, "/?");
-	path = auth + an;
-	pn = strcspn(path, "?");
-	query = path[pn] == '?' ? path + pn + 1 : NULL;
-
-	u = calloc(1, sizeof(*u));
-	if (!u)
-		return -ENOMEM;
-	if (tn == 4 && !strncmp(p, "unix", 4)) {
-		u->transport = VRPC_TRANSPORT_UNIX;
-	} else if (tn == 3 && !strncmp(p, "tcp", 3)) {
-		u->transport = VRPC_TRANSPORT_TCP;
-	} else if (tn == 0) {
-		/* libvirt reads "qemu://host/..." as TLS. */
-		u->transport = an ? (enum vrpc_transport)-1 :
-				    VRPC_TRANSPORT_UNIX;
-	} else {
-		u->transport = (enum vrpc_transport)-1;
-	}
-	if ((int)u->transport < 0) {
-		vrpc_uri_free(u);
-		return set_error(ret_error, -EOPNOTSUPP,
-				 "%s: transport '%.*s' is not supported (only "
-				 "unix and tcp; no TLS or SSH yet)",
-				 uri, tn ? (int)tn : 3, tn ? p : "tls");
-	}
-	r = -EINVAL;
-	if (u->transport == VRPC_TRANSPORT_UNIX && an)
-		goto bad;
-	if (u->transport == VRPC_TRANSPORT_TCP) {
-		r = parse_authority(auth, an, u);
-		if (r < 0)
-			goto bad;
-	}
-	/* Which driver inside the daemon: qemu serves only its system
-	 * instance (the session daemon is per user and out of scope). */
-	if (dn == 4 && !strncmp(uri, "qemu", 4) &&
-	    (pn != 7 || strncmp(path, "/system", 7)))
-		goto bad;
-	if (pn == 0 || pn > 4096 || path[0] != '/')
-		goto bad;
-	if (asprintf(&u->name, "%.*s://%.*s", (int)dn, uri, (int)pn, path) < 0) {
-		u->name = NULL;
-		r = -ENOMEM;
-		goto bad;
-	}
-	if (query) {
-		if (u->transport != VRPC_TRANSPORT_UNIX ||
-		    strncmp(query, "socket=", 7) || !query[7] ||
-		    strchr(query, '&'))
-			goto bad;
-		u->path = strdup(query + 7);
-	} else if (u->transport == VRPC_TRANSPORT_UNIX) {
-		static const char *const qemu_socks[] = QEMU_SYSTEM_SOCKETS;
-		const char *s = LIBVIRTD_SOCKET;
-		struct stat st;
-
-		if (dn == 4 && !strncmp(uri, "qemu", 4))
-			s = stat(qemu_socks[0], &st) == 0 ? qemu_socks[0] :
-							    qemu_socks[1];
-		u->path = strdup(s);
-	}
-	if (u->transport == VRPC_TRANSPORT_UNIX && !u->path) {
-		r = -ENOMEM;
-		goto bad;
-	}
-	if (u->path && strlen(u->path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
-		goto bad;
-	*ret = u;
-	return 0;
-bad:
-	vrpc_uri_free(u);
-	if (r == -ENOMEM)
-		return r;
-	return set_error(ret_error, r, "%s: unsupported or malformed libvirt URI",
-			 uri);
-}
-
-/* ---- transports: connect -> fd ---- */
-
-/* Waits for a non-blocking connect() to finish. */
-static int finish_connect(int fd, const struct timespec *deadline)
-{
-	struct pollfd pfd = { .fd = fd, .events = POLLOUT };
-	socklen_t sl = sizeof(int);
-	int r, soerr = 0;
-
-	do {
-		r = poll(&pfd, 1, ms_left(deadline));
-	} while (r < 0 && errno == EINTR);
-	if (r < 0)
-		return -errno;
-	if (r == 0)
-		return -ETIMEDOUT;
-	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
-		return -errno;
-	return -soerr;
-}
-
-static int connect_unix(const struct vrpc_uri *u,
-			const struct timespec *deadline, int *ret_fd)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd, r;
-
-	strncpy(sa.sun_path, u->path, sizeof(sa.sun_path) - 1);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return -errno;
-	r = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ? -errno : 0;
-	/* A full backlog on a UNIX socket says EAGAIN, not EINPROGRESS. */
-	if (r == -EINPROGRESS || r == -EAGAIN)
-		r = finish_connect(fd, deadline);
-	if (r < 0) {
-		close(fd);
-		return r;
-	}
-	*ret_fd = fd;
-	return 0;
-}
-
-/*
- * Name resolution bounded by the deadline: getaddrinfo_a() runs it on a
- * helper thread. When it cannot be cancelled in time the request block is
- * left to it (a small, deliberate leak) rather than freed under its feet.
- */
-static int resolve(const struct vrpc_uri *u, const struct timespec *deadline,
-		   struct addrinfo **ret)
-{
-	struct addrinfo *hints;
-	struct gaicb *req;
-	int r;
-
-	/* An address literal needs no resolver (and no helper thread). */
-	{
-		const struct addrinfo numeric = {
-			.ai_socktype = SOCK_STREAM,
-			.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV,
-		};
-
-		r = getaddrinfo(u->host, u->port, &numeric, ret);
-		if (r == 0)
-			return 0;
-		if (r != EAI_NONAME)
-			return -ENXIO;
-	}
-	req = calloc(1, sizeof(*req) + sizeof(*hints));
-	if (!req)
-		return -ENOMEM;
-	hints = (struct addrinfo *)(req + 1);
-	hints->ai_socktype = SOCK_STREAM;
-	hints->ai_flags = AI_NUMERICSERV | AI_ADDRCONFIG;
-	req->ar_name = u->host;
-	req->ar_service = u->port;
-	req->ar_request = hints;
-	struct gaicb *list[1] = { req };
-	r = getaddrinfo_a(GAI_NOWAIT, list, 1, NULL);
-	if (r != 0) {
-		free(req);
-		return -EHOSTUNREACH;
-	}
-	for (;;) {
-		int ms = ms_left(deadline);
-		struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
-
-		r = gai_suspend((const struct gaicb *const *)list, 1, &ts);
-		if (r == EAI_INTR)
-			continue;
-		break;
-	}
-	r = gai_error(req);
-	if (r == EAI_INPROGRESS) {
-		if (gai_cancel(req) != EAI_CANCELED)
-			return -ETIMEDOUT; /* leaks req, see above */
-		free(req);
-		return -ETIMEDOUT;
-	}
-	if (r != 0) {
-		free(req);
-		return r == EAI_SYSTEM ? -EIO : -ENXIO; /* see reconnect() */
-	}
-	*ret = req->ar_result;
-	free(req);
-	return 0;
-}
-
-static int connect_tcp(const struct vrpc_uri *u,
-		       const struct timespec *deadline, int *ret_fd)
-{
-	struct addrinfo *ai = NULL;
-	int r, fd = -1;
-
-	r = resolve(u, deadline, &ai);
-	if (r < 0)
-		return r;
-	r = -EHOSTUNREACH;
-	for (struct addrinfo *a = ai; a; a = a->ai_next) {
-		fd = socket(a->ai_family,
-			    a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
-			    a->ai_protocol);
-		if (fd < 0) {
-			r = -errno;
-			continue;
-		}
-		r = connect(fd, a->ai_addr, a->ai_addrlen) < 0 ? -errno : 0;
-		if (r == -EINPROGRESS)
-			r = finish_connect(fd, deadline);
-		if (r == 0)
-			break;
-		close(fd);
-		fd = -1;
-		if (r == -ETIMEDOUT)
-			break;
-	}
-	freeaddrinfo(ai);
-	if (r < 0)
-		return r;
-	*ret_fd = fd;
-	return 0;
-}
-
-/*
- * The transport seam: a transport turns a URI into a connected stream
- * socket, non-blocking and close-on-exec; everything above it only reads and
- * writes the descriptor. TLS or SSH would be added here (SSH as a socketpair
- * to a child process, TLS with a read/write shim).
- */
-static int transport_connect(const struct vrpc_uri *u,
-			     const struct timespec *deadline, int *ret_fd)
-{
-	switch (u->transport) {
-	case VRPC_TRANSPORT_UNIX:
-		return connect_unix(u, deadline, ret_fd);
-	case VRPC_TRANSPORT_TCP:
-		return connect_tcp(u, deadline, ret_fd);
-	}
-	return -EOPNOTSUPP;
-}
 
 /* ---- writing ---- */
 
-/* Writes all of buf before the deadline. Returns 0, or -ETIMEDOUT and how
- * much went out in *ret_sent (a partial packet ruins the stream). */
-static int write_all(int fd, const uint8_t *buf, size_t size,
-		     const struct timespec *deadline, size_t *ret_sent)
-{
-	size_t off = 0;
-	int r = 0;
-
-	while (off < size) {
-		ssize_t n = send(fd, buf + off, size - off,
-				 MSG_NOSIGNAL | MSG_DONTWAIT);
-
-		if (n >= 0) {
-			off += n;
-			continue;
-		}
-		if (errno == EINTR)
-			continue;
-		if (errno != EAGAIN) {
-			r = -ENOTCONN;
-			break;
-		}
-		struct pollfd pfd = { .fd = fd, .events = POLLOUT };
-		int ms = ms_left(deadline);
-
-		if (ms == 0) {
-			r = -ETIMEDOUT;
-			break;
-		}
-		if (poll(&pfd, 1, ms) < 0 && errno != EINTR) {
-			r = -errno;
-			break;
-		}
-	}
-	*ret_sent = off;
-	return r;
-}
-
-/* Sends one whole packet on connection gen. */
-static int send_packet(struct vrpc *c, uint64_t gen, const uint8_t *pkt,
+int vrpc_send_packet(struct vrpc *c, uint64_t gen, const uint8_t *pkt,
 		       size_t size, const struct timespec *deadline)
 {
-	size_t sent = 0;
 	int r, fd;
 
-	r = pthread_mutex_clocklock(&c->wlock, CLOCK_MONOTONIC, deadline);
+	r = sock_lock_until(&c->wlock, deadline);
 	if (r)
-		return r == ETIMEDOUT ? -ETIMEDOUT : -r;
+		return r;
 	pthread_mutex_lock(&c->lock);
-	fd = c->gen == gen && c->alive ? c->fd : -1;
+	fd = c->gen == gen && c->alive ? c->link.fd : -1;
 	pthread_mutex_unlock(&c->lock);
 	if (fd < 0) {
 		r = -ENOTCONN;
 	} else {
-		r = write_all(fd, pkt, size, deadline, &sent);
-		/* Half a packet leaves the stream unusable. */
-		if (r < 0 && sent > 0)
-			shutdown(fd, SHUT_RDWR);
+		r = sock_write_all(fd, pkt, size, deadline, NULL);
 	}
 	pthread_mutex_unlock(&c->wlock);
 	return r;
@@ -555,7 +58,7 @@ struct reader_args {
  * has pinged, VRPC_KEEPALIVE_DEAD_MS of silence counts as a dead peer.
  */
 static int read_all(int fd, uint8_t *buf, size_t size, bool *pinged,
-		    struct timespec *last_rx)
+		    int64_t *last_rx_ms)
 {
 	size_t off = 0;
 
@@ -564,7 +67,7 @@ static int read_all(int fd, uint8_t *buf, size_t size, bool *pinged,
 
 		if (n > 0) {
 			off += n;
-			clock_gettime(CLOCK_MONOTONIC, last_rx);
+			*last_rx_ms = sock_now_ms();
 			continue;
 		}
 		if (n == 0)
@@ -578,12 +81,12 @@ static int read_all(int fd, uint8_t *buf, size_t size, bool *pinged,
 		int ms = -1;
 
 		if (*pinged) {
-			struct timespec d = *last_rx;
+			int64_t left = *last_rx_ms + VRPC_KEEPALIVE_DEAD_MS -
+				       sock_now_ms();
 
-			d.tv_sec += VRPC_KEEPALIVE_DEAD_MS / 1000;
-			ms = ms_left(&d);
-			if (ms == 0)
+			if (left <= 0)
 				return -ETIMEDOUT;
+			ms = (int)left;
 		}
 		if (poll(&pfd, 1, ms) < 0 && errno != EINTR)
 			return -errno;
@@ -603,10 +106,10 @@ static void answer_ping(struct vrpc *c, uint64_t gen)
 		.status = VRPC_OK,
 	};
 	uint8_t pong[VRPC_HEADER_SIZE];
-	struct timespec d = deadline_in(c->timeout_ms);
+	struct timespec d = sock_deadline(c->timeout_ms);
 
 	vrpc_header_encode(&h, pong);
-	send_packet(c, gen, pong, sizeof(pong), &d);
+	vrpc_send_packet(c, gen, pong, sizeof(pong), &d);
 }
 
 /* Hands a REPLY to its waiter; takes pkt. A reply nobody waits for (the
@@ -697,7 +200,7 @@ static void route_stream(struct vrpc *c, const struct vrpc_header *h,
 		if (vrpc_error_decode(payload, size, &code, &msg) < 0)
 			st->err = -EPROTO;
 		else if (!st->err)
-			st->err = vrpc_errno(code);
+			st->err = vrpc_errno(h->prog, h->proc, code);
 		free(st->msg);
 		st->msg = msg;
 		st->oks = 2; /* nothing follows an error */
@@ -707,16 +210,25 @@ static void route_stream(struct vrpc *c, const struct vrpc_header *h,
 	free(pkt);
 }
 
+/* Caller holds c->lock. The connection is over: every stream fails. */
+static void streams_fail_locked(struct vrpc *c)
+{
+	for (struct vstream *st = c->streams; st; st = st->next) {
+		if (!st->err)
+			st->err = -ENOTCONN;
+		pthread_cond_signal(&st->cond);
+	}
+}
+
 static void *reader_main(void *arg)
 {
 	struct reader_args a = *(struct reader_args *)arg;
 	struct vrpc *c = a.c;
-	struct timespec last_rx;
+	int64_t last_rx = sock_now_ms();
 	bool pinged = false, was_up, closing;
 	int r;
 
 	free(arg);
-	clock_gettime(CLOCK_MONOTONIC, &last_rx);
 	for (;;) {
 		uint8_t lenbuf[VRPC_LEN_SIZE];
 		struct vrpc_header h;
@@ -773,7 +285,7 @@ static void *reader_main(void *arg)
 		c->hold_ms = c->hold_ms ? c->hold_ms * 2 : VRPC_HOLD_MS_MIN;
 		if (c->hold_ms > VRPC_HOLD_MS_MAX)
 			c->hold_ms = VRPC_HOLD_MS_MAX;
-		c->hold_until = deadline_in(c->hold_ms);
+		c->hold_until = sock_deadline(c->hold_ms);
 	}
 	if (c->gen == a.gen) {
 		c->alive = false;
@@ -789,11 +301,7 @@ static void *reader_main(void *arg)
 		p->done = true;
 		pthread_cond_signal(&p->cond);
 	}
-	for (struct vstream *st = c->streams; st; st = st->next) {
-		if (!st->err)
-			st->err = -ENOTCONN;
-		pthread_cond_signal(&st->cond);
-	}
+	streams_fail_locked(c);
 	pthread_mutex_unlock(&c->lock);
 	/* Wake the peer too, so that it notices a protocol error at once. */
 	shutdown(a.fd, SHUT_RDWR);
@@ -812,49 +320,22 @@ static void put_serial(uint8_t *pkt, uint32_t serial)
 	pkt[23] = serial;
 }
 
-/*
- * Sends the CALL packet pkt (its serial is patched) on connection gen and
- * waits for the reply. Returns 0 and the reply packet in *ret_pkt (malloc'd),
- * or a negative errno. libvirt's ERROR replies are turned into errno here.
- */
-static int exchange_stream(struct vrpc *c, uint64_t gen, uint8_t *pkt,
-			   size_t size, const struct timespec *deadline,
-			   uint8_t **ret_pkt, size_t *ret_size,
-			   struct vstream *st, int64_t *ret_late,
-			   char **ret_error);
-
-static int exchange(struct vrpc *c, uint64_t gen, uint8_t *pkt, size_t size,
-		    const struct timespec *deadline, uint8_t **ret_pkt,
-		    size_t *ret_size, char **ret_error)
-{
-	return exchange_stream(c, gen, pkt, size, deadline, ret_pkt, ret_size,
-			       NULL, NULL, ret_error);
-}
-
-/* exchange(); with st, st is registered under the call's serial before the
- * call is sent, so no packet of its stream can come unseen. ret_late (may be
- * NULL): the serial of a call that was sent and timed out. */
-static int exchange_stream(struct vrpc *c, uint64_t gen, uint8_t *pkt,
-			   size_t size, const struct timespec *deadline,
-			   uint8_t **ret_pkt, size_t *ret_size,
-			   struct vstream *st, int64_t *ret_late,
-			   char **ret_error)
+int vrpc_exchange(struct vrpc *c, uint64_t gen, uint8_t *pkt, size_t size,
+		  const struct timespec *deadline, uint8_t **ret_pkt,
+		  size_t *ret_size, struct vstream *st, int64_t *ret_late,
+		  char **ret_error)
 {
 	struct pending p = { .done = false };
 	struct vrpc_header h;
-	pthread_condattr_t ca;
 	int r = 0;
 
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&p.cond, &ca);
-	pthread_condattr_destroy(&ca);
+	sock_cond_init(&p.cond);
 
 	pthread_mutex_lock(&c->lock);
 	if (c->gen != gen || !c->alive) {
 		pthread_mutex_unlock(&c->lock);
 		pthread_cond_destroy(&p.cond);
-		return set_error(ret_error, -ENOTCONN,
+		return sock_error(ret_error, -ENOTCONN,
 				 "%s: connection to libvirtd lost", c->uri->name);
 	}
 	p.serial = c->serial++;
@@ -868,7 +349,7 @@ static int exchange_stream(struct vrpc *c, uint64_t gen, uint8_t *pkt,
 	}
 	pthread_mutex_unlock(&c->lock);
 
-	r = send_packet(c, gen, pkt, size, deadline);
+	r = vrpc_send_packet(c, gen, pkt, size, deadline);
 
 	pthread_mutex_lock(&c->lock);
 	while (r == 0 && !p.done) {
@@ -900,19 +381,20 @@ static int exchange_stream(struct vrpc *c, uint64_t gen, uint8_t *pkt,
 
 	if (r < 0) {
 		if (r == -ETIMEDOUT)
-			return set_error(ret_error, r,
+			return sock_error(ret_error, r,
 					 "%s: libvirtd did not answer in time",
 					 c->uri->name);
 		if (r == -EPROTO)
-			return set_error(ret_error, r,
+			return sock_error(ret_error, r,
 					 "%s: libvirtd broke the protocol",
 					 c->uri->name);
-		return set_error(ret_error, r, "%s: connection to libvirtd lost",
+		return sock_error(ret_error, r, "%s: connection to libvirtd lost",
 				 c->uri->name);
 	}
 
 	vrpc_header_decode(p.pkt, p.size, &h);
 	if (h.status == VRPC_ERROR) {
+		struct vrpc_header call;
 		char *msg = NULL;
 		int code;
 
@@ -920,10 +402,12 @@ static int exchange_stream(struct vrpc *c, uint64_t gen, uint8_t *pkt,
 				      p.size - VRPC_HEADER_SIZE, &code, &msg);
 		free(p.pkt);
 		if (r < 0)
-			return set_error(ret_error, r,
+			return sock_error(ret_error, r,
 					 "%s: undecodable error reply",
 					 c->uri->name);
-		r = vrpc_errno(code);
+		/* Mapped by what we called, whatever the reply claims. */
+		vrpc_header_decode(pkt, size, &call);
+		r = vrpc_errno(call.prog, call.proc, code);
 		if (ret_error) {
 			free(*ret_error);
 			*ret_error = msg;
@@ -934,7 +418,7 @@ static int exchange_stream(struct vrpc *c, uint64_t gen, uint8_t *pkt,
 	}
 	if (h.status != VRPC_OK) {
 		free(p.pkt);
-		return set_error(ret_error, -EPROTO,
+		return sock_error(ret_error, -EPROTO,
 				 "%s: unexpected reply status %d", c->uri->name,
 				 h.status);
 	}
@@ -955,9 +439,9 @@ static int call_on(struct vrpc *c, uint64_t gen, uint32_t prog, int32_t proc,
 
 	r = vrpc_call_encode(prog, proc, 0, args_fn, args, &pkt, &size);
 	if (r < 0)
-		return set_error(ret_error, r,
+		return sock_error(ret_error, r,
 				 "cannot encode the arguments of call %d", proc);
-	r = exchange_stream(c, gen, pkt, size, deadline, &reply, &rsize, NULL,
+	r = vrpc_exchange(c, gen, pkt, size, deadline, &reply, &rsize, NULL,
 			    ret_late, ret_error);
 	free(pkt);
 	if (r < 0)
@@ -969,7 +453,7 @@ static int call_on(struct vrpc *c, uint64_t gen, uint32_t prog, int32_t proc,
 		r = -EPROTO;
 	free(reply);
 	if (r < 0)
-		return set_error(ret_error, r,
+		return sock_error(ret_error, r,
 				 "%s: undecodable reply to call %d",
 				 c->uri->name, proc);
 	return 0;
@@ -1004,12 +488,14 @@ static int handshake(struct vrpc *c, uint64_t gen,
 		r = call_on(c, gen, VRPC_PROGRAM_REMOTE, VRPC_PROC_AUTH_POLKIT,
 			    NULL, NULL, VRPC_XDR(xdr_vrpc_auth_polkit_ret),
 			    &pr, deadline, NULL, ret_error);
+		if (r == -EACCES)
+			return sock_error(ret_error, r, "%s: polkit "
+					  "authentication failed (run as root)",
+					  c->uri->name);
 		if (r < 0)
-			return r == -EIO ? set_error(ret_error, -EACCES,
-					"%s: polkit authentication failed "
-					"(run as root)", c->uri->name) : r;
+			return r;
 	} else if (!none) {
-		return set_error(ret_error, -EACCES,
+		return sock_error(ret_error, -EACCES,
 				 "%s: libvirtd wants SASL authentication, "
 				 "which is not supported", c->uri->name);
 	}
@@ -1036,8 +522,8 @@ static int handshake(struct vrpc *c, uint64_t gen,
 		uint8_t *reply = NULL;
 		size_t rsize;
 
-		r = exchange(c, gen, p->pkt, p->size, deadline, &reply, &rsize,
-			     ret_error);
+		r = vrpc_exchange(c, gen, p->pkt, p->size, deadline, &reply,
+				  &rsize, NULL, NULL, ret_error);
 		if (r < 0)
 			return r;
 		free(reply);
@@ -1052,8 +538,8 @@ static void teardown(struct vrpc *c)
 	bool join;
 
 	pthread_mutex_lock(&c->lock);
-	if (c->fd >= 0)
-		shutdown(c->fd, SHUT_RDWR);
+	if (c->link.fd >= 0)
+		shutdown(c->link.fd, SHUT_RDWR);
 	join = c->have_reader;
 	t = c->reader;
 	c->have_reader = false;
@@ -1063,9 +549,7 @@ static void teardown(struct vrpc *c)
 
 	pthread_mutex_lock(&c->wlock);
 	pthread_mutex_lock(&c->lock);
-	if (c->fd >= 0)
-		close(c->fd);
-	c->fd = -1;
+	vrpc_transport_close(&c->link);
 	c->alive = false;
 	c->up = false;
 	pthread_mutex_unlock(&c->lock);
@@ -1079,31 +563,27 @@ static int reconnect(struct vrpc *c, const struct timespec *deadline,
 	struct reader_args *ra;
 	pthread_attr_t attr;
 	uint64_t gen;
-	int fd = -1, r;
+	struct vrpc_link link;
+	char *why = NULL;
+	int r;
 
 	teardown(c);
-	r = transport_connect(c->uri, deadline, &fd);
+	r = vrpc_transport_connect(c->uri, deadline, &link, &why);
 	if (r < 0) {
-		if (r == -ENXIO)
-			set_error(ret_error, r, "cannot connect to libvirtd: "
-				  "the host name %s does not resolve",
-				  c->uri->host);
-		else
-			set_error(ret_error, r, "cannot connect to libvirtd: %s",
-				  strerror(-r));
-		/* A daemon that stopped may have removed its socket; ENOENT
-		 * would read as "no such domain" to every caller. */
-		return r == -ENOENT ? -ECONNREFUSED : r;
+		sock_error(ret_error, r, "cannot connect to libvirtd: %s",
+			   why ? why : strerror(-r));
+		free(why);
+		return r;
 	}
 	ra = malloc(sizeof(*ra));
 	if (!ra) {
-		close(fd);
+		vrpc_transport_close(&link);
 		return -ENOMEM;
 	}
 	pthread_mutex_lock(&c->lock);
-	c->fd = fd;
+	c->link = link;
 	gen = ++c->gen;
-	*ra = (struct reader_args){ c, fd, gen };
+	*ra = (struct reader_args){ c, link.fd, gen };
 	pthread_attr_init(&attr);
 	pthread_attr_setstacksize(&attr, VRPC_READER_STACK_SIZE);
 	r = -pthread_create(&c->reader, &attr, reader_main, ra);
@@ -1116,27 +596,26 @@ static int reconnect(struct vrpc *c, const struct timespec *deadline,
 	if (r < 0) {
 		free(ra);
 		teardown(c);
-		return set_error(ret_error, r, "cannot start the reader thread");
+		return sock_error(ret_error, r, "cannot start the reader thread");
 	}
 
 	r = handshake(c, gen, deadline, ret_error);
 	pthread_mutex_lock(&c->lock);
 	if (r == 0 && !(c->gen == gen && c->alive))
-		r = set_error(ret_error, -ENOTCONN,
+		r = sock_error(ret_error, -ENOTCONN,
 			      "%s: connection to libvirtd lost",
 			      c->uri->name);
 	if (r == 0)
 		c->up = true;
-	else if (c->gen == gen && c->fd >= 0)
-		shutdown(c->fd, SHUT_RDWR);
+	else if (c->gen == gen && c->link.fd >= 0)
+		shutdown(c->link.fd, SHUT_RDWR);
 	pthread_mutex_unlock(&c->lock);
 	if (r == 0)
 		*ret_gen = gen;
 	return r;
 }
 
-/* Returns the generation of a connection that is up, connecting if none. */
-static int ensure_connected(struct vrpc *c, const struct timespec *deadline,
+int vrpc_ensure_connected(struct vrpc *c, const struct timespec *deadline,
 			    uint64_t *ret_gen, char **ret_error)
 {
 	int r;
@@ -1148,13 +627,13 @@ static int ensure_connected(struct vrpc *c, const struct timespec *deadline,
 			pthread_mutex_unlock(&c->lock);
 			return 0;
 		}
-		if (!c->connecting && ms_left(&c->hold_until) > 0) {
+		if (!c->connecting && sock_ms_left(&c->hold_until) > 0) {
 			/* Every caller would reconnect, meet the same broken
 			 * peer and make the next caller do it again. */
-			int ms = ms_left(&c->hold_until);
+			int ms = sock_ms_left(&c->hold_until);
 
 			pthread_mutex_unlock(&c->lock);
-			return set_error(ret_error, -EPROTO,
+			return sock_error(ret_error, -EPROTO,
 					 "%s: libvirtd broke the protocol; "
 					 "next try in %d ms", c->uri->name, ms);
 		}
@@ -1163,7 +642,7 @@ static int ensure_connected(struct vrpc *c, const struct timespec *deadline,
 		if (pthread_cond_timedwait(&c->cond, &c->lock, deadline) ==
 		    ETIMEDOUT) {
 			pthread_mutex_unlock(&c->lock);
-			return set_error(ret_error, -ETIMEDOUT,
+			return sock_error(ret_error, -ETIMEDOUT,
 					 "%s: timed out connecting to libvirtd",
 					 c->uri->name);
 		}
@@ -1184,11 +663,11 @@ int vrpc_call_tracked(struct vrpc *c, uint32_t prog, int32_t proc,
 		      xdrproc_t args_fn, const void *args, xdrproc_t ret_fn,
 		      void *ret, int64_t *ret_late, char **ret_error)
 {
-	struct timespec deadline = deadline_in(c->timeout_ms);
+	struct timespec deadline = sock_deadline(c->timeout_ms);
 	uint64_t gen;
 	int r;
 
-	r = ensure_connected(c, &deadline, &gen, ret_error);
+	r = vrpc_ensure_connected(c, &deadline, &gen, ret_error);
 	if (r < 0)
 		return r;
 	return call_on(c, gen, prog, proc, args_fn, args, ret_fn, ret,
@@ -1209,137 +688,11 @@ void vrpc_set_late_handler(struct vrpc *c, vrpc_late_fn fn)
 	pthread_mutex_unlock(&c->lock);
 }
 
-/* ---- downloads: a reply followed by a stream of data ---- */
-
-/* One empty STREAM packet of the stream opened by `serial`. */
-static int stream_send(struct vrpc *c, uint64_t gen, uint32_t prog,
-		       int32_t proc, uint32_t serial, int32_t status,
-		       const struct timespec *deadline)
-{
-	const struct vrpc_header h = {
-		.len = VRPC_HEADER_SIZE,
-		.prog = prog,
-		.vers = VRPC_PROTOCOL_VERSION,
-		.proc = proc,
-		.type = VRPC_STREAM,
-		.serial = serial,
-		.status = status,
-	};
-	uint8_t pkt[VRPC_HEADER_SIZE];
-
-	vrpc_header_encode(&h, pkt);
-	return send_packet(c, gen, pkt, sizeof(pkt), deadline);
-}
-
-/* Caller holds c->lock. Waits until the stream saw `oks` OK packets, failed,
- * or the deadline passed (-ETIMEDOUT). */
-static int stream_wait(struct vrpc *c, struct vstream *st, int oks,
-		       const struct timespec *deadline)
-{
-	while (!st->err && st->oks < oks)
-		if (pthread_cond_timedwait(&st->cond, &c->lock, deadline) ==
-			    ETIMEDOUT &&
-		    !st->err && st->oks < oks)
-			return -ETIMEDOUT;
-	return st->err;
-}
-
-int vrpc_call_download(struct vrpc *c, uint32_t prog, int32_t proc,
-		       xdrproc_t args_fn, const void *args, xdrproc_t ret_fn,
-		       void *ret, size_t max, uint8_t **ret_data,
-		       size_t *ret_len, int64_t *ret_late, char **ret_error)
-{
-	struct timespec deadline = deadline_in(c->timeout_ms);
-	struct vstream st = { .max = max };
-	uint8_t *pkt = NULL, *reply = NULL;
-	size_t size, rsize;
-	pthread_condattr_t ca;
-	bool decoded = false, over = false;
-	uint64_t gen;
-	int r;
-
-	r = ensure_connected(c, &deadline, &gen, ret_error);
-	if (r < 0)
-		return r;
-	r = vrpc_call_encode(prog, proc, 0, args_fn, args, &pkt, &size);
-	if (r < 0)
-		return set_error(ret_error, r,
-				 "cannot encode the arguments of call %d", proc);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&st.cond, &ca);
-	pthread_condattr_destroy(&ca);
-
-	r = exchange_stream(c, gen, pkt, size, &deadline, &reply, &rsize, &st,
-			    ret_late, ret_error);
-	free(pkt);
-	if (r == 0) {
-		r = vrpc_payload_decode(reply + VRPC_HEADER_SIZE,
-					rsize - VRPC_HEADER_SIZE, ret_fn, ret);
-		free(reply);
-		if (r < 0)
-			set_error(ret_error, r, "%s: undecodable reply to call %d",
-				  c->uri->name, proc);
-		decoded = r == 0;
-	}
-	if (r == 0) {
-		pthread_mutex_lock(&c->lock);
-		r = stream_wait(c, &st, 1, &deadline);
-		over = st.oks >= 2; /* the daemon ended it (an ERROR) */
-		pthread_mutex_unlock(&c->lock);
-		if (r == 0) {
-			/* The end of the data: finish as libvirt's client
-			 * does, so that the daemon frees its side. */
-			if (stream_send(c, gen, prog, proc, st.serial, VRPC_OK,
-					&deadline) == 0) {
-				pthread_mutex_lock(&c->lock);
-				stream_wait(c, &st, 2, &deadline);
-				pthread_mutex_unlock(&c->lock);
-			}
-		} else if (r != -ENOTCONN && !over) {
-			/* Too big, or too slow: abort it (best effort). */
-			stream_send(c, gen, prog, proc, st.serial, VRPC_ERROR,
-				    &deadline);
-		}
-		if (r == -EFBIG)
-			set_error(ret_error, r, "%s: the stream of call %d "
-				  "exceeds %zu bytes", c->uri->name, proc, max);
-		else if (r == -ETIMEDOUT)
-			set_error(ret_error, r, "%s: libvirtd did not send the "
-				  "data in time", c->uri->name);
-		else if (r < 0 && st.msg)
-			set_error(ret_error, r, "%s", st.msg);
-		else if (r < 0)
-			set_error(ret_error, r, "%s: stream of call %d failed",
-				  c->uri->name, proc);
-	}
-
-	pthread_mutex_lock(&c->lock);
-	for (struct vstream **pp = &c->streams; *pp; pp = &(*pp)->next) {
-		if (*pp == &st) {
-			*pp = st.next;
-			break;
-		}
-	}
-	pthread_mutex_unlock(&c->lock);
-	pthread_cond_destroy(&st.cond);
-	free(st.msg);
-	if (r < 0) {
-		if (decoded)
-			xdr_free(ret_fn, ret);
-		free(st.data);
-		return r;
-	}
-	*ret_data = st.data;
-	*ret_len = st.len;
-	return 0;
-}
-
 int vrpc_call_persistent(struct vrpc *c, uint32_t prog, int32_t proc,
 			 xdrproc_t args_fn, const void *args,
 			 char **ret_error)
 {
-	struct timespec deadline = deadline_in(c->timeout_ms);
+	struct timespec deadline = sock_deadline(c->timeout_ms);
 	struct persist *p;
 	int r;
 
@@ -1349,7 +702,7 @@ int vrpc_call_persistent(struct vrpc *c, uint32_t prog, int32_t proc,
 	r = vrpc_call_encode(prog, proc, 0, args_fn, args, &p->pkt, &p->size);
 	if (r < 0) {
 		free(p);
-		return set_error(ret_error, r,
+		return sock_error(ret_error, r,
 				 "cannot encode the arguments of call %d", proc);
 	}
 	/*
@@ -1363,10 +716,11 @@ int vrpc_call_persistent(struct vrpc *c, uint32_t prog, int32_t proc,
 		uint64_t gen;
 		bool same;
 
-		r = ensure_connected(c, &deadline, &gen, ret_error);
+		r = vrpc_ensure_connected(c, &deadline, &gen, ret_error);
 		if (r == 0)
-			r = exchange(c, gen, p->pkt, p->size, &deadline, &reply,
-				     &rsize, ret_error);
+			r = vrpc_exchange(c, gen, p->pkt, p->size, &deadline,
+					  &reply, &rsize, NULL, NULL,
+					  ret_error);
 		if (r < 0) {
 			free(p->pkt);
 			free(p);
@@ -1388,8 +742,8 @@ int vrpc_call_persistent(struct vrpc *c, uint32_t prog, int32_t proc,
 void vrpc_disconnect(struct vrpc *c)
 {
 	pthread_mutex_lock(&c->lock);
-	if (c->fd >= 0 && c->alive)
-		shutdown(c->fd, SHUT_RDWR);
+	if (c->link.fd >= 0 && c->alive)
+		shutdown(c->link.fd, SHUT_RDWR);
 	pthread_mutex_unlock(&c->lock);
 }
 
@@ -1397,7 +751,6 @@ int vrpc_open(const char *uri, int timeout_ms, vrpc_event_fn event_fn,
 	      void *userdata, struct vrpc **ret, char **ret_error)
 {
 	struct timespec deadline;
-	pthread_condattr_t ca;
 	struct vrpc *c;
 	uint64_t gen;
 	int r;
@@ -1413,17 +766,14 @@ int vrpc_open(const char *uri, int timeout_ms, vrpc_event_fn event_fn,
 	c->timeout_ms = timeout_ms > 0 ? timeout_ms : VRPC_TIMEOUT_MS_DEFAULT;
 	c->event_fn = event_fn;
 	c->event_ud = userdata;
-	c->fd = -1;
+	c->link = VRPC_LINK_NONE;
 	c->persist_tail = &c->persist;
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_mutex_init(&c->wlock, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&c->cond, &ca);
-	pthread_condattr_destroy(&ca);
+	sock_cond_init(&c->cond);
 
-	deadline = deadline_in(c->timeout_ms);
-	r = ensure_connected(c, &deadline, &gen, ret_error);
+	deadline = sock_deadline(c->timeout_ms);
+	r = vrpc_ensure_connected(c, &deadline, &gen, ret_error);
 	if (r < 0) {
 		vrpc_close(c);
 		return r;
@@ -1445,7 +795,7 @@ struct vrpc *vrpc_close(struct vrpc *c)
 	c->closing = true;
 	pthread_mutex_unlock(&c->lock);
 	if (up) {
-		struct timespec d = deadline_in(c->timeout_ms);
+		struct timespec d = sock_deadline(c->timeout_ms);
 
 		call_on(c, c->gen, VRPC_PROGRAM_REMOTE, VRPC_PROC_CONNECT_CLOSE,
 			NULL, NULL, NULL, NULL, &d, NULL, NULL);

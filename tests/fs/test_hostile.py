@@ -18,7 +18,7 @@ from hvtest import HVFS, HvMock, errno_of, hvfs_sanitized, wait_for
 TIMEOUT = 2        # -o timeout=SECONDS of every mount here
 MARGIN = 1.5       # scheduling slack on a loaded 2-core machine
 MiB = 1 << 20
-QMP_LINE_MAX = 8 * MiB  # lib/qmp.h
+QMP_LINE_MAX = 8 * MiB  # include/hvfs/qmp.h
 
 GREETING = (b'{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, '
             b'"major": 7}, "package": ""}, "capabilities": []}}\r\n')

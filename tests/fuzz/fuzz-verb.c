@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Fuzz target: the control-file verb parser, hv_verb_parse() (lib/hv.h).
+ * Fuzz target: the control-file verb parser, hv_verb_parse() (include/hvfs/hv.h).
  * Whatever it accepts must be exactly a verb's name, with at most one "\n"
  * or "\r\n" after it; whatever it refuses is -EINVAL.
  */

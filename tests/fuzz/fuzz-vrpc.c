@@ -243,7 +243,7 @@ static void error_reply(const uint8_t *payload, size_t size)
 		return;
 	}
 	ASSERT(msg);
-	e = vrpc_errno(code);
+	e = vrpc_errno(VRPC_PROGRAM_REMOTE, VRPC_PROC_DOMAIN_SCREENSHOT, code);
 	ASSERT(e < 0 && e > -512);
 	free(msg);
 	decode(T_ERROR, payload, size);

@@ -337,7 +337,8 @@ static void test_error_reply(void)
 	CHECK(code == 42);
 	CHECK(msg && !strcmp(msg, "Domain not found: no domain with matching "
 				  "name 'no-such-domain-xyz'"));
-	CHECK(vrpc_errno(code) == -ENOENT);
+	CHECK(code == VRPC_ERR_NO_DOMAIN);
+	CHECK(vrpc_errno(h.prog, h.proc, code) == -ENOENT);
 	free(msg);
 
 	/* The full structure. */
@@ -443,23 +444,59 @@ static void test_monitor_event(void)
 	}
 }
 
+/* The numbers are libvirt's ABI (virterror.h). */
 static void test_errno_map(void)
 {
-	CHECK(vrpc_errno(42) == -ENOENT);
-	CHECK(vrpc_errno(55) == -EBUSY);
-	CHECK(vrpc_errno(8) == -EINVAL && vrpc_errno(74) == -EINVAL);
-	CHECK(vrpc_errno(3) == -EOPNOTSUPP && vrpc_errno(84) == -EOPNOTSUPP);
-	CHECK(vrpc_errno(45) == -EACCES && vrpc_errno(88) == -EACCES);
-	CHECK(vrpc_errno(68) == -ETIMEDOUT);
-	CHECK(vrpc_errno(39) == -EPROTO);
-	CHECK(vrpc_errno(1) == -EIO && vrpc_errno(9) == -EIO);
+	const uint32_t R = VRPC_PROGRAM_REMOTE;
+	const int32_t get = VRPC_PROC_DOMAIN_GET_XML_DESC;
+
+	CHECK(VRPC_ERR_NO_SUPPORT == 3 && VRPC_ERR_INVALID_ARG == 8);
+	CHECK(VRPC_ERR_RPC == 39 && VRPC_ERR_NO_DOMAIN == 42);
+	CHECK(VRPC_ERR_AUTH_FAILED == 45 && VRPC_ERR_OPERATION_INVALID == 55);
+	CHECK(VRPC_ERR_OPERATION_TIMEOUT == 68);
+	CHECK(VRPC_ERR_ARGUMENT_UNSUPPORTED == 74);
+	CHECK(VRPC_ERR_OPERATION_UNSUPPORTED == 84);
+	CHECK(VRPC_ERR_ACCESS_DENIED == 88);
+
+	CHECK(vrpc_errno(R, get, 42) == -ENOENT);
+	CHECK(vrpc_errno(R, get, 55) == -EBUSY);
+	CHECK(vrpc_errno(R, get, 8) == -EINVAL &&
+	      vrpc_errno(R, get, 74) == -EINVAL);
+	CHECK(vrpc_errno(R, get, 3) == -EOPNOTSUPP &&
+	      vrpc_errno(R, get, 84) == -EOPNOTSUPP);
+	CHECK(vrpc_errno(R, get, 45) == -EACCES &&
+	      vrpc_errno(R, get, 88) == -EACCES);
+	CHECK(vrpc_errno(R, get, 68) == -ETIMEDOUT);
+	CHECK(vrpc_errno(R, get, 39) == -EPROTO);
+	CHECK(vrpc_errno(R, get, 1) == -EIO && vrpc_errno(R, get, 9) == -EIO);
+	CHECK(vrpc_errno(R, get, -5) == -EIO &&
+	      vrpc_errno(R, get, 100000) == -EIO);
+	/* A verb the state forbids is busy; a read of what only a running
+	 * domain has finds nothing; the same numbers in another program are
+	 * not those calls. */
+	CHECK(vrpc_errno(R, VRPC_PROC_DOMAIN_SUSPEND, 55) == -EBUSY);
+	CHECK(vrpc_errno(VRPC_PROGRAM_QEMU,
+			 VRPC_QEMU_PROC_DOMAIN_MONITOR_COMMAND, 55) == -ENODATA);
+	CHECK(vrpc_errno(R, VRPC_PROC_DOMAIN_SCREENSHOT, 55) == -ENODATA);
+	CHECK(vrpc_errno(R, VRPC_QEMU_PROC_DOMAIN_MONITOR_COMMAND, 55) ==
+	      -EBUSY);
+	CHECK(vrpc_errno(VRPC_PROGRAM_QEMU, VRPC_PROC_DOMAIN_SCREENSHOT, 55) ==
+	      -EBUSY);
+	CHECK(vrpc_errno(VRPC_PROGRAM_QEMU,
+			 VRPC_QEMU_PROC_DOMAIN_MONITOR_COMMAND, 42) == -ENOENT);
+	/* Whatever polkit answers is a refusal. */
+	CHECK(vrpc_errno(R, VRPC_PROC_AUTH_POLKIT, 1) == -EACCES);
+	CHECK(vrpc_errno(R, VRPC_PROC_AUTH_POLKIT, 45) == -EACCES);
 	/* A domain's life and snapshots. */
-	CHECK(vrpc_errno(27) == -EINVAL && vrpc_errno(35) == -EINVAL &&
-	      vrpc_errno(92) == -EINVAL && vrpc_errno(71) == -EINVAL);
-	CHECK(vrpc_errno(28) == -EEXIST);
-	CHECK(vrpc_errno(72) == -ENOENT && vrpc_errno(103) == -ENOENT);
-	CHECK(vrpc_errno(87) == -EBUSY && vrpc_errno(67) == -EOPNOTSUPP);
-	CHECK(vrpc_errno(-5) == -EIO && vrpc_errno(100000) == -EIO);
+	CHECK(vrpc_errno(R, get, 27) == -EINVAL &&
+	      vrpc_errno(R, get, 35) == -EINVAL &&
+	      vrpc_errno(R, get, 92) == -EINVAL &&
+	      vrpc_errno(R, get, 71) == -EINVAL);
+	CHECK(vrpc_errno(R, get, 28) == -EEXIST);
+	CHECK(vrpc_errno(R, get, 72) == -ENOENT &&
+	      vrpc_errno(R, get, 103) == -ENOENT);
+	CHECK(vrpc_errno(R, get, 87) == -EBUSY &&
+	      vrpc_errno(R, get, 67) == -EOPNOTSUPP);
 }
 
 /* Arbitrary bytes through every decoder: no crash, no leak (valgrind). */
