@@ -280,12 +280,13 @@ void dom_prefetch(struct dom *d)
 		free(v);
 }
 
-bool dom_poll_state(struct dom *d, uint64_t seen, struct fuse_pollhandle *ph)
+static bool poll_gen(struct dom *d, bool agent, uint64_t seen,
+		     struct fuse_pollhandle *ph)
 {
 	bool changed;
 
 	pthread_mutex_lock(&d->lock);
-	changed = d->state_gen != seen;
+	changed = (agent ? d->agent_gen : d->state_gen) != seen;
 	if (!changed && ph) {
 		struct fuse_pollhandle **n = reallocarray(
 			d->watchers, d->n_watchers + 1, sizeof(*n));
@@ -300,6 +301,34 @@ bool dom_poll_state(struct dom *d, uint64_t seen, struct fuse_pollhandle *ph)
 	if (ph)
 		fuse_pollhandle_destroy(ph);
 	return changed;
+}
+
+bool dom_poll_state(struct dom *d, uint64_t seen, struct fuse_pollhandle *ph)
+{
+	return poll_gen(d, false, seen, ph);
+}
+
+bool dom_poll_agent(struct dom *d, uint64_t seen, struct fuse_pollhandle *ph)
+{
+	return poll_gen(d, true, seen, ph);
+}
+
+void dom_agent_changed(struct dom *d)
+{
+	pthread_mutex_lock(&d->lock);
+	d->agent_gen++;
+	wake_locked(d);
+	pthread_mutex_unlock(&d->lock);
+}
+
+uint64_t dom_agent_gen(struct dom *d)
+{
+	uint64_t g;
+
+	pthread_mutex_lock(&d->lock);
+	g = d->agent_gen;
+	pthread_mutex_unlock(&d->lock);
+	return g;
 }
 
 void dom_release_watchers(struct dom *d)

@@ -42,6 +42,7 @@ struct dom {
 	/* Private to dom.c. */
 	char *error;         /* the last failure, as the error file shows it */
 	uint64_t state_gen;  /* bumped at every change of state */
+	uint64_t agent_gen;  /* bumped at every agent-lifecycle event */
 	bool state_known;
 	enum hv_state state;
 	char *version;       /* NULL: not known */
@@ -90,6 +91,11 @@ void dom_prefetch(struct dom *d);
 bool dom_poll_state(struct dom *d, uint64_t seen, struct fuse_pollhandle *ph);
 /* The count of state changes seen so far, for dom_poll_state(). */
 uint64_t dom_state_gen(struct dom *d);
+/* The same for guest/state: an agent-lifecycle event came (the pollers of
+ * both files share one list; a wake without a change is re-polled). */
+void dom_agent_changed(struct dom *d);
+bool dom_poll_agent(struct dom *d, uint64_t seen, struct fuse_pollhandle *ph);
+uint64_t dom_agent_gen(struct dom *d);
 /* Drops pending pollers (the domain left). */
 void dom_release_watchers(struct dom *d);
 

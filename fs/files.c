@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "files.h"
+#include "guest.h"
 #include "rich.h"
 #include "stats.h"
 #include "tree.h"
@@ -339,6 +340,32 @@ const struct file_type file_types[FK_COUNT] = {
 	[FK_BLOCK_STATS] = { .name = "block-stats", .mode = 0444,
 			     .family = true,
 			     .read_arg = rich_read_block_stats },
+	/* guest/: every domain has it; without an agent its files fail with
+	 * ENODATA. Each read but state's runs a command in the guest: root's
+	 * and the ctlgroup's, as libvirt gives agent calls only to read-write
+	 * clients. */
+	[FK_GUEST_DIR] = { .name = "guest", .mode = 0555, .dir = true },
+#define GUEST(k, n, m, ...) [k] = { .name = n, .mode = m,                   \
+				    .parent = FK_GUEST_DIR, __VA_ARGS__ }
+	GUEST(FK_GUEST_STATE, "state", 0444, .read = guest_read_state),
+	GUEST(FK_GUEST_HOSTNAME, "hostname", 0400,
+	      .read = guest_read_hostname),
+	GUEST(FK_GUEST_OS, "os", 0400, .read = guest_read_os),
+	GUEST(FK_GUEST_INTERFACES, "interfaces", 0400,
+	      .read = guest_read_interfaces),
+	GUEST(FK_GUEST_ADDRESSES, "addresses", 0400,
+	      .read = guest_read_addresses),
+	GUEST(FK_GUEST_USERS, "users", 0400, .read = guest_read_users),
+	GUEST(FK_GUEST_FILESYSTEMS, "filesystems", 0400,
+	      .read = guest_read_filesystems),
+	GUEST(FK_GUEST_TIME, "time", 0400, .read = guest_read_time),
+	GUEST(FK_GUEST_EXEC, "exec", 0600, .write = guest_write_exec,
+	      .exchange = true),
+	GUEST(FK_GUEST_AGENT, "agent", 0600, .write = guest_write_agent,
+	      .exchange = true),
+	GUEST(FK_GUEST_CONTROL, "control", 0200, .read = guest_read_control,
+	      .write = guest_write_control),
+#undef GUEST
 	/* What `virsh domstats` shows a read-only client. */
 	[FK_STATS] = { .name = "stats", .mode = 0444, .read = stats_read_dom },
 	[FK_METRICS_DIR] = { .name = "metrics", .mode = 0555, .dir = true,
@@ -346,15 +373,28 @@ const struct file_type file_types[FK_COUNT] = {
 	[FK_METRICS] = { .name = "hvfs.prom", .mode = 0444, .top = true },
 };
 
-int file_kind_by_name(struct dom *d, const char *name)
+/* The kind of the file called name in the directory of kind parent. */
+static int kind_in(struct dom *d, unsigned parent, const char *name)
 {
 	for (unsigned k = 1; k < FK_COUNT; k++) {
 		const struct file_type *t = &file_types[k];
 
-		if (!t->family && !t->top && strcmp(t->name, name) == 0)
+		if (!t->family && !t->top && t->parent == parent &&
+		    strcmp(t->name, name) == 0)
 			return !t->present || t->present(d) ? (int)k : -ENOENT;
 	}
 	return -ENOENT;
+}
+
+/* Whether a directory of this kind holds fixed-name files. */
+static bool fixed_dir(unsigned kind)
+{
+	return kind == FK_DIR || kind == FK_GUEST_DIR;
+}
+
+int file_kind_by_name(struct dom *d, const char *name)
+{
+	return kind_in(d, FK_DIR, name);
 }
 
 bool file_ctlgroup(enum file_kind kind)
@@ -379,11 +419,12 @@ int files_entries(struct dom *d, fuse_ino_t dir, struct entry **ret,
 	size_t n = 0;
 	int r = 0;
 
-	if (ino_kind(dir) != FK_DIR)
+	if (!fixed_dir(ino_kind(dir)))
 		return rich_entries(d, dir, ret, ret_n);
 	for (unsigned k = 1; r == 0 && k < FK_COUNT; k++) {
 		if (file_types[k].family || file_types[k].top ||
-		    file_kind_by_name(d, file_types[k].name) < 0)
+		    file_types[k].parent != ino_kind(dir) ||
+		    kind_in(d, ino_kind(dir), file_types[k].name) < 0)
 			continue;
 		r = entries_add(&e, &n, file_types[k].name,
 			      ino_make(d->slot, k, 0), file_types[k].dir);
@@ -399,9 +440,9 @@ int files_lookup(struct dom *d, fuse_ino_t dir, const char *name,
 
 	if (!file_kind_is_dir(kind))
 		return -ENOTDIR;
-	if (kind != FK_DIR)
+	if (!fixed_dir(kind))
 		return rich_lookup(d, dir, name, ret);
-	k = file_kind_by_name(d, name);
+	k = kind_in(d, kind, name);
 	if (k < 0)
 		return k;
 	*ret = ino_make(d->slot, k, 0);
@@ -417,7 +458,7 @@ int files_check(struct dom *d, fuse_ino_t ino, char **ret_arg)
 	if (file_types[kind].family)
 		return rich_check(d, ino, ret_arg);
 	if (kind != FK_DIR && file_types[kind].name &&
-	    file_kind_by_name(d, file_types[kind].name) < 0)
+	    kind_in(d, file_types[kind].parent, file_types[kind].name) < 0)
 		return -ENOENT;
 	if (ret_arg)
 		*ret_arg = NULL;

@@ -5,8 +5,8 @@
  * files.c: the files of a domain: one table entry per kind of file, with
  * the function that makes its contents or runs what is written to it; and
  * lookups and listings of a domain's directories (the rich tree's own
- * directories, query/ and block/, through rich.c). Calls: rich, stats, tree,
- * dom, entry, lib/.
+ * directories, query/ and block/, through rich.c; guest/'s files are
+ * guest.c's). Calls: rich, guest, stats, tree, dom, entry, lib/.
  */
 
 #include "dom.h"
@@ -31,6 +31,9 @@ struct file_type {
 	bool exchange;
 	bool dir;            /* a directory below the domain's (query/, ...) */
 	bool family;         /* named by sub, not by .name (rich.c) */
+	/* The directory that holds a fixed-name file: 0 (FK_DIR) the
+	 * domain's own, or FK_GUEST_DIR. */
+	unsigned char parent;
 	bool top;            /* the mount root's, never a domain's: made at open
 			      * by top_read() */
 	/* The contents of a family file, for the name its sub stands for. */

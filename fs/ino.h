@@ -37,6 +37,19 @@ enum file_kind {
 	FK_BLOCK_DEV,        /* block/NAME/ */
 	FK_BLOCK_INFO,       /* block/NAME/info */
 	FK_BLOCK_STATS,      /* block/NAME/stats */
+	/* guest/ (guest.c): fixed names, parent FK_GUEST_DIR. */
+	FK_GUEST_DIR,
+	FK_GUEST_STATE,
+	FK_GUEST_HOSTNAME,
+	FK_GUEST_OS,
+	FK_GUEST_INTERFACES,
+	FK_GUEST_ADDRESSES,
+	FK_GUEST_USERS,
+	FK_GUEST_FILESYSTEMS,
+	FK_GUEST_TIME,
+	FK_GUEST_EXEC,
+	FK_GUEST_AGENT,
+	FK_GUEST_CONTROL,
 	FK_STATS,            /* stats (stats.c) */
 	/* The mount's root only (top.c). */
 	FK_METRICS_DIR,      /* metrics/ */

@@ -490,6 +490,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		/* Taken before reading: a change after it wakes poll(). */
 		if (h->kind == FK_STATE)
 			h->seen = dom_state_gen(h->dom);
+		else if (h->kind == FK_GUEST_STATE)
+			h->seen = dom_agent_gen(h->dom);
 		r = t->read_arg ? t->read_arg(h->dom, h->arg, &buf, &len, &err)
 				: t->read(h->dom, &buf, &len, &err);
 
@@ -660,9 +662,12 @@ static void op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
 		fuse_reply_poll(req, stream_poll(h->stream, ph));
 		return;
 	}
-	if (h->kind == FK_STATE) {
+	if (h->kind == FK_STATE || h->kind == FK_GUEST_STATE) {
+		bool agent = h->kind == FK_GUEST_STATE;
+
 		pthread_mutex_lock(&h->lock);
-		if (h->filled && dom_poll_state(h->dom, h->seen, ph))
+		if (h->filled && (agent ? dom_poll_agent(h->dom, h->seen, ph) :
+					  dom_poll_state(h->dom, h->seen, ph)))
 			revents |= POLLPRI;
 		else if (!h->filled && ph)
 			fuse_pollhandle_destroy(ph);

@@ -775,6 +775,8 @@ static void on_event(void *userdata, const struct hv_event *ev)
 		relist = true;
 		break;
 	case HV_EVENT_HYPERVISOR:
+		if (d && ev->name && strcmp(ev->name, "agent-lifecycle") == 0)
+			dom_agent_changed(d);
 		break;
 	}
 	/* Told before the worker re-lists: a domain's own lines come before

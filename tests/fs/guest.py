@@ -69,7 +69,8 @@ class Guest:
                 "-device", "virtio-serial-pci",
                 "-chardev", f"socket,id=qga0,path={self.qga},"
                 "server=on,wait=off",
-                "-device", "virtserialport,chardev=qga0,"
+                # The id gives QEMU's VSERPORT_CHANGE events for the port.
+                "-device", "virtserialport,chardev=qga0,id=qgaport,"
                 "name=org.qemu.guest_agent.0",
                 "-device", "virtio-balloon-pci", "-device", "pvpanic-pci"]
         if no_shutdown:

@@ -21,7 +21,7 @@ def test_ls_and_values(qmp_dir, vms, mount):
     m = mount("--qmp-dir", qmp_dir)
     assert m.ls() == ["vm-a", "vm-b"]
     assert m.ls("vm-a") == ["block", "control", "cpus", "error", "events",
-                            "memory", "name", "qmp", "query", "screen.png",
+                            "guest", "memory", "name", "qmp", "query", "screen.png",
                             "state", "stats", "uuid", "version"]
     for vm in (a, b):
         q = vm.oracle.execute("query-version")["qemu"]

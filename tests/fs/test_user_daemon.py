@@ -62,7 +62,7 @@ def test_shell_cannot_change_names(qmp_dir, vms, mount):
         assert "not implemented" not in err, (cmd, err)
     # Nothing changed.
     assert m.ls("vm-a") == ["block", "control", "cpus", "error", "events",
-                            "memory", "name", "qmp", "query", "screen.png",
+                            "guest", "memory", "name", "qmp", "query", "screen.png",
                             "state", "stats", "uuid", "version"]
     assert m.read("vm-a", "state") == "running\n"
     # O_CREAT on a file that exists is an ordinary open.

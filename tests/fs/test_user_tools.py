@@ -76,8 +76,10 @@ def test_tools_over_a_hung_and_a_dying_vm(fleet):
     assert f"{mnt}/{lv}:" in out
     assert secs < 60, f"ls -lR took {secs:.1f} s"
     st, out, err, _ = run(f"find {mnt} -name state | sort", timeout=120)
-    assert out.split() == sorted(f"{mnt}/{d}/state" for d in
-                                 ["vm-a", "vm-b", "vm-c", lv])
+    # Each domain's state, and its guest agent's (guest/state).
+    assert sorted(out.split()) == sorted(
+        f"{mnt}/{d}/{f}" for d in ["vm-a", "vm-b", "vm-c", lv]
+        for f in ("state", "guest/state"))
 
     # grep -r over a healthy domain finds its facts and ends.
     st, out, err, secs = run(f"grep -r . {mnt}/vm-a", timeout=60)

@@ -164,8 +164,9 @@ static void test_control(struct mock_libvirtd *d, struct hv_conn *c)
 	char *err = NULL;
 
 	CHECK(hv_subscribe(c, on_event, NULL) == 0);
+	/* Two callbacks: lifecycle and agent lifecycle. */
 	CHECK(mock_libvirtd_calls(d, "connect-domain-event-callback-"
-				  "register-any") == 1);
+				  "register-any") == 2);
 	CHECK(hv_control(c, "run", HV_VERB_PAUSE, &err) == 0);
 	CHECK(mock_libvirtd_state(d, "run") == 3);
 	CHECK(saw("2:run:paused "));
