@@ -50,6 +50,10 @@ enum file_kind {
 	FK_GUEST_EXEC,
 	FK_GUEST_AGENT,
 	FK_GUEST_CONTROL,
+	FK_STATS,            /* stats (stats.c) */
+	/* The mount's root only (top.c). */
+	FK_METRICS_DIR,      /* metrics/ */
+	FK_METRICS,          /* metrics/hvfs.prom */
 	FK_COUNT
 };
 
