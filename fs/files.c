@@ -15,6 +15,7 @@
 #include "guest.h"
 #include "life.h"
 #include "rich.h"
+#include "stats.h"
 #include "tree.h"
 
 /* Takes ownership of text and makes it the file's contents. */
@@ -380,6 +381,11 @@ const struct file_type file_types[FK_COUNT] = {
 	GUEST(FK_GUEST_CONTROL, "control", 0200, .read = guest_read_control,
 	      .write = guest_write_control),
 #undef GUEST
+	/* What `virsh domstats` shows a read-only client. */
+	[FK_STATS] = { .name = "stats", .mode = 0444, .read = stats_read_dom },
+	[FK_METRICS_DIR] = { .name = "metrics", .mode = 0555, .dir = true,
+			     .top = true },
+	[FK_METRICS] = { .name = "hvfs.prom", .mode = 0444, .top = true },
 	[FK_AUTOSTART] = { .name = "autostart", .mode = 0644,
 			   .present = is_libvirt, .read = life_read_autostart,
 			   .write = life_write_autostart },
@@ -397,7 +403,7 @@ static int kind_in(struct dom *d, unsigned parent, const char *name)
 	for (unsigned k = 1; k < FK_COUNT; k++) {
 		const struct file_type *t = &file_types[k];
 
-		if (!t->family && t->parent == parent &&
+		if (!t->family && !t->top && t->parent == parent &&
 		    strcmp(t->name, name) == 0)
 			return !t->present || t->present(d) ? (int)k : -ENOENT;
 	}
@@ -440,7 +446,7 @@ int files_entries(struct dom *d, fuse_ino_t dir, struct entry **ret,
 	if (!fixed_dir(ino_kind(dir)))
 		return rich_entries(d, dir, ret, ret_n);
 	for (unsigned k = 1; r == 0 && k < FK_COUNT; k++) {
-		if (file_types[k].family ||
+		if (file_types[k].family || file_types[k].top ||
 		    file_types[k].parent != ino_kind(dir) ||
 		    kind_in(d, ino_kind(dir), file_types[k].name) < 0)
 			continue;

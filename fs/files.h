@@ -6,7 +6,7 @@
  * the function that makes its contents or runs what is written to it; and
  * lookups and listings of a domain's directories (the rich tree's own
  * directories, query/ and block/, through rich.c; guest/'s files are
- * guest.c's). Calls: rich, guest, life, tree, dom, entry, lib/.
+ * guest.c's). Calls: rich, guest, stats, life, tree, dom, entry, lib/.
  */
 
 #include "dom.h"
@@ -37,6 +37,8 @@ struct file_type {
 	/* The directory that holds a fixed-name file: 0 (FK_DIR) the
 	 * domain's own, or FK_GUEST_DIR. */
 	unsigned char parent;
+	bool top;            /* the mount root's, never a domain's: made at open
+			      * by top_read() */
 	/* The contents of a family file, for the name its sub stands for. */
 	int (*read_arg)(struct dom *d, const char *arg, char **ret,
 			size_t *ret_len, char **ret_error);

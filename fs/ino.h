@@ -56,6 +56,10 @@ enum file_kind {
 	/* The files that make domains, above the domains (make.c). */
 	FK_DEFINE,           /* .define */
 	FK_CREATE,           /* .create */
+	FK_STATS,            /* stats (stats.c) */
+	/* The mount's root only (top.c). */
+	FK_METRICS_DIR,      /* metrics/ */
+	FK_METRICS,          /* metrics/hvfs.prom */
 	FK_COUNT
 };
 

@@ -446,7 +446,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (is_maker(ino) ? acc == O_RDONLY
 			  : (acc != O_RDONLY && !t->write) ||
 			    (acc != O_WRONLY && !t->read && !t->read_arg &&
-			     !t->stream && !t->exchange)) {
+			     !t->stream && !t->exchange && !t->top)) {
 		dom_unref(d);
 		reply_err(req, EACCES);
 		return;
@@ -475,8 +475,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	h->arg = arg;
 	/* qmp: reads give the reply to this open file's last write. */
 	h->fixed = t->exchange;
-	if (is_top(ino) && kind == FK_ERROR) {
-		int r = top_error(ino, &h->buf, &h->len);
+	if (is_top(ino) && (kind == FK_ERROR || kind == FK_METRICS)) {
+		int r = top_read(ino, &h->buf, &h->len);
 
 		if (r < 0) {
 			free(h);

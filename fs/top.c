@@ -7,6 +7,7 @@
 
 #include "ino.h"
 #include "make.h"
+#include "stats.h"
 #include "top.h"
 #include "tree.h"
 
@@ -23,6 +24,8 @@ bool top_exists(fuse_ino_t ino)
 		return host_of_level(ino) != NULL;
 	if (kind == FK_DEFINE || kind == FK_CREATE)
 		return make_present(host_of_level(ino));
+	if (kind == FK_METRICS_DIR || kind == FK_METRICS)
+		return ino == top_ino(-1, kind);
 	return false;
 }
 
@@ -33,8 +36,18 @@ int top_lookup(fuse_ino_t parent, const char *name, fuse_ino_t *ret)
 
 	if (!top_exists(parent))
 		return -ENOENT;
+	if (ino_kind(parent) == FK_METRICS_DIR) {
+		if (strcmp(name, HVFS_TOP_PROM) != 0)
+			return -ENOENT;
+		*ret = top_ino(-1, FK_METRICS);
+		return 0;
+	}
 	if (ino_kind(parent) != FK_DIR)
 		return -ENOTDIR;
+	if (parent == FUSE_ROOT_ID && strcmp(name, HVFS_TOP_METRICS) == 0) {
+		*ret = top_ino(-1, FK_METRICS_DIR);
+		return 0;
+	}
 	if (strcmp(name, HVFS_TOP_EVENTS) == 0) {
 		*ret = top_ino(top_host(parent), FK_EVENTS);
 		return 0;
@@ -79,9 +92,13 @@ int top_entries(fuse_ino_t dir, struct entry **ret, size_t *ret_n)
 	size_t n = 0;
 	int r = 0;
 
-	if (!top_exists(dir) || ino_kind(dir) != FK_DIR)
+	if (!top_exists(dir) ||
+	    (ino_kind(dir) != FK_DIR && ino_kind(dir) != FK_METRICS_DIR))
 		return -ENOTDIR;
-	if (!h) {
+	if (ino_kind(dir) == FK_METRICS_DIR) {
+		r = entries_add(&e, &n, HVFS_TOP_PROM, top_ino(-1, FK_METRICS),
+				false);
+	} else if (!h) {
 		for (size_t i = 0; i < hosts_count() && !r; i++)
 			r = entries_add(&e, &n, host_name(host_at(i)),
 				      top_ino(host_index(host_at(i)), FK_DIR), true);
@@ -90,10 +107,13 @@ int top_entries(fuse_ino_t dir, struct entry **ret, size_t *ret_n)
 		r = tree_entries(host_index(h), &e, &n);
 	}
 	/* The level's own files, after the directories. */
-	if (!r)
+	if (!r && dir == FUSE_ROOT_ID)
+		r = entries_add(&e, &n, HVFS_TOP_METRICS,
+			      top_ino(-1, FK_METRICS_DIR), true);
+	if (!r && ino_kind(dir) == FK_DIR)
 		r = entries_add(&e, &n, HVFS_TOP_EVENTS,
 			      top_ino(top_host(dir), FK_EVENTS), false);
-	if (!r && h)
+	if (!r && h && ino_kind(dir) == FK_DIR)
 		r = entries_add(&e, &n, HVFS_TOP_ERROR,
 			      top_ino(top_host(dir), FK_ERROR), false);
 	if (!r && make_present(h))
@@ -105,7 +125,7 @@ int top_entries(fuse_ino_t dir, struct entry **ret, size_t *ret_n)
 	return entries_give(e, n, r, ret, ret_n);
 }
 
-int top_error(fuse_ino_t ino, char **ret, size_t *ret_len)
+int top_read(fuse_ino_t ino, char **ret, size_t *ret_len)
 {
 	struct host *h = host_of_level(ino);
 
@@ -113,6 +133,8 @@ int top_error(fuse_ino_t ino, char **ret, size_t *ret_len)
 	size_t made_len = 0;
 	int r;
 
+	if (ino == top_ino(-1, FK_METRICS))
+		return stats_prom(ret, ret_len);
 	if (!h || ino_kind(ino) != FK_ERROR)
 		return -ENOENT;
 	r = host_errors(h, ret, ret_len);

@@ -9,11 +9,13 @@
  * the URI's `enum vrpc_transport`:
  *   unix  a UNIX socket (libvirtd's, virtqemud's, or ?socket=PATH)
  *   tcp   HOST:PORT, the name looked up within the deadline
- * This is the seam for what comes: SSH runs `ssh HOST virt-ssh-helper` (or
- * nc) on one end of a socketpair and hands the other end up as the link,
- * keeping the child in `priv` for close() to reap; TLS keeps its session in
- * `priv` and adds read/write entries that the client then calls instead of
- * recv/send.
+ *   ssh   `ssh -o BatchMode=yes HOST virt-ssh-helper URI` (or `nc -U SOCKET`)
+ *         on one end of a socketpair, the other end is the link; the child
+ *         is kept in `priv`, its stderr read into the log and, when the
+ *         handshake fails, into the error (explain()); close() reaps it
+ *         (SIGTERM, then SIGKILL when it hangs)
+ * TLS, when it comes, keeps its session in `priv` and adds read/write
+ * entries that the client then calls instead of recv/send.
  *
  * connect() takes the caller's deadline for everything it does (lookup,
  * handshake, authentication). Errors are negative errno values with a
@@ -42,11 +44,24 @@ struct vrpc_transport_ops {
 		       struct vrpc_link *ret, char **ret_error);
 	/* NULL: close(fd) is all. */
 	void (*close)(struct vrpc_link *l);
+	/* NULL: nothing to add. See vrpc_transport_explain(). */
+	int (*explain)(struct vrpc_link *l, int err, const struct timespec *dl,
+		       char **ret_error);
 };
 
 /* Connects over u's transport; -EOPNOTSUPP for one we do not have. */
 int vrpc_transport_connect(const struct vrpc_uri *u, const struct timespec *dl,
 			   struct vrpc_link *ret, char **ret_error);
+
+/*
+ * The handshake over l failed with err (its message in *ret_error): a
+ * transport that knows why (ssh's own words on stderr: a host key that does
+ * not match, a refused key) replaces the message and returns the errno that
+ * fits (-EACCES, -ECONNREFUSED, ...); otherwise returns err and leaves the
+ * message. Waits at most until dl (and 1 s) for the transport's last words.
+ */
+int vrpc_transport_explain(struct vrpc_link *l, int err,
+			   const struct timespec *dl, char **ret_error);
 
 /* Closes l (if any) and leaves it VRPC_LINK_NONE. */
 void vrpc_transport_close(struct vrpc_link *l);

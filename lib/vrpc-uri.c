@@ -14,9 +14,6 @@
 #include "sock.h"
 #include "vrpc-uri.h"
 
-#define QEMU_SYSTEM_SOCKETS \
-	{ "/var/run/libvirt/virtqemud-sock", "/var/run/libvirt/libvirt-sock" }
-#define LIBVIRTD_SOCKET "/var/run/libvirt/libvirt-sock"
 
 static const char *const known_drivers[] = { "qemu", "test" };
 
@@ -46,15 +43,31 @@ struct vrpc_uri *vrpc_uri_free(struct vrpc_uri *u)
 	free(u->path);
 	free(u->host);
 	free(u->port);
+	free(u->user);
+	free(u->keyfile);
+	free(u->netcat);
 	free(u);
 	return NULL;
 }
 
-/* "HOST", "HOST:PORT", "[V6]", "[V6]:PORT" */
+/* "HOST", "HOST:PORT", "[V6]", "[V6]:PORT", and for ssh "USER@" before. */
 static int parse_authority(const char *a, size_t n, struct vrpc_uri *u)
 {
-	const char *host = a, *port = NULL;
+	const char *host = a, *port = NULL, *at;
 	size_t hn = n;
+
+	if (u->transport == VRPC_TRANSPORT_SSH &&
+	    (at = memchr(a, '@', n))) {
+		if (at == a || a[0] == '-')
+			return -EINVAL;
+		u->user = strndup(a, at - a);
+		if (!u->user)
+			return -ENOMEM;
+		n -= at + 1 - a;
+		a = at + 1;
+		host = a;
+		hn = n;
+	}
 
 	if (n && a[0] == '[') {
 		const char *e = memchr(a, ']', n);
@@ -76,7 +89,8 @@ static int parse_authority(const char *a, size_t n, struct vrpc_uri *u)
 			port = colon + 1;
 		}
 	}
-	if (!hn)
+	/* A host is never an option of ssh. */
+	if (!hn || host[0] == '-')
 		return -EINVAL;
 	if (port) {
 		size_t pn = a + n - port;
@@ -84,11 +98,111 @@ static int parse_authority(const char *a, size_t n, struct vrpc_uri *u)
 		if (!pn || pn > 5 || strspn(port, "0123456789") < pn)
 			return -EINVAL;
 		u->port = strndup(port, pn);
-	} else {
+	} else if (u->transport == VRPC_TRANSPORT_TCP) {
 		u->port = strdup(VRPC_TCP_PORT_DEFAULT);
+		if (!u->port)
+			return -ENOMEM;
 	}
 	u->host = strndup(host, hn);
-	return u->host && u->port ? 0 : -ENOMEM;
+	return u->host ? 0 : -ENOMEM;
+}
+
+static bool flag_value(const char *v, size_t n, bool *ret)
+{
+	if (n == 1 && (v[0] == '0' || v[0] == '1')) {
+		*ret = v[0] == '1';
+		return true;
+	}
+	return false;
+}
+
+/*
+ * The query: key=value pairs joined by '&'. unix takes socket=; ssh takes
+ * socket=, keyfile=, no_verify=, no_tty= (ssh never gets a terminal here:
+ * accepted and ignored), netcat=, proxy=. Anything else is refused.
+ */
+static int parse_query(const char *q, struct vrpc_uri *u, char **ret_error,
+		       const char *uri)
+{
+	bool ssh = u->transport == VRPC_TRANSPORT_SSH, ignored;
+
+	while (*q) {
+		size_t n = strcspn(q, "&"), kn = strcspn(q, "=");
+		const char *v = q + kn + 1;
+		size_t vn = n > kn ? n - kn - 1 : 0;
+		char **dst = NULL;
+
+		if (kn >= n || !vn)
+			goto bad;
+		if (kn == 6 && !strncmp(q, "socket", 6) &&
+		    u->transport != VRPC_TRANSPORT_TCP)
+			dst = &u->path;
+		else if (ssh && kn == 7 && !strncmp(q, "keyfile", 7))
+			dst = &u->keyfile;
+		else if (ssh && kn == 6 && !strncmp(q, "netcat", 6))
+			dst = &u->netcat;
+		else if (ssh && kn == 9 && !strncmp(q, "no_verify", 9)) {
+			if (!flag_value(v, vn, &u->no_verify))
+				goto bad;
+		} else if (ssh && kn == 6 && !strncmp(q, "no_tty", 6)) {
+			if (!flag_value(v, vn, &ignored))
+				goto bad;
+		} else if (ssh && kn == 5 && !strncmp(q, "proxy", 5)) {
+			if (vn == 4 && !strncmp(v, "auto", 4))
+				u->proxy = VRPC_SSH_PROXY_AUTO;
+			else if (vn == 6 && !strncmp(v, "native", 6))
+				u->proxy = VRPC_SSH_PROXY_NATIVE;
+			else if (vn == 6 && !strncmp(v, "netcat", 6))
+				u->proxy = VRPC_SSH_PROXY_NETCAT;
+			else
+				goto bad;
+		} else
+			goto bad;
+		if (dst) {
+			free(*dst);
+			*dst = strndup(v, vn);
+			if (!*dst)
+				return -ENOMEM;
+		}
+		q += n;
+		if (*q == '&')
+			q++;
+	}
+	return 0;
+bad:
+	return sock_error(ret_error, -EINVAL,
+			  "%s: unsupported URI parameter '%.*s'", uri,
+			  (int)strcspn(q, "&"), q);
+}
+
+/* The local daemon's socket: virtqemud's when it exists, else libvirtd's. */
+static char *default_socket(bool qemu, bool session)
+{
+	const char *names[] = { "virtqemud-sock", "libvirt-sock" };
+	const char *rt = getenv("XDG_RUNTIME_DIR"), *home = getenv("HOME");
+	char *dir = NULL, *s = NULL;
+	struct stat st;
+
+	int r;
+
+	if (!session)
+		r = asprintf(&dir, "/var/run/libvirt");
+	else if (rt && *rt)
+		r = asprintf(&dir, "%s/libvirt", rt);
+	else
+		r = asprintf(&dir, "%s/.cache/libvirt", home ? home : "");
+	if (r < 0)
+		return NULL;
+	for (size_t i = qemu ? 0 : 1; i < 2 && !s; i++) {
+		if (asprintf(&s, "%s/%s", dir, names[i]) < 0)
+			s = NULL;
+		else if (i == 0 && stat(s, &st) < 0) {
+			free(s);
+			s = NULL;
+		}
+	}
+	free(dir);
+	return s;
 }
 
 int vrpc_uri_parse(const char *uri, struct vrpc_uri **ret, char **ret_error)
@@ -123,6 +237,8 @@ int vrpc_uri_parse(const char *uri, struct vrpc_uri **ret, char **ret_error)
 		u->transport = VRPC_TRANSPORT_UNIX;
 	} else if (tn == 3 && !strncmp(p, "tcp", 3)) {
 		u->transport = VRPC_TRANSPORT_TCP;
+	} else if (tn == 3 && !strncmp(p, "ssh", 3)) {
+		u->transport = VRPC_TRANSPORT_SSH;
 	} else if (tn == 0) {
 		/* libvirt reads "qemu://host/..." as TLS. */
 		u->transport = an ? (enum vrpc_transport)-1 :
@@ -134,20 +250,20 @@ int vrpc_uri_parse(const char *uri, struct vrpc_uri **ret, char **ret_error)
 		vrpc_uri_free(u);
 		return sock_error(ret_error, -EOPNOTSUPP,
 				 "%s: transport '%.*s' is not supported (only "
-				 "unix and tcp; no TLS or SSH yet)",
+				 "unix, tcp and ssh; no TLS yet)",
 				 uri, tn ? (int)tn : 3, tn ? p : "tls");
 	}
 	r = -EINVAL;
 	if (u->transport == VRPC_TRANSPORT_UNIX && an)
 		goto bad;
-	if (u->transport == VRPC_TRANSPORT_TCP) {
+	if (u->transport != VRPC_TRANSPORT_UNIX) {
 		r = parse_authority(auth, an, u);
 		if (r < 0)
 			goto bad;
 	}
-	/* Which driver inside the daemon: qemu serves only its system
-	 * instance (the session daemon is per user and out of scope). */
-	if (dn == 4 && !strncmp(uri, "qemu", 4) &&
+	/* Which driver inside the daemon: qemu's system or session one. */
+	u->session = pn == 8 && !strncmp(path, "/session", 8);
+	if (dn == 4 && !strncmp(uri, "qemu", 4) && !u->session &&
 	    (pn != 7 || strncmp(path, "/system", 7)))
 		goto bad;
 	if (pn == 0 || pn > 4096 || path[0] != '/')
@@ -158,26 +274,21 @@ int vrpc_uri_parse(const char *uri, struct vrpc_uri **ret, char **ret_error)
 		goto bad;
 	}
 	if (query) {
-		if (u->transport != VRPC_TRANSPORT_UNIX ||
-		    strncmp(query, "socket=", 7) || !query[7] ||
-		    strchr(query, '&'))
-			goto bad;
-		u->path = strdup(query + 7);
-	} else if (u->transport == VRPC_TRANSPORT_UNIX) {
-		static const char *const qemu_socks[] = QEMU_SYSTEM_SOCKETS;
-		const char *s = LIBVIRTD_SOCKET;
-		struct stat st;
-
-		if (dn == 4 && !strncmp(uri, "qemu", 4))
-			s = stat(qemu_socks[0], &st) == 0 ? qemu_socks[0] :
-							    qemu_socks[1];
-		u->path = strdup(s);
+		r = parse_query(query, u, ret_error, uri);
+		if (r < 0) {
+			vrpc_uri_free(u);
+			return r;
+		}
 	}
+	if (u->transport == VRPC_TRANSPORT_UNIX && !u->path)
+		u->path = default_socket(dn == 4 && !strncmp(uri, "qemu", 4),
+					 u->session);
 	if (u->transport == VRPC_TRANSPORT_UNIX && !u->path) {
 		r = -ENOMEM;
 		goto bad;
 	}
-	if (u->path && strlen(u->path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+	if (u->transport == VRPC_TRANSPORT_UNIX &&
+	    strlen(u->path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
 		goto bad;
 	*ret = u;
 	return 0;

@@ -14,15 +14,30 @@
 enum vrpc_transport {
 	VRPC_TRANSPORT_UNIX,
 	VRPC_TRANSPORT_TCP,
+	VRPC_TRANSPORT_SSH,
+};
+
+/* How the ssh transport reaches the daemon on the remote host. */
+enum vrpc_ssh_proxy {
+	VRPC_SSH_PROXY_AUTO,   /* virt-ssh-helper when present, else netcat */
+	VRPC_SSH_PROXY_NATIVE, /* virt-ssh-helper */
+	VRPC_SSH_PROXY_NETCAT, /* NETCAT -U SOCKET */
 };
 
 /* A parsed libvirt URI. */
 struct vrpc_uri {
 	enum vrpc_transport transport;
 	char *name; /* sent in CONNECT_OPEN: "qemu:///system" */
-	char *path; /* UNIX: the socket */
-	char *host; /* TCP */
-	char *port; /* TCP */
+	char *path; /* UNIX: the socket; SSH: ?socket= (the remote socket) */
+	char *host; /* TCP, SSH */
+	char *port; /* TCP, SSH (NULL: ssh's own default) */
+	/* SSH only */
+	char *user;      /* NULL: ssh's own default */
+	char *keyfile;   /* ?keyfile= */
+	char *netcat;    /* ?netcat=, default "nc" */
+	bool no_verify;  /* ?no_verify=1: StrictHostKeyChecking=no */
+	bool session;    /* the path is /session */
+	enum vrpc_ssh_proxy proxy;
 };
 
 /*
@@ -33,10 +48,12 @@ struct vrpc_uri {
 bool vrpc_uri_is_libvirt(const char *uri);
 
 /*
- * Parses "qemu:///system", "qemu+unix:///system?socket=PATH",
- * "test+unix:///default", "qemu+tcp://HOST[:PORT]/system". The default
- * socket of qemu:///system is virtqemud's when it exists, else libvirtd's
- * (this stats the file system). Returns 0 and *ret, -EINVAL, -EOPNOTSUPP for
+ * Parses "qemu:///system", "qemu:///session", "qemu+unix:///system?socket=PATH",
+ * "test+unix:///default", "qemu+tcp://HOST[:PORT]/system",
+ * "qemu+ssh://[USER@]HOST[:PORT]/system?keyfile=&no_verify=&no_tty=&socket=
+ * &netcat=&proxy=". The default socket of qemu:///system is virtqemud's when
+ * it exists, else libvirtd's (this stats the file system); qemu:///session's
+ * is the same pair under $XDG_RUNTIME_DIR/libvirt (else ~/.cache/libvirt). Returns 0 and *ret, -EINVAL, -EOPNOTSUPP for
  * a transport we do not speak, -ENOMEM.
  */
 int vrpc_uri_parse(const char *uri, struct vrpc_uri **ret, char **ret_error);

@@ -600,6 +600,8 @@ static int reconnect(struct vrpc *c, const struct timespec *deadline,
 	}
 
 	r = handshake(c, gen, deadline, ret_error);
+	if (r < 0) /* link is c->link until the next teardown, ours to make */
+		r = vrpc_transport_explain(&link, r, deadline, ret_error);
 	pthread_mutex_lock(&c->lock);
 	if (r == 0 && !(c->gen == gen && c->alive))
 		r = sock_error(ret_error, -ENOTCONN,

@@ -17,7 +17,8 @@ demo=0
 [ "${1:-}" = --demo ] && demo=1
 [ $demo = 1 ] || pkgs+=(libvirt-daemon libvirt-daemon-driver-qemu
 	libvirt-clients python3-pytest valgrind man-db systemd binutils
-	ovmf qemu-utils)
+	ovmf qemu-utils openssh-server openssh-client netcat-openbsd
+	prometheus prometheus-node-exporter curl rsync jq procps cpio xz-utils)
 [ -n "${HVFS_SETUP_EXTRA:-}" ] && pkgs+=($HVFS_SETUP_EXTRA)
 
 missing=()

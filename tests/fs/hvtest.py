@@ -235,9 +235,11 @@ class Mount:
             os.close(fd)
 
     def ls(self, *parts):
-        """Lists a directory as plain `ls` does: without dotfiles."""
+        """Lists a directory as plain `ls` does: without dotfiles; at the
+        root, without its own metrics/ too (the domains or hosts only)."""
         return sorted(n for n in os.listdir(self.path(*parts))
-                      if not n.startswith("."))
+                      if not n.startswith(".")
+                      and (parts or n != "metrics"))
 
     def umount(self):
         if self.proc.poll() is None:

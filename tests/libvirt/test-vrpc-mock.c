@@ -529,9 +529,48 @@ static void test_uris(void)
 	CHECK(u && !strcmp(u->host, "::1") && !strcmp(u->port, "1234"));
 	u = vrpc_uri_free(u);
 	CHECK(vrpc_uri_parse("qemu+tls://h/system", &u, &err) == -EOPNOTSUPP);
-	CHECK(vrpc_uri_parse("qemu+ssh://h/system", &u, &err) == -EOPNOTSUPP);
 	CHECK(vrpc_uri_parse("qemu://h/system", &u, &err) == -EOPNOTSUPP);
-	CHECK(vrpc_uri_parse("qemu:///session", &u, &err) == -EINVAL);
+	CHECK(err && strstr(err, "no TLS"));
+	/* ssh: user, port, libvirt's parameters. */
+	CHECK(vrpc_uri_parse("qemu+ssh://h/system", &u, &err) == 0);
+	CHECK(u && u->transport == VRPC_TRANSPORT_SSH && !strcmp(u->host, "h") &&
+	      !u->port && !u->user && !u->path && !u->keyfile && !u->netcat &&
+	      !u->no_verify && u->proxy == VRPC_SSH_PROXY_AUTO &&
+	      !strcmp(u->name, "qemu:///system"));
+	u = vrpc_uri_free(u);
+	CHECK(vrpc_uri_parse("qemu+ssh://me@h:2222/session?keyfile=/k&"
+			     "no_verify=1&no_tty=1&socket=/s&netcat=ncat&"
+			     "proxy=netcat", &u, &err) == 0);
+	CHECK(u && !strcmp(u->user, "me") && !strcmp(u->port, "2222") &&
+	      !strcmp(u->keyfile, "/k") && u->no_verify &&
+	      !strcmp(u->path, "/s") && !strcmp(u->netcat, "ncat") &&
+	      u->proxy == VRPC_SSH_PROXY_NETCAT && u->session &&
+	      !strcmp(u->name, "qemu:///session"));
+	u = vrpc_uri_free(u);
+	CHECK(vrpc_uri_parse("qemu+ssh://-oProxyCommand=x/system", &u, &err) == -EINVAL);
+	CHECK(vrpc_uri_parse("qemu+ssh://-x@h/system", &u, &err) == -EINVAL);
+	CHECK(vrpc_uri_parse("qemu+ssh://@h/system", &u, &err) == -EINVAL);
+	CHECK(vrpc_uri_parse("qemu+ssh:///system", &u, &err) == -EINVAL);
+	CHECK(vrpc_uri_parse("qemu+ssh://h/system?proxy=x", &u, &err) == -EINVAL);
+	CHECK(vrpc_uri_parse("qemu+ssh://h/system?no_verify=2", &u, &err) == -EINVAL);
+	CHECK(vrpc_uri_parse("qemu+ssh://h/system?keyfile=", &u, &err) == -EINVAL);
+	CHECK(vrpc_uri_parse("qemu+tcp://h/system?socket=/s", &u, &err) == -EINVAL);
+	CHECK(vrpc_uri_parse("qemu+unix:///system?keyfile=/k", &u, &err) == -EINVAL);
+	/* The session daemon: under $XDG_RUNTIME_DIR, else ~/.cache. */
+	setenv("XDG_RUNTIME_DIR", "/nonexistent/rt", 1);
+	CHECK(vrpc_uri_parse("qemu:///session", &u, &err) == 0);
+	CHECK(u && u->transport == VRPC_TRANSPORT_UNIX && u->session &&
+	      !strcmp(u->path, "/nonexistent/rt/libvirt/libvirt-sock") &&
+	      !strcmp(u->name, "qemu:///session"));
+	u = vrpc_uri_free(u);
+	unsetenv("XDG_RUNTIME_DIR");
+	CHECK(vrpc_uri_parse("qemu+unix:///session", &u, &err) == 0);
+	CHECK(u && strstr(u->path, "/.cache/libvirt/libvirt-sock"));
+	u = vrpc_uri_free(u);
+	CHECK(vrpc_uri_parse("qemu+unix:///session?socket=/x", &u, &err) == 0);
+	CHECK(u && !strcmp(u->path, "/x"));
+	u = vrpc_uri_free(u);
+	CHECK(vrpc_uri_parse("qemu:///other", &u, &err) == -EINVAL);
 	CHECK(vrpc_uri_parse("qemu+tcp:///system", &u, &err) == -EINVAL);
 	CHECK(vrpc_uri_parse("qemu+tcp://h:99999x/system", &u, &err) == -EINVAL);
 	CHECK(vrpc_uri_parse("qemu+unix:///system?foo=bar", &u, &err) == -EINVAL);

@@ -154,6 +154,28 @@ static int free_port(void)
 	return port;
 }
 
+/* Whether something listens on 127.0.0.1:port within ms, from
+ * /proc/net/tcp: QEMU binds its TCP monitor a moment after it starts, and a
+ * probing connection would take the monitor's one client slot. */
+static bool tcp_listening(int port, int ms)
+{
+	char want[32], line[256];
+	bool found = false;
+	FILE *f;
+
+	snprintf(want, sizeof(want), ":%04X 00000000:0000 0A", port);
+	for (int waited = 0; !found && waited <= ms; waited += 20) {
+		f = fopen("/proc/net/tcp", "r");
+		REQUIRE(f);
+		while (!found && fgets(line, sizeof(line), f))
+			found = strstr(line, want) != NULL;
+		fclose(f);
+		if (!found)
+			usleep(20 * 1000);
+	}
+	return found;
+}
+
 /* The stat of block 0 lies between the monitor's answers before and after. */
 static bool block_between(const struct hv_stats *pc, const char *key,
 			  json_object *before, json_object *after,
@@ -402,6 +424,7 @@ int main(void)
 	tq = qemu_start_args(path, (const char *const[]){
 		"-machine", "none", "-nodefaults", "-display", "none",
 		"-qmp", tcp_qmp, NULL });
+	REQUIRE(tcp_listening(port, 10000));
 	snprintf(path, sizeof(path), "qmp:t=tcp:127.0.0.1:%d", port);
 	REQUIRE(hv_open(path, &(struct hv_options){ .timeout_ms = TIMEOUT_MS },
 			&t, &err) == 0);
