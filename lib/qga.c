@@ -14,7 +14,6 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -158,31 +157,22 @@ static int wait_fd(int fd, short events, int64_t deadline)
 	}
 }
 
-static int do_connect(struct qga *q, char **ret_error)
+static int do_connect(struct qga *q, int64_t deadline, char **ret_error)
 {
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	int fd, r;
+	int64_t left = deadline - sock_now_ms();
+	struct timespec dl = sock_deadline(left < 1 ? 1 : (int)left);
+	char *why = NULL;
+	int fd = sock_connect_unix(q->path, &dl, &why);
 
-	if (strlen(q->path) >= sizeof(sun.sun_path))
-		return hv_error(ret_error, -ENAMETOOLONG, "%s: path too long",
-				q->path);
-	memcpy(sun.sun_path, q->path, strlen(q->path));
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd == -ENOENT || fd == -ECONNREFUSED || fd == -ENOTSOCK)
+		fd = hv_error(ret_error, -ENODATA, "%s: no guest agent socket "
+			      "(%s)", q->path, strerror(-fd));
+	else if (fd < 0)
+		fd = hv_error(ret_error, fd, "%s: %s", q->path,
+			      why ? why : strerror(-fd));
+	free(why);
 	if (fd < 0)
-		return -errno;
-	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
-		r = -errno;
-		close(fd);
-		/* A UNIX connect does not wait: EAGAIN is a full backlog. */
-		if (r == -EAGAIN)
-			return hv_error(ret_error, -ETIMEDOUT, "%s: the agent "
-					"socket's backlog is full", q->path);
-		if (r == -ENOENT || r == -ECONNREFUSED || r == -ENOTSOCK)
-			return hv_error(ret_error, -ENODATA, "%s: no guest "
-					"agent socket (%s)", q->path,
-					strerror(-r));
-		return hv_error(ret_error, r, "%s: %s", q->path, strerror(-r));
-	}
+		return fd;
 	q->fd = fd;
 	q->synced = false;
 	return 0;
@@ -191,24 +181,10 @@ static int do_connect(struct qga *q, char **ret_error)
 static int send_all(struct qga *q, const char *buf, size_t len,
 		    int64_t deadline)
 {
-	while (len > 0) {
-		ssize_t n = send(q->fd, buf, len, MSG_NOSIGNAL);
-		int r;
+	int64_t left = deadline - sock_now_ms();
+	struct timespec dl = sock_deadline(left < 0 ? 0 : (int)left);
 
-		if (n > 0) {
-			buf += n;
-			len -= (size_t)n;
-			continue;
-		}
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && errno != EAGAIN)
-			return -errno;
-		r = wait_fd(q->fd, POLLOUT, deadline);
-		if (r < 0)
-			return r;
-	}
-	return 0;
+	return sock_write_all(q->fd, buf, len, &dl, NULL);
 }
 
 /* One read within the deadline: bytes, or -ETIMEDOUT, -ECONNRESET (EOF). */
@@ -322,7 +298,7 @@ static int reply_text(const struct qmpc_msg *m, char **ret)
  * Before an exchange, q->lock held: -ETIMEDOUT at once while the agent is
  * known unresponsive and showed no life; else makes sure of a connection.
  */
-static int enter(struct qga *q, char **ret_error)
+static int enter(struct qga *q, int64_t deadline, char **ret_error)
 {
 	bool life = __atomic_exchange_n(&q->life, false, __ATOMIC_ACQ_REL);
 
@@ -350,7 +326,7 @@ static int enter(struct qga *q, char **ret_error)
 			drop(q);
 	}
 	if (q->fd < 0)
-		return do_connect(q, ret_error);
+		return do_connect(q, deadline, ret_error);
 	return 0;
 }
 
@@ -407,7 +383,7 @@ int qga_execute_json(struct qga *q, const char *command_json, int timeout_ms,
 	r = lock_within(q, deadline, ret_error);
 	if (r < 0)
 		return r;
-	r = enter(q, ret_error);
+	r = enter(q, deadline, ret_error);
 	if (r < 0)
 		goto out;
 	buf = malloc(READ_CHUNK);
