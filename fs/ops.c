@@ -490,6 +490,9 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	pthread_mutex_init(&h->lock, NULL);
 	fi->fh = (uintptr_t)h;
 	fi->direct_io = 1;
+	/* Only files that act at close need the kernel's FLUSH: spare every
+	 * other close() that round trip. */
+	fi->noflush = !collects(ino);
 	/* A stream opened with O_NOFOLLOW is being walked by a copy (cp -r,
 	 * grep -r, rsync): it gets what is queued, then end-of-file. Streams
 	 * are seekable, as tail -c +1 wants; their reads ignore the offset. */
