@@ -383,7 +383,7 @@ const struct file_type file_types[FK_COUNT] = {
 #undef GUEST
 	/* What `virsh domstats` shows a read-only client. */
 	[FK_STATS] = { .name = "stats", .mode = 0444, .read = stats_read_dom },
-	[FK_METRICS_DIR] = { .name = "metrics", .mode = 0555, .dir = true,
+	[FK_METRICS_DIR] = { .name = ".metrics", .mode = 0555, .dir = true,
 			     .top = true },
 	[FK_METRICS] = { .name = "hvfs.prom", .mode = 0444, .top = true },
 	[FK_AUTOSTART] = { .name = "autostart", .mode = 0644,

@@ -49,11 +49,8 @@ char *name_escape(const char *name)
 			i += seq;
 			continue;
 		}
-		/* "metrics" is the root's own directory (top.c): a domain
-		 * of that name is "%6Detrics". */
 		if (c < 0x20 || c == 0x7f || c >= 0x80 || c == '/' ||
-		    c == '%' || (i == 0 && c == '.') ||
-		    (i == 0 && strcmp(name, "metrics") == 0))
+		    c == '%' || (i == 0 && c == '.'))
 			o += sprintf(o, "%%%02X", c);
 		else
 			*o++ = (char)c;

@@ -16,7 +16,7 @@
 #define HVFS_TOP_ERROR ".error"
 /* The root's directory for node_exporter's textfile collector, and its one
  * file. */
-#define HVFS_TOP_METRICS "metrics"
+#define HVFS_TOP_METRICS ".metrics"
 #define HVFS_TOP_PROM "hvfs.prom"
 
 int top_lookup(fuse_ino_t parent, const char *name, fuse_ino_t *ret);

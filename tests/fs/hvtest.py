@@ -235,11 +235,9 @@ class Mount:
             os.close(fd)
 
     def ls(self, *parts):
-        """Lists a directory as plain `ls` does: without dotfiles; at the
-        root, without its own metrics/ too (the domains or hosts only)."""
+        """Lists a directory as plain `ls` does: without dotfiles."""
         return sorted(n for n in os.listdir(self.path(*parts))
-                      if not n.startswith(".")
-                      and (parts or n != "metrics"))
+                      if not n.startswith("."))
 
     def umount(self):
         if self.proc.poll() is None:

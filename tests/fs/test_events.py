@@ -37,10 +37,10 @@ def test_root_events_hidden_from_globs(qmp_dir, vms, mount):
     vms("vm-a")
     vm_b = vms("vm-b")
     m = mount("--qmp-dir", qmp_dir)
-    assert sorted(os.listdir(m.dir)) == [".error", ".events", "metrics",
+    assert sorted(os.listdir(m.dir)) == [".error", ".events", ".metrics",
                                          "vm-a", "vm-b"]
     _, out, _ = sh(f"ls {m.dir}")
-    assert out.split() == ["metrics", "vm-a", "vm-b"]
+    assert out.split() == ["vm-a", "vm-b"]
     _, out, _ = sh(f"ls -A {m.dir}")
     assert ".events" in out.split()
     _, out, _ = sh(f"cat {m.dir}/*/state")

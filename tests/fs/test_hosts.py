@@ -108,7 +108,7 @@ def test_two_connections_one_dir_each(domains, mount):
     off = domains("off", start=False)
     m = mount("-c", "unix=" + UNIX, "-c", "tcp=" + TCP)
     assert m.ls() == ["tcp", "unix"]
-    assert sorted(os.listdir(m.dir)) == [".events", "metrics", "tcp", "unix"]
+    assert sorted(os.listdir(m.dir)) == [".events", ".metrics", "tcp", "unix"]
     for host, uri in (("unix", UNIX), ("tcp", TCP)):
         names = sorted(virsh("list", "--all", "--name", uri=uri).split())
         assert m.ls(host) == names

@@ -119,12 +119,12 @@ def test_prom_promtool_node_exporter_and_a_host_down(domains, mount):
     dead = free_port()  # nothing listens there
     m = mount("-c", "here=" + LIBVIRTD.uri,
               "-c", f"gone=qemu+tcp://127.0.0.1:{dead}/system", timeout=TIMEOUT)
-    assert sorted(os.listdir(m.dir)) == [".events", "gone", "here",
-                                         "metrics"]
-    assert os.listdir(m.path("metrics")) == ["hvfs.prom"]
+    assert sorted(os.listdir(m.dir)) == [".events", ".metrics", "gone",
+                                         "here"]
+    assert os.listdir(m.path(".metrics")) == ["hvfs.prom"]
     wait_for(lambda: a in m.ls("here"), what="domain")
     t = time.monotonic()
-    text = m.read("metrics", "hvfs.prom")
+    text = m.read(".metrics", "hvfs.prom")
     assert time.monotonic() - t < TIMEOUT + 3
     promtool(text)
     assert 'hvfs_host_up{host="gone"} 0' in text
@@ -139,7 +139,7 @@ def test_prom_promtool_node_exporter_and_a_host_down(domains, mount):
     ne = subprocess.Popen(
         ["prometheus-node-exporter", "--collector.disable-defaults",
          "--collector.textfile",
-         f"--collector.textfile.directory={m.path('metrics')}",
+         f"--collector.textfile.directory={m.path('.metrics')}",
          f"--web.listen-address=127.0.0.1:{port}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -185,7 +185,7 @@ def test_prom_with_a_domain_in_a_job_and_a_hung_qemu(domains, vms, qmp_dir,
         time.sleep(0.5)
         for _ in range(2):
             t = time.monotonic()
-            text = m.read("metrics", "hvfs.prom")
+            text = m.read(".metrics", "hvfs.prom")
             assert time.monotonic() - t < TIMEOUT + 3
             promtool(text)
             assert re.search(r'^hvfs_domain_cpu_seconds_total\{host="[^"]+",'
