@@ -207,9 +207,13 @@ def test_readme_fleet_examples(clean, libvirtd, domains, mount):
 
     # watch -n1 'grep . /mnt/hv/*/state' (README, "Watch states"), in a
     # terminal as watch wants one; here the states sit one level lower.
+    # script(1) runs the line with $SHELL, or sh when it is unset (as in
+    # CI): there timeout must stay in the terminal's foreground group, or
+    # watch, a background job, stops on its first tcsetattr (SIGTTOU).
     cmd = as_user(readme_block("Watch states").splitlines()[0]
                   .split("  #")[0].strip(), f"{mnt}/b", d1)
-    st, out, err, _ = run(f"script -qec \"timeout 3 {cmd}\" /dev/null",
+    st, out, err, _ = run(f"env -u SHELL script -qec "
+                          f"\"timeout --foreground 3 {cmd}\" /dev/null",
                           timeout=30)
     assert f"{mnt}/b/{d1}/state:paused" in out, (out, err)
 
