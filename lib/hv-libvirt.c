@@ -866,6 +866,72 @@ static int lv_screenshot(void *priv, const char *name, char **ret,
 	return r;
 }
 
+/* ---- the console: DOMAIN_OPEN_CONSOLE's stream ---- */
+
+struct lv_console {
+	struct lv *lv;
+	struct vrpc_stream *st;
+	hv_console_fn fn;
+	void *ud;
+};
+
+static void lv_console_data(void *userdata, const uint8_t *data, size_t len,
+			    int err, const char *msg)
+{
+	struct lv_console *con = userdata;
+
+	con->fn(con->ud, (const char *)data, len, err, msg);
+}
+
+static int lv_console_open(void *priv, const char *name, hv_console_fn fn,
+			   void *userdata, void **ret, char **ret_error)
+{
+	struct lv *lv = priv;
+	struct lv_console *con = calloc(1, sizeof(*con));
+	vrpc_domain_open_console_args a = { .dev_name = NULL, .flags = 0 };
+	bool cached = false;
+	int r;
+
+	if (!con)
+		return hv_error(ret_error, -ENOMEM, "out of memory");
+	con->lv = lv;
+	con->fn = fn;
+	con->ud = userdata;
+	r = resolve(lv, name, &a.dom, &cached, ret_error);
+	for (int attempt = 0; r == 0; attempt++) {
+		r = vrpc_stream_open(lv->rpc, VRPC_PROGRAM_REMOTE,
+			VRPC_PROC_DOMAIN_OPEN_CONSOLE,
+			VRPC_XDR(xdr_vrpc_domain_open_console_args), &a,
+			lv_console_data, con, &con->st, ret_error);
+		if (r != -ENOENT || !cached || attempt > 0)
+			break;
+		cache_drop(lv, name);
+		r = resolve(lv, name, &a.dom, &cached, ret_error);
+	}
+	if (r < 0) {
+		free(con);
+		return r;
+	}
+	*ret = con;
+	return 0;
+}
+
+static int lv_console_write(void *c, const char *buf, size_t len,
+			    char **ret_error)
+{
+	struct lv_console *con = c;
+
+	return vrpc_stream_send(con->st, buf, len, ret_error);
+}
+
+static void lv_console_close(void *c)
+{
+	struct lv_console *con = c;
+
+	vrpc_stream_close(con->st);
+	free(con);
+}
+
 static int lv_subscribe(void *priv, hv_event_fn fn, void *userdata)
 {
 	struct lv *lv = priv;
@@ -2051,4 +2117,7 @@ const struct hv_driver hvd_libvirt_driver = {
 	.snapshot_delete = lv_snapshot_delete,
 	.snapshot_current = lv_snapshot_current,
 	.snapshot_parent = lv_snapshot_parent,
+	.console_open = lv_console_open,
+	.console_write = lv_console_write,
+	.console_close = lv_console_close,
 };
