@@ -11,6 +11,7 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include "console.h"
 #include "files.h"
 #include "guest.h"
 #include "life.h"
@@ -393,6 +394,10 @@ const struct file_type file_types[FK_COUNT] = {
 		       .write = life_write_vcpus },
 	/* Above the domains (make.c, top.c): never in a domain's directory;
 	 * written through ops.c, which collects the XML. */
+	/* The serial console: what the guest prints (logins, secrets) and
+	 * what it is typed: root's, and the ctlgroup's. */
+	[FK_CONSOLE] = { .name = "console", .mode = 0600, .present = is_libvirt,
+			 .stream = true, .write = console_write },
 	[FK_DEFINE] = { .name = ".define", .mode = 0200, .present = never },
 	[FK_CREATE] = { .name = ".create", .mode = 0200, .present = never },
 };

@@ -60,6 +60,7 @@ enum file_kind {
 	/* The mount's root only (top.c). */
 	FK_METRICS_DIR,      /* metrics/ */
 	FK_METRICS,          /* metrics/hvfs.prom */
+	FK_CONSOLE,          /* console (console.c) */
 	FK_COUNT
 };
 

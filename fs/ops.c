@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "console.h"
 #include "events.h"
 #include "files.h"
 #include "make.h"
@@ -62,6 +63,7 @@ struct handle {
 	fuse_ino_t ino;
 	enum file_kind kind;
 	struct stream *stream;       /* events files */
+	struct console_reader *con;  /* console, opened for reading */
 	uint64_t seen;               /* state: dom_state_gen() at the last read */
 	pthread_mutex_t lock;
 	char *buf;
@@ -293,8 +295,15 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 		}
 	}
 	fill_attr(ino, &st);
-	if (file_types[ino_kind(ino)].stream && follows(req, ino, fi))
-		st.st_size = events_published_bytes();
+	if (file_types[ino_kind(ino)].stream && follows(req, ino, fi)) {
+		struct dom *d = ino_kind(ino) == FK_CONSOLE ?
+				dom_of(req, ino) : NULL;
+
+		if (ino_kind(ino) == FK_CONSOLE && !d)
+			return;
+		st.st_size = d ? console_size(d) : events_published_bytes();
+		dom_unref(d);
+	}
 	fuse_reply_attr(req, &st, attr_timeout(ino));
 }
 
@@ -462,7 +471,21 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		}
 	}
 	h = calloc(1, sizeof(*h));
-	if (!h || (t->stream && !(h->stream = stream_open(d, top_host(ino))))) {
+	if (h && kind == FK_CONSOLE) {
+		/* Held from now on; EBUSY while another client holds it. */
+		char *err = NULL;
+		int r = console_open(d, acc == O_WRONLY ? NULL : &h->con, &err);
+
+		if (r < 0) {
+			dom_set_error(d, "open console", r, err);
+			free(err);
+			free(h);
+			dom_unref(d);
+			reply_err(req, r);
+			return;
+		}
+	} else if (!h || (t->stream &&
+			  !(h->stream = stream_open(d, top_host(ino))))) {
 		free(h);
 		free(arg);
 		dom_unref(d);
@@ -512,6 +535,15 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	if (h->stream) {
 		stream_read(req, h->stream, size, fi->flags,
 			    __atomic_load_n(&h->as_file, __ATOMIC_RELAXED));
+		return;
+	}
+	if (h->kind == FK_CONSOLE) {
+		if (h->con)
+			console_read(req, h->con, size, off, fi->flags,
+				     __atomic_load_n(&h->as_file,
+						     __ATOMIC_RELAXED));
+		else
+			reply_err(req, EBADF);
 		return;
 	}
 	pthread_mutex_lock(&h->lock);
@@ -701,10 +733,13 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 		pthread_mutex_unlock(&h->lock);
 	}
 	free(reply);
-	/* The first line, at most 64 bytes (buf is not NUL-terminated). */
+	/* The first line, at most 64 bytes (buf is not NUL-terminated); of
+	 * what is typed on a console (a password?) only its size. */
 	while ((size_t)shown < size && shown < 64 && buf[shown] != '\n')
 		shown++;
-	if (asprintf(&op, "%s %.*s", t->name, shown, buf) < 0)
+	if (h->kind == FK_CONSOLE ?
+		    asprintf(&op, "%s (%zu bytes)", t->name, size) < 0 :
+		    asprintf(&op, "%s %.*s", t->name, shown, buf) < 0)
 		op = NULL;
 	hvfs_log(LOG_NOTICE, "%s: uid %u pid %u wrote %s: %s", h->dom->name,
 		 (unsigned)ctx->uid, (unsigned)ctx->pid, op ? op : t->name,
@@ -724,6 +759,8 @@ static void handle_free(struct handle *h)
 	open_untrack(&h->node);
 	if (h->stream)
 		stream_release(h->stream);
+	if (h->con)
+		console_release(h->con);
 	pthread_mutex_lock(&followers_lock);
 	for (struct handle **p = &followers; h->follower && *p;
 	     p = &(*p)->next_follower) {
@@ -788,6 +825,10 @@ static void op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
 
 	if (h->stream) {
 		fuse_reply_poll(req, stream_poll(h->stream, ph));
+		return;
+	}
+	if (h->con) {
+		fuse_reply_poll(req, console_poll(h->con, ph));
 		return;
 	}
 	if (h->kind == FK_STATE || h->kind == FK_GUEST_STATE) {
