@@ -396,8 +396,8 @@ const struct file_type file_types[FK_COUNT] = {
 	 * written through ops.c, which collects the XML. */
 	/* The serial console: what the guest prints (logins, secrets) and
 	 * what it is typed: root's, and the ctlgroup's. */
-	[FK_CONSOLE] = { .name = "console", .mode = 0600, .present = is_libvirt,
-			 .stream = true, .write = console_write },
+	[FK_CONSOLE] = { .name = "console", .mode = 0600, .stream = true,
+			 .write = console_write },
 	[FK_DEFINE] = { .name = ".define", .mode = 0200, .present = never },
 	[FK_CREATE] = { .name = ".create", .mode = 0200, .present = never },
 };

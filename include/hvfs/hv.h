@@ -342,7 +342,9 @@ int hv_subscribe(struct hv_conn *c, hv_event_fn fn, void *userdata);
  * hv_console_open(): -ENODATA when the domain is not running or has no
  * console (no socket), -EBUSY when another client holds libvirt's console
  * (libvirt's message in *ret_error), -ENOENT for no such domain. At most
- * one console per domain and connection at a time.
+ * one console per domain and connection at a time. A QEMU chardev socket
+ * serves one client: another client's connection waits in its backlog
+ * (the QMP driver cannot tell EBUSY).
  */
 struct hv_console;
 typedef void (*hv_console_fn)(void *userdata, const char *data, size_t len,

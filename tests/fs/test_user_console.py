@@ -16,7 +16,7 @@ import time
 import pytest
 
 from conftest import remove_prefixed
-from guest import BOOT_TIMEOUT, READY, domain_xml
+from guest import BOOT_TIMEOUT, READY, Guest, domain_xml
 from hvtest import LIBVIRTD, Mount, virsh, wait_for
 
 PREFIX = "hvt-ucon-"
@@ -245,3 +245,80 @@ def test_the_console_comes_back_after_a_restart(s):
     p = subprocess.run(["timeout", "3", "cat", s.console],
                        capture_output=True, text=True)
     assert p.stdout.count(READY) >= 2
+
+
+# ---- the direct QMP driver: the NAME.serial socket beside NAME.qmp ----
+
+class DirectSetup:
+    """A mount of an empty qmp-dir, where the guest then starts."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="hvfs-qmp-")
+        os.chmod(self.dir, 0o755)
+        self.m = Mount("qmp-dir:" + self.dir)
+        self.g = None
+        self.console = self.m.path("gc", "console")
+
+    def close(self):
+        if self.g:
+            self.g.kill()
+        self.m.umount()
+
+
+@pytest.fixture(scope="module")
+def d():
+    st = DirectSetup()
+    yield st
+    st.close()
+
+
+def test_direct_grep_finds_the_ready_line_of_a_booting_guest(d):
+    """The guest starts after the mount: as soon as its directory is there,
+    grep on its console waits for the ready line, which NAME.log (QEMU's own
+    copy of the console) also has."""
+    d.g = Guest(d.dir, "gc")
+    wait_for(lambda: os.path.exists(d.console), timeout=30,
+             what="the console file")
+    p = subprocess.run(["timeout", str(BOOT_TIMEOUT + 30), "grep", "-m1",
+                        READY, d.console], capture_output=True, text=True)
+    assert p.returncode == 0 and READY in p.stdout
+    assert READY in d.g.console_text()
+
+
+def test_direct_a_typed_line_runs_in_the_guest(d):
+    def typed():
+        subprocess.run(["sh", "-c", 'echo "$1" > "$2"', "sh",
+                        "echo hvfs-direct-$((7*6))", d.console], check=True,
+                       timeout=30)
+    out = follow(d.console, "hvfs-direct-42", 30, typed)
+    assert "hvfs-direct-42" in out
+    wait_for(lambda: "hvfs-direct-42" in d.g.console_text(), timeout=10,
+             what="the oracle's copy")
+    p = subprocess.run(["tail", "-n", "5", d.console], capture_output=True,
+                       text=True, timeout=10)
+    assert p.returncode == 0 and "hvfs-direct-42" in p.stdout
+
+
+def test_direct_a_qemu_that_ends_leaves_its_output(d):
+    """The QEMU ends (its socket stays): a reader keeps waiting (as for a
+    libvirt domain that stops: a new QEMU may come) and is interrupted at
+    will; what the guest printed stays readable; typing fails at once with
+    ENODATA."""
+    c = subprocess.Popen(["cat", d.console], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    try:
+        d.g.kill()
+        d.g = None
+        time.sleep(2)
+        assert c.poll() is None
+        t0 = time.monotonic()
+        p = subprocess.run(["tail", "-n", "5", d.console],
+                           capture_output=True, text=True, timeout=10)
+        assert p.returncode == 0 and "hvfs-direct-42" in p.stdout
+        p = subprocess.run(["/bin/echo", "x"], stdout=open(d.console, "w"),
+                           stderr=subprocess.PIPE, text=True, timeout=30)
+        assert p.returncode != 0 and "No data available" in p.stderr
+        assert time.monotonic() - t0 < 10
+    finally:
+        c.kill()
+        c.wait()
