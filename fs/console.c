@@ -39,7 +39,7 @@ struct console {
 	struct dom *d;               /* a reference */
 
 	/* Guarded by lock. */
-	char ring[CONSOLE_RING];
+	char *ring;                  /* CONSOLE_RING bytes, from the first output */
 	uint64_t total;              /* bytes output since attached first */
 	bool wanted;                 /* attach whenever the domain runs */
 	bool attached;               /* output flows */
@@ -170,7 +170,11 @@ static void on_output(void *userdata, const char *data, size_t len, int err,
 	struct console *c = userdata;
 
 	pthread_mutex_lock(&lock);
-	if (len > 0) {
+	if (len > 0 && !c->ring)
+		c->ring = malloc(CONSOLE_RING);
+	if (len > 0 && !c->ring) {
+		/* Out of memory: this output is lost. */
+	} else if (len > 0) {
 		/* Only the last CONSOLE_RING bytes can stay. */
 		if (len > CONSOLE_RING) {
 			c->total += len - CONSOLE_RING;
@@ -261,6 +265,7 @@ static void free_console(struct console *c)
 {
 	pthread_mutex_destroy(&c->io);
 	dom_unref(c->d);
+	free(c->ring);
 	free(c);
 }
 
@@ -378,14 +383,22 @@ static struct console *hold(struct dom *d, int *ret_err, char **ret_error)
 	return c;
 }
 
-int console_open(struct dom *d, struct console_reader **ret,
+int console_open(struct dom *d, bool attach, struct console_reader **ret,
 		 char **ret_error)
 {
 	struct console_reader *r;
 	struct console *c;
-	int err;
+	int err = 0;
 
-	c = hold(d, &err, ret_error);
+	if (attach) {
+		c = hold(d, &err, ret_error);
+	} else {
+		pthread_mutex_lock(&lock);
+		c = get_locked(d);
+		pthread_mutex_unlock(&lock);
+		if (!c)
+			err = hv_error(ret_error, -ENOMEM, "out of memory");
+	}
 	if (!c)
 		return err;
 	if (err == -EBUSY || err == -EOPNOTSUPP) {

@@ -29,9 +29,11 @@ struct console_reader;
  * -EBUSY when another client holds it (the peer's message in *ret_error),
  * -EOPNOTSUPP when the driver has no consoles; a domain that is not running
  * is no failure (the file waits for it). With ret NULL (a write-only open)
- * no reader is made.
+ * no reader is made. Without attach (a tree walker's O_NOFOLLOW open: cp -r,
+ * grep -r must not take consoles) nothing is attached: the reader reads
+ * what hvfs holds already.
  */
-int console_open(struct dom *d, struct console_reader **ret,
+int console_open(struct dom *d, bool attach, struct console_reader **ret,
 		 char **ret_error);
 void console_release(struct console_reader *r);
 /* A read at file offset off: output from there (the oldest kept when off

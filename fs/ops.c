@@ -474,7 +474,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (h && kind == FK_CONSOLE) {
 		/* Held from now on; EBUSY while another client holds it. */
 		char *err = NULL;
-		int r = console_open(d, acc == O_WRONLY ? NULL : &h->con, &err);
+		int r = console_open(d, !(fi->flags & O_NOFOLLOW),
+				     acc == O_WRONLY ? NULL : &h->con, &err);
 
 		if (r < 0) {
 			dom_set_error(d, "open console", r, err);

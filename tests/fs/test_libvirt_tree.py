@@ -45,8 +45,8 @@ def test_tree_equals_virsh(domains, mount):
             assert m.read(name, "id") == domid + "\n"
         else:
             assert errno_of(m.read, name, "id") == errno.ENODATA
-    assert m.ls(on) == ["autostart", "block", "control", "cpus", "error",
-                        "events", "guest", "id", "memory", "name", "qmp",
+    assert m.ls(on) == ["autostart", "block", "console", "control", "cpus",
+                        "error", "events", "guest", "id", "memory", "name", "qmp",
                         "query", "screen.png", "state", "stats", "uuid",
                         "vcpus", "version", "xml"]
     out = virsh("qemu-monitor-command", on, '{"execute":"query-version"}')

@@ -20,7 +20,8 @@ def test_ls_and_values(qmp_dir, vms, mount):
     a, b = vms("vm-a"), vms("vm-b")
     m = mount("--qmp-dir", qmp_dir)
     assert m.ls() == ["vm-a", "vm-b"]
-    assert m.ls("vm-a") == ["block", "control", "cpus", "error", "events",
+    assert m.ls("vm-a") == ["block", "console", "control", "cpus", "error",
+                            "events",
                             "guest", "memory", "name", "qmp", "query",
                             "screen.png", "state", "stats", "uuid", "vcpus",
                             "version"]
