@@ -208,6 +208,22 @@ def test_virsh_console_force_takes_it_and_hvfs_lets_go(s):
         v.stdin.close()
         v.terminate()
         v.wait(timeout=30)
+    # A tree walker (grep -r) reads what hvfs kept and does not take the
+    # console back: another virsh console gets it.
+    p = subprocess.run(["grep", "-r", "-c", "hvfs-guest", s.m.path(NAME)],
+                       capture_output=True, text=True, timeout=120)
+    assert f"{s.console}:" in p.stdout, p.stdout
+
+    def virsh_gets_it():
+        v2 = virsh_console()
+        try:
+            time.sleep(2)
+            return v2.poll() is None  # connected: still running
+        finally:
+            v2.stdin.close()
+            v2.terminate()
+            v2.wait(timeout=30)
+    wait_for(virsh_gets_it, timeout=60, what="virsh console connected")
     # virsh is gone: the console opens again (libvirtd frees it soon).
     wait_for(lambda: open_errno(s.console) == 0,
              timeout=30, what="console open again")
