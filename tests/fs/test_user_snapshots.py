@@ -8,8 +8,10 @@ import errno
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
+import threading
 import time
 
 import pytest
@@ -261,3 +263,48 @@ def test_qmp_snapshots(mount, qmp_dir, vms, images):
     vm.proc.wait(timeout=30)
     _, out, _ = sh(f"qemu-img snapshot -l {img}")
     assert re.search(r"\bs2\b", out) and not re.search(r"\bs1\b", out), out
+
+
+def test_qmp_snapshots_raw_and_hung(mount, qmp_dir, vms, images):
+    """A raw disk cannot hold a snapshot: EOPNOTSUPP with the reason in
+    error. A hung QEMU (SIGSTOP): its snapshots/ fails with ETIMEDOUT within
+    the deadline, while another VM's answers at once."""
+    raw = os.path.join(images, "disk.raw")
+    sh(f"qemu-img create -q -f raw {raw} 16M")
+    vms("rawvm", "-drive", f"if=none,id=drive0,file={raw},format=raw")
+    img = os.path.join(images, "disk.qcow2")
+    sh(f"qemu-img create -q -f qcow2 {img} 16M")
+    hung = vms("hungvm", "-drive",
+               f"if=none,id=drive0,file={img},format=qcow2")
+    m = mount("--qmp-dir", qmp_dir, timeout=2)
+
+    assert errno_of(os.mkdir, m.path("rawvm", "snapshots", "s1")) == \
+        errno.EOPNOTSUPP
+    err = m.read("rawvm", "error")
+    assert "mkdir snapshots/s1" in err and "qcow2" in err, err
+    assert m.ls("rawvm", "snapshots") == []
+
+    os.kill(hung.proc.pid, signal.SIGSTOP)
+    try:
+        done = {}
+
+        def walk():
+            t0 = time.monotonic()
+            done["errno"] = errno_of(os.listdir, m.path("hungvm",
+                                                         "snapshots"))
+            done["took"] = time.monotonic() - t0
+        t = threading.Thread(target=walk)
+        t.start()
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        assert m.ls("rawvm", "snapshots") == []
+        assert time.monotonic() - t0 < 1.5
+        t.join(timeout=30)
+        assert done["errno"] == errno.ETIMEDOUT, done
+        assert done["took"] < 2 + 5, done
+        t0 = time.monotonic()
+        assert errno_of(os.mkdir, m.path("hungvm", "snapshots", "s1")) == \
+            errno.ETIMEDOUT
+        assert time.monotonic() - t0 < 2 + 5
+    finally:
+        os.kill(hung.proc.pid, signal.SIGCONT)
