@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import threading
@@ -308,3 +309,52 @@ def test_qmp_snapshots_raw_and_hung(mount, qmp_dir, vms, images):
         assert time.monotonic() - t0 < 2 + 5
     finally:
         os.kill(hung.proc.pid, signal.SIGCONT)
+
+
+def test_ctlgroup_takes_snapshots(mount, qmp_dir, vms, images):
+    """With -o allow_other,ctlgroup=GROUP, snapshots/ is 0775 and each
+    control 0220 of that group: its members take, revert and delete
+    snapshots; other users read, and get EACCES for the rest, nothing
+    made."""
+    img = os.path.join(images, "disk.qcow2")
+    sh(f"qemu-img create -q -f qcow2 {img} 16M")
+    os.chmod(images, 0o755)
+    vm = vms("vm-a", "-machine", "pc", "-accel", "tcg", "-m", "32",
+             "-drive", f"if=none,id=drive0,file={img},format=qcow2",
+             "-device", "virtio-blk-pci,drive=drive0")
+    group = "hvfs-test-snap"
+    subprocess.run(["groupadd", "-f", group], check=True)
+    try:
+        m = mount("--qmp-dir", qmp_dir, "-o",
+                  f"allow_other,ctlgroup={group}")
+        snaps = m.path("vm-a", "snapshots")
+        gid = int(subprocess.run(["getent", "group", group], check=True,
+                                 capture_output=True, text=True)
+                  .stdout.split(":")[2])
+        st = os.stat(snaps)
+        assert (stat.S_IMODE(st.st_mode), st.st_gid) == (0o775, gid)
+
+        def as_user(cmd, grp):
+            return subprocess.run(
+                ["setpriv", "--reuid=nobody", f"--regid={grp}",
+                 "--clear-groups", "sh", "-c", cmd],
+                capture_output=True, text=True, timeout=60)
+        p = as_user(f"mkdir {snaps}/nope", "nogroup")
+        assert p.returncode != 0 and "Permission denied" in p.stderr
+        assert image_snapshots(vm) == []
+        p = as_user(f"mkdir {snaps}/s1 && cat {snaps}/s1/state", group)
+        assert p.returncode == 0 and p.stdout == "running\n", p.stderr
+        assert image_snapshots(vm) == ["s1"]
+        st = os.stat(os.path.join(snaps, "s1", "control"))
+        assert (stat.S_IMODE(st.st_mode), st.st_gid) == (0o220, gid)
+        p = as_user(f"cat {snaps}/s1/created && "
+                    f"echo delete > {snaps}/s1/control", "nogroup")
+        assert p.returncode != 0 and "Permission denied" in p.stderr
+        assert image_snapshots(vm) == ["s1"]
+        p = as_user(f"echo revert > {snaps}/s1/control && "
+                    f"echo delete > {snaps}/s1/control && ls {snaps}", group)
+        assert p.returncode == 0 and p.stdout == "", p.stderr
+        assert image_snapshots(vm) == []
+        assert "uid 65534" in m.logtext()
+    finally:
+        subprocess.run(["groupdel", group])
