@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from hvtest import QEMU, errno_of, sh, virsh, wait_for
+from hvtest import QEMU, errno_of, read_events, sh, virsh, wait_for
 
 PREFIX = "hvt-snap-"
 
@@ -158,8 +158,16 @@ def test_libvirt_snapshots(mount, libvirtd, snapdom):
 
     # Revert: back to the paused domain of the first snapshot.
     assert virsh("domstate", dom) == "running"
-    m.write("revert\n", dom, "snapshots", "before-upgrade", "control")
-    assert virsh("domstate", dom) == "paused"
+    events = os.open(m.path(dom, "events"), os.O_RDONLY)
+    try:
+        m.write("revert\n", dom, "snapshots", "before-upgrade", "control")
+        assert virsh("domstate", dom) == "paused"
+        # libvirt's lifecycle events of a revert reach the events file,
+        # ending in the captured state.
+        ev = read_events(events, lambda ev: ev.get("state") == "paused")
+        assert ev["data"]["reason"] == "from_snapshot", ev
+    finally:
+        os.close(events)
     assert m.read(dom, "state") == "paused\n"
     assert virsh_current(dom) == "before-upgrade"
     assert m.read(dom, "snapshots", ".current") == "before-upgrade\n"
