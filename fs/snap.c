@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "names.h"
 #include "rich.h"
@@ -15,6 +16,15 @@
 #include "tree.h"
 
 #define CURRENT ".current"
+
+/*
+ * Taking a snapshot writes the memory out and deleting one may rewrite the
+ * images: the peer may finish after -o timeout ran out. As control's start
+ * and destroy, they then have until max(-o timeout, SLOW_MS) to show their
+ * effect (docs/fs-layout.md, "snapshots/").
+ */
+#define SLOW_MS 30000
+#define POLL_MS 100
 
 bool snap_owns(unsigned kind)
 {
@@ -203,10 +213,41 @@ int snap_check(struct dom *d, fuse_ino_t ino, char **ret_arg)
 	return r;
 }
 
+/*
+ * The call for snap ran out of time, begun at start_ms: 0 once snap exists
+ * (exists) or is gone (!exists), else -ETIMEDOUT saying the outcome is
+ * unknown.
+ */
+static int timed_out(struct dom *d, const char *snap, bool exists,
+		     int64_t start_ms, char **ret_error)
+{
+	int t = hvfs_opts.timeout_ms;
+	int64_t deadline = start_ms + (t > SLOW_MS ? t : SLOW_MS);
+
+	if (ret_error) {
+		free(*ret_error);
+		*ret_error = NULL;
+	}
+	for (;;) {
+		struct hv_snapshot s;
+		int r = find(d, snap, &s, NULL);
+
+		if (exists ? r == 0 : r == -ENOENT)
+			return 0;
+		if (hvfs_now_ms() + POLL_MS > deadline)
+			break;
+		usleep(POLL_MS * 1000);
+	}
+	return hv_error(ret_error, -ETIMEDOUT, "no answer within %g s, and "
+			"snapshot '%s' is %s: the outcome is unknown",
+			t / 1000.0, snap, exists ? "not there" : "still there");
+}
+
 int snap_mkdir(struct dom *d, const char *name, fuse_ino_t *ret,
 	       char **ret_error)
 {
 	char *snap = name_unescape(name), *shown = NULL;
+	int64_t start_ms = hvfs_now_ms();
 	int r, sub;
 
 	if (!snap || !(shown = name_escape(snap))) {
@@ -220,6 +261,8 @@ int snap_mkdir(struct dom *d, const char *name, fuse_ino_t *ret,
 	else
 		r = hv_snapshot_create(dom_conn(d), d->hv_name, snap, NULL, 0,
 				       ret_error);
+	if (r == -ETIMEDOUT)
+		r = timed_out(d, snap, true, start_ms, ret_error);
 	/* Taking a snapshot may pause the domain for a while. */
 	dom_state_unsure(d);
 	if (r == 0) {
@@ -349,6 +392,7 @@ int snap_write_control(struct dom *d, const char *arg, const char *buf,
 		       size_t len, char **ret_reply, size_t *ret_reply_len,
 		       char **ret_error)
 {
+	int64_t start_ms = hvfs_now_ms();
 	char *shown;
 	int r;
 
@@ -362,6 +406,8 @@ int snap_write_control(struct dom *d, const char *arg, const char *buf,
 	if (is_verb(buf, len, "delete")) {
 		r = hv_snapshot_delete(dom_conn(d), d->hv_name, arg,
 				       ret_error);
+		if (r == -ETIMEDOUT)
+			r = timed_out(d, arg, false, start_ms, ret_error);
 		if (r < 0)
 			return r;
 		/* Gone: the kernel must not keep the directory's name. */

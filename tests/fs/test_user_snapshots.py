@@ -37,18 +37,19 @@ def images():
 
 @pytest.fixture
 def snapdom(libvirtd, images):
-    """snapdom(name, fmt="qcow2", start=True): a small libvirt domain with
-    one disk of that format; removed with its snapshots at the end."""
+    """snapdom(name, fmt="qcow2", start=True, mib=32): a small libvirt
+    domain with one disk of that format; removed with its snapshots at the
+    end."""
     made = []
     kvm = os.access("/dev/kvm", os.R_OK | os.W_OK)
 
-    def make(name, fmt="qcow2", start=True):
+    def make(name, fmt="qcow2", start=True, mib=32):
         name = PREFIX + name
         img = os.path.join(images, f"{name}.{fmt}")
         sh(f"qemu-img create -q -f {fmt} {img} 16M")
         xml = f"""<domain type='{"kvm" if kvm else "qemu"}'>
   <name>{name}</name>
-  <memory unit='MiB'>32</memory>
+  <memory unit='MiB'>{mib}</memory>
   <vcpu>1</vcpu>
   <os><type arch='x86_64' machine='pc'>hvm</type></os>
   <devices><emulator>{QEMU}</emulator>
@@ -193,6 +194,24 @@ def test_libvirt_snapshot_refused(mount, libvirtd, snapdom):
     assert "mkdir snapshots/s1" in err and "raw" in err, err
     assert snapshot_names(dom) == []
     assert m.ls(dom, "snapshots") == []
+
+
+def test_libvirt_snapshot_outlasts_timeout(mount, libvirtd, snapdom):
+    """Taking a snapshot of a running domain's memory takes libvirt longer
+    than -o timeout=1 here (seconds for 256 MiB under TCG): mkdir waits for
+    the snapshot to appear, as control's start does, and succeeds."""
+    dom = snapdom("big", mib=256)
+    m = mount("-c", libvirtd.uri, timeout=1)
+    assert m.ls(dom, "snapshots") == []
+    t0 = time.monotonic()
+    os.mkdir(m.path(dom, "snapshots", "slow"))
+    took = time.monotonic() - t0
+    print(f"mkdir took {took:.1f} s")
+    assert snapshot_names(dom) == ["slow"]
+    assert "mkdir" not in m.read(dom, "error")
+    wait_for(lambda: m.ls(dom, "snapshots") == ["slow"], timeout=30,
+             what="the snapshot listed")
+    assert took < 30 + 5
 
 
 # ---- direct QMP ----
