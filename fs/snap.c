@@ -79,6 +79,24 @@ static int find(struct dom *d, const char *snap, struct hv_snapshot *ret,
 }
 
 /* The files of snapshots/NAME/, by kind, with the driver that has each. */
+/*
+ * Whether snapshot snap exists: 0 or -ENOENT (or why the peer could not
+ * say). libvirt: one call for its XML, not the whole listing (which costs
+ * a call per snapshot), as every lookup, stat and open asks this.
+ */
+static int exists(struct dom *d, const char *snap)
+{
+	struct hv_snapshot s;
+	char *xml = NULL;
+	int r;
+
+	if (!dom_is_libvirt(d))
+		return find(d, snap, &s, NULL);
+	r = hv_snapshot_xml(dom_conn(d), d->hv_name, snap, &xml, NULL);
+	free(xml);
+	return r == -EINVAL ? -ENOENT : r; /* no name a snapshot can have */
+}
+
 static const struct {
 	const char *name;
 	unsigned kind;
@@ -166,9 +184,8 @@ int snap_entries(struct dom *d, fuse_ino_t dir, struct entry **ret,
 int snap_lookup(struct dom *d, fuse_ino_t dir, const char *name,
 		fuse_ino_t *ret)
 {
-	struct entry *e = NULL;
-	size_t n = 0;
-	int r;
+	char *snap, *shown;
+	int r, sub;
 
 	if (ino_kind(dir) == FK_SNAP) {
 		r = snap_check(d, dir, NULL);
@@ -184,18 +201,38 @@ int snap_lookup(struct dom *d, fuse_ino_t dir, const char *name,
 		}
 		return r;
 	}
-	r = snap_entries(d, dir, &e, &n);
-	if (r < 0)
-		return r;
-	r = entries_find(e, n, name, ret);
-	entries_free(e, n);
+	if (ino_kind(dir) != FK_SNAP_DIR)
+		return -ENOTDIR;
+	if (strcmp(name, CURRENT) == 0) {
+		if (!dom_is_libvirt(d))
+			return -ENOENT;
+		*ret = ino_make(d->slot, FK_SNAP_CURRENT, 0);
+		return 0;
+	}
+	/* One snapshot, not the listing: ls -l looks up every name. */
+	snap = name_unescape(name);
+	shown = snap ? name_escape(snap) : NULL;
+	if (!shown)
+		r = -ENOMEM;
+	else if (strcmp(shown, name) != 0)
+		r = -ENOENT; /* not a name as listings show one */
+	else
+		r = exists(d, snap);
+	if (r == 0) {
+		sub = rich_intern(d, snap);
+		if (sub < 0)
+			r = sub == -ENOSPC ? -ENOENT : sub;
+		else
+			*ret = ino_make(d->slot, FK_SNAP, (unsigned)sub);
+	}
+	free(snap);
+	free(shown);
 	return r;
 }
 
 int snap_check(struct dom *d, fuse_ino_t ino, char **ret_arg)
 {
 	unsigned kind = ino_kind(ino);
-	struct hv_snapshot s;
 	char *name;
 	int i = kind_index(kind);
 	int r;
@@ -205,7 +242,7 @@ int snap_check(struct dom *d, fuse_ino_t ino, char **ret_arg)
 	name = rich_sub_name(d, ino_sub(ino));
 	if (!name)
 		return -ENOENT;
-	r = find(d, name, &s, NULL);
+	r = exists(d, name);
 	if (r < 0 || !ret_arg)
 		free(name);
 	else
