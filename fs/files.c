@@ -399,6 +399,9 @@ const struct file_type file_types[FK_COUNT] = {
 	[FK_SNAP_CURRENT] = { .name = ".current", .mode = 0444,
 			      .parent = FK_SNAP_DIR, .present = is_libvirt,
 			      .read = snap_read_current },
+	[FK_SNAP_TAKE] = { .name = ".take", .mode = 0200,
+			   .parent = FK_SNAP_DIR, .read = snap_read_take,
+			   .write = snap_write_take, .whole = true },
 	[FK_SNAP] = { .name = "snapshot", .mode = 0555, .family = true,
 		      .dir = true },
 	[FK_SNAP_XML] = { .name = "snapshot-xml", .mode = 0444, .family = true,
@@ -463,14 +466,15 @@ mode_t file_mode(enum file_kind kind)
 int files_entries(struct dom *d, fuse_ino_t dir, struct entry **ret,
 		  size_t *ret_n)
 {
-	struct entry *e = NULL;
-	size_t n = 0;
+	struct entry *e = NULL, *more = NULL;
+	size_t n = 0, n_more = 0;
 	int r = 0;
 
-	if (snap_owns(ino_kind(dir)))
-		return snap_entries(d, dir, ret, ret_n);
-	if (!fixed_dir(ino_kind(dir)))
+	if (!fixed_dir(ino_kind(dir)) && ino_kind(dir) != FK_SNAP_DIR) {
+		if (snap_owns(ino_kind(dir)))
+			return snap_entries(d, dir, ret, ret_n);
 		return rich_entries(d, dir, ret, ret_n);
+	}
 	for (unsigned k = 1; r == 0 && k < FK_COUNT; k++) {
 		if (file_types[k].family || file_types[k].top ||
 		    file_types[k].parent != ino_kind(dir) ||
@@ -479,6 +483,12 @@ int files_entries(struct dom *d, fuse_ino_t dir, struct entry **ret,
 		r = entries_add(&e, &n, file_types[k].name,
 			      ino_make(d->slot, k, 0), file_types[k].dir);
 	}
+	/* snapshots/: its fixed files, then a directory per snapshot. */
+	if (r == 0 && ino_kind(dir) == FK_SNAP_DIR)
+		r = snap_entries(d, dir, &more, &n_more);
+	for (size_t i = 0; r == 0 && i < n_more; i++)
+		r = entries_add(&e, &n, more[i].name, more[i].ino, more[i].dir);
+	entries_free(more, n_more);
 	return entries_give(e, n, r, ret, ret_n);
 }
 
@@ -490,9 +500,11 @@ int files_lookup(struct dom *d, fuse_ino_t dir, const char *name,
 
 	if (!file_kind_is_dir(kind))
 		return -ENOTDIR;
-	if (snap_owns(kind))
+	if (kind == FK_SNAP_DIR && kind_in(d, kind, name) < 0)
 		return snap_lookup(d, dir, name, ret);
-	if (!fixed_dir(kind))
+	if (snap_owns(kind) && kind != FK_SNAP_DIR)
+		return snap_lookup(d, dir, name, ret);
+	if (!fixed_dir(kind) && kind != FK_SNAP_DIR)
 		return rich_lookup(d, dir, name, ret);
 	k = kind_in(d, kind, name);
 	if (k < 0)

@@ -65,6 +65,7 @@ enum file_kind {
 	 * domain's table (rich.c's, shared). */
 	FK_SNAP_DIR,         /* snapshots/ */
 	FK_SNAP_CURRENT,     /* snapshots/.current */
+	FK_SNAP_TAKE,        /* snapshots/.take */
 	FK_SNAP,             /* snapshots/NAME/ */
 	FK_SNAP_XML,         /* snapshots/NAME/xml (libvirt) */
 	FK_SNAP_INFO,        /* snapshots/NAME/info (direct QMP) */

@@ -15,8 +15,6 @@
 #include "snap.h"
 #include "tree.h"
 
-#define CURRENT ".current"
-
 /*
  * Taking a snapshot writes the memory out and deleting one may rewrite the
  * images: the peer may finish after -o timeout ran out. As control's start
@@ -28,8 +26,8 @@
 
 bool snap_owns(unsigned kind)
 {
-	return kind >= FK_SNAP_DIR && kind <= FK_SNAP_CONTROL &&
-	       kind != FK_SNAP_CURRENT;
+	return kind == FK_SNAP_DIR ||
+	       (kind >= FK_SNAP && kind <= FK_SNAP_CONTROL);
 }
 
 /* A QMP domain that is not running has no monitor to ask: no snapshots
@@ -110,6 +108,8 @@ static const struct {
 	{ "control", FK_SNAP_CONTROL, -1 },
 };
 
+#define N_FILES (sizeof(files) / sizeof(files[0]))
+
 static bool file_present(struct dom *d, size_t i)
 {
 	return files[i].libvirt < 0 || files[i].libvirt == dom_is_libvirt(d);
@@ -117,7 +117,7 @@ static bool file_present(struct dom *d, size_t i)
 
 static int kind_index(unsigned kind)
 {
-	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
+	for (size_t i = 0; i < N_FILES; i++)
 		if (files[i].kind == kind)
 			return (int)i;
 	return -1;
@@ -133,9 +133,6 @@ static int dir_entries(struct dom *d, struct entry **e, size_t *n)
 	if (r < 0 && r != -ENOMEM)
 		dom_set_error(d, "list snapshots", r, err);
 	free(err);
-	if (r == 0 && dom_is_libvirt(d))
-		r = entries_add(e, n, CURRENT,
-				ino_make(d->slot, FK_SNAP_CURRENT, 0), false);
 	for (size_t i = 0; r == 0 && i < ns; i++) {
 		char *shown = name_escape(s[i].name);
 		int sub = shown ? rich_intern(d, s[i].name) : -ENOMEM;
@@ -167,8 +164,7 @@ int snap_entries(struct dom *d, fuse_ino_t dir, struct entry **ret,
 		break;
 	case FK_SNAP:
 		r = snap_check(d, dir, NULL);
-		for (size_t i = 0; r == 0 && i < sizeof(files) / sizeof(files[0]);
-		     i++)
+		for (size_t i = 0; r == 0 && i < N_FILES; i++)
 			if (file_present(d, i))
 				r = entries_add(&e, &n, files[i].name,
 						ino_make(d->slot, files[i].kind,
@@ -190,7 +186,7 @@ int snap_lookup(struct dom *d, fuse_ino_t dir, const char *name,
 	if (ino_kind(dir) == FK_SNAP) {
 		r = snap_check(d, dir, NULL);
 		for (size_t i = 0; r == 0; i++) {
-			if (i == sizeof(files) / sizeof(files[0]))
+			if (i == N_FILES)
 				return -ENOENT;
 			if (strcmp(files[i].name, name) == 0 &&
 			    file_present(d, i)) {
@@ -203,12 +199,6 @@ int snap_lookup(struct dom *d, fuse_ino_t dir, const char *name,
 	}
 	if (ino_kind(dir) != FK_SNAP_DIR)
 		return -ENOTDIR;
-	if (strcmp(name, CURRENT) == 0) {
-		if (!dom_is_libvirt(d))
-			return -ENOENT;
-		*ret = ino_make(d->slot, FK_SNAP_CURRENT, 0);
-		return 0;
-	}
 	/* One snapshot, not the listing: ls -l looks up every name. */
 	snap = name_unescape(name);
 	shown = snap ? name_escape(snap) : NULL;
@@ -280,8 +270,9 @@ static int timed_out(struct dom *d, const char *snap, bool exists,
 			t / 1000.0, snap, exists ? "not there" : "still there");
 }
 
-int snap_mkdir(struct dom *d, const char *name, fuse_ino_t *ret,
-	       char **ret_error)
+/* Takes snapshot `name` (as the tree shows it); its inode in *ret. */
+static int take(struct dom *d, const char *name, const char *description,
+		unsigned flags, fuse_ino_t *ret, char **ret_error)
 {
 	char *snap = name_unescape(name), *shown = NULL;
 	int64_t start_ms = hvfs_now_ms();
@@ -296,8 +287,8 @@ int snap_mkdir(struct dom *d, const char *name, fuse_ino_t *ret,
 			     "tree shows one (that would be '%s')", name,
 			     shown);
 	else
-		r = hv_snapshot_create(dom_conn(d), d->hv_name, snap, NULL, 0,
-				       ret_error);
+		r = hv_snapshot_create(dom_conn(d), d->hv_name, snap,
+				       description, flags, ret_error);
 	if (r == -ETIMEDOUT)
 		r = timed_out(d, snap, true, start_ms, ret_error);
 	/* Taking a snapshot may pause the domain for a while. */
@@ -313,6 +304,62 @@ int snap_mkdir(struct dom *d, const char *name, fuse_ino_t *ret,
 	free(snap);
 	free(shown);
 	return r;
+}
+
+int snap_mkdir(struct dom *d, const char *name, fuse_ino_t *ret,
+	       char **ret_error)
+{
+	return take(d, name, NULL, 0, ret, ret_error);
+}
+
+int snap_write_take(struct dom *d, const char *buf, size_t len,
+		    char **ret_reply, size_t *ret_reply_len, char **ret_error)
+{
+	char *text, *line, *save = NULL, *name = NULL, *description = NULL;
+	unsigned flags = 0;
+	fuse_ino_t ino;
+	int r = 0;
+
+	if (len > SNAP_TAKE_MAX)
+		return hv_error(ret_error, -EFBIG, ".take takes at most %u "
+				"bytes", SNAP_TAKE_MAX);
+	if (memchr(buf, '\0', len))
+		return hv_error(ret_error, -EINVAL, "a NUL byte in .take");
+	if (!(text = strndup(buf, len)))
+		return -ENOMEM;
+	for (line = strtok_r(text, "\n", &save); line && r == 0;
+	     line = strtok_r(NULL, "\n", &save)) {
+		if (!name)
+			name = line;
+		else if (strcmp(line, "disk-only") == 0)
+			flags |= HV_SNAPSHOT_DISK_ONLY;
+		else if (strncmp(line, "description ", 12) == 0 && line[12])
+			description = line + 12;
+		else
+			r = hv_error(ret_error, -EINVAL, "'%.64s': .take takes "
+				     "a name, then lines 'description TEXT' "
+				     "and 'disk-only'", line);
+	}
+	if (r == 0 && !name)
+		r = hv_error(ret_error, -EINVAL, ".take takes a snapshot's "
+			     "name on its first line");
+	if (r == 0)
+		r = take(d, name, description, flags, &ino, ret_error);
+	free(text);
+	return r;
+}
+
+int snap_read_take(struct dom *d, char **ret, size_t *ret_len,
+		   char **ret_error)
+{
+	static const char words[] = "description\ndisk-only\n";
+	char *text = strdup(words);
+
+	if (!text)
+		return -ENOMEM;
+	*ret = text;
+	*ret_len = strlen(words);
+	return 0;
 }
 
 /* Takes ownership of text (NULL: -ENOMEM) as the file's contents. */

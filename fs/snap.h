@@ -4,7 +4,8 @@
 /*
  * snap.c: a domain's snapshots/ (issue 16): one directory per snapshot
  * with xml (libvirt) or info (direct QMP), created, state, parent and
- * control; .current (libvirt); mkdir takes a snapshot, the snapshot's
+ * control; .current (libvirt); mkdir (or a write to .take, with options)
+ * takes a snapshot, the snapshot's
  * control reverts to it or deletes it, rmdir never deletes (ops.c refuses
  * it, see docs/design.md). Every call reaches the peer through lib/ with
  * its deadline. Snapshot names are kept in the domain's name table
@@ -17,7 +18,8 @@
 #include "ino.h"
 
 /* Whether snap.c answers for the directories and families of this kind
- * (snapshots/, snapshots/NAME/ and its files). */
+ * (snapshots/, snapshots/NAME/ and its files); snapshots/'s fixed files
+ * (.current, .take) are the file table's. */
 bool snap_owns(unsigned kind);
 
 /* Lookup and listing in snapshots/ and snapshots/NAME/ (dir). */
@@ -36,6 +38,18 @@ int snap_check(struct dom *d, fuse_ino_t ino, char **ret_arg);
  */
 int snap_mkdir(struct dom *d, const char *name, fuse_ino_t *ret,
 	       char **ret_error);
+
+/*
+ * snapshots/.take: what one open file collects (run at its close, as
+ * xml) takes a snapshot with options: its first line NAME (as for mkdir),
+ * then lines `description TEXT` and `disk-only`. Reads list the option
+ * words.
+ */
+#define SNAP_TAKE_MAX (64u << 10)
+int snap_read_take(struct dom *d, char **ret, size_t *ret_len,
+		   char **ret_error);
+int snap_write_take(struct dom *d, const char *buf, size_t len,
+		    char **ret_reply, size_t *ret_reply_len, char **ret_error);
 
 /* snapshots/.current: "NAME\n", or empty when there is none. */
 int snap_read_current(struct dom *d, char **ret, size_t *ret_len,
