@@ -196,6 +196,37 @@ def test_libvirt_snapshot_refused(mount, libvirtd, snapdom):
     assert m.ls(dom, "snapshots") == []
 
 
+def test_libvirt_take_with_options(mount, libvirtd, snapdom):
+    """snapshots/.take: a name, then a description and disk-only, written
+    with printf; run at close, which returns the refusal."""
+    dom = snapdom("opts")
+    m = mount("-c", libvirtd.uri, timeout=30)
+    snaps = m.path(dom, "snapshots")
+    assert sorted(os.listdir(snaps)) == [".current", ".take"]
+    assert m.read(dom, "snapshots", ".take") == "description\ndisk-only\n"
+    sh(f"printf 'noted\\ndescription before the <upgrade>\\n' "
+       f"> {snaps}/.take")
+    assert snapshot_names(dom) == ["noted"]
+    assert "<description>before the &lt;upgrade&gt;</description>" in \
+        virsh("snapshot-dumpxml", dom, "noted")
+    assert m.ls(dom, "snapshots") == ["noted"]
+    assert m.read(dom, "snapshots", "noted", "state") == "running\n"
+
+    # An unknown line: nothing is taken, close() fails with EINVAL (cat
+    # reports it; a shell's own printf > FILE ignores close()).
+    rc, _, err = sh(f"printf 'other\\nmemory-only\\n' | "
+                    f"cat > {snaps}/.take", check=False)
+    assert rc != 0 and "Invalid argument" in err, err
+    assert snapshot_names(dom) == ["noted"]
+    assert "memory-only" in m.read(dom, "error")
+
+    # The disks alone: an external snapshot (overlays beside the image).
+    sh(f"printf 'disks\\ndisk-only\\n' > {snaps}/.take")
+    assert sorted(snapshot_names(dom)) == ["disks", "noted"]
+    assert m.read(dom, "snapshots", "disks", "state") == "disk-snapshot\n"
+    assert m.read(dom, "snapshots", "disks", "parent") == "noted\n"
+
+
 def test_libvirt_snapshot_outlasts_timeout(mount, libvirtd, snapdom):
     """Taking a snapshot of a running domain's memory takes libvirt longer
     than -o timeout=1 here (seconds for 256 MiB under TCG): mkdir waits for
@@ -280,7 +311,12 @@ def test_qmp_snapshots(mount, qmp_dir, vms, images):
     m.write("revert\n", "snapvm", "snapshots", "s1", "control")
     assert disk_holds(img, 0x11)
 
-    os.mkdir(os.path.join(snaps, "s2"))
+    # .take: a description is QEMU's to ignore; disk-only it cannot do.
+    rc, _, err = sh(f"printf 's3\\ndisk-only\\n' | cat > {snaps}/.take",
+                    check=False)
+    assert rc != 0 and "not supported" in err, err
+    assert image_snapshots(vm) == ["s1"]
+    sh(f"printf 's2\\ndescription ignored\\n' > {snaps}/.take")
     m.write("delete\n", "snapvm", "snapshots", "s1", "control")
     assert image_snapshots(vm) == ["s2"]
     assert m.ls("snapvm", "snapshots") == ["s2"]
