@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * A domain's snapshots/: what hv.h's snapshot calls say, as directories and
- * files. Reading never changes anything; only mkdir and a verb written to a
- * snapshot's control do.
+ * files. Reading never changes anything; only mkdir, .take and a verb
+ * written to a snapshot's control do.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -76,7 +76,6 @@ static int find(struct dom *d, const char *snap, struct hv_snapshot *ret,
 	return r;
 }
 
-/* The files of snapshots/NAME/, by kind, with the driver that has each. */
 /*
  * Whether snapshot snap exists: 0 or -ENOENT (or why the peer could not
  * say). libvirt: one call for its XML, not the whole listing (which costs
@@ -95,6 +94,7 @@ static int exists(struct dom *d, const char *snap)
 	return r == -EINVAL ? -ENOENT : r; /* no name a snapshot can have */
 }
 
+/* The files of snapshots/NAME/, by kind, with the driver that has each. */
 static const struct {
 	const char *name;
 	unsigned kind;
