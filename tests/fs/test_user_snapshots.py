@@ -226,6 +226,21 @@ def test_libvirt_take_with_options(mount, libvirtd, snapdom):
     assert m.read(dom, "snapshots", "disks", "state") == "disk-snapshot\n"
     assert m.read(dom, "snapshots", "disks", "parent") == "noted\n"
 
+    # Two writers take the same name at once: one wins, one gets EEXIST.
+    for _ in range(2):
+        got = {}
+        name = f"race{_}"
+
+        def by_mkdir():
+            got["mkdir"] = errno_of(os.mkdir, os.path.join(snaps, name))
+        t = threading.Thread(target=by_mkdir)
+        t.start()
+        rc, _out, err = sh(f"echo {name} | cat > {snaps}/.take", check=False)
+        t.join(timeout=60)
+        got["take"] = errno.EEXIST if "File exists" in err else rc
+        assert sorted(got.values()) == [0, errno.EEXIST], (got, err)
+        assert snapshot_names(dom).count(name) == 1
+
 
 def test_libvirt_snapshot_outlasts_timeout(mount, libvirtd, snapdom):
     """Taking a snapshot of a running domain's memory takes libvirt longer
