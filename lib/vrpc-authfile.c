@@ -16,6 +16,8 @@
 #include "vrpc-authfile.h"
 
 #define AUTHFILE_MAX (1u << 20)
+#define NOT_KEY_FILE \
+	"not a key file (a line is neither [group], key=value nor # comment)"
 
 char *vrpc_authfile_path(const char *path)
 {
@@ -173,8 +175,7 @@ int vrpc_authfile_lookup(const char *text, const char *host, const char *key,
 	}
 	if (r == -EINVAL) {
 		free(group);
-		return sock_error(ret_error, r, "not a key file (a line is "
-				  "neither [group], key=value nor # comment)");
+		return sock_error(ret_error, r, NOT_KEY_FILE);
 	}
 	free(group);
 	if (r < 0)
@@ -188,6 +189,8 @@ int vrpc_authfile_lookup(const char *text, const char *host, const char *key,
 		r = sock_error(ret_error, -EINVAL, "missing group [%s] named "
 			       "by [auth-libvirt-...] credentials=%s", group,
 			       cred);
+	else if (r == -EINVAL)
+		r = sock_error(ret_error, r, NOT_KEY_FILE);
 	free(group);
 	free(cred);
 	if (r < 0)
