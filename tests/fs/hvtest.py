@@ -155,15 +155,16 @@ class Oracle:
 
 class Qemu:
     """A bare QEMU (-machine none: no KVM, ~11 MiB) with two monitors: NAME.qmp
-    in `qmp_dir` for hvfs and NAME.oracle for the test."""
+    in `qmp_dir` for hvfs and NAME.oracle for the test. `prefix` runs it
+    through a command (setpriv: as another user)."""
 
-    def __init__(self, qmp_dir, name, extra=()):
+    def __init__(self, qmp_dir, name, extra=(), prefix=()):
         self.name = name
         self.qmp = os.path.join(qmp_dir, name + ".qmp")
         self.oracle_path = os.path.join(qmp_dir, name + ".oracle")
         self.proc = subprocess.Popen(
-            [QEMU, "-machine", "none", "-nodefaults", "-display", "none",
-             "-name", name,
+            [*prefix, QEMU, "-machine", "none", "-nodefaults", "-display",
+             "none", "-name", name,
              "-qmp", f"unix:{self.qmp},server=on,wait=off",
              "-qmp", f"unix:{self.oracle_path},server=on,wait=off", *extra],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
