@@ -97,9 +97,15 @@ def test_user_mounts_own_qmp_tree(user):
     b = Qemu(qmp, "vm-b", prefix=user.prefix)
     try:
         assert os.stat(a.qmp).st_uid == user.uid
-        # The README's command, as the user, in the background.
-        p = user.run(f"{HVFS} --qmp-dir ~/qmp ~/vms")
+        # The README's command, as the user, in the background; without
+        # syslog here, the log goes to the user's runtime directory.
+        run = user.mkdir("run")
+        p = user.run(f"XDG_RUNTIME_DIR={run} {HVFS} --qmp-dir ~/qmp ~/vms")
         assert mounted(vms), p.stderr
+        log = None
+        if not os.path.exists("/dev/log"):
+            log = f"{run}/hvfs/{vms.strip('/').replace('/', '-')}.log"
+            assert f"logging to {log}" in p.stderr, p.stderr
         with open("/proc/self/mountinfo") as f:
             line = next(x for x in f if x.split()[4] == vms)
         assert f"user_id={user.uid}" in line, line
@@ -107,6 +113,9 @@ def test_user_mounts_own_qmp_tree(user):
         assert user.run("cat ~/vms/vm-a/state").stdout == "running\n"
         user.run("echo pause > ~/vms/vm-a/control")
         assert a.status() == "paused"
+        if log:
+            with open(log) as f:
+                assert "wrote control pause: ok" in f.read()
         assert user.run("cat ~/vms/vm-a/state").stdout == "paused\n"
         assert user.run("cat ~/vms/vm-b/state").stdout == "running\n"
         # Files belong to the user who mounted.
