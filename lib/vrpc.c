@@ -29,9 +29,8 @@
 int vrpc_send_packet(struct vrpc *c, uint64_t gen, const uint8_t *pkt,
 		       size_t size, const struct timespec *deadline)
 {
-	int r, fd;
-
 	struct vrpc_sasl *sasl;
+	int r, fd;
 
 	r = sock_lock_until(&c->wlock, deadline);
 	if (r)
