@@ -282,14 +282,17 @@ static int check_mountpoint(const char *path)
 
 /*
  * Where a background daemon logs: -o logfile=PATH; else syslog; and on a
- * host without syslog (no /dev/log), /run/hvfs/NAME.log, NAME being the
- * mountpoint's path with '/' as '-' (/mnt/hv: mnt-hv.log). Said on stderr
- * before detaching when nothing can be kept.
+ * host without syslog (no /dev/log), DIR/NAME.log, NAME being the
+ * mountpoint's path with '/' as '-' (/mnt/hv: mnt-hv.log), DIR /run/hvfs,
+ * or for a user other than root $XDG_RUNTIME_DIR/hvfs when it is set (the
+ * user cannot write to /run/hvfs). Said on stderr before detaching when
+ * nothing can be kept.
  */
 static int open_log(const char *mountpoint)
 {
+	const char *rt = getenv("XDG_RUNTIME_DIR");
 	struct stat st;
-	char *path = NULL;
+	char *path = NULL, *dir = NULL;
 	int r;
 
 	if (hvfs_opts.foreground)
@@ -305,13 +308,23 @@ static int open_log(const char *mountpoint)
 		return 0;
 	while (*mountpoint == '/')
 		mountpoint++;
-	if (asprintf(&path, HVFS_LOG_DIR "/%s.log",
-		     *mountpoint ? mountpoint : "root") < 0)
+	if (geteuid() != 0 && rt && *rt) {
+		if (asprintf(&dir, "%s/hvfs", rt) < 0)
+			return -ENOMEM;
+	} else {
+		dir = strdup(HVFS_LOG_DIR);
+		if (!dir)
+			return -ENOMEM;
+	}
+	if (asprintf(&path, "%s/%s.log", dir,
+		     *mountpoint ? mountpoint : "root") < 0) {
+		free(dir);
 		return -ENOMEM;
-	for (char *c = path + strlen(HVFS_LOG_DIR) + 1; *c; c++)
+	}
+	for (char *c = path + strlen(dir) + 1; *c; c++)
 		if (*c == '/')
 			*c = '-';
-	if (mkdir(HVFS_LOG_DIR, 0755) < 0 && errno != EEXIST)
+	if (mkdir(dir, geteuid() != 0 ? 0700 : 0755) < 0 && errno != EEXIST)
 		r = -errno;
 	else
 		r = hvfs_log_file(path);
@@ -323,6 +336,7 @@ static int open_log(const char *mountpoint)
 		fprintf(stderr, "hvfs: no syslog (/dev/log): logging to %s\n",
 			path);
 	free(path);
+	free(dir);
 	return 0;
 }
 

@@ -86,6 +86,10 @@ struct vrpc {
 	struct pending *pending;
 	struct persist *persist, **persist_tail;
 	struct vstream *streams;  /* guarded by lock */
+	/* The SASL security layer of the current link, NULL when none: set
+	 * by the connecting thread during the handshake, read by the reader
+	 * and writers, freed by teardown after the reader is joined. */
+	struct vrpc_sasl *sasl;
 };
 
 /* ---- vrpc.c ---- */

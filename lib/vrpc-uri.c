@@ -46,6 +46,7 @@ struct vrpc_uri *vrpc_uri_free(struct vrpc_uri *u)
 	free(u->user);
 	free(u->keyfile);
 	free(u->netcat);
+	free(u->authfile);
 	free(u);
 	return NULL;
 }
@@ -117,9 +118,10 @@ static bool flag_value(const char *v, size_t n, bool *ret)
 }
 
 /*
- * The query: key=value pairs joined by '&'. unix takes socket=; ssh takes
- * socket=, keyfile=, no_verify=, no_tty= (ssh never gets a terminal here:
- * accepted and ignored), netcat=, proxy=. Anything else is refused.
+ * The query: key=value pairs joined by '&'. Every transport takes authfile=
+ * (SASL credentials); unix takes socket=; ssh takes socket=, keyfile=,
+ * no_verify=, no_tty= (ssh never gets a terminal here: accepted and
+ * ignored), netcat=, proxy=. Anything else is refused.
  */
 static int parse_query(const char *q, struct vrpc_uri *u, char **ret_error,
 		       const char *uri)
@@ -137,6 +139,8 @@ static int parse_query(const char *q, struct vrpc_uri *u, char **ret_error,
 		if (kn == 6 && !strncmp(q, "socket", 6) &&
 		    u->transport != VRPC_TRANSPORT_TCP)
 			dst = &u->path;
+		else if (kn == 8 && !strncmp(q, "authfile", 8))
+			dst = &u->authfile;
 		else if (ssh && kn == 7 && !strncmp(q, "keyfile", 7))
 			dst = &u->keyfile;
 		else if (ssh && kn == 6 && !strncmp(q, "netcat", 6))

@@ -31,6 +31,7 @@ struct vrpc_uri {
 	char *path; /* UNIX: the socket; SSH: ?socket= (the remote socket) */
 	char *host; /* TCP, SSH */
 	char *port; /* TCP, SSH (NULL: ssh's own default) */
+	char *authfile; /* ?authfile=: libvirt's auth.conf for SASL (any) */
 	/* SSH only */
 	char *user;      /* NULL: ssh's own default */
 	char *keyfile;   /* ?keyfile= */
@@ -51,7 +52,7 @@ bool vrpc_uri_is_libvirt(const char *uri);
  * Parses "qemu:///system", "qemu:///session", "qemu+unix:///system?socket=PATH",
  * "test+unix:///default", "qemu+tcp://HOST[:PORT]/system",
  * "qemu+ssh://[USER@]HOST[:PORT]/system?keyfile=&no_verify=&no_tty=&socket=
- * &netcat=&proxy=". The default socket of qemu:///system is virtqemud's when
+ * &netcat=&proxy=", each with an optional authfile=. The default socket of qemu:///system is virtqemud's when
  * it exists, else libvirtd's (this stats the file system); qemu:///session's
  * is the same pair under $XDG_RUNTIME_DIR/libvirt (else ~/.cache/libvirt). Returns 0 and *ret, -EINVAL, -EOPNOTSUPP for
  * a transport we do not speak, -ENOMEM.

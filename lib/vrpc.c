@@ -18,6 +18,7 @@
 
 #include "sock.h"
 #include "vrpc-client.h"
+#include "vrpc-sasl.h"
 
 #define VRPC_TIMEOUT_MS_DEFAULT 5000
 #define VRPC_HOLD_MS_MIN 500
@@ -28,6 +29,7 @@
 int vrpc_send_packet(struct vrpc *c, uint64_t gen, const uint8_t *pkt,
 		       size_t size, const struct timespec *deadline)
 {
+	struct vrpc_sasl *sasl;
 	int r, fd;
 
 	r = sock_lock_until(&c->wlock, deadline);
@@ -35,11 +37,26 @@ int vrpc_send_packet(struct vrpc *c, uint64_t gen, const uint8_t *pkt,
 		return r;
 	pthread_mutex_lock(&c->lock);
 	fd = c->gen == gen && c->alive ? c->link.fd : -1;
+	sasl = c->sasl;
 	pthread_mutex_unlock(&c->lock);
 	if (fd < 0) {
 		r = -ENOTCONN;
-	} else {
+	} else if (!sasl) {
 		r = sock_write_all(fd, pkt, size, deadline, NULL);
+	} else {
+		/* The SASL security layer: each chunk encoded on its own. */
+		for (size_t off = 0, n; r == 0 && off < size; off += n) {
+			const uint8_t *out;
+			size_t outlen;
+
+			n = size - off;
+			if (n > vrpc_sasl_max_chunk(sasl))
+				n = vrpc_sasl_max_chunk(sasl);
+			r = vrpc_sasl_encode(sasl, pkt + off, n, &out, &outlen);
+			if (r == 0)
+				r = sock_write_all(fd, out, outlen, deadline,
+						   NULL);
+		}
 	}
 	pthread_mutex_unlock(&c->wlock);
 	return r;
@@ -56,14 +73,21 @@ struct reader_args {
 /*
  * Reads exactly size bytes. Waits without limit, except that once the server
  * has pinged, VRPC_KEEPALIVE_DEAD_MS of silence counts as a dead peer.
+ * Through the SASL security layer as soon as the handshake set it up (it
+ * does so before it sends the first packet that the daemon answers encoded).
  */
-static int read_all(int fd, uint8_t *buf, size_t size, bool *pinged,
-		    int64_t *last_rx_ms)
+static int read_all(struct vrpc *c, int fd, uint8_t *buf, size_t size,
+		    bool *pinged, int64_t *last_rx_ms)
 {
 	size_t off = 0;
 
 	while (off < size) {
-		ssize_t n = recv(fd, buf + off, size - off, MSG_DONTWAIT);
+		struct vrpc_sasl *sasl = __atomic_load_n(&c->sasl,
+							 __ATOMIC_ACQUIRE);
+		ssize_t n = sasl ? vrpc_sasl_recv(sasl, fd, buf + off,
+						  size - off) :
+				   recv(fd, buf + off, size - off,
+					MSG_DONTWAIT);
 
 		if (n > 0) {
 			off += n;
@@ -74,6 +98,8 @@ static int read_all(int fd, uint8_t *buf, size_t size, bool *pinged,
 			return -ENOTCONN;
 		if (errno == EINTR)
 			continue;
+		if (errno == EPROTO)
+			return -EPROTO;
 		if (errno != EAGAIN)
 			return -ENOTCONN;
 
@@ -269,7 +295,7 @@ static void *reader_main(void *arg)
 		uint32_t len;
 		uint8_t *pkt;
 
-		r = read_all(a.fd, lenbuf, sizeof(lenbuf), &pinged, &last_rx);
+		r = read_all(c, a.fd, lenbuf, sizeof(lenbuf), &pinged, &last_rx);
 		if (r < 0)
 			break;
 		r = vrpc_len_decode(lenbuf, &len);
@@ -281,7 +307,7 @@ static void *reader_main(void *arg)
 			break;
 		}
 		memcpy(pkt, lenbuf, sizeof(lenbuf));
-		r = read_all(a.fd, pkt + VRPC_LEN_SIZE, len - VRPC_LEN_SIZE,
+		r = read_all(c, a.fd, pkt + VRPC_LEN_SIZE, len - VRPC_LEN_SIZE,
 			     &pinged, &last_rx);
 		if (r == 0)
 			r = vrpc_header_decode(pkt, len, &h);
@@ -493,6 +519,23 @@ static int call_on(struct vrpc *c, uint64_t gen, uint32_t prog, int32_t proc,
 	return 0;
 }
 
+/* vrpc_sasl_auth()'s calls: call_on() on the connection being made. */
+struct sasl_call {
+	struct vrpc *c;
+	uint64_t gen;
+	const struct timespec *deadline;
+};
+
+static int sasl_call(void *userdata, int32_t proc, xdrproc_t args_fn,
+		     const void *args, xdrproc_t ret_fn, void *ret,
+		     char **ret_error)
+{
+	struct sasl_call *sc = userdata;
+
+	return call_on(sc->c, sc->gen, VRPC_PROGRAM_REMOTE, proc, args_fn,
+		       args, ret_fn, ret, sc->deadline, NULL, ret_error);
+}
+
 static int handshake(struct vrpc *c, uint64_t gen,
 		     const struct timespec *deadline, char **ret_error)
 {
@@ -501,7 +544,7 @@ static int handshake(struct vrpc *c, uint64_t gen,
 	vrpc_connect_supports_feature_ret fr = { 0 };
 	vrpc_nonnull_string name = c->uri->name;
 	vrpc_connect_open_args oa = { .name = &name, .flags = 0 };
-	bool none = false, polkit = false;
+	bool none = false, polkit = false, sasl = false;
 	struct persist *p;
 	int r;
 
@@ -514,6 +557,7 @@ static int handshake(struct vrpc *c, uint64_t gen,
 	for (unsigned i = 0; i < auth.types.types_len; i++) {
 		none |= auth.types.types_val[i] == VRPC_AUTH_NONE;
 		polkit |= auth.types.types_val[i] == VRPC_AUTH_POLKIT;
+		sasl |= auth.types.types_val[i] == VRPC_AUTH_SASL;
 	}
 	xdr_free(VRPC_XDR(xdr_vrpc_auth_list_ret), &auth);
 	if (!none && polkit) {
@@ -528,10 +572,27 @@ static int handshake(struct vrpc *c, uint64_t gen,
 					  c->uri->name);
 		if (r < 0)
 			return r;
+	} else if (!none && sasl) {
+		struct sasl_call sc = { c, gen, deadline };
+		struct vrpc_sasl *layer = NULL;
+		int fd;
+
+		pthread_mutex_lock(&c->lock);
+		fd = c->link.fd;
+		pthread_mutex_unlock(&c->lock);
+		r = vrpc_sasl_auth(c->uri, fd, sasl_call, &sc, &layer,
+				   ret_error);
+		if (r < 0)
+			return r;
+		/* From now on both ways through the layer; nothing is in
+		 * flight, and the daemon encodes only what follows. */
+		pthread_mutex_lock(&c->lock);
+		__atomic_store_n(&c->sasl, layer, __ATOMIC_RELEASE);
+		pthread_mutex_unlock(&c->lock);
 	} else if (!none) {
 		return sock_error(ret_error, -EACCES,
-				 "%s: libvirtd wants SASL authentication, "
-				 "which is not supported", c->uri->name);
+				 "%s: libvirtd offers no authentication "
+				 "method we speak", c->uri->name);
 	}
 
 	r = call_on(c, gen, VRPC_PROGRAM_REMOTE,
@@ -584,6 +645,7 @@ static void teardown(struct vrpc *c)
 	pthread_mutex_lock(&c->wlock);
 	pthread_mutex_lock(&c->lock);
 	vrpc_transport_close(&c->link);
+	c->sasl = vrpc_sasl_free(c->sasl);
 	c->alive = false;
 	c->up = false;
 	pthread_mutex_unlock(&c->lock);

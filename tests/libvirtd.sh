@@ -21,6 +21,11 @@
 # The TCP listener is on the loopback only, on a free port chosen at the first
 # start, without authentication: acceptable only because the instance belongs
 # to one test run and holds only the tests' throwaway domains.
+# With SASL: when DIR/sasl2/libvirt.conf exists at start (Cyrus SASL's
+# configuration: mech_list, sasldb_path), both the read-write UNIX socket and
+# the TCP listener ask for SASL, the daemon reads that directory instead of
+# /etc/sasl2 (SASL_CONF_PATH), and this script's own virsh calls take their
+# credentials from DIR/auth.conf (libvirt's auth.conf format).
 # FUSE mounts that exist when it starts are detached inside its namespace, so
 # the QEMUs it starts never keep an hvfs mount alive after its unmount.
 # Needs root. Prints nothing on success.
@@ -36,7 +41,10 @@ daemon_pid() {
 	[ "$state" != Z ] && grep -qx libvirtd "/proc/$pid/comm"
 }
 
-uri() { echo "qemu+unix:///system?socket=$1/run/libvirt-sock"; }
+# The URIs of DIR's daemon, with its credentials when it asks for SASL.
+auth_param() { [ -f "$1/sasl2/libvirt.conf" ] && echo "$2authfile=$1/auth.conf" || true; }
+uri() { echo "qemu+unix:///system?socket=$1/run/libvirt-sock$(auth_param "$1" '&')"; }
+tcp_uri() { echo "qemu+tcp://127.0.0.1:$(cat "$1/port")/system$(auth_param "$1" '?')"; }
 
 free_port() {
 	/usr/bin/python3 -c 'import socket
@@ -64,19 +72,20 @@ start() {
 # Starts the daemon of DIR on the port in DIR/port and waits until it answers
 # on both sockets; 1 if it exited.
 launch() {
-	local dir=$1 port
+	local dir=$1 port auth=none
 	port=$(cat "$dir/port")
+	[ -f "$dir/sasl2/libvirt.conf" ] && auth=sasl
 	cat >"$dir/etc/libvirtd.conf" <<-EOF
 	unix_sock_group = "root"
 	unix_sock_ro_perms = "0700"
 	unix_sock_rw_perms = "0700"
 	auth_unix_ro = "none"
-	auth_unix_rw = "none"
+	auth_unix_rw = "$auth"
 	listen_tls = 0
 	listen_tcp = 1
 	listen_addr = "127.0.0.1"
 	tcp_port = "$port"
-	auth_tcp = "none"
+	auth_tcp = "$auth"
 	log_outputs = "3:file:/var/log/libvirt/libvirtd.log"
 	EOF
 	cat >"$dir/etc/qemu.conf" <<-EOF
@@ -105,6 +114,8 @@ launch() {
 		mount --bind "$dir/lib" /var/lib/libvirt
 		mount --bind "$dir/cache" /var/cache/libvirt
 		mount --bind "$dir/log" /var/log/libvirt
+		[ -f "$dir/sasl2/libvirt.conf" ] &&
+			export SASL_CONF_PATH="$dir/sasl2"
 		exec libvirtd --listen -p "$dir/libvirtd.pid" \
 			-f /etc/libvirt/libvirtd.conf
 	' sh "$dir" </dev/null >>"$dir/log/stderr" 2>&1 &
@@ -112,10 +123,12 @@ launch() {
 	for _ in $(seq 300); do
 		state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) || state=Z
 		[ "$state" != Z ] || return 1
+		# With SASL, TCP may offer no mechanism the test's
+		# configuration allows: the UNIX socket tells it is up.
 		if [ -S "$dir/run/libvirt-sock" ] &&
 		   virsh -c "$(uri "$dir")" version >/dev/null 2>&1 &&
-		   virsh -c "qemu+tcp://127.0.0.1:$port/system" version \
-			>/dev/null 2>&1; then
+		   { [ "$auth" = sasl ] ||
+		     virsh -c "$(tcp_uri "$dir")" version >/dev/null 2>&1; }; then
 			return 0
 		fi
 		sleep 0.1

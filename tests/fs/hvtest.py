@@ -155,15 +155,16 @@ class Oracle:
 
 class Qemu:
     """A bare QEMU (-machine none: no KVM, ~11 MiB) with two monitors: NAME.qmp
-    in `qmp_dir` for hvfs and NAME.oracle for the test."""
+    in `qmp_dir` for hvfs and NAME.oracle for the test. `prefix` runs it
+    through a command (setpriv: as another user)."""
 
-    def __init__(self, qmp_dir, name, extra=()):
+    def __init__(self, qmp_dir, name, extra=(), prefix=()):
         self.name = name
         self.qmp = os.path.join(qmp_dir, name + ".qmp")
         self.oracle_path = os.path.join(qmp_dir, name + ".oracle")
         self.proc = subprocess.Popen(
-            [QEMU, "-machine", "none", "-nodefaults", "-display", "none",
-             "-name", name,
+            [*prefix, QEMU, "-machine", "none", "-nodefaults", "-display",
+             "none", "-name", name,
              "-qmp", f"unix:{self.qmp},server=on,wait=off",
              "-qmp", f"unix:{self.oracle_path},server=on,wait=off", *extra],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -264,6 +265,21 @@ def errno_of(fn, *args):
     return 0
 
 
+def assert_host_refused(m, bad, good, dom, says, limit=5):
+    """Mount m has hosts bad and good, and bad refused us: bad lists
+    nothing, its .error and the log say `says` with EACCES, its paths are
+    ENOENT; good serves dom meanwhile, 20 reads within limit seconds."""
+    assert m.ls(bad) == []
+    err = m.read(bad, ".error")
+    assert says in err and "EACCES" in err, err
+    assert says in m.logtext()
+    assert errno_of(m.read, bad, dom, "state") == errno.ENOENT
+    t = time.monotonic()
+    for _ in range(20):
+        assert m.read(good, dom, "state") == "running\n"
+    assert time.monotonic() - t < limit
+
+
 def sh(cmd, check=True):
     """Runs a shell command line; returns (status, stdout, stderr)."""
     p = subprocess.run(cmd, shell=True, capture_output=True, text=True)
@@ -280,14 +296,19 @@ class Libvirtd:
     test_uri (its test:///default driver), sock, port; start() and stop()
     start and stop the daemon (its domains keep running, as across a
     service restart); teardown() also destroys its domains and removes its
-    directory."""
+    directory. With sasl=True the caller has written DIR/sasl2/libvirt.conf
+    (and its sasldb) and DIR/auth.conf before start(): the daemon then asks
+    for SASL on its read-write UNIX socket and on TCP, and uri and tcp_uri
+    carry authfile=DIR/auth.conf."""
 
     SCRIPT = os.path.join(os.path.dirname(__file__), "..", "libvirtd.sh")
 
-    def __init__(self, dir):
+    def __init__(self, dir, sasl=False):
         self.dir = dir
         self.sock = os.path.join(dir, "run", "libvirt-sock")
-        self.uri = f"qemu+unix:///system?socket={self.sock}"
+        self.authfile = os.path.join(dir, "auth.conf") if sasl else None
+        self.uri = f"qemu+unix:///system?socket={self.sock}" + (
+            f"&authfile={self.authfile}" if sasl else "")
         self.test_uri = f"test+unix:///default?socket={self.sock}"
 
     @property
@@ -297,7 +318,8 @@ class Libvirtd:
 
     @property
     def tcp_uri(self):
-        return f"qemu+tcp://127.0.0.1:{self.port}/system"
+        return f"qemu+tcp://127.0.0.1:{self.port}/system" + (
+            f"?authfile={self.authfile}" if self.authfile else "")
 
     def pid(self):
         """The daemon's PID while it runs, else None."""
@@ -348,19 +370,19 @@ DOMAIN_XML = """<domain type='{type}'>
 """
 
 
-def define_domain(name):
+def define_domain(name, uri=None):
     """Defines a small libvirt domain (no disk: it starts and idles)."""
     kvm = os.access("/dev/kvm", os.R_OK | os.W_OK)
     with tempfile.NamedTemporaryFile("w", suffix=".xml") as f:
         f.write(DOMAIN_XML.format(name=name, qemu=QEMU,
                                   type="kvm" if kvm else "qemu"))
         f.flush()
-        virsh("define", f.name)
+        virsh("define", f.name, uri=uri)
 
 
-def remove_domain(name):
-    virsh("destroy", name, check=False)
-    virsh("undefine", name, check=False)
+def remove_domain(name, uri=None):
+    virsh("destroy", name, check=False, uri=uri)
+    virsh("undefine", name, check=False, uri=uri)
 
 
 ENOENT, EINVAL, EOPNOTSUPP, EIO = (errno.ENOENT, errno.EINVAL,
