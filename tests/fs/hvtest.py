@@ -214,7 +214,7 @@ class Mount:
                 raise RuntimeError(f"hvfs exited {self.proc.returncode}: "
                                    + self.logtext())
             return os.path.ismount(self.dir)
-        wait_for(up, what="the mount")
+        wait_for(up, timeout=30, what="the mount")
 
     def path(self, *parts):
         return os.path.join(self.dir, *parts)

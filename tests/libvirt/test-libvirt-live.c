@@ -372,7 +372,7 @@ static void test_qemu(void)
 	char uuid1[HV_UUID_STRLEN + 1];
 	int r;
 
-	r = hv_open(uri, &(struct hv_options){ .timeout_ms = 10000 },
+	r = hv_open(uri, &(struct hv_options){ .timeout_ms = 30000 },
 		    &c, &err);
 	if (r < 0)
 		fprintf(stderr, "hv_open: %s\n", err);
