@@ -556,6 +556,7 @@ int main(int argc, char **argv)
 	fuse_loop_cfg_destroy(loop);
 
 out_unmount:
+	mount_unwatch();
 	/* Only our own mount: another may have taken the path since ours was
 	 * unmounted here (while a copy elsewhere kept it alive). */
 	if (!mount_connected(se)) {

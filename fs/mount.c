@@ -119,8 +119,12 @@ void mount_disown(struct fuse_session *se)
 struct watch {
 	char dev[MOUNT_DEV_MAX];
 	struct fuse_session *se;
-	pthread_t main;
+	pthread_t main, thread;
+	int stop[2];    /* mount_unwatch() writes, the watcher polls */
 };
+
+/* The one watcher, from mount_watch() to mount_unwatch() (main thread). */
+static struct watch *watching;
 
 /* Only interrupts the main thread's wait: it then sees the session ended.
  * Never removed, so that a late one is harmless. */
@@ -136,14 +140,19 @@ static void *watch_main(void *arg)
 
 	/* The kernel wakes mountinfo's pollers with POLLPRI at any change. */
 	for (;;) {
-		struct pollfd p = { .fd = fd, .events = POLLPRI };
+		struct pollfd p[2] = {
+			{ .fd = fd, .events = POLLPRI },
+			{ .fd = w->stop[0], .events = POLLIN },
+		};
 		bool has = true;
 
-		if (fd < 0 || poll(&p, 1, -1) < 0) {
+		if (fd < 0 || poll(p, 2, -1) < 0) {
 			if (fd >= 0 && errno == EINTR)
 				continue;
 			break;
 		}
+		if (p[1].revents)
+			break;
 		/* Gone from here while the connection lives: a copy in
 		 * another namespace keeps it (a plain unmount ends it). */
 		if (scan(NULL, NULL, w->dev, &has) == 0 && !has &&
@@ -157,7 +166,6 @@ static void *watch_main(void *arg)
 	}
 	if (fd >= 0)
 		close(fd);
-	free(w);
 	return NULL;
 }
 
@@ -166,25 +174,46 @@ int mount_watch(struct fuse_session *se, const char *dev)
 	struct sigaction sa = { .sa_handler = on_wake };
 	struct watch *w = calloc(1, sizeof(*w));
 	pthread_attr_t attr;
-	pthread_t t;
 	int r;
 
 	if (!w)
 		return -ENOMEM;
 	sigemptyset(&sa.sa_mask);
-	if (sigaction(SIGUSR1, &sa, NULL) < 0) {
+	if (sigaction(SIGUSR1, &sa, NULL) < 0 ||
+	    pipe2(w->stop, O_CLOEXEC) < 0) {
+		r = -errno;
 		free(w);
-		return -errno;
+		return r;
 	}
 	w->se = se;
 	snprintf(w->dev, sizeof(w->dev), "%s", dev);
 	w->main = pthread_self();
 	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	pthread_attr_setstacksize(&attr, 64 << 10);
-	r = -pthread_create(&t, &attr, watch_main, w);
+	r = -pthread_create(&w->thread, &attr, watch_main, w);
 	pthread_attr_destroy(&attr);
-	if (r < 0)
+	if (r < 0) {
+		close(w->stop[0]);
+		close(w->stop[1]);
 		free(w);
-	return r;
+		return r;
+	}
+	watching = w;
+	return 0;
+}
+
+void mount_unwatch(void)
+{
+	struct watch *w = watching;
+
+	if (!w)
+		return;
+	watching = NULL;
+	if (write(w->stop[1], "", 1) < 0) {
+		/* A pipe with room: cannot fail; the join below would wait. */
+	}
+	pthread_join(w->thread, NULL);
+	close(w->stop[0]);
+	close(w->stop[1]);
+	free(w);
 }

@@ -19,3 +19,5 @@ bool mount_connected(struct fuse_session *se);
  * dev is left in this mount namespace (`fusermount3 -u` while another
  * namespace holds a copy). */
 int mount_watch(struct fuse_session *se, const char *dev);
+/* Stops mount_watch()'s watcher; before se is unmounted or destroyed. */
+void mount_unwatch(void);
