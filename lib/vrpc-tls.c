@@ -235,7 +235,9 @@ static int verify_server(struct tls_link *t, char **ret_error)
 				  t->host, gnutls_strerror(g));
 	if (status == 0)
 		return 0;
-	if (status == GNUTLS_CERT_UNEXPECTED_OWNER)
+	if ((status & GNUTLS_CERT_UNEXPECTED_OWNER) &&
+	    !(status & ~(unsigned)(GNUTLS_CERT_INVALID |
+				   GNUTLS_CERT_UNEXPECTED_OWNER)))
 		return sock_error(ret_error, -EACCES,
 				  "the server certificate does not match the "
 				  "host name %s", t->host);

@@ -277,6 +277,8 @@ class Libvirtd:
     Its directory is $HVFS_TEST_LIBVIRTD when set (tests/run.sh starts one
     there for every suite), else one of this process's own. Attributes:
     uri (qemu+unix with socket=), tcp_uri (qemu+tcp on its loopback port),
+    tls_uri (qemu+tls://localhost on its TLS port, pkipath= the client's
+    files in pki/client; pki holds the test CA's ca-key.pem and cacert.pem),
     test_uri (its test:///default driver), sock, port; start() and stop()
     start and stop the daemon (its domains keep running, as across a
     service restart); teardown() also destroys its domains and removes its
@@ -289,6 +291,7 @@ class Libvirtd:
         self.sock = os.path.join(dir, "run", "libvirt-sock")
         self.uri = f"qemu+unix:///system?socket={self.sock}"
         self.test_uri = f"test+unix:///default?socket={self.sock}"
+        self.pki = os.path.join(dir, "pki")
 
     @property
     def port(self):
@@ -298,6 +301,19 @@ class Libvirtd:
     @property
     def tcp_uri(self):
         return f"qemu+tcp://127.0.0.1:{self.port}/system"
+
+    @property
+    def tls_port(self):
+        with open(os.path.join(self.dir, "tls_port")) as f:
+            return int(f.read())
+
+    def tls_uri_with(self, pkipath, host="localhost", scheme="qemu+tls"):
+        return (f"{scheme}://{host}:{self.tls_port}/system"
+                f"?pkipath={pkipath}")
+
+    @property
+    def tls_uri(self):
+        return self.tls_uri_with(os.path.join(self.pki, "client"))
 
     def pid(self):
         """The daemon's PID while it runs, else None."""
