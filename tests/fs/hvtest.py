@@ -364,6 +364,27 @@ DOMAIN_XML = """<domain type='{type}'>
 """
 
 
+def survives_libvirtd_restart(m, host, name, libvirtd, over):
+    """The private libvirtd stops and starts again under mount m: host's
+    .error tells, then it clears and the domain name (running) is back
+    under host; over names the transport in failure messages."""
+    wait_for(lambda: name in m.ls(host), timeout=60,
+             what=f"the domains over {over}: " + m.read(host, ".error"))
+    libvirtd.stop()
+    try:
+        wait_for(lambda: m.read(host, ".error") != "", timeout=60,
+                 what="the lost connection in .error")
+    finally:
+        libvirtd.start()
+    try:
+        wait_for(lambda: m.read(host, ".error") == "" and name in m.ls(host),
+                 timeout=90, what=f"the reconnect over {over}")
+    except TimeoutError:
+        raise AssertionError((m.read(host, ".error"), m.ls(host),
+                              m.logtext()[-3000:]))
+    assert m.read(host, name, "state") == "running\n"
+
+
 def define_domain(name):
     """Defines a small libvirt domain (no disk: it starts and idles)."""
     kvm = os.access("/dev/kvm", os.R_OK | os.W_OK)

@@ -22,7 +22,7 @@ import time
 import pytest
 
 from conftest import remove_prefixed
-from hvtest import errno_of, virsh, wait_for
+from hvtest import errno_of, survives_libvirtd_restart, virsh, wait_for
 
 PREFIX = "hvt-tls-"
 # A TLS handshake with RSA keys on a loaded 2-core machine: seconds, not
@@ -303,21 +303,7 @@ def test_tls_reconnects_after_libvirtd_restart(domains, mount, libvirtd):
     on = domains("back")
     m = mount("-c", "far=" + libvirtd.tls_uri, "-c", "near=" + libvirtd.uri,
               timeout=SLOW)
-    wait_for(lambda: on in m.ls("far"), timeout=60,
-             what="the domains over TLS: " + m.read("far", ".error"))
-    libvirtd.stop()
-    try:
-        wait_for(lambda: m.read("far", ".error") != "", timeout=60,
-                 what="the lost connection in .error")
-    finally:
-        libvirtd.start()
-    try:
-        wait_for(lambda: m.read("far", ".error") == "" and on in m.ls("far"),
-                 timeout=90, what="the reconnect over TLS")
-    except TimeoutError:
-        raise AssertionError((m.read("far", ".error"), m.ls("far"),
-                              m.ls("near"), m.logtext()[-3000:]))
-    assert m.read("far", on, "state") == "running\n"
+    survives_libvirtd_restart(m, "far", on, libvirtd, "TLS")
     m.write("pause\n", "far", on, "control")
     wait_for(lambda: virsh("domstate", on, uri=libvirtd.tls_uri) == "paused",
              what="the pause after the reconnect")
@@ -326,7 +312,8 @@ def test_tls_reconnects_after_libvirtd_restart(domains, mount, libvirtd):
 
 def test_tls_bad_uris(tmp_path):
     for uri in ("qemu+tls:///system", "qemu+tls://h/system?socket=/s",
-                "qemu+tls://h/system?pkipath=", "qemu+tls://h/system?no_verify=2",
+                "qemu+tls://h/system?pkipath=",
+                "qemu+tls://h/system?no_verify=2",
                 "qemu+tls://h:99999/system"):
         p = subprocess.run([os.environ["HVFS_BIN"], "-f", "-c", uri,
                             str(tmp_path)], capture_output=True, text=True,
