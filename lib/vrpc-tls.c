@@ -481,7 +481,8 @@ int vrpc_tls_connect(const struct vrpc_uri *u, const struct timespec *dl,
 	if (r < 0)
 		goto fail;
 	t->net = r;
-	if ((g = gnutls_init(&t->s, GNUTLS_CLIENT | GNUTLS_NONBLOCK)) < 0 ||
+	if ((g = gnutls_init(&t->s, GNUTLS_CLIENT | GNUTLS_NONBLOCK |
+					       GNUTLS_NO_SIGNAL)) < 0 ||
 	    (g = gnutls_set_default_priority(t->s)) < 0 ||
 	    (g = gnutls_credentials_set(t->s, GNUTLS_CRD_CERTIFICATE,
 					t->cred)) < 0) {
