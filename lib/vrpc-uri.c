@@ -305,7 +305,8 @@ bad:
 	vrpc_uri_free(u);
 	if (r == -ENOMEM)
 		return r;
-	return sock_error(ret_error, r, "%s: unsupported or malformed libvirt URI",
-			 uri);
+	/* Whatever r a step before left: a refusal is never 0. */
+	return sock_error(ret_error, -EINVAL,
+			  "%s: unsupported or malformed libvirt URI", uri);
 }
 

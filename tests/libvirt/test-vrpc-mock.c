@@ -570,6 +570,16 @@ static void test_uris(void)
 	CHECK(vrpc_uri_parse("qemu+ssh://h/system?no_verify=2", &u, &err) == -EINVAL);
 	CHECK(vrpc_uri_parse("qemu+ssh://h/system?keyfile=", &u, &err) == -EINVAL);
 	CHECK(vrpc_uri_parse("qemu+tcp://h/system?socket=/s", &u, &err) == -EINVAL);
+	/* A remote URI with a path that is no driver's (found by fuzz-uri). */
+	CHECK(vrpc_uri_parse("qemu+tcp://h/bogus", &u, &err) == -EINVAL);
+	CHECK(vrpc_uri_parse("qemu://h:1/s:stem", &u, &err) == -EINVAL);
+	{
+		char longer[200];
+
+		snprintf(longer, sizeof(longer),
+			 "qemu+unix:///system?socket=/%0120d", 0);
+		CHECK(vrpc_uri_parse(longer, &u, &err) == -EINVAL);
+	}
 	CHECK(vrpc_uri_parse("qemu+unix:///system?keyfile=/k", &u, &err) == -EINVAL);
 	/* The session daemon: under $XDG_RUNTIME_DIR, else ~/.cache. */
 	setenv("XDG_RUNTIME_DIR", "/nonexistent/rt", 1);
