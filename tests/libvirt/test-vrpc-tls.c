@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <unistd.h>
@@ -262,6 +263,47 @@ static void test_server_goes(void)
 	free(err);
 }
 
+/*
+ * A user who is not root, without pkipath=: the files come from
+ * ~/.pki/libvirt/ (HOME is read, as libvirt's client does).
+ */
+static void test_user_pki(void)
+{
+	struct server sv;
+	char home[512];
+	int status = -1;
+	pid_t pid;
+
+	snprintf(home, sizeof(home), "%s/home", dir);
+	server_start(&sv, ECHO, "good");
+	pid = fork();
+	REQUIRE(pid >= 0);
+	if (pid == 0) {
+		struct vrpc_uri *u = NULL;
+		struct vrpc_link l = VRPC_LINK_NONE;
+		struct timespec dl = sock_deadline(5000);
+		char uri[128], *err = NULL;
+		int r;
+
+		snprintf(uri, sizeof(uri), "qemu+tls://127.0.0.1:%d/system",
+			 sv.port);
+		setenv("HOME", home, 1);
+		if (setgid(65534) < 0 || setuid(65534) < 0)
+			_exit(2);
+		if (vrpc_uri_parse(uri, &u, &err) < 0)
+			_exit(3);
+		r = vrpc_transport_connect(u, &dl, &l, &err);
+		if (r < 0)
+			fprintf(stderr, "as a user: %s\n", err);
+		vrpc_transport_close(&l);
+		_exit(r == 0 ? 0 : 1);
+	}
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	server_stop(&sv);
+}
+
 int main(void)
 {
 	char cmd[4096];
@@ -286,11 +328,14 @@ int main(void)
 		 "signing_key\\n' >other.t\n"
 		 "c goodkey.pem good.t goodcert.pem\n"
 		 "c otherkey.pem other.t othercert.pem\n"
-		 "cp cacert.pem pki/\n", dir);
+		 "cp cacert.pem pki/\n"
+		 "mkdir -p home/.pki/libvirt; cp cacert.pem home/.pki/libvirt/\n"
+		 "chmod -R a+rX .\n", dir);
 	REQUIRE(system(cmd) == 0);
 
 	test_echo();
 	test_server_goes();
+	test_user_pki();
 	failing(ECHO, "good", "127.0.0.1", "nopki", -EACCES, "cacert.pem");
 	failing(ECHO, "good", "127.0.0.1", "wrongca", -EACCES, "not trusted");
 	failing(ECHO, "other", "127.0.0.1", "pki", -EACCES,
