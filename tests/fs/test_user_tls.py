@@ -13,6 +13,7 @@ servers. The oracle is virsh on the same URI. Nothing touches /etc/pki.
 import errno
 import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -321,3 +322,32 @@ def test_tls_bad_uris(tmp_path):
         assert p.returncode != 0, uri
         assert uri.split("?")[0] in p.stderr or "URI" in p.stderr, p.stderr
         assert not os.path.ismount(tmp_path)
+
+
+def test_tls_host_hung_mid_session(domains, mount, libvirtd, qmp_dir, vms):
+    """libvirtd stops answering (SIGSTOP) while the TLS session is up:
+    reads of its domains fail within the deadline, a QMP VM in the same
+    mount answers as before, and the host answers again once it runs."""
+    on = domains("stall")
+    vms("vm-local")
+    m = mount("-c", "far=" + libvirtd.tls_uri, "--qmp-dir", qmp_dir,
+              timeout=3)
+    local = socket.gethostname()
+    wait_for(lambda: m.read("far", on, "state") == "running\n" and
+             m.read(local, "vm-local", "state") == "running\n",
+             what="both hosts: " + str(m.ls()))
+    pid = libvirtd.pid()
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        t = time.monotonic()
+        e = errno_of(m.read, "far", on, "xml")
+        assert e in (errno.ETIMEDOUT, errno.ENOTCONN), e
+        assert time.monotonic() - t < 3 + 5
+        t = time.monotonic()
+        for _ in range(20):
+            assert m.read(local, "vm-local", "state") == "running\n"
+        assert time.monotonic() - t < 5
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    wait_for(lambda: m.read("far", on, "xml").startswith("<domain"),
+             timeout=60, what="the TLS host again")
