@@ -331,7 +331,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		reply_err(req, EPERM); /* chmod, chown: modes are the tree's */
 		return;
 	}
-	if (!file_types[ino_kind(ino)].write && !is_maker(ino)) {
+	if (!file_kind_writable(ino_kind(ino)) && !is_maker(ino)) {
 		reply_err(req, EACCES);
 		return;
 	}
@@ -444,7 +444,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (!is_top(ino) && !(d = dom_of(req, ino)))
 		return;
 	if (is_maker(ino) ? acc == O_RDONLY
-			  : (acc != O_RDONLY && !t->write) ||
+			  : (acc != O_RDONLY && !file_kind_writable(kind)) ||
 			    (acc != O_WRONLY && !t->read && !t->read_arg &&
 			     !t->stream && !t->exchange && !t->top)) {
 		dom_unref(d);
@@ -679,14 +679,17 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 	 * writes line by line, and two lines are not a verb.
 	 */
 	pthread_mutex_lock(&h->lock);
-	if (h->kind == FK_CONTROL && h->ran)
+	if ((h->kind == FK_CONTROL || h->kind == FK_SNAP_CONTROL) && h->ran)
 		r = hv_error(&err, -EINVAL, "one verb per open: this open file "
 			     "already ran one; nothing more is run");
 	else
 		r = 0;
 	h->ran = true;
 	pthread_mutex_unlock(&h->lock);
-	if (r == 0)
+	if (r == 0 && t->write_arg)
+		r = t->write_arg(h->dom, h->arg, buf, size, &reply, &reply_len,
+				 &err);
+	else if (r == 0)
 		r = t->write(h->dom, buf, size, &reply, &reply_len, &err);
 	if (r == 0) {
 		pthread_mutex_lock(&h->lock);
@@ -704,7 +707,8 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 	/* The first line, at most 64 bytes (buf is not NUL-terminated). */
 	while ((size_t)shown < size && shown < 64 && buf[shown] != '\n')
 		shown++;
-	if (asprintf(&op, "%s %.*s", t->name, shown, buf) < 0)
+	if (asprintf(&op, "%s%s%s %.*s", t->name, h->arg ? " " : "",
+		     h->arg ? h->arg : "", shown, buf) < 0)
 		op = NULL;
 	hvfs_log(LOG_NOTICE, "%s: uid %u pid %u wrote %s: %s", h->dom->name,
 		 (unsigned)ctx->uid, (unsigned)ctx->pid, op ? op : t->name,
@@ -805,7 +809,7 @@ static void op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
 	}
 	if (ph)
 		fuse_pollhandle_destroy(ph);
-	if (file_types[h->kind].write)
+	if (file_kind_writable(h->kind))
 		revents |= POLLOUT | POLLWRNORM;
 	fuse_reply_poll(req, revents);
 }
@@ -827,10 +831,42 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
 	op_forbid_name(req);
 }
 
+/*
+ * mkdir makes something only where the table says so (snapshots/: takes a
+ * snapshot, and returns once it exists); elsewhere EPERM as above.
+ */
 static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 		     mode_t mode)
 {
-	op_forbid_name(req);
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	char *err = NULL, *op = NULL;
+	fuse_ino_t ino = 0;
+	struct dom *d;
+	int r;
+
+	if (is_top(parent) || ino_kind(parent) >= FK_COUNT ||
+	    !file_types[ino_kind(parent)].makes) {
+		op_forbid_name(req);
+		return;
+	}
+	if (!(d = dom_of(req, parent)))
+		return;
+	r = files_mkdir(d, parent, name, &ino, &err);
+	if (asprintf(&op, "mkdir %s/%s", file_types[ino_kind(parent)].name,
+		     name) < 0)
+		op = NULL;
+	hvfs_log(LOG_NOTICE, "%s: uid %u pid %u %s: %s", d->name,
+		 (unsigned)ctx->uid, (unsigned)ctx->pid, op ? op : "mkdir",
+		 r < 0 ? strerror(-r) : "ok");
+	if (r < 0) {
+		dom_set_error(d, op ? op : "mkdir", r, err);
+		reply_err(req, r);
+	} else {
+		reply_entry(req, ino);
+	}
+	dom_unref(d);
+	free(op);
+	free(err);
 }
 
 static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)

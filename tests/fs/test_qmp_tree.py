@@ -22,8 +22,8 @@ def test_ls_and_values(qmp_dir, vms, mount):
     assert m.ls() == ["vm-a", "vm-b"]
     assert m.ls("vm-a") == ["block", "control", "cpus", "error", "events",
                             "guest", "memory", "name", "qmp", "query",
-                            "screen.png", "state", "stats", "uuid", "vcpus",
-                            "version"]
+                            "screen.png", "snapshots", "state", "stats",
+                            "uuid", "vcpus", "version"]
     for vm in (a, b):
         q = vm.oracle.execute("query-version")["qemu"]
         assert m.read(vm.name, "version") == \
