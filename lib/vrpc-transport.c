@@ -353,6 +353,9 @@ static const struct vrpc_transport_ops transports[] = {
 	[VRPC_TRANSPORT_TCP] = { .name = "tcp", .connect = tcp_connect },
 	[VRPC_TRANSPORT_SSH] = { .name = "ssh", .connect = ssh_connect,
 				 .close = ssh_close, .explain = ssh_explain },
+	[VRPC_TRANSPORT_TLS] = { .name = "tls", .connect = vrpc_tls_connect,
+				 .close = vrpc_tls_close,
+				 .explain = vrpc_tls_explain },
 };
 
 int vrpc_transport_connect(const struct vrpc_uri *u, const struct timespec *dl,

@@ -14,8 +14,12 @@
  *         is kept in `priv`, its stderr read into the log and, when the
  *         handshake fails, into the error (explain()); close() reaps it
  *         (SIGTERM, then SIGKILL when it hangs)
- * TLS, when it comes, keeps its session in `priv` and adds read/write
- * entries that the client then calls instead of recv/send.
+ *   tls   HOST:PORT (16514) with TLS (vrpc-tls.c): libvirt's PKI files,
+ *         the server's certificate checked against the host name, the
+ *         daemon's one-byte verdict on ours, all within the deadline; then
+ *         a relay thread (in `priv`) carries plaintext between the TLS
+ *         session and one end of a socketpair, the other end is the link;
+ *         explain() gives a TLS failure the relay met (-EPROTO)
  *
  * connect() takes the caller's deadline for everything it does (lookup,
  * handshake, authentication). Errors are negative errno values with a
@@ -65,3 +69,10 @@ int vrpc_transport_explain(struct vrpc_link *l, int err,
 
 /* Closes l (if any) and leaves it VRPC_LINK_NONE. */
 void vrpc_transport_close(struct vrpc_link *l);
+
+/* The TLS transport's ops (vrpc-tls.c), for the table in vrpc-transport.c. */
+int vrpc_tls_connect(const struct vrpc_uri *u, const struct timespec *dl,
+		     struct vrpc_link *ret, char **ret_error);
+void vrpc_tls_close(struct vrpc_link *l);
+int vrpc_tls_explain(struct vrpc_link *l, int err, const struct timespec *dl,
+		     char **ret_error);

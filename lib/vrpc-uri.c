@@ -47,6 +47,7 @@ struct vrpc_uri *vrpc_uri_free(struct vrpc_uri *u)
 	free(u->keyfile);
 	free(u->netcat);
 	free(u->authfile);
+	free(u->pkipath);
 	free(u);
 	return NULL;
 }
@@ -99,8 +100,11 @@ static int parse_authority(const char *a, size_t n, struct vrpc_uri *u)
 		if (!pn || pn > 5 || strspn(port, "0123456789") < pn)
 			return -EINVAL;
 		u->port = strndup(port, pn);
-	} else if (u->transport == VRPC_TRANSPORT_TCP) {
-		u->port = strdup(VRPC_TCP_PORT_DEFAULT);
+	} else if (u->transport == VRPC_TRANSPORT_TCP ||
+		   u->transport == VRPC_TRANSPORT_TLS) {
+		u->port = strdup(u->transport == VRPC_TRANSPORT_TCP ?
+					 VRPC_TCP_PORT_DEFAULT :
+					 VRPC_TLS_PORT_DEFAULT);
 		if (!u->port)
 			return -ENOMEM;
 	}
@@ -121,12 +125,14 @@ static bool flag_value(const char *v, size_t n, bool *ret)
  * The query: key=value pairs joined by '&'. Every transport takes authfile=
  * (SASL credentials); unix takes socket=; ssh takes socket=, keyfile=,
  * no_verify=, no_tty= (ssh never gets a terminal here: accepted and
- * ignored), netcat=, proxy=. Anything else is refused.
+ * ignored), netcat=, proxy=; tls takes pkipath=, no_verify=. Anything else
+ * is refused.
  */
 static int parse_query(const char *q, struct vrpc_uri *u, char **ret_error,
 		       const char *uri)
 {
 	bool ssh = u->transport == VRPC_TRANSPORT_SSH, ignored;
+	bool tls = u->transport == VRPC_TRANSPORT_TLS;
 
 	while (*q) {
 		size_t n = strcspn(q, "&"), kn = strcspn(q, "=");
@@ -137,7 +143,7 @@ static int parse_query(const char *q, struct vrpc_uri *u, char **ret_error,
 		if (kn >= n || !vn)
 			goto bad;
 		if (kn == 6 && !strncmp(q, "socket", 6) &&
-		    u->transport != VRPC_TRANSPORT_TCP)
+		    u->transport != VRPC_TRANSPORT_TCP && !tls)
 			dst = &u->path;
 		else if (kn == 8 && !strncmp(q, "authfile", 8))
 			dst = &u->authfile;
@@ -145,7 +151,10 @@ static int parse_query(const char *q, struct vrpc_uri *u, char **ret_error,
 			dst = &u->keyfile;
 		else if (ssh && kn == 6 && !strncmp(q, "netcat", 6))
 			dst = &u->netcat;
-		else if (ssh && kn == 9 && !strncmp(q, "no_verify", 9)) {
+		else if (tls && kn == 7 && !strncmp(q, "pkipath", 7))
+			dst = &u->pkipath;
+		else if ((ssh || tls) && kn == 9 &&
+			 !strncmp(q, "no_verify", 9)) {
 			if (!flag_value(v, vn, &u->no_verify))
 				goto bad;
 		} else if (ssh && kn == 6 && !strncmp(q, "no_tty", 6)) {
@@ -243,10 +252,11 @@ int vrpc_uri_parse(const char *uri, struct vrpc_uri **ret, char **ret_error)
 		u->transport = VRPC_TRANSPORT_TCP;
 	} else if (tn == 3 && !strncmp(p, "ssh", 3)) {
 		u->transport = VRPC_TRANSPORT_SSH;
+	} else if (tn == 3 && !strncmp(p, "tls", 3)) {
+		u->transport = VRPC_TRANSPORT_TLS;
 	} else if (tn == 0) {
 		/* libvirt reads "qemu://host/..." as TLS. */
-		u->transport = an ? (enum vrpc_transport)-1 :
-				    VRPC_TRANSPORT_UNIX;
+		u->transport = an ? VRPC_TRANSPORT_TLS : VRPC_TRANSPORT_UNIX;
 	} else {
 		u->transport = (enum vrpc_transport)-1;
 	}
@@ -254,8 +264,7 @@ int vrpc_uri_parse(const char *uri, struct vrpc_uri **ret, char **ret_error)
 		vrpc_uri_free(u);
 		return sock_error(ret_error, -EOPNOTSUPP,
 				 "%s: transport '%.*s' is not supported (only "
-				 "unix, tcp and ssh; no TLS yet)",
-				 uri, tn ? (int)tn : 3, tn ? p : "tls");
+				 "unix, tcp, ssh and tls)", uri, (int)tn, p);
 	}
 	r = -EINVAL;
 	if (u->transport == VRPC_TRANSPORT_UNIX && an)
@@ -300,7 +309,8 @@ bad:
 	vrpc_uri_free(u);
 	if (r == -ENOMEM)
 		return r;
-	return sock_error(ret_error, r, "%s: unsupported or malformed libvirt URI",
-			 uri);
+	/* Whatever r a step before left: a refusal is never 0. */
+	return sock_error(ret_error, -EINVAL,
+			  "%s: unsupported or malformed libvirt URI", uri);
 }
 

@@ -10,11 +10,13 @@
 #include <stdbool.h>
 
 #define VRPC_TCP_PORT_DEFAULT "16509"
+#define VRPC_TLS_PORT_DEFAULT "16514"
 
 enum vrpc_transport {
 	VRPC_TRANSPORT_UNIX,
 	VRPC_TRANSPORT_TCP,
 	VRPC_TRANSPORT_SSH,
+	VRPC_TRANSPORT_TLS,
 };
 
 /* How the ssh transport reaches the daemon on the remote host. */
@@ -29,16 +31,20 @@ struct vrpc_uri {
 	enum vrpc_transport transport;
 	char *name; /* sent in CONNECT_OPEN: "qemu:///system" */
 	char *path; /* UNIX: the socket; SSH: ?socket= (the remote socket) */
-	char *host; /* TCP, SSH */
-	char *port; /* TCP, SSH (NULL: ssh's own default) */
+	char *host; /* TCP, SSH, TLS */
+	char *port; /* TCP, SSH, TLS (NULL: ssh's own default) */
 	char *authfile; /* ?authfile=: libvirt's auth.conf for SASL (any) */
 	/* SSH only */
 	char *user;      /* NULL: ssh's own default */
 	char *keyfile;   /* ?keyfile= */
 	char *netcat;    /* ?netcat=, default "nc" */
-	bool no_verify;  /* ?no_verify=1: StrictHostKeyChecking=no */
+	bool no_verify;  /* ?no_verify=1: SSH: StrictHostKeyChecking=no;
+			  * TLS: the server's certificate is not checked */
 	bool session;    /* the path is /session */
 	enum vrpc_ssh_proxy proxy;
+	/* TLS only */
+	char *pkipath;   /* ?pkipath=DIR: cacert.pem, clientcert.pem and
+			  * clientkey.pem there; NULL: libvirt's defaults */
 };
 
 /*
@@ -52,10 +58,13 @@ bool vrpc_uri_is_libvirt(const char *uri);
  * Parses "qemu:///system", "qemu:///session", "qemu+unix:///system?socket=PATH",
  * "test+unix:///default", "qemu+tcp://HOST[:PORT]/system",
  * "qemu+ssh://[USER@]HOST[:PORT]/system?keyfile=&no_verify=&no_tty=&socket=
- * &netcat=&proxy=", each with an optional authfile=. The default socket of qemu:///system is virtqemud's when
- * it exists, else libvirtd's (this stats the file system); qemu:///session's
- * is the same pair under $XDG_RUNTIME_DIR/libvirt (else ~/.cache/libvirt). Returns 0 and *ret, -EINVAL, -EOPNOTSUPP for
- * a transport we do not speak, -ENOMEM.
+ * &netcat=&proxy=", "qemu+tls://HOST[:PORT]/system?pkipath=&no_verify=",
+ * "qemu://HOST[:PORT]/system" (TLS, as libvirt reads it), each with an
+ * optional authfile=. The default socket of qemu:///system is virtqemud's
+ * when it exists, else libvirtd's (this stats the file system);
+ * qemu:///session's is the same pair under $XDG_RUNTIME_DIR/libvirt (else
+ * ~/.cache/libvirt). Returns 0 and *ret, -EINVAL, -EOPNOTSUPP for a
+ * transport we do not speak, -ENOMEM.
  */
 int vrpc_uri_parse(const char *uri, struct vrpc_uri **ret, char **ret_error);
 

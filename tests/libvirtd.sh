@@ -18,6 +18,8 @@
 # Outside the namespace, the tests reach it as
 #   qemu+unix:///system?socket=DIR/run/libvirt-sock
 #   qemu+tcp://127.0.0.1:PORT/system        (PORT in DIR/port)
+#   qemu+tls://localhost:TPORT/system?pkipath=DIR/pki/client
+#                                           (TPORT in DIR/tls_port)
 # The TCP listener is on the loopback only, on a free port chosen at the first
 # start, without authentication: acceptable only because the instance belongs
 # to one test run and holds only the tests' throwaway domains.
@@ -26,6 +28,10 @@
 # the TCP listener ask for SASL, the daemon reads that directory instead of
 # /etc/sasl2 (SASL_CONF_PATH), and this script's own virsh calls take their
 # credentials from DIR/auth.conf (libvirt's auth.conf format).
+# The TLS listener is on the loopback too, with certificates made by certtool
+# at the first start in DIR/pki: a CA (ca-key.pem, cacert.pem, valid one year), the server's for
+# localhost and 127.0.0.1, and a client's (CN=hvfs-test-client, the one DN in
+# tls_allowed_dn_list) in DIR/pki/client laid out for libvirt's pkipath=.
 # FUSE mounts that exist when it starts are detached inside its namespace, so
 # the QEMUs it starts never keep an hvfs mount alive after its unmount.
 # Needs root. Prints nothing on success.
@@ -45,6 +51,42 @@ daemon_pid() {
 auth_param() { [ -f "$1/sasl2/libvirt.conf" ] && echo "$2authfile=$1/auth.conf" || true; }
 uri() { echo "qemu+unix:///system?socket=$1/run/libvirt-sock$(auth_param "$1" '&')"; }
 tcp_uri() { echo "qemu+tcp://127.0.0.1:$(cat "$1/port")/system$(auth_param "$1" '?')"; }
+tls_uri() {
+	echo "qemu+tls://localhost:$(cat "$1/tls_port")/system?pkipath=$1/pki/client"
+}
+
+# certtool's certificate for a template (stdin), signed by DIR's CA; the key
+# is made too. cert KEY CERT
+cert() {
+	local dir=$1 key=$2 crt=$3 tmpl
+	tmpl=$(mktemp "$dir/pki/tmpl.XXXXXX")
+	cat >"$tmpl"
+	certtool --generate-privkey --key-type=rsa --bits=2048 \
+		--outfile "$key" 2>/dev/null
+	certtool --generate-certificate --load-privkey "$key" \
+		--load-ca-certificate "$dir/pki/cacert.pem" \
+		--load-ca-privkey "$dir/pki/ca-key.pem" --template "$tmpl" \
+		--outfile "$crt" 2>/dev/null
+	rm -f "$tmpl"
+}
+
+# The test PKI (see above), once per DIR.
+make_pki() {
+	local dir=$1 p=$1/pki
+	[ -f "$p/client/clientcert.pem" ] && return 0
+	mkdir -p "$p/client"
+	certtool --generate-privkey --key-type=rsa --bits=2048 \
+		--outfile "$p/ca-key.pem" 2>/dev/null
+	printf 'cn = "hvfs test CA"\nca\ncert_signing_key\nexpiration_days = 365\n' \
+		>"$p/ca.tmpl"
+	certtool --generate-self-signed --load-privkey "$p/ca-key.pem" \
+		--template "$p/ca.tmpl" --outfile "$p/cacert.pem" 2>/dev/null
+	printf 'cn = "localhost"\ndns_name = "localhost"\nip_address = "127.0.0.1"\ntls_www_server\nencryption_key\nsigning_key\nexpiration_days = 365\n' |
+		cert "$dir" "$p/serverkey.pem" "$p/servercert.pem"
+	printf 'cn = "hvfs-test-client"\ntls_www_client\nencryption_key\nsigning_key\nexpiration_days = 365\n' |
+		cert "$dir" "$p/client/clientkey.pem" "$p/client/clientcert.pem"
+	cp "$p/cacert.pem" "$p/client/cacert.pem"
+}
 
 free_port() {
 	/usr/bin/python3 -c 'import socket
@@ -60,20 +102,23 @@ start() {
 	# A port picked now may be taken before libvirtd binds it: then pick
 	# again. A restart keeps the port the tests already know.
 	[ -f "$dir/port" ] || tries=3
+	make_pki "$dir"
 	while :; do
 		[ -f "$dir/port" ] || free_port >"$dir/port"
+		[ -f "$dir/tls_port" ] || free_port >"$dir/tls_port"
 		launch "$dir" && return 0
 		tries=$((tries - 1))
 		[ $tries -gt 0 ] || die "libvirtd exited (see $dir/log/libvirtd.log)"
-		rm -f "$dir/port"
+		rm -f "$dir/port" "$dir/tls_port"
 	done
 }
 
 # Starts the daemon of DIR on the port in DIR/port and waits until it answers
 # on both sockets; 1 if it exited.
 launch() {
-	local dir=$1 port auth=none
+	local dir=$1 port tls_port auth=none
 	port=$(cat "$dir/port")
+	tls_port=$(cat "$dir/tls_port")
 	[ -f "$dir/sasl2/libvirt.conf" ] && auth=sasl
 	cat >"$dir/etc/libvirtd.conf" <<-EOF
 	unix_sock_group = "root"
@@ -81,11 +126,17 @@ launch() {
 	unix_sock_rw_perms = "0700"
 	auth_unix_ro = "none"
 	auth_unix_rw = "$auth"
-	listen_tls = 0
+	listen_tls = 1
 	listen_tcp = 1
 	listen_addr = "127.0.0.1"
 	tcp_port = "$port"
 	auth_tcp = "$auth"
+	tls_port = "$tls_port"
+	auth_tls = "none"
+	ca_file = "$dir/pki/cacert.pem"
+	cert_file = "$dir/pki/servercert.pem"
+	key_file = "$dir/pki/serverkey.pem"
+	tls_allowed_dn_list = [ "CN=hvfs-test-client" ]
 	log_outputs = "3:file:/var/log/libvirt/libvirtd.log"
 	EOF
 	cat >"$dir/etc/qemu.conf" <<-EOF
@@ -128,7 +179,8 @@ launch() {
 		if [ -S "$dir/run/libvirt-sock" ] &&
 		   virsh -c "$(uri "$dir")" version >/dev/null 2>&1 &&
 		   { [ "$auth" = sasl ] ||
-		     virsh -c "$(tcp_uri "$dir")" version >/dev/null 2>&1; }; then
+		     virsh -c "$(tcp_uri "$dir")" version >/dev/null 2>&1; } &&
+		   virsh -c "$(tls_uri "$dir")" version >/dev/null 2>&1; then
 			return 0
 		fi
 		sleep 0.1

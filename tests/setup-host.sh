@@ -12,7 +12,7 @@ set -euo pipefail
 [ "$(id -u)" = 0 ] || { echo "setup-host: must run as root" >&2; exit 1; }
 
 pkgs=(meson ninja-build pkg-config gcc libfuse3-dev fuse3 libjson-c-dev
-      libtirpc-dev rpcsvc-proto libsasl2-dev libsasl2-modules
+      libtirpc-dev libgnutls28-dev rpcsvc-proto libsasl2-dev libsasl2-modules
       qemu-system-x86)
 demo=0
 [ "${1:-}" = --demo ] && demo=1
@@ -20,7 +20,7 @@ demo=0
 	libvirt-clients python3-pytest valgrind man-db systemd binutils
 	ovmf qemu-utils openssh-server openssh-client netcat-openbsd
 	prometheus prometheus-node-exporter curl rsync jq procps cpio xz-utils
-	sasl2-bin)
+	sasl2-bin gnutls-bin)
 [ -n "${HVFS_SETUP_EXTRA:-}" ] && pkgs+=($HVFS_SETUP_EXTRA)
 
 missing=()

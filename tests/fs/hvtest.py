@@ -293,6 +293,8 @@ class Libvirtd:
     Its directory is $HVFS_TEST_LIBVIRTD when set (tests/run.sh starts one
     there for every suite), else one of this process's own. Attributes:
     uri (qemu+unix with socket=), tcp_uri (qemu+tcp on its loopback port),
+    tls_uri (qemu+tls://localhost on its TLS port, pkipath= the client's
+    files in pki/client; pki holds the test CA's ca-key.pem and cacert.pem),
     test_uri (its test:///default driver), sock, port; start() and stop()
     start and stop the daemon (its domains keep running, as across a
     service restart); teardown() also destroys its domains and removes its
@@ -310,6 +312,7 @@ class Libvirtd:
         self.uri = f"qemu+unix:///system?socket={self.sock}" + (
             f"&authfile={self.authfile}" if sasl else "")
         self.test_uri = f"test+unix:///default?socket={self.sock}"
+        self.pki = os.path.join(dir, "pki")
 
     @property
     def port(self):
@@ -320,6 +323,19 @@ class Libvirtd:
     def tcp_uri(self):
         return f"qemu+tcp://127.0.0.1:{self.port}/system" + (
             f"?authfile={self.authfile}" if self.authfile else "")
+
+    @property
+    def tls_port(self):
+        with open(os.path.join(self.dir, "tls_port")) as f:
+            return int(f.read())
+
+    def tls_uri_with(self, pkipath, host="localhost", scheme="qemu+tls"):
+        return (f"{scheme}://{host}:{self.tls_port}/system"
+                f"?pkipath={pkipath}")
+
+    @property
+    def tls_uri(self):
+        return self.tls_uri_with(os.path.join(self.pki, "client"))
 
     def pid(self):
         """The daemon's PID while it runs, else None."""
@@ -368,6 +384,27 @@ DOMAIN_XML = """<domain type='{type}'>
   <devices><emulator>{qemu}</emulator></devices>
 </domain>
 """
+
+
+def survives_libvirtd_restart(m, host, name, libvirtd, over):
+    """The private libvirtd stops and starts again under mount m: host's
+    .error tells, then it clears and the domain name (running) is back
+    under host; over names the transport in failure messages."""
+    wait_for(lambda: name in m.ls(host), timeout=60,
+             what=f"the domains over {over}: " + m.read(host, ".error"))
+    libvirtd.stop()
+    try:
+        wait_for(lambda: m.read(host, ".error") != "", timeout=60,
+                 what="the lost connection in .error")
+    finally:
+        libvirtd.start()
+    try:
+        wait_for(lambda: m.read(host, ".error") == "" and name in m.ls(host),
+                 timeout=90, what=f"the reconnect over {over}")
+    except TimeoutError:
+        raise AssertionError((m.read(host, ".error"), m.ls(host),
+                              m.logtext()[-3000:]))
+    assert m.read(host, name, "state") == "running\n"
 
 
 def define_domain(name, uri=None):

@@ -10,7 +10,6 @@ first on PATH that adds `-F CONFIG`. The oracle is virsh on the same daemon.
 """
 
 import os
-import signal
 import socket
 import subprocess
 import time
@@ -18,7 +17,8 @@ import time
 import pytest
 
 from conftest import remove_prefixed
-from hvtest import assert_host_refused, virsh, wait_for
+from hvtest import (assert_host_refused, survives_libvirtd_restart,
+                    virsh, wait_for)
 
 PREFIX = "hvt-ssh-"
 # An ssh login takes seconds on a loaded 2-core machine; the read deadline
@@ -169,21 +169,7 @@ def test_ssh_reconnects_after_libvirtd_restart(domains, mount, sshd,
     on = domains("back")
     m = mount("-c", "far=" + sshd.uri("good", libvirtd),
               "-c", "near=" + libvirtd.uri, timeout=SLOW)
-    wait_for(lambda: on in m.ls("far"), timeout=60,
-             what="the domains over ssh: " + m.read("far", ".error"))
-    libvirtd.stop()
-    try:
-        wait_for(lambda: m.read("far", ".error") != "", timeout=60,
-                 what="the lost connection in .error")
-    finally:
-        libvirtd.start()
-    try:
-        wait_for(lambda: m.read("far", ".error") == "" and on in m.ls("far"),
-                 timeout=90, what="the reconnect over ssh")
-    except TimeoutError:
-        raise AssertionError((m.read("far", ".error"), m.ls("far"),
-                              m.ls("near"), m.logtext()[-3000:]))
-    assert m.read("far", on, "state") == "running\n"
+    survives_libvirtd_restart(m, "far", on, libvirtd, "ssh")
     # Old children are reaped: one ssh left, no zombie.
     wait_for(lambda: ssh_children(m.proc.pid) in (["S"], ["R"]),
              what="one live ssh child")

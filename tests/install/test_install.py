@@ -164,7 +164,7 @@ def test_pkg_config(inst):
     assert p.stdout.strip() == build_project_version(), p.stderr
     p = subprocess.run(["pkg-config", "--print-requires-private", "hvfs"],
                        env=env, capture_output=True, text=True)
-    assert p.stdout.split() == ["json-c", "libtirpc"]
+    assert p.stdout.split() == ["json-c", "libtirpc", "libsasl2", "gnutls"]
     p = subprocess.run(["pkg-config", "--cflags", "--libs", "hvfs"],
                        env=env, capture_output=True, text=True)
     flags = p.stdout.split()

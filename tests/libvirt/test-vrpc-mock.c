@@ -528,9 +528,24 @@ static void test_uris(void)
 	CHECK(vrpc_uri_parse("qemu+tcp://[::1]:1234/system", &u, &err) == 0);
 	CHECK(u && !strcmp(u->host, "::1") && !strcmp(u->port, "1234"));
 	u = vrpc_uri_free(u);
-	CHECK(vrpc_uri_parse("qemu+tls://h/system", &u, &err) == -EOPNOTSUPP);
-	CHECK(vrpc_uri_parse("qemu://h/system", &u, &err) == -EOPNOTSUPP);
-	CHECK(err && strstr(err, "no TLS"));
+	/* tls: port 16514, libvirt's parameters; a bare host means TLS. */
+	CHECK(vrpc_uri_parse("qemu+tls://h/system", &u, &err) == 0);
+	CHECK(u && u->transport == VRPC_TRANSPORT_TLS && !strcmp(u->host, "h") &&
+	      !strcmp(u->port, "16514") && !u->pkipath && !u->no_verify &&
+	      !strcmp(u->name, "qemu:///system"));
+	u = vrpc_uri_free(u);
+	CHECK(vrpc_uri_parse("qemu://h:1234/system?pkipath=/p&no_verify=1", &u,
+			     &err) == 0);
+	CHECK(u && u->transport == VRPC_TRANSPORT_TLS && !strcmp(u->port, "1234") &&
+	      !strcmp(u->pkipath, "/p") && u->no_verify);
+	u = vrpc_uri_free(u);
+	CHECK(vrpc_uri_parse("qemu+tls:///system", &u, &err) == -EINVAL);
+	CHECK(vrpc_uri_parse("qemu+tls://h/system?socket=/s", &u, &err) == -EINVAL);
+	CHECK(vrpc_uri_parse("qemu+tls://h/system?keyfile=/k", &u, &err) == -EINVAL);
+	CHECK(vrpc_uri_parse("qemu+tls://h/system?pkipath=", &u, &err) == -EINVAL);
+	CHECK(vrpc_uri_parse("qemu+ssh://h/system?pkipath=/p", &u, &err) == -EINVAL);
+	CHECK(vrpc_uri_parse("qemu+foo://h/system", &u, &err) == -EOPNOTSUPP);
+	CHECK(err && strstr(err, "'foo'"));
 	/* ssh: user, port, libvirt's parameters. */
 	CHECK(vrpc_uri_parse("qemu+ssh://h/system", &u, &err) == 0);
 	CHECK(u && u->transport == VRPC_TRANSPORT_SSH && !strcmp(u->host, "h") &&
@@ -555,6 +570,16 @@ static void test_uris(void)
 	CHECK(vrpc_uri_parse("qemu+ssh://h/system?no_verify=2", &u, &err) == -EINVAL);
 	CHECK(vrpc_uri_parse("qemu+ssh://h/system?keyfile=", &u, &err) == -EINVAL);
 	CHECK(vrpc_uri_parse("qemu+tcp://h/system?socket=/s", &u, &err) == -EINVAL);
+	/* A remote URI with a path that is no driver's (found by fuzz-uri). */
+	CHECK(vrpc_uri_parse("qemu+tcp://h/bogus", &u, &err) == -EINVAL);
+	CHECK(vrpc_uri_parse("qemu://h:1/s:stem", &u, &err) == -EINVAL);
+	{
+		char longer[200];
+
+		snprintf(longer, sizeof(longer),
+			 "qemu+unix:///system?socket=/%0120d", 0);
+		CHECK(vrpc_uri_parse(longer, &u, &err) == -EINVAL);
+	}
 	CHECK(vrpc_uri_parse("qemu+unix:///system?keyfile=/k", &u, &err) == -EINVAL);
 	/* The session daemon: under $XDG_RUNTIME_DIR, else ~/.cache. */
 	setenv("XDG_RUNTIME_DIR", "/nonexistent/rt", 1);
