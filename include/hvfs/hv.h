@@ -379,8 +379,12 @@ struct hv_stats {
  * hv_stats_free()) and *ret_n; on failure a negative errno and *ret,
  * *ret_n untouched. A domain that fails alone (QMP: a hung QEMU) does not
  * fail the call: its entry says why in .error, within the connection's
- * timeout for the whole call. The order of domains is unspecified.
+ * timeout for the whole call. libvirt's one call has
+ * HV_STATS_ALL_TIMEOUT_FACTOR times the connection's timeout (libvirtd
+ * asks the QEMUs one after another: a few hundred domains on a loaded host
+ * take seconds). The order of domains is unspecified.
  */
+#define HV_STATS_ALL_TIMEOUT_FACTOR 6
 int hv_stats_all(struct hv_conn *c, struct hv_stats **ret, size_t *ret_n,
 		 char **ret_error);
 
