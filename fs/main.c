@@ -25,6 +25,7 @@
 #include "mount.h"
 #include "ops.h"
 #include "source.h"
+#include "stats.h"
 #include "tree.h"
 
 struct hvfs_options hvfs_opts = { .timeout_ms = 5000 };
@@ -548,7 +549,10 @@ out:
 	if (se)
 		fuse_session_destroy(se);
 	tree_free();
-	sources_free();
+	/* A bulk statistics call still stuck keeps its connection: exit
+	 * without closing them. */
+	if (stats_stop(hvfs_opts.timeout_ms))
+		sources_free();
 	fuse_opt_free_args(&fargs);
 	free(first_uri);
 	free(fsname);

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "events.h"
 #include "stats.h"
@@ -27,8 +29,12 @@ struct snap {
 struct cache {
 	pthread_mutex_t lock;
 	pthread_cond_t done;
-	struct snap *last;
-	bool busy;              /* a bulk call is in flight */
+	struct source *src;
+	struct snap *last;      /* the newest answer, success or failure */
+	struct snap *good;      /* the newest success */
+	bool busy;              /* a bulk call is in flight, on its thread */
+	bool slow;              /* a reader gave up waiting for it */
+	uint64_t flights;       /* bulk calls ended */
 	uint64_t failures;      /* bulk calls that failed */
 };
 
@@ -38,23 +44,29 @@ static size_t n_caches;
 
 static void caches_init(void)
 {
+	pthread_condattr_t attr;
+
 	n_caches = sources_count();
 	caches = calloc(n_caches ? n_caches : 1, sizeof(*caches));
 	if (!caches) {
 		n_caches = 0;
 		return;
 	}
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
 	for (size_t i = 0; i < n_caches; i++) {
 		pthread_mutex_init(&caches[i].lock, NULL);
-		pthread_cond_init(&caches[i].done, NULL);
+		pthread_cond_init(&caches[i].done, &attr);
+		caches[i].src = source_at(i);
 	}
+	pthread_condattr_destroy(&attr);
 }
 
 static struct cache *cache_of(struct source *s)
 {
 	pthread_once(&caches_once, caches_init);
 	for (size_t i = 0; i < n_caches; i++)
-		if (source_at(i) == s)
+		if (caches[i].src == s)
 			return &caches[i];
 	return NULL;
 }
@@ -76,55 +88,131 @@ static void snap_put(struct cache *c, struct snap *p)
 	pthread_mutex_unlock(&c->lock);
 }
 
-/*
- * The source's counters, at most STATS_REUSE_MS old: a reference (put it
- * with snap_put()), or NULL when out of memory or the source is not open.
- */
-static struct snap *snap_get(struct source *s, struct cache **ret_c)
+static struct snap *snap_ref_locked(struct snap *p)
 {
-	struct cache *c = cache_of(s);
-	struct hv_conn *conn = source_conn(s);
-	struct snap *p;
+	if (p)
+		p->refs++;
+	return p;
+}
 
-	*ret_c = c;
-	if (!c || !conn)
-		return NULL;
-	pthread_mutex_lock(&c->lock);
-	for (;;) {
-		if (c->last && hvfs_now_ms() - c->last->at_ms < STATS_REUSE_MS) {
-			p = c->last;
-			p->refs++;
-			pthread_mutex_unlock(&c->lock);
-			return p;
-		}
-		if (!c->busy)
-			break;
-		/* Someone's call is in flight: its answer is ours too. */
-		pthread_cond_wait(&c->done, &c->lock);
-	}
-	c->busy = true;
-	pthread_mutex_unlock(&c->lock);
+/* The bulk call, on a thread of its own: lib gives it a deadline longer
+ * than a read's (HV_STATS_ALL_TIMEOUT_FACTOR). */
+static void *flight_run(void *arg)
+{
+	struct cache *c = arg;
+	struct snap *p = calloc(1, sizeof(*p));
 
-	p = calloc(1, sizeof(*p));
 	if (p) {
-		p->err = hv_stats_all(conn, &p->v, &p->n, &p->error);
+		p->err = hv_stats_all(source_conn(c->src), &p->v, &p->n,
+				      &p->error);
 		p->at_ms = hvfs_now_ms();
-		p->refs = 2; /* the cache's and ours */
+		p->refs = 1; /* the cache's */
 		if (p->err < 0)
-			hvfs_log(LOG_WARNING, "%s: statistics: %s", s->uri,
+			hvfs_log(LOG_WARNING, "%s: statistics: %s", c->src->uri,
 				 p->error ? p->error : strerror(-p->err));
 	}
 	pthread_mutex_lock(&c->lock);
 	if (p) {
-		if (p->err < 0)
+		if (p->err < 0) {
 			c->failures++;
+		} else {
+			snap_put_locked(c->good);
+			c->good = snap_ref_locked(p);
+		}
 		snap_put_locked(c->last);
 		c->last = p;
 	}
+	c->flights++;
 	c->busy = false;
 	pthread_cond_broadcast(&c->done);
 	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
+/* Whether c->last still serves: a success for STATS_REUSE_MS, a failure
+ * for STATS_RETRY_MS. */
+static bool last_serves_locked(const struct cache *c)
+{
+	return c->last && hvfs_now_ms() - c->last->at_ms <
+			(c->last->err < 0 ? STATS_RETRY_MS : STATS_REUSE_MS);
+}
+
+/*
+ * The source's newest answer if it still serves, or the one of a bulk call
+ * (started here if none is in flight) that ends within wait_ms: a reference
+ * (put it with snap_put()). NULL when the call did not end in time, or an
+ * earlier reader already gave up on it (c->slow), or out of memory. When
+ * it is not a success, *ret_good, if not NULL, gets the newest success
+ * (may be NULL).
+ */
+static struct snap *snap_get(struct source *s, int wait_ms,
+			     struct cache **ret_c, struct snap **ret_good)
+{
+	struct cache *c = cache_of(s);
+	struct snap *p = NULL;
+	struct timespec dl;
+	uint64_t flight;
+	int64_t end;
+	pthread_t t;
+	pthread_attr_t attr;
+
+	*ret_c = c;
+	if (ret_good)
+		*ret_good = NULL;
+	if (!c || !source_conn(s))
+		return NULL;
+	pthread_mutex_lock(&c->lock);
+	if (last_serves_locked(c)) {
+		p = snap_ref_locked(c->last);
+		if (p->err < 0 && ret_good)
+			*ret_good = snap_ref_locked(c->good);
+		pthread_mutex_unlock(&c->lock);
+		return p;
+	}
+	if (!c->busy) {
+		pthread_attr_init(&attr);
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		c->busy = pthread_create(&t, &attr, flight_run, c) == 0;
+		pthread_attr_destroy(&attr);
+		c->slow = false;
+	}
+	/* Someone's call is in flight: its answer is ours too, if it comes
+	 * within our wait. */
+	flight = c->flights;
+	end = hvfs_now_ms() + wait_ms; /* CLOCK_MONOTONIC, as c->done's */
+	dl.tv_sec = end / 1000;
+	dl.tv_nsec = (long)(end % 1000) * 1000000;
+	while (c->busy && !c->slow && c->flights == flight &&
+	       pthread_cond_timedwait(&c->done, &c->lock, &dl) != ETIMEDOUT)
+		;
+	if (c->flights != flight)
+		p = snap_ref_locked(c->last);
+	else
+		c->slow = c->busy;
+	if ((!p || p->err < 0) && ret_good)
+		*ret_good = snap_ref_locked(c->good);
+	pthread_mutex_unlock(&c->lock);
 	return p;
+}
+
+bool stats_stop(int wait_ms)
+{
+	int64_t end = hvfs_now_ms() + wait_ms;
+	bool busy = false;
+
+	for (size_t i = 0; i < n_caches; i++) {
+		struct cache *c = &caches[i];
+
+		pthread_mutex_lock(&c->lock);
+		while (c->busy && hvfs_now_ms() < end) {
+			pthread_mutex_unlock(&c->lock);
+			usleep(20000);
+			pthread_mutex_lock(&c->lock);
+		}
+		busy |= c->busy;
+		pthread_mutex_unlock(&c->lock);
+	}
+	return !busy;
 }
 
 static const struct hv_stats *snap_find(const struct snap *p,
@@ -171,7 +259,7 @@ int stats_read_dom(struct dom *d, char **ret, size_t *ret_len,
 		   char **ret_error)
 {
 	struct cache *c;
-	struct snap *p = snap_get(d->src, &c);
+	struct snap *p = snap_get(d->src, STATS_WAIT_MS, &c, NULL);
 	const struct hv_stats *st = snap_find(p, d->hv_name);
 	struct hv_stats *own = NULL;
 	char *text = NULL;
@@ -179,14 +267,9 @@ int stats_read_dom(struct dom *d, char **ret, size_t *ret_len,
 	FILE *f;
 	int r = 0;
 
-	if (!p && !c)
-		return -ENOMEM;
-	if (p && p->err < 0 && !st) {
-		r = hv_error(ret_error, p->err, "%s",
-			     p->error ? p->error : strerror(-p->err));
-	} else if (!st) {
-		/* Not in the bulk answer (the call failed, or the domain came
-		 * since): ask for this one alone. */
+	if (!st) {
+		/* Not in a bulk answer (the call is slow or failed, or the
+		 * domain came since): ask for this one alone. */
 		r = hv_stats(dom_conn(d), d->hv_name, &own, ret_error);
 		st = own;
 	} else if (st->n == 0 && st->error < 0) {
@@ -473,14 +556,27 @@ struct fetch {
 	bool started;
 	struct source *src;
 	struct cache *c;
-	struct snap *p;
+	struct snap *p;         /* the answer shown: fresh, or the last good */
+	bool up;                /* the newest call that ended succeeded */
 };
 
 static void *fetch_run(void *arg)
 {
 	struct fetch *x = arg;
+	struct snap *good;
 
-	x->p = snap_get(x->src, &x->c);
+	x->p = snap_get(x->src, STATS_PROM_WAIT_MS, &x->c, &good);
+	if (x->p && x->p->err == 0) {
+		x->up = true;
+	} else if (x->c) {
+		/* The call failed or is slow: the last answer that came, and
+		 * whether the newest call that ended succeeded. */
+		pthread_mutex_lock(&x->c->lock);
+		x->up = good && x->c->last == good;
+		snap_put_locked(x->p);
+		pthread_mutex_unlock(&x->c->lock);
+		x->p = good;
+	}
 	return NULL;
 }
 
@@ -499,7 +595,7 @@ int stats_prom(char **ret, size_t *ret_len)
 	char *text = NULL;
 	size_t len = 0;
 	FILE *f = NULL;
-	int64_t last_us;
+	int64_t last_us, now_ms;
 	int r = 0;
 
 	if (!x || !up || !(f = open_memstream(&text, &len))) {
@@ -515,6 +611,7 @@ int stats_prom(char **ret, size_t *ret_len)
 		if (!x[i].started)
 			fetch_run(&x[i]);
 	}
+	now_ms = hvfs_now_ms();
 	for (size_t h = 0; h < nh; h++)
 		up[h] = true;
 	for (size_t i = 0; i < ns; i++) {
@@ -523,7 +620,7 @@ int stats_prom(char **ret, size_t *ret_len)
 		if (x[i].started)
 			pthread_join(x[i].thread, NULL);
 		h = host_index(x[i].src->host);
-		if (!x[i].p || x[i].p->err < 0)
+		if (!x[i].up)
 			up[h] = false;
 		for (size_t k = 0; x[i].p && k < x[i].p->n; k++)
 			put_domain(outs, host_name(x[i].src->host),
@@ -554,11 +651,28 @@ int stats_prom(char **ret, size_t *ret_len)
 			fprintf(f, "\"} %d\n", x[i].p->v[k].error < 0);
 		}
 	put_family(f, "hvfs_host_up", "gauge",
-		   "1 when every connection to the host answered this read");
+		   "1 when the newest statistics call to each connection of "
+		   "the host succeeded");
 	for (size_t h = 0; h < nh; h++) {
 		fputs("hvfs_host_up{host=\"", f);
 		put_label(f, host_name(host_at(h)));
 		fprintf(f, "\"} %d\n", up[h]);
+	}
+	put_family(f, "hvfs_stats_age_seconds", "gauge",
+		   "Age of the oldest statistics answer shown for the host "
+		   "(a slow call shows the one before)");
+	for (size_t h = 0; h < nh; h++) {
+		int64_t age = -1;
+
+		for (size_t i = 0; i < ns; i++)
+			if (x[i].p && host_index(x[i].src->host) == (int)h &&
+			    now_ms - x[i].p->at_ms > age)
+				age = now_ms - x[i].p->at_ms;
+		if (age < 0)
+			continue;
+		fputs("hvfs_stats_age_seconds{host=\"", f);
+		put_label(f, host_name(host_at(h)));
+		fprintf(f, "\"} %.3f\n", age / 1000.0);
 	}
 	put_family(f, "hvfs_stats_failures_total", "counter",
 		   "Bulk statistics calls to the host that failed");
