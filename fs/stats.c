@@ -303,106 +303,95 @@ int stats_read_dom(struct dom *d, char **ret, size_t *ret_len,
 enum unit { U_ONE, U_NS, U_KIB };  /* as is; ns to s; KiB to bytes */
 enum family { F_NONE, F_VCPU, F_NET, F_BLOCK }; /* what N in KEY.N. is */
 
-/* A libvirt key (group, N, suffix) and its metric. */
+/* A libvirt key (group, N, suffix) and its metric: hvfs_domain_NAME, a
+ * counter when NAME ends in _total (Prometheus's rule), else a gauge. */
 static const struct metric {
 	const char *group, *suffix;
 	enum family fam;
-	const char *name, *type, *help;
+	const char *name, *help;
 	enum unit unit;
 } metrics[] = {
-	{ "state", "state", F_NONE, "hvfs_domain_state", "gauge",
+	{ "state", "state", F_NONE, "state",
 	  "State as libvirt numbers it: 0 nostate, 1 running, 2 blocked, "
 	  "3 paused, 4 shutdown, 5 shutoff, 6 crashed, 7 pmsuspended", U_ONE },
-	{ "state", "reason", F_NONE, "hvfs_domain_state_reason", "gauge",
+	{ "state", "reason", F_NONE, "state_reason",
 	  "Reason for the state, libvirt's number", U_ONE },
-	{ "cpu", "time", F_NONE, "hvfs_domain_cpu_seconds_total", "counter",
+	{ "cpu", "time", F_NONE, "cpu_seconds_total",
 	  "CPU time of the domain's QEMU", U_NS },
-	{ "cpu", "user", F_NONE, "hvfs_domain_cpu_user_seconds_total",
-	  "counter", "User CPU time of the domain's QEMU", U_NS },
-	{ "cpu", "system", F_NONE, "hvfs_domain_cpu_system_seconds_total",
-	  "counter", "System CPU time of the domain's QEMU", U_NS },
-	{ "balloon", "current", F_NONE, "hvfs_domain_balloon_current_bytes",
-	  "gauge", "Memory the guest has now (balloon)", U_KIB },
-	{ "balloon", "maximum", F_NONE, "hvfs_domain_balloon_maximum_bytes",
-	  "gauge", "Memory the guest may have at most", U_KIB },
-	{ "balloon", "rss", F_NONE, "hvfs_domain_memory_rss_bytes", "gauge",
+	{ "cpu", "user", F_NONE, "cpu_user_seconds_total",
+	  "User CPU time of the domain's QEMU", U_NS },
+	{ "cpu", "system", F_NONE, "cpu_system_seconds_total",
+	  "System CPU time of the domain's QEMU", U_NS },
+	{ "balloon", "current", F_NONE, "balloon_current_bytes",
+	  "Memory the guest has now (balloon)", U_KIB },
+	{ "balloon", "maximum", F_NONE, "balloon_maximum_bytes",
+	  "Memory the guest may have at most", U_KIB },
+	{ "balloon", "rss", F_NONE, "memory_rss_bytes",
 	  "Resident set of the domain's QEMU", U_KIB },
-	{ "balloon", "available", F_NONE,
-	  "hvfs_domain_balloon_available_bytes", "gauge",
+	{ "balloon", "available", F_NONE, "balloon_available_bytes",
 	  "Memory the guest sees (balloon driver)", U_KIB },
-	{ "balloon", "usable", F_NONE, "hvfs_domain_balloon_usable_bytes",
-	  "gauge", "Memory the guest could use without swapping", U_KIB },
-	{ "balloon", "unused", F_NONE, "hvfs_domain_balloon_unused_bytes",
-	  "gauge", "Memory the guest leaves unused", U_KIB },
-	{ "balloon", "disk_caches", F_NONE,
-	  "hvfs_domain_balloon_disk_caches_bytes", "gauge",
+	{ "balloon", "usable", F_NONE, "balloon_usable_bytes",
+	  "Memory the guest could use without swapping", U_KIB },
+	{ "balloon", "unused", F_NONE, "balloon_unused_bytes",
+	  "Memory the guest leaves unused", U_KIB },
+	{ "balloon", "disk_caches", F_NONE, "balloon_disk_caches_bytes",
 	  "Guest memory in disk caches", U_KIB },
-	{ "balloon", "swap_in", F_NONE,
-	  "hvfs_domain_balloon_swap_in_bytes_total", "counter",
+	{ "balloon", "swap_in", F_NONE, "balloon_swap_in_bytes_total",
 	  "Memory the guest swapped in", U_KIB },
-	{ "balloon", "swap_out", F_NONE,
-	  "hvfs_domain_balloon_swap_out_bytes_total", "counter",
+	{ "balloon", "swap_out", F_NONE, "balloon_swap_out_bytes_total",
 	  "Memory the guest swapped out", U_KIB },
-	{ "balloon", "major_fault", F_NONE,
-	  "hvfs_domain_balloon_major_faults_total", "counter",
+	{ "balloon", "major_fault", F_NONE, "balloon_major_faults_total",
 	  "Major page faults in the guest", U_ONE },
-	{ "balloon", "minor_fault", F_NONE,
-	  "hvfs_domain_balloon_minor_faults_total", "counter",
+	{ "balloon", "minor_fault", F_NONE, "balloon_minor_faults_total",
 	  "Minor page faults in the guest", U_ONE },
-	{ "vcpu", "current", F_NONE, "hvfs_domain_vcpus_current", "gauge",
-	  "vCPUs online", U_ONE },
-	{ "vcpu", "maximum", F_NONE, "hvfs_domain_vcpus_maximum", "gauge",
-	  "vCPUs at most", U_ONE },
-	{ "vcpu", "state", F_VCPU, "hvfs_domain_vcpu_state", "gauge",
+	{ "vcpu", "current", F_NONE, "vcpus_current", "vCPUs online", U_ONE },
+	{ "vcpu", "maximum", F_NONE, "vcpus_maximum", "vCPUs at most", U_ONE },
+	{ "vcpu", "state", F_VCPU, "vcpu_state",
 	  "vCPU state: 0 offline, 1 running, 2 blocked", U_ONE },
-	{ "vcpu", "time", F_VCPU, "hvfs_domain_vcpu_seconds_total", "counter",
+	{ "vcpu", "time", F_VCPU, "vcpu_seconds_total",
 	  "CPU time of the vCPU's thread", U_NS },
-	{ "vcpu", "wait", F_VCPU, "hvfs_domain_vcpu_wait_seconds_total",
-	  "counter", "Time the vCPU waited on I/O", U_NS },
-	{ "vcpu", "delay", F_VCPU, "hvfs_domain_vcpu_delay_seconds_total",
-	  "counter", "Time the vCPU's thread waited for a host CPU", U_NS },
-	{ "net", "rx.bytes", F_NET, "hvfs_domain_net_receive_bytes_total",
-	  "counter", "Bytes received", U_ONE },
-	{ "net", "rx.pkts", F_NET, "hvfs_domain_net_receive_packets_total",
-	  "counter", "Packets received", U_ONE },
-	{ "net", "rx.errs", F_NET, "hvfs_domain_net_receive_errors_total",
-	  "counter", "Receive errors", U_ONE },
-	{ "net", "rx.drop", F_NET, "hvfs_domain_net_receive_drops_total",
-	  "counter", "Received packets dropped", U_ONE },
-	{ "net", "tx.bytes", F_NET, "hvfs_domain_net_transmit_bytes_total",
-	  "counter", "Bytes sent", U_ONE },
-	{ "net", "tx.pkts", F_NET, "hvfs_domain_net_transmit_packets_total",
-	  "counter", "Packets sent", U_ONE },
-	{ "net", "tx.errs", F_NET, "hvfs_domain_net_transmit_errors_total",
-	  "counter", "Transmit errors", U_ONE },
-	{ "net", "tx.drop", F_NET, "hvfs_domain_net_transmit_drops_total",
-	  "counter", "Packets to send dropped", U_ONE },
-	{ "block", "rd.reqs", F_BLOCK, "hvfs_domain_block_read_requests_total",
-	  "counter", "Read requests", U_ONE },
-	{ "block", "rd.bytes", F_BLOCK, "hvfs_domain_block_read_bytes_total",
-	  "counter", "Bytes read", U_ONE },
-	{ "block", "rd.times", F_BLOCK, "hvfs_domain_block_read_seconds_total",
-	  "counter", "Time spent reading", U_NS },
-	{ "block", "wr.reqs", F_BLOCK,
-	  "hvfs_domain_block_write_requests_total", "counter",
+	{ "vcpu", "wait", F_VCPU, "vcpu_wait_seconds_total",
+	  "Time the vCPU waited on I/O", U_NS },
+	{ "vcpu", "delay", F_VCPU, "vcpu_delay_seconds_total",
+	  "Time the vCPU's thread waited for a host CPU", U_NS },
+	{ "net", "rx.bytes", F_NET, "net_receive_bytes_total",
+	  "Bytes received", U_ONE },
+	{ "net", "rx.pkts", F_NET, "net_receive_packets_total",
+	  "Packets received", U_ONE },
+	{ "net", "rx.errs", F_NET, "net_receive_errors_total",
+	  "Receive errors", U_ONE },
+	{ "net", "rx.drop", F_NET, "net_receive_drops_total",
+	  "Received packets dropped", U_ONE },
+	{ "net", "tx.bytes", F_NET, "net_transmit_bytes_total",
+	  "Bytes sent", U_ONE },
+	{ "net", "tx.pkts", F_NET, "net_transmit_packets_total",
+	  "Packets sent", U_ONE },
+	{ "net", "tx.errs", F_NET, "net_transmit_errors_total",
+	  "Transmit errors", U_ONE },
+	{ "net", "tx.drop", F_NET, "net_transmit_drops_total",
+	  "Packets to send dropped", U_ONE },
+	{ "block", "rd.reqs", F_BLOCK, "block_read_requests_total",
+	  "Read requests", U_ONE },
+	{ "block", "rd.bytes", F_BLOCK, "block_read_bytes_total",
+	  "Bytes read", U_ONE },
+	{ "block", "rd.times", F_BLOCK, "block_read_seconds_total",
+	  "Time spent reading", U_NS },
+	{ "block", "wr.reqs", F_BLOCK, "block_write_requests_total",
 	  "Write requests", U_ONE },
-	{ "block", "wr.bytes", F_BLOCK, "hvfs_domain_block_write_bytes_total",
-	  "counter", "Bytes written", U_ONE },
-	{ "block", "wr.times", F_BLOCK,
-	  "hvfs_domain_block_write_seconds_total", "counter",
+	{ "block", "wr.bytes", F_BLOCK, "block_write_bytes_total",
+	  "Bytes written", U_ONE },
+	{ "block", "wr.times", F_BLOCK, "block_write_seconds_total",
 	  "Time spent writing", U_NS },
-	{ "block", "fl.reqs", F_BLOCK,
-	  "hvfs_domain_block_flush_requests_total", "counter",
+	{ "block", "fl.reqs", F_BLOCK, "block_flush_requests_total",
 	  "Flush requests", U_ONE },
-	{ "block", "fl.times", F_BLOCK,
-	  "hvfs_domain_block_flush_seconds_total", "counter",
+	{ "block", "fl.times", F_BLOCK, "block_flush_seconds_total",
 	  "Time spent flushing", U_NS },
-	{ "block", "allocation", F_BLOCK, "hvfs_domain_block_allocation_bytes",
-	  "gauge", "Highest offset written in the image", U_ONE },
-	{ "block", "capacity", F_BLOCK, "hvfs_domain_block_capacity_bytes",
-	  "gauge", "Size the guest sees", U_ONE },
-	{ "block", "physical", F_BLOCK, "hvfs_domain_block_physical_bytes",
-	  "gauge", "Size of the image on the host", U_ONE },
+	{ "block", "allocation", F_BLOCK, "block_allocation_bytes",
+	  "Highest offset written in the image", U_ONE },
+	{ "block", "capacity", F_BLOCK, "block_capacity_bytes",
+	  "Size the guest sees", U_ONE },
+	{ "block", "physical", F_BLOCK, "block_physical_bytes",
+	  "Size of the image on the host", U_ONE },
 };
 #define N_METRICS (sizeof(metrics) / sizeof(metrics[0]))
 
@@ -533,7 +522,7 @@ static void put_domain(struct out *outs, const char *host,
 			if (!name || name->type != HV_STAT_STRING)
 				continue;
 		}
-		fprintf(f, "%s{host=\"", m->name);
+		fprintf(f, "hvfs_domain_%s{host=\"", m->name);
 		put_label(f, host);
 		fputs("\",domain=\"", f);
 		put_label(f, st->name);
@@ -580,10 +569,15 @@ static void *fetch_run(void *arg)
 	return NULL;
 }
 
-static void put_family(FILE *f, const char *name, const char *type,
+/* A family's HELP and TYPE: a counter when its name ends in _total. */
+static void put_family(FILE *f, const char *prefix, const char *name,
 		       const char *help)
 {
-	fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+	size_t n = strlen(name);
+	bool counter = n >= 6 && strcmp(name + n - 6, "_total") == 0;
+
+	fprintf(f, "# HELP %s%s %s\n# TYPE %s%s %s\n", prefix, name, help,
+		prefix, name, counter ? "counter" : "gauge");
 }
 
 int stats_prom(char **ret, size_t *ret_len)
@@ -632,14 +626,14 @@ int stats_prom(char **ret, size_t *ret_len)
 		if (fclose(outs[m].f) != 0)
 			r = -ENOMEM;
 		else if (outs[m].len) {
-			put_family(f, metrics[m].name, metrics[m].type,
+			put_family(f, "hvfs_domain_", metrics[m].name,
 				   metrics[m].help);
 			fwrite(outs[m].text, 1, outs[m].len, f);
 		}
 		free(outs[m].text);
 	}
 	/* hvfs's own health. */
-	put_family(f, "hvfs_domain_stats_incomplete", "gauge",
+	put_family(f, "", "hvfs_domain_stats_incomplete",
 		   "1 when some or all of the domain's counters are missing "
 		   "(a QEMU that did not answer, a domain in a job)");
 	for (size_t i = 0; i < ns; i++)
@@ -650,7 +644,7 @@ int stats_prom(char **ret, size_t *ret_len)
 			put_label(f, x[i].p->v[k].name);
 			fprintf(f, "\"} %d\n", x[i].p->v[k].error < 0);
 		}
-	put_family(f, "hvfs_host_up", "gauge",
+	put_family(f, "", "hvfs_host_up",
 		   "1 when the newest statistics call to each connection of "
 		   "the host succeeded");
 	for (size_t h = 0; h < nh; h++) {
@@ -658,7 +652,7 @@ int stats_prom(char **ret, size_t *ret_len)
 		put_label(f, host_name(host_at(h)));
 		fprintf(f, "\"} %d\n", up[h]);
 	}
-	put_family(f, "hvfs_stats_age_seconds", "gauge",
+	put_family(f, "", "hvfs_stats_age_seconds",
 		   "Age of the oldest statistics answer shown for the host "
 		   "(a slow call shows the one before)");
 	for (size_t h = 0; h < nh; h++) {
@@ -674,7 +668,7 @@ int stats_prom(char **ret, size_t *ret_len)
 		put_label(f, host_name(host_at(h)));
 		fprintf(f, "\"} %.3f\n", age / 1000.0);
 	}
-	put_family(f, "hvfs_stats_failures_total", "counter",
+	put_family(f, "", "hvfs_stats_failures_total",
 		   "Bulk statistics calls to the host that failed");
 	for (size_t h = 0; h < nh; h++) {
 		uint64_t fails = 0;
@@ -694,7 +688,7 @@ int stats_prom(char **ret, size_t *ret_len)
 		struct timespec now;
 
 		clock_gettime(CLOCK_REALTIME, &now);
-		put_family(f, "hvfs_last_event_age_seconds", "gauge",
+		put_family(f, "", "hvfs_last_event_age_seconds",
 			   "Time since the last event any host sent");
 		fprintf(f, "hvfs_last_event_age_seconds %.3f\n",
 			(now.tv_sec * 1000000.0 + now.tv_nsec / 1000 - last_us) /
