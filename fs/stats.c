@@ -23,6 +23,7 @@ struct snap {
 	struct hv_stats *v;
 	size_t n;
 	int64_t at_ms;          /* when the call ended */
+	int64_t took_ms;        /* how long it took */
 };
 
 /* A source's cache. */
@@ -101,11 +102,13 @@ static void *flight_run(void *arg)
 {
 	struct cache *c = arg;
 	struct snap *p = calloc(1, sizeof(*p));
+	int64_t start = hvfs_now_ms();
 
 	if (p) {
 		p->err = hv_stats_all(source_conn(c->src), &p->v, &p->n,
 				      &p->error);
 		p->at_ms = hvfs_now_ms();
+		p->took_ms = p->at_ms - start;
 		p->refs = 1; /* the cache's */
 		if (p->err < 0)
 			hvfs_log(LOG_WARNING, "%s: statistics: %s", c->src->uri,
@@ -129,12 +132,16 @@ static void *flight_run(void *arg)
 	return NULL;
 }
 
-/* Whether c->last still serves: a success for STATS_REUSE_MS, a failure
- * for STATS_RETRY_MS. */
+/* Whether c->last still serves: a success for STATS_REUSE_MS or as long
+ * as it took, whichever is longer (bulk calls back to back would keep the
+ * peer busy), a failure for STATS_RETRY_MS. */
 static bool last_serves_locked(const struct cache *c)
 {
-	return c->last && hvfs_now_ms() - c->last->at_ms <
-			(c->last->err < 0 ? STATS_RETRY_MS : STATS_REUSE_MS);
+	const struct snap *p = c->last;
+	int64_t ms = !p ? 0 : p->err < 0 ? STATS_RETRY_MS :
+		     p->took_ms > STATS_REUSE_MS ? p->took_ms : STATS_REUSE_MS;
+
+	return p && hvfs_now_ms() - p->at_ms < ms;
 }
 
 /*

@@ -15,7 +15,8 @@
 
 #include "dom.h"
 
-/* How long one bulk answer serves every reader (docs/fs-layout.md). */
+/* How long one bulk answer serves every reader at least; one that took
+ * longer serves as long as it took (docs/fs-layout.md). */
 #define STATS_REUSE_MS 1000
 /* How long a failed bulk call stands before the next: meanwhile `stats`
  * asks for its domain alone (docs/design.md). */
