@@ -68,6 +68,11 @@ struct hv_conn *dom_conn(struct dom *d)
 	return source_conn(d->src);
 }
 
+bool dom_is_libvirt(struct dom *d)
+{
+	return strcmp(hv_driver_name(dom_conn(d)), "libvirt") == 0;
+}
+
 void dom_set_error(struct dom *d, const char *op, int err, const char *msg)
 {
 	char stamp[32], *text;

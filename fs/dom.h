@@ -64,6 +64,8 @@ struct dom *dom_unref(struct dom *d);
 
 /* The connection of d's source, or NULL while it is not open. */
 struct hv_conn *dom_conn(struct dom *d);
+/* Whether d's driver is libvirt's (else direct QMP). */
+bool dom_is_libvirt(struct dom *d);
 
 /* Records a failure of `op` on d for its error file and logs it. */
 void dom_set_error(struct dom *d, const char *op, int err, const char *msg);

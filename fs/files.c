@@ -11,10 +11,12 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include "console.h"
 #include "files.h"
 #include "guest.h"
 #include "life.h"
 #include "rich.h"
+#include "snap.h"
 #include "stats.h"
 #include "tree.h"
 
@@ -311,7 +313,7 @@ static int read_error(struct dom *d, char **ret, size_t *ret_len,
 
 static bool is_libvirt(struct dom *d)
 {
-	return strcmp(hv_driver_name(dom_conn(d)), "libvirt") == 0;
+	return dom_is_libvirt(d);
 }
 
 static bool never(struct dom *d)
@@ -391,8 +393,37 @@ const struct file_type file_types[FK_COUNT] = {
 			   .write = life_write_autostart },
 	[FK_VCPUS] = { .name = "vcpus", .mode = 0644, .read = life_read_vcpus,
 		       .write = life_write_vcpus },
+	/* snapshots/ (snap.c): mkdir in it takes a snapshot; rmdir never
+	 * deletes one (docs/design.md). */
+	[FK_SNAP_DIR] = { .name = "snapshots", .mode = 0755, .dir = true,
+			  .makes = true },
+	[FK_SNAP_CURRENT] = { .name = ".current", .mode = 0444,
+			      .parent = FK_SNAP_DIR, .present = is_libvirt,
+			      .read = snap_read_current },
+	[FK_SNAP_TAKE] = { .name = ".take", .mode = 0200,
+			   .parent = FK_SNAP_DIR, .read = snap_read_take,
+			   .write = snap_write_take, .whole = true },
+	[FK_SNAP] = { .name = "snapshot", .mode = 0555, .family = true,
+		      .dir = true },
+	[FK_SNAP_XML] = { .name = "snapshot-xml", .mode = 0444, .family = true,
+			  .read_arg = snap_read_xml },
+	[FK_SNAP_INFO] = { .name = "snapshot-info", .mode = 0444,
+			   .family = true, .read_arg = snap_read_info },
+	[FK_SNAP_CREATED] = { .name = "snapshot-created", .mode = 0444,
+			      .family = true, .read_arg = snap_read_created },
+	[FK_SNAP_STATE] = { .name = "snapshot-state", .mode = 0444,
+			    .family = true, .read_arg = snap_read_state },
+	[FK_SNAP_PARENT] = { .name = "snapshot-parent", .mode = 0444,
+			     .family = true, .read_arg = snap_read_parent },
+	[FK_SNAP_CONTROL] = { .name = "snapshot-control", .mode = 0200,
+			      .family = true, .read_arg = snap_read_control,
+			      .write_arg = snap_write_control },
 	/* Above the domains (make.c, top.c): never in a domain's directory;
 	 * written through ops.c, which collects the XML. */
+	/* The serial console: what the guest prints (logins, secrets) and
+	 * what it is typed: root's, and the ctlgroup's. */
+	[FK_CONSOLE] = { .name = "console", .mode = 0600, .stream = true,
+			 .write = console_write },
 	[FK_DEFINE] = { .name = ".define", .mode = 0200, .present = never },
 	[FK_CREATE] = { .name = ".create", .mode = 0200, .present = never },
 };
@@ -424,7 +455,8 @@ int file_kind_by_name(struct dom *d, const char *name)
 bool file_ctlgroup(enum file_kind kind)
 {
 	return hvfs_opts.have_ctlgroup &&
-	       (file_types[kind].write || !(file_types[kind].mode & 0007));
+	       (file_kind_writable(kind) || file_types[kind].makes ||
+		!(file_types[kind].mode & 0007));
 }
 
 mode_t file_mode(enum file_kind kind)
@@ -439,12 +471,15 @@ mode_t file_mode(enum file_kind kind)
 int files_entries(struct dom *d, fuse_ino_t dir, struct entry **ret,
 		  size_t *ret_n)
 {
-	struct entry *e = NULL;
-	size_t n = 0;
+	struct entry *e = NULL, *more = NULL;
+	size_t n = 0, n_more = 0;
 	int r = 0;
 
-	if (!fixed_dir(ino_kind(dir)))
+	if (!fixed_dir(ino_kind(dir)) && ino_kind(dir) != FK_SNAP_DIR) {
+		if (snap_owns(ino_kind(dir)))
+			return snap_entries(d, dir, ret, ret_n);
 		return rich_entries(d, dir, ret, ret_n);
+	}
 	for (unsigned k = 1; r == 0 && k < FK_COUNT; k++) {
 		if (file_types[k].family || file_types[k].top ||
 		    file_types[k].parent != ino_kind(dir) ||
@@ -453,6 +488,12 @@ int files_entries(struct dom *d, fuse_ino_t dir, struct entry **ret,
 		r = entries_add(&e, &n, file_types[k].name,
 			      ino_make(d->slot, k, 0), file_types[k].dir);
 	}
+	/* snapshots/: its fixed files, then a directory per snapshot. */
+	if (r == 0 && ino_kind(dir) == FK_SNAP_DIR)
+		r = snap_entries(d, dir, &more, &n_more);
+	for (size_t i = 0; r == 0 && i < n_more; i++)
+		r = entries_add(&e, &n, more[i].name, more[i].ino, more[i].dir);
+	entries_free(more, n_more);
 	return entries_give(e, n, r, ret, ret_n);
 }
 
@@ -464,7 +505,11 @@ int files_lookup(struct dom *d, fuse_ino_t dir, const char *name,
 
 	if (!file_kind_is_dir(kind))
 		return -ENOTDIR;
-	if (!fixed_dir(kind))
+	if (kind == FK_SNAP_DIR && kind_in(d, kind, name) < 0)
+		return snap_lookup(d, dir, name, ret);
+	if (snap_owns(kind) && kind != FK_SNAP_DIR)
+		return snap_lookup(d, dir, name, ret);
+	if (!fixed_dir(kind) && kind != FK_SNAP_DIR)
 		return rich_lookup(d, dir, name, ret);
 	k = kind_in(d, kind, name);
 	if (k < 0)
@@ -480,11 +525,20 @@ int files_check(struct dom *d, fuse_ino_t ino, char **ret_arg)
 	if (kind >= FK_COUNT)
 		return -ENOENT;
 	if (file_types[kind].family)
-		return rich_check(d, ino, ret_arg);
+		return snap_owns(kind) ? snap_check(d, ino, ret_arg)
+				       : rich_check(d, ino, ret_arg);
 	if (kind != FK_DIR && file_types[kind].name &&
 	    kind_in(d, file_types[kind].parent, file_types[kind].name) < 0)
 		return -ENOENT;
 	if (ret_arg)
 		*ret_arg = NULL;
 	return 0;
+}
+
+int files_mkdir(struct dom *d, fuse_ino_t dir, const char *name,
+		fuse_ino_t *ret, char **ret_error)
+{
+	if (ino_kind(dir) != FK_SNAP_DIR)
+		return -EPERM;
+	return snap_mkdir(d, name, ret, ret_error);
 }

@@ -5,8 +5,9 @@
  * files.c: the files of a domain: one table entry per kind of file, with
  * the function that makes its contents or runs what is written to it; and
  * lookups and listings of a domain's directories (the rich tree's own
- * directories, query/ and block/, through rich.c; guest/'s files are
- * guest.c's). Calls: rich, guest, stats, life, tree, dom, entry, lib/.
+ * directories, query/ and block/, through rich.c; snapshots/ through
+ * snap.c; guest/'s files are guest.c's). Calls: rich, snap, guest, stats,
+ * life, tree, dom, entry, lib/.
  */
 
 #include "dom.h"
@@ -42,6 +43,12 @@ struct file_type {
 	/* The contents of a family file, for the name its sub stands for. */
 	int (*read_arg)(struct dom *d, const char *arg, char **ret,
 			size_t *ret_len, char **ret_error);
+	/* What a write to a family file runs, for that name. */
+	int (*write_arg)(struct dom *d, const char *arg, const char *buf,
+			 size_t len, char **ret_reply, size_t *ret_reply_len,
+			 char **ret_error);
+	/* A directory in which mkdir makes something (snapshots/). */
+	bool makes;
 };
 
 extern const struct file_type file_types[FK_COUNT];
@@ -60,6 +67,13 @@ bool file_ctlgroup(enum file_kind kind);
  * applied. */
 mode_t file_mode(enum file_kind kind);
 
+/* Whether files of this kind take writes. */
+static inline bool file_kind_writable(unsigned kind)
+{
+	return kind < FK_COUNT &&
+	       (file_types[kind].write || file_types[kind].write_arg);
+}
+
 /* Whether inodes of this kind are directories. */
 static inline bool file_kind_is_dir(unsigned kind)
 {
@@ -74,6 +88,14 @@ int files_lookup(struct dom *d, fuse_ino_t dir, const char *name,
 		 fuse_ino_t *ret);
 int files_entries(struct dom *d, fuse_ino_t dir, struct entry **ret,
 		  size_t *ret_n);
+/*
+ * mkdir name in directory dir of d: 0 with the new directory's inode in
+ * *ret, or -errno (-EPERM where mkdir makes nothing) with the peer's
+ * message in *ret_error.
+ */
+int files_mkdir(struct dom *d, fuse_ino_t dir, const char *name,
+		fuse_ino_t *ret, char **ret_error);
+
 /*
  * Whether ino still names something of d: 0, with the name a family's sub
  * stands for in *ret_arg (malloc'd; NULL for other kinds; ret_arg may be

@@ -60,6 +60,20 @@ enum file_kind {
 	/* The mount's root only (top.c). */
 	FK_METRICS_DIR,      /* metrics/ */
 	FK_METRICS,          /* metrics/hvfs.prom */
+	/* snapshots/ (snap.c): the directory and .current, fixed; then a
+	 * family whose sub is the index of a snapshot's name in the
+	 * domain's table (rich.c's, shared). */
+	FK_SNAP_DIR,         /* snapshots/ */
+	FK_SNAP_CURRENT,     /* snapshots/.current */
+	FK_SNAP_TAKE,        /* snapshots/.take */
+	FK_SNAP,             /* snapshots/NAME/ */
+	FK_SNAP_XML,         /* snapshots/NAME/xml (libvirt) */
+	FK_SNAP_INFO,        /* snapshots/NAME/info (direct QMP) */
+	FK_SNAP_CREATED,     /* snapshots/NAME/created */
+	FK_SNAP_STATE,       /* snapshots/NAME/state */
+	FK_SNAP_PARENT,      /* snapshots/NAME/parent */
+	FK_SNAP_CONTROL,     /* snapshots/NAME/control */
+	FK_CONSOLE,          /* console (console.c) */
 	FK_COUNT
 };
 

@@ -20,6 +20,7 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include "console.h"
 #include "events.h"
 #include "hvfs.h"
 #include "mount.h"
@@ -30,10 +31,23 @@
 
 struct hvfs_options hvfs_opts = { .timeout_ms = 5000 };
 
-/* What the domain table tells the events files. */
+/* What the domain table tells the events and console files. */
+static void publish(struct source *src, struct dom *d, const char *name,
+		    const struct hv_event *ev)
+{
+	events_publish(src, d, name, ev);
+	console_event(d, ev);
+}
+
+static void domain_end(uint64_t slot)
+{
+	events_end_domain(slot);
+	console_end_domain(slot);
+}
+
 static const struct tree_listener events_listener = {
-	.event = events_publish,
-	.domain_end = events_end_domain,
+	.event = publish,
+	.domain_end = domain_end,
 };
 
 static size_t n_source_args;
@@ -548,6 +562,8 @@ out:
 	tree_stop();
 	if (se)
 		fuse_session_destroy(se);
+	/* After the last open file, before the sources close. */
+	console_stop();
 	tree_free();
 	/* A bulk statistics call still stuck keeps its connection: exit
 	 * without closing them. */

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "console.h"
 #include "events.h"
 #include "files.h"
 #include "make.h"
@@ -62,6 +63,7 @@ struct handle {
 	fuse_ino_t ino;
 	enum file_kind kind;
 	struct stream *stream;       /* events files */
+	struct console_reader *con;  /* console, opened for reading */
 	uint64_t seen;               /* state: dom_state_gen() at the last read */
 	pthread_mutex_t lock;
 	char *buf;
@@ -293,8 +295,15 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 		}
 	}
 	fill_attr(ino, &st);
-	if (file_types[ino_kind(ino)].stream && follows(req, ino, fi))
-		st.st_size = events_published_bytes();
+	if (file_types[ino_kind(ino)].stream && follows(req, ino, fi)) {
+		struct dom *d = ino_kind(ino) == FK_CONSOLE ?
+				dom_of(req, ino) : NULL;
+
+		if (ino_kind(ino) == FK_CONSOLE && !d)
+			return;
+		st.st_size = d ? console_size(d) : events_published_bytes();
+		dom_unref(d);
+	}
 	fuse_reply_attr(req, &st, attr_timeout(ino));
 }
 
@@ -331,7 +340,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		reply_err(req, EPERM); /* chmod, chown: modes are the tree's */
 		return;
 	}
-	if (!file_types[ino_kind(ino)].write && !is_maker(ino)) {
+	if (!file_kind_writable(ino_kind(ino)) && !is_maker(ino)) {
 		reply_err(req, EACCES);
 		return;
 	}
@@ -444,7 +453,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (!is_top(ino) && !(d = dom_of(req, ino)))
 		return;
 	if (is_maker(ino) ? acc == O_RDONLY
-			  : (acc != O_RDONLY && !t->write) ||
+			  : (acc != O_RDONLY && !file_kind_writable(kind)) ||
 			    (acc != O_WRONLY && !t->read && !t->read_arg &&
 			     !t->stream && !t->exchange && !t->top)) {
 		dom_unref(d);
@@ -462,7 +471,22 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		}
 	}
 	h = calloc(1, sizeof(*h));
-	if (!h || (t->stream && !(h->stream = stream_open(d, top_host(ino))))) {
+	if (h && kind == FK_CONSOLE) {
+		/* Held from now on; EBUSY while another client holds it. */
+		char *err = NULL;
+		int r = console_open(d, !(fi->flags & O_NOFOLLOW),
+				     acc == O_WRONLY ? NULL : &h->con, &err);
+
+		if (r < 0) {
+			dom_set_error(d, "open console", r, err);
+			free(err);
+			free(h);
+			dom_unref(d);
+			reply_err(req, r);
+			return;
+		}
+	} else if (!h || (t->stream &&
+			  !(h->stream = stream_open(d, top_host(ino))))) {
 		free(h);
 		free(arg);
 		dom_unref(d);
@@ -512,6 +536,15 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	if (h->stream) {
 		stream_read(req, h->stream, size, fi->flags,
 			    __atomic_load_n(&h->as_file, __ATOMIC_RELAXED));
+		return;
+	}
+	if (h->kind == FK_CONSOLE) {
+		if (h->con)
+			console_read(req, h->con, size, off, fi->flags,
+				     __atomic_load_n(&h->as_file,
+						     __ATOMIC_RELAXED));
+		else
+			reply_err(req, EBADF);
 		return;
 	}
 	pthread_mutex_lock(&h->lock);
@@ -679,14 +712,17 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 	 * writes line by line, and two lines are not a verb.
 	 */
 	pthread_mutex_lock(&h->lock);
-	if (h->kind == FK_CONTROL && h->ran)
+	if ((h->kind == FK_CONTROL || h->kind == FK_SNAP_CONTROL) && h->ran)
 		r = hv_error(&err, -EINVAL, "one verb per open: this open file "
 			     "already ran one; nothing more is run");
 	else
 		r = 0;
 	h->ran = true;
 	pthread_mutex_unlock(&h->lock);
-	if (r == 0)
+	if (r == 0 && t->write_arg)
+		r = t->write_arg(h->dom, h->arg, buf, size, &reply, &reply_len,
+				 &err);
+	else if (r == 0)
 		r = t->write(h->dom, buf, size, &reply, &reply_len, &err);
 	if (r == 0) {
 		pthread_mutex_lock(&h->lock);
@@ -701,10 +737,14 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 		pthread_mutex_unlock(&h->lock);
 	}
 	free(reply);
-	/* The first line, at most 64 bytes (buf is not NUL-terminated). */
+	/* The first line, at most 64 bytes (buf is not NUL-terminated); of
+	 * what is typed on a console (a password?) only its size. */
 	while ((size_t)shown < size && shown < 64 && buf[shown] != '\n')
 		shown++;
-	if (asprintf(&op, "%s %.*s", t->name, shown, buf) < 0)
+	if (h->kind == FK_CONSOLE ?
+		    asprintf(&op, "%s (%zu bytes)", t->name, size) < 0 :
+		    asprintf(&op, "%s%s%s %.*s", t->name, h->arg ? " " : "",
+			     h->arg ? h->arg : "", shown, buf) < 0)
 		op = NULL;
 	hvfs_log(LOG_NOTICE, "%s: uid %u pid %u wrote %s: %s", h->dom->name,
 		 (unsigned)ctx->uid, (unsigned)ctx->pid, op ? op : t->name,
@@ -724,6 +764,8 @@ static void handle_free(struct handle *h)
 	open_untrack(&h->node);
 	if (h->stream)
 		stream_release(h->stream);
+	if (h->con)
+		console_release(h->con);
 	pthread_mutex_lock(&followers_lock);
 	for (struct handle **p = &followers; h->follower && *p;
 	     p = &(*p)->next_follower) {
@@ -790,6 +832,10 @@ static void op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
 		fuse_reply_poll(req, stream_poll(h->stream, ph));
 		return;
 	}
+	if (h->con) {
+		fuse_reply_poll(req, console_poll(h->con, ph));
+		return;
+	}
 	if (h->kind == FK_STATE || h->kind == FK_GUEST_STATE) {
 		bool agent = h->kind == FK_GUEST_STATE;
 
@@ -805,7 +851,7 @@ static void op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
 	}
 	if (ph)
 		fuse_pollhandle_destroy(ph);
-	if (file_types[h->kind].write)
+	if (file_kind_writable(h->kind))
 		revents |= POLLOUT | POLLWRNORM;
 	fuse_reply_poll(req, revents);
 }
@@ -827,10 +873,42 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
 	op_forbid_name(req);
 }
 
+/*
+ * mkdir makes something only where the table says so (snapshots/: takes a
+ * snapshot, and returns once it exists); elsewhere EPERM as above.
+ */
 static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 		     mode_t mode)
 {
-	op_forbid_name(req);
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	char *err = NULL, *op = NULL;
+	fuse_ino_t ino = 0;
+	struct dom *d;
+	int r;
+
+	if (is_top(parent) || ino_kind(parent) >= FK_COUNT ||
+	    !file_types[ino_kind(parent)].makes) {
+		op_forbid_name(req);
+		return;
+	}
+	if (!(d = dom_of(req, parent)))
+		return;
+	r = files_mkdir(d, parent, name, &ino, &err);
+	if (asprintf(&op, "mkdir %s/%s", file_types[ino_kind(parent)].name,
+		     name) < 0)
+		op = NULL;
+	hvfs_log(LOG_NOTICE, "%s: uid %u pid %u %s: %s", d->name,
+		 (unsigned)ctx->uid, (unsigned)ctx->pid, op ? op : "mkdir",
+		 r < 0 ? strerror(-r) : "ok");
+	if (r < 0) {
+		dom_set_error(d, op ? op : "mkdir", r, err);
+		reply_err(req, r);
+	} else {
+		reply_entry(req, ino);
+	}
+	dom_unref(d);
+	free(op);
+	free(err);
 }
 
 static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)

@@ -101,7 +101,7 @@ static int intern_locked(struct dom *d, const char *name)
 	return (int)r->n_names++;
 }
 
-static int intern(struct dom *d, const char *name)
+int rich_intern(struct dom *d, const char *name)
 {
 	int r;
 
@@ -111,8 +111,7 @@ static int intern(struct dom *d, const char *name)
 	return r;
 }
 
-/* The name a sub stands for (malloc'd), or NULL. */
-static char *name_of(struct dom *d, unsigned sub)
+char *rich_sub_name(struct dom *d, unsigned sub)
 {
 	char *name = NULL;
 
@@ -524,7 +523,7 @@ static int query_entries(struct dom *d, struct entry **e, size_t *n)
 	free(err);
 
 	for (size_t i = 0; r == 0 && i < ns; i++) {
-		char *name = name_of(d, subs[i]);
+		char *name = rich_sub_name(d, subs[i]);
 
 		r = name ? entries_add(e, n, name,
 				     ino_make(d->slot, FK_QUERY, subs[i]),
@@ -543,7 +542,7 @@ static int block_entries(struct dom *d, struct entry **e, size_t *n)
 	int r = block_devices(d, &names, &nn, NULL);
 
 	for (size_t i = 0; r == 0 && i < nn; i++) {
-		int sub = intern(d, names[i]);
+		int sub = rich_intern(d, names[i]);
 
 		if (sub == -ENOSPC)
 			continue;
@@ -626,7 +625,7 @@ int rich_check(struct dom *d, fuse_ino_t ino, char **ret_arg)
 	if (kind != FK_QUERY && kind != FK_BLOCK_DEV && kind != FK_BLOCK_INFO &&
 	    kind != FK_BLOCK_STATS)
 		return -ENOENT;
-	name = name_of(d, sub);
+	name = rich_sub_name(d, sub);
 	if (!name)
 		return -ENOENT;
 	if (kind == FK_QUERY) {

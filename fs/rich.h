@@ -40,5 +40,13 @@ int rich_lookup(struct dom *d, fuse_ino_t dir, const char *name,
 		fuse_ino_t *ret);
 int rich_entries(struct dom *d, fuse_ino_t dir, struct entry **ret,
 		 size_t *ret_n);
+/*
+ * The domain's name table, shared with snap.c (snapshots/NAME/): the sub
+ * of name, added if new (or -ENOSPC, -ENOMEM); the name a sub stands for
+ * (malloc'd), or NULL. Subs only grow and never change meaning.
+ */
+int rich_intern(struct dom *d, const char *name);
+char *rich_sub_name(struct dom *d, unsigned sub);
+
 /* files_check() for a family inode (query/NAME, block/NAME/...). */
 int rich_check(struct dom *d, fuse_ino_t ino, char **ret_arg);

@@ -836,3 +836,10 @@ void tree_stop(void)
 	pthread_mutex_unlock(&prefetch_lock);
 	session = NULL;
 }
+
+void tree_forget_entry(fuse_ino_t parent, const char *name)
+{
+	if (session)
+		fuse_lowlevel_notify_inval_entry(session, parent, name,
+						 strlen(name));
+}

@@ -70,3 +70,7 @@ int tree_entries(int host, struct entry **e, size_t *n);
 bool tree_relist(struct dom *d, int64_t deadline_ms);
 /* The directory a domain's directory is in. */
 fuse_ino_t tree_parent_of(struct dom *d);
+
+/* Tells the kernel to forget the entry name in directory parent (a thing
+ * that is gone). Call with no lock held. */
+void tree_forget_entry(fuse_ino_t parent, const char *name);

@@ -83,6 +83,12 @@ struct hv_driver {
 			   char **ret_error);
 	int (*agent_fsfreeze)(void *priv, const char *name, bool freeze,
 			      int *ret_count, char **ret_error);
+	/* The serial console (hv.h): the driver's own handle in *ret. */
+	int (*console_open)(void *priv, const char *name, hv_console_fn fn,
+			    void *userdata, void **ret, char **ret_error);
+	int (*console_write)(void *con, const char *buf, size_t len,
+			     char **ret_error);
+	void (*console_close)(void *con);
 };
 
 /* What hv_open() returns (hv.c; hv-agent.c reads it too). */

@@ -65,7 +65,7 @@ struct lv {
 
 	pthread_mutex_t lock; /* the cache, the hung calls, the subscriber */
 	struct cache_entry *cache;
-	size_t ncache;
+	size_t ncache, cache_cap;
 	int timeout_ms;
 	struct hung hung[HUNG_MAX];
 	size_t nhung;
@@ -78,30 +78,63 @@ struct lv {
 
 /* ---- the name -> uuid cache ---- */
 
+/* lv->cache is sorted by name: a listing of thousands stays n log n. */
+static size_t cache_index(struct lv *lv, const char *name, bool *found)
+{
+	size_t lo = 0, hi = lv->ncache;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(lv->cache[mid].name, name);
+
+		if (c == 0) {
+			*found = true;
+			return mid;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*found = false;
+	return lo;
+}
+
 static struct cache_entry *cache_find(struct lv *lv, const char *name)
 {
-	for (size_t i = 0; i < lv->ncache; i++)
-		if (!strcmp(lv->cache[i].name, name))
-			return &lv->cache[i];
-	return NULL;
+	bool found;
+	size_t i = cache_index(lv, name, &found);
+
+	return found ? &lv->cache[i] : NULL;
 }
 
 static void cache_put(struct lv *lv, const char *name, const char *uuid)
 {
-	struct cache_entry *e, *n;
+	struct cache_entry *n;
+	size_t i;
+	bool found;
 	char *copy;
 
 	pthread_mutex_lock(&lv->lock);
-	e = cache_find(lv, name);
-	if (e) {
-		memcpy(e->uuid, uuid, VRPC_UUID_BUFLEN);
+	i = cache_index(lv, name, &found);
+	if (found) {
+		memcpy(lv->cache[i].uuid, uuid, VRPC_UUID_BUFLEN);
 	} else if ((copy = strdup(name))) {
 		/* A failed allocation only costs a lookup next time. */
-		n = realloc(lv->cache, (lv->ncache + 1) * sizeof(*n));
-		if (n) {
-			lv->cache = n;
-			n[lv->ncache].name = copy;
-			memcpy(n[lv->ncache].uuid, uuid, VRPC_UUID_BUFLEN);
+		if (lv->ncache == lv->cache_cap) {
+			size_t cap = lv->cache_cap ? 2 * lv->cache_cap : 16;
+
+			n = reallocarray(lv->cache, cap, sizeof(*n));
+			if (n) {
+				lv->cache = n;
+				lv->cache_cap = cap;
+			}
+		}
+		if (lv->ncache < lv->cache_cap) {
+			n = lv->cache;
+			memmove(&n[i + 1], &n[i], (lv->ncache - i) * sizeof(*n));
+			n[i].name = copy;
+			memcpy(n[i].uuid, uuid, VRPC_UUID_BUFLEN);
 			lv->ncache++;
 		} else {
 			free(copy);
@@ -112,13 +145,15 @@ static void cache_put(struct lv *lv, const char *name, const char *uuid)
 
 static void cache_drop(struct lv *lv, const char *name)
 {
-	struct cache_entry *e;
+	size_t i;
+	bool found;
 
 	pthread_mutex_lock(&lv->lock);
-	e = cache_find(lv, name);
-	if (e) {
-		free(e->name);
-		*e = lv->cache[--lv->ncache];
+	i = cache_index(lv, name, &found);
+	if (found) {
+		free(lv->cache[i].name);
+		memmove(&lv->cache[i], &lv->cache[i + 1],
+			(--lv->ncache - i) * sizeof(*lv->cache));
 	}
 	pthread_mutex_unlock(&lv->lock);
 }
@@ -535,14 +570,26 @@ static int list_all(struct lv *lv, unsigned flags,
 			 ret_error);
 }
 
-static bool in_list(const vrpc_connect_list_all_domains_ret *l,
-		    const char *uuid)
+static int cmp_uuid(const void *a, const void *b)
 {
-	for (unsigned i = 0; i < l->domains.domains_len; i++)
-		if (!memcmp(l->domains.domains_val[i].uuid, uuid,
-			    VRPC_UUID_BUFLEN))
-			return true;
-	return false;
+	return memcmp(((const vrpc_nonnull_domain *)a)->uuid,
+		      ((const vrpc_nonnull_domain *)b)->uuid, VRPC_UUID_BUFLEN);
+}
+
+/* l sorted by sort_list(): thousands of domains cost n log n. */
+static void sort_list(vrpc_connect_list_all_domains_ret *l)
+{
+	if (l->domains.domains_len > 1)
+		qsort(l->domains.domains_val, l->domains.domains_len,
+		      sizeof(*l->domains.domains_val), cmp_uuid);
+}
+
+static bool in_list(const vrpc_connect_list_all_domains_ret *l,
+		    const vrpc_nonnull_domain *d)
+{
+	return l->domains.domains_len &&
+	       bsearch(d, l->domains.domains_val, l->domains.domains_len,
+		       sizeof(*l->domains.domains_val), cmp_uuid);
 }
 
 static int lv_list_domains(void *priv, struct hv_domain_info **ret,
@@ -570,6 +617,8 @@ static int lv_list_domains(void *priv, struct hv_domain_info **ret,
 		xdr_free(list_free, &all);
 		return r;
 	}
+	sort_list(&running);
+	sort_list(&paused);
 	if (all.domains.domains_len) {
 		out = calloc(all.domains.domains_len, sizeof(*out));
 		if (!out)
@@ -584,9 +633,9 @@ static int lv_list_domains(void *priv, struct hv_domain_info **ret,
 		cache_put(lv, d->name, d->uuid);
 		if (d->id < 0) {
 			info->state = HV_STATE_SHUTOFF;
-		} else if (in_list(&running, d->uuid)) {
+		} else if (in_list(&running, d)) {
 			info->state = HV_STATE_RUNNING;
-		} else if (in_list(&paused, d->uuid)) {
+		} else if (in_list(&paused, d)) {
 			info->state = HV_STATE_PAUSED;
 		} else {
 			r = get_state(lv, d->name, &info->state, ret_error);
@@ -865,6 +914,72 @@ static int lv_screenshot(void *priv, const char *name, char **ret,
 	}
 	xdr_free(VRPC_XDR(xdr_vrpc_domain_screenshot_ret), &sr);
 	return r;
+}
+
+/* ---- the console: DOMAIN_OPEN_CONSOLE's stream ---- */
+
+struct lv_console {
+	struct lv *lv;
+	struct vrpc_stream *st;
+	hv_console_fn fn;
+	void *ud;
+};
+
+static void lv_console_data(void *userdata, const uint8_t *data, size_t len,
+			    int err, const char *msg)
+{
+	struct lv_console *con = userdata;
+
+	con->fn(con->ud, (const char *)data, len, err, msg);
+}
+
+static int lv_console_open(void *priv, const char *name, hv_console_fn fn,
+			   void *userdata, void **ret, char **ret_error)
+{
+	struct lv *lv = priv;
+	struct lv_console *con = calloc(1, sizeof(*con));
+	vrpc_domain_open_console_args a = { .dev_name = NULL, .flags = 0 };
+	bool cached = false;
+	int r;
+
+	if (!con)
+		return hv_error(ret_error, -ENOMEM, "out of memory");
+	con->lv = lv;
+	con->fn = fn;
+	con->ud = userdata;
+	r = resolve(lv, name, &a.dom, &cached, ret_error);
+	for (int attempt = 0; r == 0; attempt++) {
+		r = vrpc_stream_open(lv->rpc, VRPC_PROGRAM_REMOTE,
+			VRPC_PROC_DOMAIN_OPEN_CONSOLE,
+			VRPC_XDR(xdr_vrpc_domain_open_console_args), &a,
+			lv_console_data, con, &con->st, ret_error);
+		if (r != -ENOENT || !cached || attempt > 0)
+			break;
+		cache_drop(lv, name);
+		r = resolve(lv, name, &a.dom, &cached, ret_error);
+	}
+	if (r < 0) {
+		free(con);
+		return r;
+	}
+	*ret = con;
+	return 0;
+}
+
+static int lv_console_write(void *c, const char *buf, size_t len,
+			    char **ret_error)
+{
+	struct lv_console *con = c;
+
+	return vrpc_stream_send(con->st, buf, len, ret_error);
+}
+
+static void lv_console_close(void *c)
+{
+	struct lv_console *con = c;
+
+	vrpc_stream_close(con->st);
+	free(con);
 }
 
 static int lv_subscribe(void *priv, hv_event_fn fn, void *userdata)
@@ -2057,4 +2172,7 @@ const struct hv_driver hvd_libvirt_driver = {
 	.snapshot_delete = lv_snapshot_delete,
 	.snapshot_current = lv_snapshot_current,
 	.snapshot_parent = lv_snapshot_parent,
+	.console_open = lv_console_open,
+	.console_write = lv_console_write,
+	.console_close = lv_console_close,
 };

@@ -1937,6 +1937,151 @@ static void agent_find_port(struct hvq *c, struct dom *d)
 	json_object_put(list);
 }
 
+/* ---- the serial console ----
+ *
+ * The console of the domain whose monitor is PATH.qmp (or PATH) is the
+ * UNIX socket PATH.serial: a QEMU chardev socket server on the serial port,
+ * carrying the bytes as they are. One reader thread per open console.
+ */
+
+struct qcon {
+	int fd;
+	int wake_fd;            /* eventfd: close() */
+	pthread_t reader;
+	pthread_mutex_t wlock;  /* one writer at a time */
+	int timeout_ms;
+	hv_console_fn fn;
+	void *ud;
+};
+
+static void *console_reader(void *arg)
+{
+	struct qcon *q = arg;
+	char buf[4096];
+	int err = 0;
+
+	for (;;) {
+		struct pollfd p[2] = { { .fd = q->fd, .events = POLLIN },
+				       { .fd = q->wake_fd, .events = POLLIN } };
+		ssize_t n;
+
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			err = -errno;
+			break;
+		}
+		if (p[1].revents)
+			return NULL; /* closing: no end is told */
+		n = read(q->fd, buf, sizeof(buf));
+		if (n > 0) {
+			q->fn(q->ud, buf, (size_t)n, 0, NULL);
+		} else if (n == 0) {
+			break; /* QEMU closed it: it ended */
+		} else if (errno != EAGAIN && errno != EINTR) {
+			err = -errno;
+			break;
+		}
+	}
+	q->fn(q->ud, NULL, 0, err, err ? strerror(-err) : NULL);
+	return NULL;
+}
+
+static int qmp_console_open(void *priv, const char *name, hv_console_fn fn,
+			    void *userdata, void **ret, char **ret_error)
+{
+	struct hvq *c = priv;
+	struct timespec dl = sock_deadline(c->timeout_ms);
+	struct dom *d = dom_get(c, name);
+	struct qcon *q;
+	char *path = NULL, *msg = NULL;
+	size_t n;
+	int fd;
+
+	if (!d)
+		return no_domain(name, ret_error);
+	if (!d->path) {
+		dom_put(d);
+		return hv_error(ret_error, -ENODATA, "%s: no console socket "
+				"for a monitor over TCP", name);
+	}
+	n = strlen(d->path);
+	if (n >= strlen(SUFFIX) &&
+	    strcmp(d->path + n - strlen(SUFFIX), SUFFIX) == 0)
+		n -= strlen(SUFFIX);
+	if (asprintf(&path, "%.*s.serial", (int)n, d->path) < 0)
+		path = NULL;
+	dom_put(d);
+	if (!path)
+		return hv_error(ret_error, -ENOMEM, "out of memory");
+	fd = sock_connect_unix(path, &dl, &msg);
+	if (fd < 0) {
+		/* No socket, or no QEMU behind it: no console now. */
+		int r = fd == -ETIMEDOUT ? fd : -ENODATA;
+
+		hv_error(ret_error, r, "%s: %s", path, msg ? msg : "");
+		free(msg);
+		free(path);
+		return r;
+	}
+	free(path);
+	q = calloc(1, sizeof(*q));
+	if (!q || (q->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
+		free(q);
+		close(fd);
+		return hv_error(ret_error, -ENOMEM, "out of memory");
+	}
+	q->fd = fd;
+	q->timeout_ms = c->timeout_ms;
+	q->fn = fn;
+	q->ud = userdata;
+	pthread_mutex_init(&q->wlock, NULL);
+	if (pthread_create(&q->reader, NULL, console_reader, q) != 0) {
+		pthread_mutex_destroy(&q->wlock);
+		close(q->wake_fd);
+		close(fd);
+		free(q);
+		return hv_error(ret_error, -EAGAIN, "cannot start a thread");
+	}
+	*ret = q;
+	return 0;
+}
+
+static int qmp_console_write(void *con, const char *buf, size_t len,
+			     char **ret_error)
+{
+	struct qcon *q = con;
+	struct timespec dl = sock_deadline(q->timeout_ms);
+	int r = sock_lock_until(&q->wlock, &dl);
+
+	if (r == 0) {
+		r = sock_write_all(q->fd, buf, len, &dl, NULL);
+		pthread_mutex_unlock(&q->wlock);
+	}
+	if (r == -ENOTCONN)
+		return hv_error(ret_error, -EPIPE, "the console socket "
+				"closed");
+	if (r < 0)
+		return hv_error(ret_error, r, "the console did not take the "
+				"input in time");
+	return 0;
+}
+
+static void qmp_console_close(void *con)
+{
+	struct qcon *q = con;
+	uint64_t one = 1;
+
+	if (write(q->wake_fd, &one, sizeof(one)) < 0) {
+		/* an eventfd write cannot fail here */
+	}
+	pthread_join(q->reader, NULL);
+	pthread_mutex_destroy(&q->wlock);
+	close(q->wake_fd);
+	close(q->fd);
+	free(q);
+}
+
 static int qmp_agent_command(void *priv, const char *name,
 			     const char *command_json, int timeout_ms,
 			     char **ret_reply, char **ret_error)
@@ -2453,6 +2598,9 @@ const struct hv_driver hvd_qmp_driver = {
 	.set_memory = qmp_set_memory,
 	.stats = qmp_stats,
 	.agent_command = qmp_agent_command,
+	.console_open = qmp_console_open,
+	.console_write = qmp_console_write,
+	.console_close = qmp_console_close,
 	.agent_state = qmp_agent_state,
 	.vcpus = qmp_vcpus,
 	.set_vcpus = qmp_set_vcpus,

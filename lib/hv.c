@@ -226,6 +226,48 @@ int hv_screenshot(struct hv_conn *c, const char *name, char **ret,
 	return c->drv->screenshot(c->priv, name, ret, ret_len, ret_error);
 }
 
+struct hv_console {
+	const struct hv_driver *drv;
+	void *con;
+};
+
+int hv_console_open(struct hv_conn *c, const char *name, hv_console_fn fn,
+		    void *userdata, struct hv_console **ret, char **ret_error)
+{
+	struct hv_console *con;
+	int r;
+
+	if (!c->drv->console_open)
+		return UNSUPPORTED(c, "consoles");
+	con = calloc(1, sizeof(*con));
+	if (!con)
+		return hv_error(ret_error, -ENOMEM, "out of memory");
+	con->drv = c->drv;
+	r = c->drv->console_open(c->priv, name, fn, userdata, &con->con,
+				 ret_error);
+	if (r < 0) {
+		free(con);
+		return r;
+	}
+	*ret = con;
+	return 0;
+}
+
+int hv_console_write(struct hv_console *con, const char *buf, size_t len,
+		     char **ret_error)
+{
+	return con->drv->console_write(con->con, buf, len, ret_error);
+}
+
+struct hv_console *hv_console_close(struct hv_console *con)
+{
+	if (con) {
+		con->drv->console_close(con->con);
+		free(con);
+	}
+	return NULL;
+}
+
 int hv_set_memory(struct hv_conn *c, const char *name, uint64_t bytes,
 		  char **ret_error)
 {

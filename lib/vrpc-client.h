@@ -33,10 +33,17 @@ struct pending {
 	pthread_cond_t cond;
 };
 
-/* A download stream (server to client) opened by a call with this serial. */
+/*
+ * A stream opened by a call with this serial: a download (server to client,
+ * collected into data) or, with fn, a stream both ways whose data goes to fn
+ * as it comes (struct vrpc_stream, vrpc-stream.c).
+ */
 struct vstream {
 	struct vstream *next;
 	uint32_t serial;
+	vrpc_stream_fn fn; /* called under c->lock on the reader thread */
+	void *ud;
+	bool ended;        /* fn was told the end */
 	uint8_t *data;
 	size_t len, max;
 	int err;       /* -EFBIG past max, an ERROR packet's errno, -ENOTCONN */

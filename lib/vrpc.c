@@ -152,6 +152,34 @@ static void route_reply(struct vrpc *c, const struct vrpc_header *h,
 	free(pkt);
 }
 
+/* Caller holds c->lock. A packet of a stream both ways: to its function. */
+static void stream_deliver_locked(const struct vrpc_header *h,
+				  struct vstream *st, const uint8_t *payload,
+				  size_t size)
+{
+	int code = 0, err = 0;
+	char *msg = NULL;
+
+	if (st->ended)
+		return;
+	if (h->status == VRPC_CONTINUE && size > 0) {
+		st->fn(st->ud, payload, size, 0, NULL);
+		return;
+	}
+	if (h->status == VRPC_ERROR) {
+		if (vrpc_error_decode(payload, size, &code, &msg) < 0)
+			err = -EPROTO;
+		else
+			err = vrpc_errno(h->prog, h->proc, code);
+		free(st->msg);
+		st->msg = msg;
+	}
+	/* An empty CONTINUE (end of file), an OK or an ERROR: the end. */
+	st->ended = true;
+	st->err = err;
+	st->fn(st->ud, NULL, 0, err, st->msg);
+}
+
 /*
  * Hands a STREAM packet to the download with its serial; takes pkt. Data
  * beyond the stream's max is dropped and fails the download.
@@ -168,6 +196,8 @@ static void route_stream(struct vrpc *c, const struct vrpc_header *h,
 		;
 	if (!st) {
 		/* Nobody downloads (anymore): drop it. */
+	} else if (st->fn) {
+		stream_deliver_locked(h, st, payload, size);
 	} else if (h->status == VRPC_CONTINUE) {
 		if (st->err) {
 			/* failed already: drain */
@@ -216,6 +246,10 @@ static void streams_fail_locked(struct vrpc *c)
 	for (struct vstream *st = c->streams; st; st = st->next) {
 		if (!st->err)
 			st->err = -ENOTCONN;
+		if (st->fn && !st->ended) {
+			st->ended = true;
+			st->fn(st->ud, NULL, 0, -ENOTCONN, NULL);
+		}
 		pthread_cond_signal(&st->cond);
 	}
 }

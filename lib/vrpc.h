@@ -109,6 +109,33 @@ int vrpc_call_download(struct vrpc *c, uint32_t prog, int32_t proc,
 		       size_t *ret_len, int64_t *ret_late, char **ret_error);
 
 /*
+ * A stream both ways opened by a call (DOMAIN_OPEN_CONSOLE): the call's
+ * reply has no value; then the daemon's data goes to fn as it comes, and
+ * vrpc_stream_send() sends ours. fn runs on the reader thread with the
+ * client's lock held: it must return quickly and must not call into c. It is
+ * called with err 0 and len > 0 for data, and once with len 0 at the end:
+ * err 0 when the daemon ended the stream (end of file), the errno of its
+ * ERROR packet (msg: libvirt's message, else NULL), or -ENOTCONN when the
+ * connection dropped; no call follows
+ * the end, nor vrpc_stream_close(). A stream does not survive a reconnection.
+ */
+typedef void (*vrpc_stream_fn)(void *userdata, const uint8_t *data,
+			       size_t len, int err, const char *msg);
+struct vrpc_stream;
+int vrpc_stream_open(struct vrpc *c, uint32_t prog, int32_t proc,
+		     xdrproc_t args_fn, const void *args, vrpc_stream_fn fn,
+		     void *userdata, struct vrpc_stream **ret,
+		     char **ret_error);
+/* Sends len bytes (in packets of at most VRPC_STREAM_CHUNK), within the
+ * connection's timeout. -EPIPE once the stream ended. */
+#define VRPC_STREAM_CHUNK (64u << 10)
+int vrpc_stream_send(struct vrpc_stream *s, const void *data, size_t len,
+		     char **ret_error);
+/* Aborts the stream (best effort, bounded by the timeout) and frees it;
+ * fn is not called any more. Accepts NULL; returns NULL. */
+struct vrpc_stream *vrpc_stream_close(struct vrpc_stream *s);
+
+/*
  * Like vrpc_call() without a result, and the call is made again on every new
  * connection, after CONNECT_OPEN (event registrations). Made only when it
  * succeeded once; never undone before vrpc_close().

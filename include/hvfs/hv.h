@@ -324,6 +324,42 @@ int hv_set_memory(struct hv_conn *c, const char *name, uint64_t bytes,
  */
 int hv_subscribe(struct hv_conn *c, hv_event_fn fn, void *userdata);
 
+/* ---- the serial console ----
+ *
+ * A domain's first console (libvirt: DOMAIN_OPEN_CONSOLE, never with its
+ * FORCE flag, so a user's `virsh console` is never taken away; QMP driver:
+ * the chardev socket found beside the monitor (qmp-dir: DIR/NAME.serial;
+ * qmp:NAME=unix:PATH.qmp: PATH.serial), a QEMU `-serial
+ * unix:PATH,server=on,wait=off` or `-chardev socket,...`).
+ *
+ * What the guest writes goes to fn as it comes, on one of lib/'s threads:
+ * err 0 and len > 0 with data (borrowed for the call), then once len 0 at
+ * the end, with err 0 when the peer ended it (the domain stopped, the
+ * socket closed), the peer's errno otherwise, and msg the peer's message
+ * (or NULL). fn must return quickly and must not call into c; none runs
+ * after hv_console_close() returned.
+ *
+ * hv_console_open(): -ENODATA when the domain is not running or has no
+ * console (no socket), -EBUSY when another client holds libvirt's console
+ * (libvirt's message in *ret_error), -ENOENT for no such domain. At most
+ * one console per domain and connection at a time. A QEMU chardev socket
+ * serves one client: another client's connection waits in its backlog
+ * (the QMP driver cannot tell EBUSY).
+ */
+struct hv_console;
+typedef void (*hv_console_fn)(void *userdata, const char *data, size_t len,
+			      int err, const char *msg);
+int hv_console_open(struct hv_conn *c, const char *name, hv_console_fn fn,
+		    void *userdata, struct hv_console **ret,
+		    char **ret_error);
+/* Sends len bytes to the guest's serial input, within the connection's
+ * timeout (-ETIMEDOUT). -EPIPE once the console ended. */
+int hv_console_write(struct hv_console *con, const char *buf, size_t len,
+		     char **ret_error);
+/* Closes (libvirt: aborts the stream, freeing the console for others).
+ * Accepts NULL; returns NULL. */
+struct hv_console *hv_console_close(struct hv_console *con);
+
 /* ---- statistics ---- */
 
 /* The type of a statistic's value: libvirt's typed parameter types. */

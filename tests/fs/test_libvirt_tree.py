@@ -45,10 +45,10 @@ def test_tree_equals_virsh(domains, mount):
             assert m.read(name, "id") == domid + "\n"
         else:
             assert errno_of(m.read, name, "id") == errno.ENODATA
-    assert m.ls(on) == ["autostart", "block", "control", "cpus", "error",
-                        "events", "guest", "id", "memory", "name", "qmp",
-                        "query", "screen.png", "state", "stats", "uuid",
-                        "vcpus", "version", "xml"]
+    assert m.ls(on) == ["autostart", "block", "console", "control", "cpus",
+                        "error", "events", "guest", "id", "memory", "name",
+                        "qmp", "query", "screen.png", "snapshots", "state",
+                        "stats", "uuid", "vcpus", "version", "xml"]
     out = virsh("qemu-monitor-command", on, '{"execute":"query-version"}')
     q = json.loads(out)["return"]["qemu"]
     assert m.read(on, "version") == f"{q['major']}.{q['minor']}.{q['micro']}\n"

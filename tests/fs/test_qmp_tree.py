@@ -20,10 +20,11 @@ def test_ls_and_values(qmp_dir, vms, mount):
     a, b = vms("vm-a"), vms("vm-b")
     m = mount("--qmp-dir", qmp_dir)
     assert m.ls() == ["vm-a", "vm-b"]
-    assert m.ls("vm-a") == ["block", "control", "cpus", "error", "events",
+    assert m.ls("vm-a") == ["block", "console", "control", "cpus", "error",
+                            "events",
                             "guest", "memory", "name", "qmp", "query",
-                            "screen.png", "state", "stats", "uuid", "vcpus",
-                            "version"]
+                            "screen.png", "snapshots", "state", "stats",
+                            "uuid", "vcpus", "version"]
     for vm in (a, b):
         q = vm.oracle.execute("query-version")["qemu"]
         assert m.read(vm.name, "version") == \

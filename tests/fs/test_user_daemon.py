@@ -61,10 +61,11 @@ def test_shell_cannot_change_names(qmp_dir, vms, mount):
         assert msg in err, (cmd, err)
         assert "not implemented" not in err, (cmd, err)
     # Nothing changed.
-    assert m.ls("vm-a") == ["block", "control", "cpus", "error", "events",
+    assert m.ls("vm-a") == ["block", "console", "control", "cpus", "error",
+                            "events",
                             "guest", "memory", "name", "qmp", "query",
-                            "screen.png", "state", "stats", "uuid", "vcpus",
-                            "version"]
+                            "screen.png", "snapshots", "state", "stats",
+                            "uuid", "vcpus", "version"]
     assert m.read("vm-a", "state") == "running\n"
     # O_CREAT on a file that exists is an ordinary open.
     assert bash(f"echo pause > {d}/control")[0] == 0

@@ -244,6 +244,7 @@ MODES = {
     "error": 0o444, "events": 0o444, "cpus": 0o444, "memory": 0o644,
     "block": 0o555, "control": 0o200, "qmp": 0o600, "query": 0o500,
     "query/status": 0o400, "screen.png": 0o400, "vcpus": 0o644,
+    "snapshots": 0o755,
 }
 WORLD = ["state", "version", "name", "uuid", "error", "cpus", "memory",
          "vcpus"]

@@ -318,11 +318,49 @@ static void define_domain(void)
 		   "<memory unit='MiB'>32</memory><vcpu>1</vcpu>"
 		   "<os><type arch='x86_64' machine='pc'>hvm</type></os>"
 		   "<devices><emulator>/usr/bin/qemu-system-x86_64</emulator>"
+		   "<serial type='pty'/><console type='pty'/>"
 		   "</devices></domain>\n",
 		access("/dev/kvm", R_OK | W_OK) ? "qemu" : "kvm", dom);
 	fclose(f);
 	REQUIRE(sh(NULL, "virsh -q -c \"$HVT_URI\" define %s >/dev/null",
 		   xml_path) == 0);
+}
+
+static void on_console(void *ud, const char *data, size_t len, int err,
+		       const char *msg)
+{
+	(void)ud, (void)data, (void)len, (void)err, (void)msg;
+}
+
+/* The console of the running domain: held by one client at a time, never
+ * forced; the abort at close frees it for the next. */
+static void check_console(struct hv_conn *c)
+{
+	struct hv_conn *c2 = NULL;
+	struct hv_console *con = NULL, *con2 = NULL;
+	char *err = NULL;
+	int r = -1;
+
+	REQUIRE(hv_open(uri, NULL, &c2, &err) == 0);
+	CHECK(hv_console_open(c, dom, on_console, NULL, &con, &err) == 0);
+	CHECK(hv_console_open(c2, dom, on_console, NULL, &con2, &err) ==
+	      -EBUSY);
+	CHECK(err && strstr(err, "Active console session"));
+	CHECK(sh(NULL, "virsh -q -c \"$HVT_URI\" console %s </dev/null "
+		    ">/dev/null 2>&1", dom) != 0);
+	CHECK(hv_console_write(con, "\n", 1, &err) == 0);
+	hv_console_close(con);
+	for (int i = 0; i < 50 && r != 0; i++) {
+		r = hv_console_open(c2, dom, on_console, NULL, &con2, &err);
+		if (r == -EBUSY)
+			usleep(100000);
+	}
+	CHECK(r == 0);
+	hv_console_close(con2);
+	CHECK(hv_console_open(c, "hvt-no-such-domain", on_console, NULL,
+			      &con, &err) == -ENOENT);
+	free(err);
+	hv_close(c2);
 }
 
 static void test_qemu(void)
@@ -351,6 +389,12 @@ static void test_qemu(void)
 	strcpy(uuid1, info.uuid);
 	CHECK(hv_version(c, dom, &v, &err) == -ENODATA);
 	CHECK((hv_verbs(c, dom) & HV_VERB_BIT(HV_VERB_START)) != 0);
+	{
+		struct hv_console *con = NULL;
+
+		CHECK(hv_console_open(c, dom, on_console, NULL, &con, &err) ==
+		      -ENODATA);
+	}
 
 	/* Started by us. */
 	r = hv_control(c, dom, HV_VERB_START, &err);
@@ -369,6 +413,7 @@ static void test_qemu(void)
 	fprintf(stderr, "version: ours %s, virsh %s\n", v, vv);
 	free(v);
 	free(vv);
+	check_console(c);
 
 	/* Raw QMP: any id of ours is dropped, libvirt's is not shown. */
 	CHECK(hv_qmp(c, dom, "{\"execute\":\"query-status\",\"id\":42}", &reply,

@@ -707,6 +707,183 @@ static void test_download(void)
 	mock_finish(&m);
 }
 
+/* ---- streams both ways (DOMAIN_OPEN_CONSOLE) ---- */
+
+static bool expect_console(struct mock_vrpc *m, struct vrpc_header *h)
+{
+	vrpc_domain_open_console_args a;
+	bool ok;
+
+	memset(&a, 0, sizeof(a));
+	ok = mock_vrpc_expect(m, VRPC_PROGRAM_REMOTE,
+			      VRPC_PROC_DOMAIN_OPEN_CONSOLE, h,
+			      VRPC_XDR(xdr_vrpc_domain_open_console_args), &a);
+	/* Never FORCE: a user's virsh console is not taken away. */
+	if (ok && (a.flags != 0 || a.dev_name))
+		mock_vrpc_fail(m, "OPEN_CONSOLE with flags %u", a.flags);
+	xdr_free(VRPC_XDR(xdr_vrpc_domain_open_console_args), &a);
+	return ok;
+}
+
+/* Expects the client's STREAM CONTINUE carrying exactly want. */
+static void expect_input(struct mock_vrpc *m, const struct vrpc_header *call,
+			 const char *want)
+{
+	struct vrpc_header h;
+	uint8_t *pl = NULL;
+	size_t n = 0;
+
+	if (!mock_vrpc_read(m, &h, &pl, &n))
+		mock_vrpc_fail(m, "expected console input, got EOF");
+	else if (h.type != VRPC_STREAM || h.serial != call->serial ||
+		 h.status != VRPC_CONTINUE || n != strlen(want) ||
+		 memcmp(pl, want, n) != 0)
+		mock_vrpc_fail(m, "unexpected console input (%zu bytes)", n);
+	free(pl);
+}
+
+static void script_console(struct mock_vrpc *m)
+{
+	struct vrpc_header h;
+	size_t n = 0;
+	uint8_t *buf;
+	vrpc_error e = { .code = VRPC_ERR_RPC, .domain = 10, .level = 2 };
+	vrpc_nonnull_string msg = "console broke";
+
+	if (!mock_vrpc_handshake(m, false))
+		return;
+	/* 1: output before and after input; the daemon ends it (EOF). */
+	if (expect_console(m, &h)) {
+		mock_vrpc_reply(m, &h, NULL, NULL);
+		mock_vrpc_stream(m, &h, VRPC_CONTINUE, "boot\n", 5);
+		expect_input(m, &h, "root\n");
+		mock_vrpc_stream(m, &h, VRPC_CONTINUE, "# ", 2);
+		mock_vrpc_stream(m, &h, VRPC_CONTINUE, NULL, 0);
+	}
+	/* 2: another client holds it. */
+	if (expect_console(m, &h))
+		mock_vrpc_reply_error(m, &h, 9, "Active console session "
+				      "exists for this domain");
+	/* 3: the daemon's side fails. */
+	if (expect_console(m, &h)) {
+		mock_vrpc_reply(m, &h, NULL, NULL);
+		e.message = &msg;
+		buf = mock_vrpc_packet(m, &h, VRPC_STREAM, VRPC_ERROR,
+				       VRPC_XDR(xdr_vrpc_error), &e, &n);
+		if (buf)
+			mock_vrpc_send(m, buf, n);
+		free(buf);
+	}
+	/* 4: the client closes it: an abort. */
+	if (expect_console(m, &h)) {
+		mock_vrpc_reply(m, &h, NULL, NULL);
+		mock_vrpc_expect_stream(m, &h, VRPC_ERROR);
+	}
+	/* 5: the connection drops under it. */
+	if (expect_console(m, &h))
+		mock_vrpc_reply(m, &h, NULL, NULL);
+}
+
+struct con_rec {
+	pthread_mutex_t lock;
+	char out[64];
+	size_t len;
+	int ends, err;
+	char msg[64];
+};
+
+static void con_output(void *ud, const uint8_t *data, size_t len, int err,
+		       const char *msg)
+{
+	struct con_rec *r = ud;
+
+	pthread_mutex_lock(&r->lock);
+	if (len) {
+		CHECK(r->ends == 0);
+		if (len > sizeof(r->out) - r->len)
+			len = sizeof(r->out) - r->len;
+		memcpy(r->out + r->len, data, len);
+		r->len += len;
+	} else {
+		r->ends++;
+		r->err = err;
+		snprintf(r->msg, sizeof(r->msg), "%s", msg ? msg : "");
+	}
+	pthread_mutex_unlock(&r->lock);
+}
+
+/* Waits (5 s at most) until r saw its end; returns the count of ends. */
+static int con_wait_end(struct con_rec *r)
+{
+	int ends = 0;
+
+	for (int i = 0; i < 500 && !ends; i++) {
+		pthread_mutex_lock(&r->lock);
+		ends = r->ends;
+		pthread_mutex_unlock(&r->lock);
+		if (!ends)
+			usleep(10000);
+	}
+	return ends;
+}
+
+static int open_console(struct vrpc *c, struct con_rec *r,
+			struct vrpc_stream **ret, char **err)
+{
+	vrpc_domain_open_console_args a = {
+		.dom = { .name = "d", .id = -1 }, .dev_name = NULL, .flags = 0,
+	};
+
+	memset(r, 0, sizeof(*r));
+	pthread_mutex_init(&r->lock, NULL);
+	return vrpc_stream_open(c, VRPC_PROGRAM_REMOTE,
+				VRPC_PROC_DOMAIN_OPEN_CONSOLE,
+				VRPC_XDR(xdr_vrpc_domain_open_console_args), &a,
+				con_output, r, ret, err);
+}
+
+static void test_console_stream(void)
+{
+	struct mock_vrpc m;
+	struct vrpc *c = NULL;
+	struct vrpc_stream *st = NULL;
+	struct con_rec r;
+	char *err = NULL;
+
+	mock_vrpc_start(&m, script_console, false);
+	CHECK(vrpc_open(m.uri, 2000, NULL, NULL, &c, NULL) == 0);
+
+	CHECK(open_console(c, &r, &st, &err) == 0);
+	for (int i = 0; i < 500 && r.len < 5; i++)
+		usleep(10000);
+	CHECK(vrpc_stream_send(st, "root\n", 5, &err) == 0);
+	CHECK(con_wait_end(&r) == 1);
+	CHECK(r.len == 7 && !memcmp(r.out, "boot\n# ", 7) && r.err == 0);
+	CHECK(vrpc_stream_send(st, "x", 1, &err) == -EPIPE);
+	vrpc_stream_close(st);
+
+	st = NULL;
+	CHECK(open_console(c, &r, &st, &err) == -EBUSY);
+	CHECK(!st && err && strstr(err, "Active console session"));
+
+	CHECK(open_console(c, &r, &st, &err) == 0);
+	CHECK(con_wait_end(&r) == 1);
+	CHECK(r.err == -EPROTO && !strcmp(r.msg, "console broke"));
+	vrpc_stream_close(st);
+
+	CHECK(open_console(c, &r, &st, &err) == 0);
+	vrpc_stream_close(st); /* the mock checks the abort */
+
+	CHECK(open_console(c, &r, &st, &err) == 0);
+	CHECK(con_wait_end(&r) == 1 && r.err == -ENOTCONN);
+	usleep(100000);
+	CHECK(r.ends == 1); /* told once */
+	vrpc_stream_close(st);
+	free(err);
+	vrpc_close(c);
+	mock_finish(&m);
+}
+
 /* ---- bulk statistics through hv.h (lib/hv-libvirt.c) ---- */
 
 static char long_name[HV_NAME_MAX + 2];
@@ -852,6 +1029,7 @@ int main(void)
 	test_keepalive(true);
 	test_mock_catches_unexpected();
 	test_download();
+	test_console_stream();
 	test_stats();
 	return check_finish("test-vrpc-mock");
 }
