@@ -26,6 +26,7 @@
 #include "mount.h"
 #include "ops.h"
 #include "source.h"
+#include "stats.h"
 #include "tree.h"
 
 struct hvfs_options hvfs_opts = { .timeout_ms = 5000 };
@@ -581,7 +582,10 @@ out:
 	/* After the last open file, before the sources close. */
 	console_stop();
 	tree_free();
-	sources_free();
+	/* A bulk statistics call still stuck keeps its connection: exit
+	 * without closing them. */
+	if (stats_stop(hvfs_opts.timeout_ms))
+		sources_free();
 	fuse_opt_free_args(&fargs);
 	free(first_uri);
 	free(fsname);

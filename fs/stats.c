@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "events.h"
 #include "stats.h"
@@ -21,14 +23,19 @@ struct snap {
 	struct hv_stats *v;
 	size_t n;
 	int64_t at_ms;          /* when the call ended */
+	int64_t took_ms;        /* how long it took */
 };
 
 /* A source's cache. */
 struct cache {
 	pthread_mutex_t lock;
 	pthread_cond_t done;
-	struct snap *last;
-	bool busy;              /* a bulk call is in flight */
+	struct source *src;
+	struct snap *last;      /* the newest answer, success or failure */
+	struct snap *good;      /* the newest success */
+	bool busy;              /* a bulk call is in flight, on its thread */
+	bool slow;              /* a reader gave up waiting for it */
+	uint64_t flights;       /* bulk calls ended */
 	uint64_t failures;      /* bulk calls that failed */
 };
 
@@ -38,23 +45,29 @@ static size_t n_caches;
 
 static void caches_init(void)
 {
+	pthread_condattr_t attr;
+
 	n_caches = sources_count();
 	caches = calloc(n_caches ? n_caches : 1, sizeof(*caches));
 	if (!caches) {
 		n_caches = 0;
 		return;
 	}
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
 	for (size_t i = 0; i < n_caches; i++) {
 		pthread_mutex_init(&caches[i].lock, NULL);
-		pthread_cond_init(&caches[i].done, NULL);
+		pthread_cond_init(&caches[i].done, &attr);
+		caches[i].src = source_at(i);
 	}
+	pthread_condattr_destroy(&attr);
 }
 
 static struct cache *cache_of(struct source *s)
 {
 	pthread_once(&caches_once, caches_init);
 	for (size_t i = 0; i < n_caches; i++)
-		if (source_at(i) == s)
+		if (caches[i].src == s)
 			return &caches[i];
 	return NULL;
 }
@@ -76,55 +89,137 @@ static void snap_put(struct cache *c, struct snap *p)
 	pthread_mutex_unlock(&c->lock);
 }
 
-/*
- * The source's counters, at most STATS_REUSE_MS old: a reference (put it
- * with snap_put()), or NULL when out of memory or the source is not open.
- */
-static struct snap *snap_get(struct source *s, struct cache **ret_c)
+static struct snap *snap_ref_locked(struct snap *p)
 {
-	struct cache *c = cache_of(s);
-	struct hv_conn *conn = source_conn(s);
-	struct snap *p;
+	if (p)
+		p->refs++;
+	return p;
+}
 
-	*ret_c = c;
-	if (!c || !conn)
-		return NULL;
-	pthread_mutex_lock(&c->lock);
-	for (;;) {
-		if (c->last && hvfs_now_ms() - c->last->at_ms < STATS_REUSE_MS) {
-			p = c->last;
-			p->refs++;
-			pthread_mutex_unlock(&c->lock);
-			return p;
-		}
-		if (!c->busy)
-			break;
-		/* Someone's call is in flight: its answer is ours too. */
-		pthread_cond_wait(&c->done, &c->lock);
-	}
-	c->busy = true;
-	pthread_mutex_unlock(&c->lock);
+/* The bulk call, on a thread of its own: lib gives it a deadline longer
+ * than a read's (HV_STATS_ALL_TIMEOUT_FACTOR). */
+static void *flight_run(void *arg)
+{
+	struct cache *c = arg;
+	struct snap *p = calloc(1, sizeof(*p));
+	int64_t start = hvfs_now_ms();
 
-	p = calloc(1, sizeof(*p));
 	if (p) {
-		p->err = hv_stats_all(conn, &p->v, &p->n, &p->error);
+		p->err = hv_stats_all(source_conn(c->src), &p->v, &p->n,
+				      &p->error);
 		p->at_ms = hvfs_now_ms();
-		p->refs = 2; /* the cache's and ours */
+		p->took_ms = p->at_ms - start;
+		p->refs = 1; /* the cache's */
 		if (p->err < 0)
-			hvfs_log(LOG_WARNING, "%s: statistics: %s", s->uri,
+			hvfs_log(LOG_WARNING, "%s: statistics: %s", c->src->uri,
 				 p->error ? p->error : strerror(-p->err));
 	}
 	pthread_mutex_lock(&c->lock);
 	if (p) {
-		if (p->err < 0)
+		if (p->err < 0) {
 			c->failures++;
+		} else {
+			snap_put_locked(c->good);
+			c->good = snap_ref_locked(p);
+		}
 		snap_put_locked(c->last);
 		c->last = p;
 	}
+	c->flights++;
 	c->busy = false;
 	pthread_cond_broadcast(&c->done);
 	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
+/* Whether c->last still serves: a success for STATS_REUSE_MS or as long
+ * as it took, whichever is longer (bulk calls back to back would keep the
+ * peer busy), a failure for STATS_RETRY_MS. */
+static bool last_serves_locked(const struct cache *c)
+{
+	const struct snap *p = c->last;
+	int64_t ms = !p ? 0 : p->err < 0 ? STATS_RETRY_MS :
+		     p->took_ms > STATS_REUSE_MS ? p->took_ms : STATS_REUSE_MS;
+
+	return p && hvfs_now_ms() - p->at_ms < ms;
+}
+
+/*
+ * The source's newest answer if it still serves, or the one of a bulk call
+ * (started here if none is in flight) that ends within wait_ms: a reference
+ * (put it with snap_put()). NULL when the call did not end in time, or an
+ * earlier reader already gave up on it (c->slow), or out of memory. When
+ * it is not a success, *ret_good, if not NULL, gets the newest success
+ * (may be NULL).
+ */
+static struct snap *snap_get(struct source *s, int wait_ms,
+			     struct cache **ret_c, struct snap **ret_good)
+{
+	struct cache *c = cache_of(s);
+	struct snap *p = NULL;
+	struct timespec dl;
+	uint64_t flight;
+	int64_t end;
+	pthread_t t;
+	pthread_attr_t attr;
+
+	*ret_c = c;
+	if (ret_good)
+		*ret_good = NULL;
+	if (!c || !source_conn(s))
+		return NULL;
+	pthread_mutex_lock(&c->lock);
+	if (last_serves_locked(c)) {
+		p = snap_ref_locked(c->last);
+		if (p->err < 0 && ret_good)
+			*ret_good = snap_ref_locked(c->good);
+		pthread_mutex_unlock(&c->lock);
+		return p;
+	}
+	if (!c->busy) {
+		pthread_attr_init(&attr);
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		c->busy = pthread_create(&t, &attr, flight_run, c) == 0;
+		pthread_attr_destroy(&attr);
+		c->slow = false;
+	}
+	/* Someone's call is in flight: its answer is ours too, if it comes
+	 * within our wait. */
+	flight = c->flights;
+	end = hvfs_now_ms() + wait_ms; /* CLOCK_MONOTONIC, as c->done's */
+	dl.tv_sec = end / 1000;
+	dl.tv_nsec = (long)(end % 1000) * 1000000;
+	while (c->busy && !c->slow && c->flights == flight &&
+	       pthread_cond_timedwait(&c->done, &c->lock, &dl) != ETIMEDOUT)
+		;
+	if (c->flights != flight)
+		p = snap_ref_locked(c->last);
+	else
+		c->slow = c->busy;
+	if ((!p || p->err < 0) && ret_good)
+		*ret_good = snap_ref_locked(c->good);
+	pthread_mutex_unlock(&c->lock);
 	return p;
+}
+
+bool stats_stop(int wait_ms)
+{
+	int64_t end = hvfs_now_ms() + wait_ms;
+	bool busy = false;
+
+	for (size_t i = 0; i < n_caches; i++) {
+		struct cache *c = &caches[i];
+
+		pthread_mutex_lock(&c->lock);
+		while (c->busy && hvfs_now_ms() < end) {
+			pthread_mutex_unlock(&c->lock);
+			usleep(20000);
+			pthread_mutex_lock(&c->lock);
+		}
+		busy |= c->busy;
+		pthread_mutex_unlock(&c->lock);
+	}
+	return !busy;
 }
 
 static const struct hv_stats *snap_find(const struct snap *p,
@@ -171,7 +266,7 @@ int stats_read_dom(struct dom *d, char **ret, size_t *ret_len,
 		   char **ret_error)
 {
 	struct cache *c;
-	struct snap *p = snap_get(d->src, &c);
+	struct snap *p = snap_get(d->src, STATS_WAIT_MS, &c, NULL);
 	const struct hv_stats *st = snap_find(p, d->hv_name);
 	struct hv_stats *own = NULL;
 	char *text = NULL;
@@ -179,14 +274,9 @@ int stats_read_dom(struct dom *d, char **ret, size_t *ret_len,
 	FILE *f;
 	int r = 0;
 
-	if (!p && !c)
-		return -ENOMEM;
-	if (p && p->err < 0 && !st) {
-		r = hv_error(ret_error, p->err, "%s",
-			     p->error ? p->error : strerror(-p->err));
-	} else if (!st) {
-		/* Not in the bulk answer (the call failed, or the domain came
-		 * since): ask for this one alone. */
+	if (!st) {
+		/* Not in a bulk answer (the call is slow or failed, or the
+		 * domain came since): ask for this one alone. */
 		r = hv_stats(dom_conn(d), d->hv_name, &own, ret_error);
 		st = own;
 	} else if (st->n == 0 && st->error < 0) {
@@ -220,106 +310,95 @@ int stats_read_dom(struct dom *d, char **ret, size_t *ret_len,
 enum unit { U_ONE, U_NS, U_KIB };  /* as is; ns to s; KiB to bytes */
 enum family { F_NONE, F_VCPU, F_NET, F_BLOCK }; /* what N in KEY.N. is */
 
-/* A libvirt key (group, N, suffix) and its metric. */
+/* A libvirt key (group, N, suffix) and its metric: hvfs_domain_NAME, a
+ * counter when NAME ends in _total (Prometheus's rule), else a gauge. */
 static const struct metric {
 	const char *group, *suffix;
 	enum family fam;
-	const char *name, *type, *help;
+	const char *name, *help;
 	enum unit unit;
 } metrics[] = {
-	{ "state", "state", F_NONE, "hvfs_domain_state", "gauge",
+	{ "state", "state", F_NONE, "state",
 	  "State as libvirt numbers it: 0 nostate, 1 running, 2 blocked, "
 	  "3 paused, 4 shutdown, 5 shutoff, 6 crashed, 7 pmsuspended", U_ONE },
-	{ "state", "reason", F_NONE, "hvfs_domain_state_reason", "gauge",
+	{ "state", "reason", F_NONE, "state_reason",
 	  "Reason for the state, libvirt's number", U_ONE },
-	{ "cpu", "time", F_NONE, "hvfs_domain_cpu_seconds_total", "counter",
+	{ "cpu", "time", F_NONE, "cpu_seconds_total",
 	  "CPU time of the domain's QEMU", U_NS },
-	{ "cpu", "user", F_NONE, "hvfs_domain_cpu_user_seconds_total",
-	  "counter", "User CPU time of the domain's QEMU", U_NS },
-	{ "cpu", "system", F_NONE, "hvfs_domain_cpu_system_seconds_total",
-	  "counter", "System CPU time of the domain's QEMU", U_NS },
-	{ "balloon", "current", F_NONE, "hvfs_domain_balloon_current_bytes",
-	  "gauge", "Memory the guest has now (balloon)", U_KIB },
-	{ "balloon", "maximum", F_NONE, "hvfs_domain_balloon_maximum_bytes",
-	  "gauge", "Memory the guest may have at most", U_KIB },
-	{ "balloon", "rss", F_NONE, "hvfs_domain_memory_rss_bytes", "gauge",
+	{ "cpu", "user", F_NONE, "cpu_user_seconds_total",
+	  "User CPU time of the domain's QEMU", U_NS },
+	{ "cpu", "system", F_NONE, "cpu_system_seconds_total",
+	  "System CPU time of the domain's QEMU", U_NS },
+	{ "balloon", "current", F_NONE, "balloon_current_bytes",
+	  "Memory the guest has now (balloon)", U_KIB },
+	{ "balloon", "maximum", F_NONE, "balloon_maximum_bytes",
+	  "Memory the guest may have at most", U_KIB },
+	{ "balloon", "rss", F_NONE, "memory_rss_bytes",
 	  "Resident set of the domain's QEMU", U_KIB },
-	{ "balloon", "available", F_NONE,
-	  "hvfs_domain_balloon_available_bytes", "gauge",
+	{ "balloon", "available", F_NONE, "balloon_available_bytes",
 	  "Memory the guest sees (balloon driver)", U_KIB },
-	{ "balloon", "usable", F_NONE, "hvfs_domain_balloon_usable_bytes",
-	  "gauge", "Memory the guest could use without swapping", U_KIB },
-	{ "balloon", "unused", F_NONE, "hvfs_domain_balloon_unused_bytes",
-	  "gauge", "Memory the guest leaves unused", U_KIB },
-	{ "balloon", "disk_caches", F_NONE,
-	  "hvfs_domain_balloon_disk_caches_bytes", "gauge",
+	{ "balloon", "usable", F_NONE, "balloon_usable_bytes",
+	  "Memory the guest could use without swapping", U_KIB },
+	{ "balloon", "unused", F_NONE, "balloon_unused_bytes",
+	  "Memory the guest leaves unused", U_KIB },
+	{ "balloon", "disk_caches", F_NONE, "balloon_disk_caches_bytes",
 	  "Guest memory in disk caches", U_KIB },
-	{ "balloon", "swap_in", F_NONE,
-	  "hvfs_domain_balloon_swap_in_bytes_total", "counter",
+	{ "balloon", "swap_in", F_NONE, "balloon_swap_in_bytes_total",
 	  "Memory the guest swapped in", U_KIB },
-	{ "balloon", "swap_out", F_NONE,
-	  "hvfs_domain_balloon_swap_out_bytes_total", "counter",
+	{ "balloon", "swap_out", F_NONE, "balloon_swap_out_bytes_total",
 	  "Memory the guest swapped out", U_KIB },
-	{ "balloon", "major_fault", F_NONE,
-	  "hvfs_domain_balloon_major_faults_total", "counter",
+	{ "balloon", "major_fault", F_NONE, "balloon_major_faults_total",
 	  "Major page faults in the guest", U_ONE },
-	{ "balloon", "minor_fault", F_NONE,
-	  "hvfs_domain_balloon_minor_faults_total", "counter",
+	{ "balloon", "minor_fault", F_NONE, "balloon_minor_faults_total",
 	  "Minor page faults in the guest", U_ONE },
-	{ "vcpu", "current", F_NONE, "hvfs_domain_vcpus_current", "gauge",
-	  "vCPUs online", U_ONE },
-	{ "vcpu", "maximum", F_NONE, "hvfs_domain_vcpus_maximum", "gauge",
-	  "vCPUs at most", U_ONE },
-	{ "vcpu", "state", F_VCPU, "hvfs_domain_vcpu_state", "gauge",
+	{ "vcpu", "current", F_NONE, "vcpus_current", "vCPUs online", U_ONE },
+	{ "vcpu", "maximum", F_NONE, "vcpus_maximum", "vCPUs at most", U_ONE },
+	{ "vcpu", "state", F_VCPU, "vcpu_state",
 	  "vCPU state: 0 offline, 1 running, 2 blocked", U_ONE },
-	{ "vcpu", "time", F_VCPU, "hvfs_domain_vcpu_seconds_total", "counter",
+	{ "vcpu", "time", F_VCPU, "vcpu_seconds_total",
 	  "CPU time of the vCPU's thread", U_NS },
-	{ "vcpu", "wait", F_VCPU, "hvfs_domain_vcpu_wait_seconds_total",
-	  "counter", "Time the vCPU waited on I/O", U_NS },
-	{ "vcpu", "delay", F_VCPU, "hvfs_domain_vcpu_delay_seconds_total",
-	  "counter", "Time the vCPU's thread waited for a host CPU", U_NS },
-	{ "net", "rx.bytes", F_NET, "hvfs_domain_net_receive_bytes_total",
-	  "counter", "Bytes received", U_ONE },
-	{ "net", "rx.pkts", F_NET, "hvfs_domain_net_receive_packets_total",
-	  "counter", "Packets received", U_ONE },
-	{ "net", "rx.errs", F_NET, "hvfs_domain_net_receive_errors_total",
-	  "counter", "Receive errors", U_ONE },
-	{ "net", "rx.drop", F_NET, "hvfs_domain_net_receive_drops_total",
-	  "counter", "Received packets dropped", U_ONE },
-	{ "net", "tx.bytes", F_NET, "hvfs_domain_net_transmit_bytes_total",
-	  "counter", "Bytes sent", U_ONE },
-	{ "net", "tx.pkts", F_NET, "hvfs_domain_net_transmit_packets_total",
-	  "counter", "Packets sent", U_ONE },
-	{ "net", "tx.errs", F_NET, "hvfs_domain_net_transmit_errors_total",
-	  "counter", "Transmit errors", U_ONE },
-	{ "net", "tx.drop", F_NET, "hvfs_domain_net_transmit_drops_total",
-	  "counter", "Packets to send dropped", U_ONE },
-	{ "block", "rd.reqs", F_BLOCK, "hvfs_domain_block_read_requests_total",
-	  "counter", "Read requests", U_ONE },
-	{ "block", "rd.bytes", F_BLOCK, "hvfs_domain_block_read_bytes_total",
-	  "counter", "Bytes read", U_ONE },
-	{ "block", "rd.times", F_BLOCK, "hvfs_domain_block_read_seconds_total",
-	  "counter", "Time spent reading", U_NS },
-	{ "block", "wr.reqs", F_BLOCK,
-	  "hvfs_domain_block_write_requests_total", "counter",
+	{ "vcpu", "wait", F_VCPU, "vcpu_wait_seconds_total",
+	  "Time the vCPU waited on I/O", U_NS },
+	{ "vcpu", "delay", F_VCPU, "vcpu_delay_seconds_total",
+	  "Time the vCPU's thread waited for a host CPU", U_NS },
+	{ "net", "rx.bytes", F_NET, "net_receive_bytes_total",
+	  "Bytes received", U_ONE },
+	{ "net", "rx.pkts", F_NET, "net_receive_packets_total",
+	  "Packets received", U_ONE },
+	{ "net", "rx.errs", F_NET, "net_receive_errors_total",
+	  "Receive errors", U_ONE },
+	{ "net", "rx.drop", F_NET, "net_receive_drops_total",
+	  "Received packets dropped", U_ONE },
+	{ "net", "tx.bytes", F_NET, "net_transmit_bytes_total",
+	  "Bytes sent", U_ONE },
+	{ "net", "tx.pkts", F_NET, "net_transmit_packets_total",
+	  "Packets sent", U_ONE },
+	{ "net", "tx.errs", F_NET, "net_transmit_errors_total",
+	  "Transmit errors", U_ONE },
+	{ "net", "tx.drop", F_NET, "net_transmit_drops_total",
+	  "Packets to send dropped", U_ONE },
+	{ "block", "rd.reqs", F_BLOCK, "block_read_requests_total",
+	  "Read requests", U_ONE },
+	{ "block", "rd.bytes", F_BLOCK, "block_read_bytes_total",
+	  "Bytes read", U_ONE },
+	{ "block", "rd.times", F_BLOCK, "block_read_seconds_total",
+	  "Time spent reading", U_NS },
+	{ "block", "wr.reqs", F_BLOCK, "block_write_requests_total",
 	  "Write requests", U_ONE },
-	{ "block", "wr.bytes", F_BLOCK, "hvfs_domain_block_write_bytes_total",
-	  "counter", "Bytes written", U_ONE },
-	{ "block", "wr.times", F_BLOCK,
-	  "hvfs_domain_block_write_seconds_total", "counter",
+	{ "block", "wr.bytes", F_BLOCK, "block_write_bytes_total",
+	  "Bytes written", U_ONE },
+	{ "block", "wr.times", F_BLOCK, "block_write_seconds_total",
 	  "Time spent writing", U_NS },
-	{ "block", "fl.reqs", F_BLOCK,
-	  "hvfs_domain_block_flush_requests_total", "counter",
+	{ "block", "fl.reqs", F_BLOCK, "block_flush_requests_total",
 	  "Flush requests", U_ONE },
-	{ "block", "fl.times", F_BLOCK,
-	  "hvfs_domain_block_flush_seconds_total", "counter",
+	{ "block", "fl.times", F_BLOCK, "block_flush_seconds_total",
 	  "Time spent flushing", U_NS },
-	{ "block", "allocation", F_BLOCK, "hvfs_domain_block_allocation_bytes",
-	  "gauge", "Highest offset written in the image", U_ONE },
-	{ "block", "capacity", F_BLOCK, "hvfs_domain_block_capacity_bytes",
-	  "gauge", "Size the guest sees", U_ONE },
-	{ "block", "physical", F_BLOCK, "hvfs_domain_block_physical_bytes",
-	  "gauge", "Size of the image on the host", U_ONE },
+	{ "block", "allocation", F_BLOCK, "block_allocation_bytes",
+	  "Highest offset written in the image", U_ONE },
+	{ "block", "capacity", F_BLOCK, "block_capacity_bytes",
+	  "Size the guest sees", U_ONE },
+	{ "block", "physical", F_BLOCK, "block_physical_bytes",
+	  "Size of the image on the host", U_ONE },
 };
 #define N_METRICS (sizeof(metrics) / sizeof(metrics[0]))
 
@@ -450,7 +529,7 @@ static void put_domain(struct out *outs, const char *host,
 			if (!name || name->type != HV_STAT_STRING)
 				continue;
 		}
-		fprintf(f, "%s{host=\"", m->name);
+		fprintf(f, "hvfs_domain_%s{host=\"", m->name);
 		put_label(f, host);
 		fputs("\",domain=\"", f);
 		put_label(f, st->name);
@@ -473,21 +552,39 @@ struct fetch {
 	bool started;
 	struct source *src;
 	struct cache *c;
-	struct snap *p;
+	struct snap *p;         /* the answer shown: fresh, or the last good */
+	bool up;                /* the newest call that ended succeeded */
 };
 
 static void *fetch_run(void *arg)
 {
 	struct fetch *x = arg;
+	struct snap *good;
 
-	x->p = snap_get(x->src, &x->c);
+	x->p = snap_get(x->src, STATS_PROM_WAIT_MS, &x->c, &good);
+	if (x->p && x->p->err == 0) {
+		x->up = true;
+	} else if (x->c) {
+		/* The call failed or is slow: the last answer that came, and
+		 * whether the newest call that ended succeeded. */
+		pthread_mutex_lock(&x->c->lock);
+		x->up = good && x->c->last == good;
+		snap_put_locked(x->p);
+		pthread_mutex_unlock(&x->c->lock);
+		x->p = good;
+	}
 	return NULL;
 }
 
-static void put_family(FILE *f, const char *name, const char *type,
+/* A family's HELP and TYPE: a counter when its name ends in _total. */
+static void put_family(FILE *f, const char *prefix, const char *name,
 		       const char *help)
 {
-	fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+	size_t n = strlen(name);
+	bool counter = n >= 6 && strcmp(name + n - 6, "_total") == 0;
+
+	fprintf(f, "# HELP %s%s %s\n# TYPE %s%s %s\n", prefix, name, help,
+		prefix, name, counter ? "counter" : "gauge");
 }
 
 int stats_prom(char **ret, size_t *ret_len)
@@ -499,7 +596,7 @@ int stats_prom(char **ret, size_t *ret_len)
 	char *text = NULL;
 	size_t len = 0;
 	FILE *f = NULL;
-	int64_t last_us;
+	int64_t last_us, now_ms;
 	int r = 0;
 
 	if (!x || !up || !(f = open_memstream(&text, &len))) {
@@ -515,6 +612,7 @@ int stats_prom(char **ret, size_t *ret_len)
 		if (!x[i].started)
 			fetch_run(&x[i]);
 	}
+	now_ms = hvfs_now_ms();
 	for (size_t h = 0; h < nh; h++)
 		up[h] = true;
 	for (size_t i = 0; i < ns; i++) {
@@ -523,7 +621,7 @@ int stats_prom(char **ret, size_t *ret_len)
 		if (x[i].started)
 			pthread_join(x[i].thread, NULL);
 		h = host_index(x[i].src->host);
-		if (!x[i].p || x[i].p->err < 0)
+		if (!x[i].up)
 			up[h] = false;
 		for (size_t k = 0; x[i].p && k < x[i].p->n; k++)
 			put_domain(outs, host_name(x[i].src->host),
@@ -535,14 +633,14 @@ int stats_prom(char **ret, size_t *ret_len)
 		if (fclose(outs[m].f) != 0)
 			r = -ENOMEM;
 		else if (outs[m].len) {
-			put_family(f, metrics[m].name, metrics[m].type,
+			put_family(f, "hvfs_domain_", metrics[m].name,
 				   metrics[m].help);
 			fwrite(outs[m].text, 1, outs[m].len, f);
 		}
 		free(outs[m].text);
 	}
 	/* hvfs's own health. */
-	put_family(f, "hvfs_domain_stats_incomplete", "gauge",
+	put_family(f, "", "hvfs_domain_stats_incomplete",
 		   "1 when some or all of the domain's counters are missing "
 		   "(a QEMU that did not answer, a domain in a job)");
 	for (size_t i = 0; i < ns; i++)
@@ -553,14 +651,31 @@ int stats_prom(char **ret, size_t *ret_len)
 			put_label(f, x[i].p->v[k].name);
 			fprintf(f, "\"} %d\n", x[i].p->v[k].error < 0);
 		}
-	put_family(f, "hvfs_host_up", "gauge",
-		   "1 when every connection to the host answered this read");
+	put_family(f, "", "hvfs_host_up",
+		   "1 when the newest statistics call to each connection of "
+		   "the host succeeded");
 	for (size_t h = 0; h < nh; h++) {
 		fputs("hvfs_host_up{host=\"", f);
 		put_label(f, host_name(host_at(h)));
 		fprintf(f, "\"} %d\n", up[h]);
 	}
-	put_family(f, "hvfs_stats_failures_total", "counter",
+	put_family(f, "", "hvfs_stats_age_seconds",
+		   "Age of the oldest statistics answer shown for the host "
+		   "(a slow call shows the one before)");
+	for (size_t h = 0; h < nh; h++) {
+		int64_t age = -1;
+
+		for (size_t i = 0; i < ns; i++)
+			if (x[i].p && host_index(x[i].src->host) == (int)h &&
+			    now_ms - x[i].p->at_ms > age)
+				age = now_ms - x[i].p->at_ms;
+		if (age < 0)
+			continue;
+		fputs("hvfs_stats_age_seconds{host=\"", f);
+		put_label(f, host_name(host_at(h)));
+		fprintf(f, "\"} %.3f\n", age / 1000.0);
+	}
+	put_family(f, "", "hvfs_stats_failures_total",
 		   "Bulk statistics calls to the host that failed");
 	for (size_t h = 0; h < nh; h++) {
 		uint64_t fails = 0;
@@ -580,7 +695,7 @@ int stats_prom(char **ret, size_t *ret_len)
 		struct timespec now;
 
 		clock_gettime(CLOCK_REALTIME, &now);
-		put_family(f, "hvfs_last_event_age_seconds", "gauge",
+		put_family(f, "", "hvfs_last_event_age_seconds",
 			   "Time since the last event any host sent");
 		fprintf(f, "hvfs_last_event_age_seconds %.3f\n",
 			(now.tv_sec * 1000000.0 + now.tv_nsec / 1000 - last_us) /

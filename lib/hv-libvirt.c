@@ -32,6 +32,7 @@
  * not all of them, and other domains keep theirs.
  */
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1315,7 +1316,9 @@ static int stats_from_reply(struct lv *lv,
  * One CONNECT_GET_ALL_DOMAIN_STATS: every stats group (0) for every domain,
  * or for `name` alone (libvirt's virDomainListGetStats()). NOWAIT: a domain
  * in a job gives the groups that need no job instead of holding the whole
- * answer up to libvirt's job timeout (30 s).
+ * answer up to libvirt's job timeout (30 s). The call for every domain has
+ * HV_STATS_ALL_TIMEOUT_FACTOR times the connection's timeout: libvirtd asks
+ * the domains' QEMUs one after another.
  */
 static int lv_stats(void *priv, const char *name, struct hv_stats **ret,
 		    size_t *ret_n, char **ret_error)
@@ -1329,6 +1332,8 @@ static int lv_stats(void *priv, const char *name, struct hv_stats **ret,
 	};
 	vrpc_connect_get_all_domain_stats_ret sr;
 	vrpc_nonnull_domain dom;
+	int bulk_ms = lv->timeout_ms > INT_MAX / HV_STATS_ALL_TIMEOUT_FACTOR ?
+			      INT_MAX : lv->timeout_ms * HV_STATS_ALL_TIMEOUT_FACTOR;
 	bool cached = false;
 	int r = 0;
 
@@ -1339,10 +1344,11 @@ static int lv_stats(void *priv, const char *name, struct hv_stats **ret,
 	}
 	for (int attempt = 0; r == 0; attempt++) {
 		memset(&sr, 0, sizeof(sr));
-		r = vrpc_call(lv->rpc, VRPC_PROGRAM_REMOTE,
-			      VRPC_PROC_CONNECT_GET_ALL_DOMAIN_STATS,
-			      VRPC_XDR(xdr_vrpc_connect_get_all_domain_stats_args),
-			      &a, ret_fn, &sr, ret_error);
+		r = vrpc_call_timeout(lv->rpc, name ? lv->timeout_ms :
+				      bulk_ms, VRPC_PROGRAM_REMOTE,
+				      VRPC_PROC_CONNECT_GET_ALL_DOMAIN_STATS,
+				      VRPC_XDR(xdr_vrpc_connect_get_all_domain_stats_args),
+				      &a, ret_fn, &sr, ret_error);
 		/* libvirt skips a domain of the list that is gone. */
 		if (r == 0 && name && sr.retStats.retStats_len == 0) {
 			xdr_free(ret_fn, &sr);

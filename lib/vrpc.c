@@ -757,11 +757,13 @@ int vrpc_ensure_connected(struct vrpc *c, const struct timespec *deadline,
 	return r;
 }
 
-int vrpc_call_tracked(struct vrpc *c, uint32_t prog, int32_t proc,
-		      xdrproc_t args_fn, const void *args, xdrproc_t ret_fn,
-		      void *ret, int64_t *ret_late, char **ret_error)
+/* A call (connecting included) within timeout_ms. */
+static int call_within(struct vrpc *c, int timeout_ms, uint32_t prog,
+		       int32_t proc, xdrproc_t args_fn, const void *args,
+		       xdrproc_t ret_fn, void *ret, int64_t *ret_late,
+		       char **ret_error)
 {
-	struct timespec deadline = sock_deadline(c->timeout_ms);
+	struct timespec deadline = sock_deadline(timeout_ms);
 	uint64_t gen;
 	int r;
 
@@ -772,11 +774,28 @@ int vrpc_call_tracked(struct vrpc *c, uint32_t prog, int32_t proc,
 		       &deadline, ret_late, ret_error);
 }
 
+int vrpc_call_tracked(struct vrpc *c, uint32_t prog, int32_t proc,
+		      xdrproc_t args_fn, const void *args, xdrproc_t ret_fn,
+		      void *ret, int64_t *ret_late, char **ret_error)
+{
+	return call_within(c, c->timeout_ms, prog, proc, args_fn, args,
+			   ret_fn, ret, ret_late, ret_error);
+}
+
 int vrpc_call(struct vrpc *c, uint32_t prog, int32_t proc, xdrproc_t args_fn,
 	      const void *args, xdrproc_t ret_fn, void *ret, char **ret_error)
 {
 	return vrpc_call_tracked(c, prog, proc, args_fn, args, ret_fn, ret,
 				 NULL, ret_error);
+}
+
+int vrpc_call_timeout(struct vrpc *c, int timeout_ms, uint32_t prog,
+		      int32_t proc, xdrproc_t args_fn, const void *args,
+		      xdrproc_t ret_fn, void *ret, char **ret_error)
+{
+	return call_within(c, timeout_ms > 0 ? timeout_ms : c->timeout_ms,
+			   prog, proc, args_fn, args, ret_fn, ret, NULL,
+			   ret_error);
 }
 
 void vrpc_set_late_handler(struct vrpc *c, vrpc_late_fn fn)

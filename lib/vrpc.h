@@ -12,10 +12,10 @@
  * flight at once and replies may come in any order. MESSAGE packets (events)
  * go to the event handler; keepalive PINGs are answered with PONGs.
  *
- * Every call has a deadline (the timeout given to vrpc_open(), counted on
- * CLOCK_MONOTONIC from the start of the call, connecting included). A caller
- * that times out forgets its serial; a late reply is dropped, after telling
- * the late handler (if set) its serial: vrpc_call_tracked() gives the serial
+ * Every call has a deadline (the timeout given to vrpc_open(), or the
+ * call's own with vrpc_call_timeout(), counted on CLOCK_MONOTONIC from the
+ * start of the call, connecting included). A caller that times out forgets
+ * its serial; a late reply is dropped, after telling the late handler (if set) its serial: vrpc_call_tracked() gives the serial
  * of a call that timed out, so its caller can tell when the peer (or the
  * QEMU behind a per-domain call) shows a sign of life again.
  *
@@ -88,6 +88,12 @@ struct vrpc *vrpc_close(struct vrpc *c);
  */
 int vrpc_call(struct vrpc *c, uint32_t prog, int32_t proc, xdrproc_t args_fn,
 	      const void *args, xdrproc_t ret_fn, void *ret, char **ret_error);
+
+/* vrpc_call() with a deadline of its own: timeout_ms from the start of the
+ * call instead of the connection's (<= 0: the connection's). */
+int vrpc_call_timeout(struct vrpc *c, int timeout_ms, uint32_t prog,
+		      int32_t proc, xdrproc_t args_fn, const void *args,
+		      xdrproc_t ret_fn, void *ret, char **ret_error);
 
 /*
  * A call whose REPLY is followed by a stream of data from the daemon (e.g.

@@ -208,3 +208,73 @@ def test_prom_with_a_domain_in_a_job_and_a_hung_qemu(domains, vms, qmp_dir,
         os.kill(pid, signal.SIGCONT)
         os.kill(hung.proc.pid, signal.SIGCONT)
         job.wait(timeout=30)
+
+
+def prom_value(text, metric, **labels):
+    sel = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    m = re.search(r"^%s\{%s\} (\S+)$" % (re.escape(metric), re.escape(sel)),
+                  text, re.M)
+    return float(m.group(1)) if m else None
+
+
+def test_stats_when_the_bulk_call_is_slow(domains, mount):
+    """A QEMU stopped outside any job holds libvirt's bulk call (libvirtd
+    waits for its monitor without end): `cat MOUNT/*/stats` still answers
+    for every other domain, each read within its deadline, the bulk call is
+    not retried by every reader, and it all comes back once the QEMU runs."""
+    a, b, stopped = domains("a"), domains("b"), domains("stopped")
+    m = mount("-c", "virt=" + LIBVIRTD.uri, timeout=TIMEOUT)
+    wait_for(lambda: {a, b, stopped} <= set(m.ls()), what="domains")
+    before = m.read(".metrics", "hvfs.prom")
+    assert prom_value(before, "hvfs_host_up", host="virt") == 1
+    time.sleep(1.2)  # that answer is no longer fresh
+    pid = qemu_pid(stopped)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        t = time.monotonic()
+        p = subprocess.run(["sh", "-c", f"cat {m.dir}/*/stats"],
+                           capture_output=True, text=True)
+        took = time.monotonic() - t
+        # Each of the others answers; the stopped one's alone call may
+        # wait for its QEMU too and then fail with ETIMEDOUT.
+        assert p.stdout.count("state.state 1\n") >= 2, p.stderr
+        assert p.stderr in ("", f"cat: {m.dir}/{stopped}/stats: "
+                            "Connection timed out\n"), p.stderr
+        assert took < 1.5 * TIMEOUT + 3, took
+        for d in (a, b):
+            st = dict(parse_stats(m.read(d, "stats")))
+            assert st["state.state"] == "1" and "cpu.time" in st, d
+        # The scrape shows the answer before, with its age, in time.
+        t = time.monotonic()
+        text = m.read(".metrics", "hvfs.prom")
+        assert time.monotonic() - t < 1.5 * TIMEOUT + 3
+        promtool(text)
+        assert prom_value(text, "hvfs_domain_state", host="virt",
+                          domain=a) == 1
+        assert prom_value(text, "hvfs_stats_age_seconds", host="virt") >= 1
+        # The bulk call has HV_STATS_ALL_TIMEOUT_FACTOR (12) deadlines; it
+        # fails once, and the readers after it do not call it again.
+        wait_for(lambda: prom_value(m.read(".metrics", "hvfs.prom"),
+                                    "hvfs_stats_failures_total",
+                                    host="virt") == 1,
+                 timeout=12 * TIMEOUT + 10, what="the bulk call to fail")
+        t = time.monotonic()
+        for _ in range(3):
+            for d in (a, b):
+                assert "cpu.time " in m.read(d, "stats")
+            text = m.read(".metrics", "hvfs.prom")
+        assert time.monotonic() - t < TIMEOUT + 3
+        assert prom_value(text, "hvfs_stats_failures_total", host="virt") == 1
+        assert prom_value(text, "hvfs_host_up", host="virt") == 0
+        assert prom_value(text, "hvfs_domain_state", host="virt",
+                          domain=a) == 1
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    # Once the failure stood its time (10 s), the next call succeeds.
+    wait_for(lambda: prom_value(m.read(".metrics", "hvfs.prom"),
+                                "hvfs_host_up", host="virt") == 1,
+             timeout=10 + 12 * TIMEOUT + 5, what="the host to be up again")
+    text = m.read(".metrics", "hvfs.prom")
+    assert prom_value(text, "hvfs_stats_age_seconds", host="virt") < 5
+    assert prom_value(text, "hvfs_domain_state", host="virt",
+                      domain=stopped) == 1

@@ -932,9 +932,10 @@ static vrpc_typed_param stats_params[] = {
 };
 
 /* Expects one CONNECT_GET_ALL_DOMAIN_STATS for every domain, every group,
- * NOWAIT, and answers with recs. */
-static void expect_stats(struct mock_vrpc *m, vrpc_domain_stats_record *recs,
-			 unsigned n)
+ * NOWAIT, and answers with recs after late_ms. */
+static void expect_stats_late(struct mock_vrpc *m,
+			      vrpc_domain_stats_record *recs, unsigned n,
+			      unsigned late_ms)
 {
 	vrpc_connect_get_all_domain_stats_args a = { 0 };
 	vrpc_connect_get_all_domain_stats_ret r = {
@@ -953,8 +954,15 @@ static void expect_stats(struct mock_vrpc *m, vrpc_domain_stats_record *recs,
 			  a.doms.doms_len, a.stats, a.flags);
 	xdr_free(VRPC_XDR(xdr_vrpc_connect_get_all_domain_stats_args),
 		 (char *)&a);
+	usleep(late_ms * 1000);
 	mock_vrpc_reply(m, &h, VRPC_XDR(xdr_vrpc_connect_get_all_domain_stats_ret),
 		   &r);
+}
+
+static void expect_stats(struct mock_vrpc *m, vrpc_domain_stats_record *recs,
+			 unsigned n)
+{
+	expect_stats_late(m, recs, n, 0);
 }
 
 static void script_stats(struct mock_vrpc *m)
@@ -981,6 +989,9 @@ static void script_stats(struct mock_vrpc *m)
 	expect_stats(m, recs, 1);
 	/* Nothing at all. */
 	expect_stats(m, recs, 0);
+	/* Later than the connection's timeout (2 s), within the bulk call's
+	 * own deadline. */
+	expect_stats_late(m, &recs[2], 1, 3000);
 	mock_vrpc_expect_close(m);
 	mock_vrpc_expect_eof(m);
 }
@@ -1020,6 +1031,8 @@ static void test_stats(void)
 	CHECK(err && strstr(err, "malformed"));
 	CHECK(hv_stats_all(c, &v, &n, &err) == -EPROTO && v == NULL);
 	CHECK(hv_stats_all(c, &v, &n, &err) == 0 && v == NULL && n == 0);
+	CHECK(hv_stats_all(c, &v, &n, &err) == 0 && n == 1);
+	hv_stats_free(v, n);
 	hv_close(c);
 	free(err);
 	mock_finish(&m);
