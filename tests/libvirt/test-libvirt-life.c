@@ -125,7 +125,7 @@ static bool said(char **err)
 	bool ok = *err && **err;
 
 	if (ok)
-		printf("# error: %s\n", *err);
+		fprintf(stderr, "# error: %s\n", *err);
 	free(*err);
 	*err = NULL;
 	return ok;
@@ -422,7 +422,7 @@ static void test_snapshots(const char *d0)
 	CHECK(hv_snapshot_create(conn, d0, "s2", NULL, 0, &err) == 0);
 	CHECK(sh(&v, "virsh -q -c \"$HVT_URI\" snapshot-list --tree %s",
 		 d0) == 0);
-	printf("# snapshot-list --tree:\n# %s\n", v);
+	fprintf(stderr, "# snapshot-list --tree:\n%s\n", v);
 	free(v);
 	v = NULL;
 	CHECK(sh(&v, "virsh -q -c \"$HVT_URI\" snapshot-parent --snapshotname "
