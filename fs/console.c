@@ -451,13 +451,18 @@ void console_release(struct console_reader *r)
 	free(r);
 }
 
+/* As events.c's: data may be a reader closed since; only a reader still
+ * listed is looked into. */
 static void on_interrupt(fuse_req_t req, void *data)
 {
-	struct console_reader *r = data;
+	struct console_reader *r = NULL;
 	struct parked **pp, *found = NULL;
 
 	pthread_mutex_lock(&lock);
-	for (pp = &r->parked; *pp; pp = &(*pp)->next) {
+	for (struct console *c = consoles; c && !r; c = c->next)
+		for (r = c->readers; r && r != data; r = r->next)
+			;
+	for (pp = r ? &r->parked : &found; *pp; pp = &(*pp)->next) {
 		if ((*pp)->req == req) {
 			found = *pp;
 			*pp = found->next;

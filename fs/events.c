@@ -137,13 +137,20 @@ static void serve_locked(struct stream *s)
 	}
 }
 
+/*
+ * libfuse may call this after the request was answered (it reads the
+ * callback before the reply clears it), so data may be a stream released
+ * since: only a stream still listed is looked into.
+ */
 static void on_interrupt(fuse_req_t req, void *data)
 {
-	struct stream *s = data;
+	struct stream *s;
 	struct parked **pp, *found = NULL;
 
 	pthread_mutex_lock(&streams_lock);
-	for (pp = &s->parked; *pp; pp = &(*pp)->next) {
+	for (s = streams; s && s != data; s = s->next)
+		;
+	for (pp = s ? &s->parked : &found; *pp; pp = &(*pp)->next) {
 		if ((*pp)->req == req) {
 			found = *pp;
 			*pp = found->next;
