@@ -210,9 +210,10 @@ def test_readme_fleet_examples(clean, libvirtd, domains, mount):
     # script(1) runs the line with $SHELL, or sh when it is unset (as in
     # CI): there timeout must stay in the terminal's foreground group, or
     # watch, a background job, stops on its first tcsetattr (SIGTTOU).
+    # A terminal has a TERM; CI's environment may not.
     cmd = as_user(readme_block("Watch states").splitlines()[0]
                   .split("  #")[0].strip(), f"{mnt}/b", d1)
-    st, out, err, _ = run(f"env -u SHELL script -qec "
+    st, out, err, _ = run(f"env -u SHELL TERM=xterm script -qec "
                           f"\"timeout --foreground 3 {cmd}\" /dev/null",
                           timeout=30)
     assert f"{mnt}/b/{d1}/state:paused" in out, (out, err)
