@@ -64,6 +64,11 @@ void qga_free(struct qga *q)
 	free(q);
 }
 
+const char *qga_path(const struct qga *q)
+{
+	return q->path;
+}
+
 void qga_sign_of_life(struct qga *q)
 {
 	__atomic_store_n(&q->life, true, __ATOMIC_RELEASE);

@@ -43,6 +43,8 @@ struct qga;
 struct qga *qga_new(const char *path);
 /* Closes and frees. Accepts NULL. No call may be running. */
 void qga_free(struct qga *q);
+/* The socket's path, as given to qga_new(). */
+const char *qga_path(const struct qga *q);
 
 /*
  * Runs one command (`command_json`: one JSON object's text, e.g.

@@ -329,18 +329,29 @@ def bash(script, timeout):
 
 # Last for each driver: it powers the guest down.
 def test_reboot_then_readme_power_down(gt):
-    """reboot (direct: reset; the QMP driver has no reboot verb): the guest
-    comes back (its ready line again) and guest/state turns connected again
-    by its events; then the README's "power down and
-    wait until off", as written: libvirt's domain reads shutoff and stays,
-    the direct QEMU (no -no-shutdown) leaves the tree."""
+    """reboot (direct: through the agent, guest-shutdown mode reboot): the
+    guest comes back (its ready line again), events show the reset, and
+    guest/state turns connected again by its events; then the README's
+    "power down and wait until off", as written: libvirt's domain reads
+    shutoff and stays, the direct QEMU (no -no-shutdown) leaves the tree."""
     m, n = gt.m, gt.name
     ready = gt.g.console_text().count(READY)
-    verb = "reboot" if isinstance(gt, Libvirt) else "reset"
-    assert verb in m.read(n, "control").split()
-    sh(f"echo {verb} > {m.path(n, 'control')}")
-    gt.g.wait_ready(count=ready + 1)
-    assert wait_agent_state(gt, "connected", timeout=60)
+    assert "reboot" in m.read(n, "control").split()
+    assert cat(gt, "state") == "connected\n"
+    ev = subprocess.Popen(["cat", m.path(n, "events")],
+                          stdout=subprocess.PIPE, text=True)
+    try:
+        sh(f"echo reboot > {m.path(n, 'control')}")
+        gt.g.wait_ready(count=ready + 1)
+        assert wait_agent_state(gt, "connected", timeout=60)
+    finally:
+        ev.kill()
+        out = ev.communicate()[0]
+    # The agent went away and came back; directly, QEMU's RESET too (the
+    # guest reset itself).
+    assert '"agent-lifecycle"' in out and "disconnected" in out, out
+    if isinstance(gt, Direct):
+        assert '"event":"RESET"' in out, out
     wait_for(lambda: errno_of(m.read, n, "guest", "hostname") == 0,
              timeout=30, what="the agent after the reboot")
     assert cat(gt, "hostname") == gt.oracle["hostname"]
