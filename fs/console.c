@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "console.h"
+#include "ring.h"
 
 struct parked {
 	struct parked *next;
@@ -39,8 +40,9 @@ struct console {
 	struct dom *d;               /* a reference */
 
 	/* Guarded by lock. */
-	char *ring;                  /* CONSOLE_RING bytes, from the first output */
-	uint64_t total;              /* bytes output since attached first */
+	struct ring ring;            /* CONSOLE_RING bytes (buf from the
+				      * first output); total: the bytes
+				      * output since attached first */
 	bool wanted;                 /* attach whenever the domain runs */
 	bool attached;               /* output flows */
 	bool ended;                  /* the lib said the end: close hc */
@@ -77,47 +79,22 @@ static struct console *find_locked(uint64_t slot)
 	return c;
 }
 
-/* Caller holds lock. The oldest position the ring still holds. */
-static uint64_t start_locked(const struct console *c)
-{
-	return c->total > CONSOLE_RING ? c->total - CONSOLE_RING : 0;
-}
-
-/*
- * Caller holds lock. Where a read at off begins for r: past the end it is
- * the end; before what the ring holds, the oldest kept (r's offsets shift
- * so that its next read follows on).
- */
+/* Caller holds lock. Where a read at off begins for r (ring.h). */
 static uint64_t position_locked(struct console_reader *r, off_t off)
 {
-	struct console *c = r->con;
-	int64_t pos = (int64_t)off + r->shift;
-
-	if (pos > (int64_t)c->total) {
-		r->shift -= pos - (int64_t)c->total;
-		pos = (int64_t)c->total;
-	}
-	if (pos < (int64_t)start_locked(c)) {
-		r->shift += (int64_t)start_locked(c) - pos;
-		pos = (int64_t)start_locked(c);
-	}
-	return (uint64_t)pos;
+	return ring_position(&r->con->ring, &r->shift, off);
 }
 
 /* Caller holds lock. Copies up to size bytes from pos into a new buffer. */
 static char *copy_locked(struct console *c, uint64_t pos, size_t size,
 			 size_t *ret_n)
 {
-	size_t n = c->total - pos < size ? c->total - pos : size;
-	size_t at = pos % CONSOLE_RING, first = n;
+	size_t n = ring_count(&c->ring, pos, size);
 	char *buf = malloc(n ? n : 1);
 
 	if (!buf)
 		return NULL;
-	if (first > CONSOLE_RING - at)
-		first = CONSOLE_RING - at;
-	memcpy(buf, c->ring + at, first);
-	memcpy(buf + first, c->ring, n - first);
+	ring_copy(&c->ring, pos, buf, n);
 	*ret_n = n;
 	return buf;
 }
@@ -134,10 +111,10 @@ static void serve_locked(struct console_reader *r)
 		size_t n = 0;
 		char *buf;
 
-		if (pos == c->total && !c->gone)
+		if (pos == c->ring.total && !c->gone)
 			return;
 		r->parked = p->next;
-		if (pos == c->total) {
+		if (pos == c->ring.total) {
 			fuse_reply_buf(p->req, NULL, 0);
 		} else if (!(buf = copy_locked(c, pos, p->size, &n))) {
 			fuse_reply_err(p->req, ENOMEM);
@@ -170,26 +147,12 @@ static void on_output(void *userdata, const char *data, size_t len, int err,
 	struct console *c = userdata;
 
 	pthread_mutex_lock(&lock);
-	if (len > 0 && !c->ring)
-		c->ring = malloc(CONSOLE_RING);
-	if (len > 0 && !c->ring) {
+	if (len > 0 && !c->ring.buf)
+		c->ring.buf = malloc(CONSOLE_RING);
+	if (len > 0 && !c->ring.buf) {
 		/* Out of memory: this output is lost. */
 	} else if (len > 0) {
-		/* Only the last CONSOLE_RING bytes can stay. */
-		if (len > CONSOLE_RING) {
-			c->total += len - CONSOLE_RING;
-			data += len - CONSOLE_RING;
-			len = CONSOLE_RING;
-		}
-		for (size_t done = 0; done < len;) {
-			size_t at = c->total % CONSOLE_RING;
-			size_t n = len - done < CONSOLE_RING - at ?
-				   len - done : CONSOLE_RING - at;
-
-			memcpy(c->ring + at, data + done, n);
-			done += n;
-			c->total += n;
-		}
+		ring_append(&c->ring, data, len);
 		wake_locked(c);
 	} else {
 		c->attached = false;
@@ -265,7 +228,7 @@ static void free_console(struct console *c)
 {
 	pthread_mutex_destroy(&c->io);
 	dom_unref(c->d);
-	free(c->ring);
+	free(c->ring.buf);
 	free(c);
 }
 
@@ -347,6 +310,7 @@ static struct console *get_locked(struct dom *d)
 	if (!c)
 		return NULL;
 	c->slot = d->slot;
+	c->ring.size = CONSOLE_RING;
 	c->d = dom_ref(d);
 	pthread_mutex_init(&c->io, NULL);
 	c->next = consoles;
@@ -416,7 +380,7 @@ int console_open(struct dom *d, bool attach, struct console_reader **ret,
 		return hv_error(ret_error, -ENOMEM, "out of memory");
 	r->con = c;
 	pthread_mutex_lock(&lock);
-	r->pos = start_locked(c);
+	r->pos = ring_start(&c->ring);
 	r->next = c->readers;
 	c->readers = r;
 	pthread_mutex_unlock(&lock);
@@ -487,7 +451,7 @@ void console_read(fuse_req_t req, struct console_reader *r, size_t size,
 
 	pthread_mutex_lock(&lock);
 	pos = position_locked(r, off);
-	if (pos < c->total) {
+	if (pos < c->ring.total) {
 		buf = copy_locked(c, pos, size, &n);
 		if (buf)
 			r->pos = pos + n;
@@ -539,7 +503,7 @@ unsigned console_poll(struct console_reader *r, struct fuse_pollhandle *ph)
 	unsigned revents = POLLOUT | POLLWRNORM;
 
 	pthread_mutex_lock(&lock);
-	if (r->pos < c->total) {
+	if (r->pos < c->ring.total) {
 		revents |= POLLIN | POLLRDNORM;
 	} else if (c->gone) {
 		revents |= POLLIN | POLLRDNORM | POLLHUP;
@@ -562,7 +526,7 @@ uint64_t console_size(struct dom *d)
 
 	pthread_mutex_lock(&lock);
 	c = find_locked(d->slot);
-	n = c ? c->total : 0;
+	n = c ? c->ring.total : 0;
 	pthread_mutex_unlock(&lock);
 	return n;
 }
