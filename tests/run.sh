@@ -97,6 +97,7 @@ if [ ! -f "$asan/build.ninja" ]; then
 fi
 if ninja -C "$asan" >/dev/null; then
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+	LSAN_OPTIONS=suppressions=$top/tests/lsan.supp \
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 		meson test -C "$asan" --print-errorlogs --num-processes 2
 	tally "$asan/meson-logs/testlog.json"

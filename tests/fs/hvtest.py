@@ -244,7 +244,7 @@ class Mount:
         if self.proc.poll() is None:
             subprocess.run(["fusermount3", "-u", self.dir], check=False)
             try:
-                self.proc.wait(timeout=10)
+                self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()

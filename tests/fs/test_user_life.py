@@ -133,6 +133,9 @@ def test_events_end_with_shutoff_then_leaving_qmp(qmp_dir, vms, mount):
         name = f"vm-{i}"
         vm = vms(name)
         wait_for(lambda: name in m.ls(), what=f"{name} in the tree")
+        # Its files too (a sanitizer build is slow to take a new QEMU in).
+        wait_for(lambda: os.path.exists(m.path(name, "events")),
+                 what=f"{name}/events")
         grep, cat = start_readers(m, name)
         if i % 2:
             vm.oracle.execute("quit")
