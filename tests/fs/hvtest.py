@@ -28,6 +28,15 @@ def hvfs_sanitized():
         return b"__asan_init" in f.read()
 
 
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on (yet)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
 def wait_for(pred, timeout=10.0, what="condition"):
     end = time.monotonic() + timeout
     while True:

@@ -1,16 +1,14 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """qemu+ssh:// as its users have it: a real sshd, real keys, known_hosts.
 
-The test starts a private sshd on a free 127.0.0.1 port (its own config,
-host key and authorized key, made with ssh-keygen); the remote end is this
+The test starts a private sshd on a free 127.0.0.1 port (sshd.py: its own
+config, host key and authorized key, made with ssh-keygen, and an `ssh`
+first on PATH that adds the client's config); the remote end is this
 machine, reaching the tests' private libvirtd with socket= (so netcat runs
-there). ssh reads ~ from the password database, not $HOME, so the client's
-config reaches it the one way a user without root's ~/.ssh could: an `ssh`
-first on PATH that adds `-F CONFIG`. The oracle is virsh on the same daemon.
+there). The oracle is virsh on the same daemon.
 """
 
 import os
-import socket
 import subprocess
 import time
 
@@ -19,94 +17,12 @@ import pytest
 from conftest import remove_prefixed
 from hvtest import (assert_host_refused, survives_libvirtd_restart,
                     virsh, wait_for)
+from sshd import Sshd
 
 PREFIX = "hvt-ssh-"
 # An ssh login takes seconds on a loaded 2-core machine; the read deadline
 # covers connecting, so the mounts get a generous one.
 SLOW = 30
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def keygen(path):
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
-                    path], check=True)
-    with open(path + ".pub") as f:
-        return f.read()
-
-
-class Sshd:
-    """A private sshd on 127.0.0.1 and a client config with three hosts:
-    good (the right keys), badkey (a key sshd refuses), badhost (a
-    known_hosts with another host key)."""
-
-    def __init__(self, d):
-        self.dir = d
-        self.port = free_port()
-        hostkey = os.path.join(d, "host_key")
-        keygen(hostkey)
-        other = keygen(os.path.join(d, "other_host_key"))
-        authorized = keygen(os.path.join(d, "id_good"))
-        keygen(os.path.join(d, "id_refused"))
-        with open(os.path.join(d, "authorized_keys"), "w") as f:
-            f.write(authorized)
-        with open(hostkey + ".pub") as f:
-            hostpub = f.read().split()
-        for name, key in (("known_hosts", hostpub),
-                          ("wrong_known_hosts", other.split())):
-            with open(os.path.join(d, name), "w") as f:
-                f.write(f"[127.0.0.1]:{self.port} {key[0]} {key[1]}\n")
-        conf = os.path.join(d, "sshd_config")
-        with open(conf, "w") as f:
-            f.write(f"ListenAddress 127.0.0.1\nHostKey {hostkey}\n"
-                    f"AuthorizedKeysFile {d}/authorized_keys\n"
-                    "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
-                    "UsePAM no\nStrictModes no\nPermitRootLogin prohibit-password\n"
-                    f"PidFile {d}/sshd.pid\n")
-        os.makedirs("/run/sshd", exist_ok=True)
-        self.log = open(os.path.join(d, "sshd.log"), "w")
-        self.proc = subprocess.Popen(
-            ["/usr/sbin/sshd", "-D", "-e", "-f", conf, "-p", str(self.port)],
-            stdout=self.log, stderr=self.log)
-
-        def listening():
-            try:
-                socket.create_connection(("127.0.0.1", self.port)).close()
-                return True
-            except OSError:
-                return False
-        wait_for(listening, what="sshd")
-        client = os.path.join(d, "ssh_config")
-        with open(client, "w") as f:
-            for host, key, kh in (("good", "id_good", "known_hosts"),
-                                  ("badkey", "id_refused", "known_hosts"),
-                                  ("badhost", "id_good", "wrong_known_hosts")):
-                f.write(f"Host {host}\n  HostName 127.0.0.1\n"
-                        f"  IdentityFile {d}/{key}\n  IdentitiesOnly yes\n"
-                        f"  UserKnownHostsFile {d}/{kh}\n"
-                        f"  HostKeyAlias [127.0.0.1]:{self.port}\n"
-                        "  GlobalKnownHostsFile /dev/null\n")
-        self.bin = os.path.join(d, "bin")
-        os.mkdir(self.bin)
-        wrapper = os.path.join(self.bin, "ssh")
-        with open(wrapper, "w") as f:
-            f.write(f'#!/bin/sh\nexec /usr/bin/ssh -F {client} "$@"\n')
-        os.chmod(wrapper, 0o755)
-
-    def uri(self, host, libvirtd, extra=""):
-        return (f"qemu+ssh://root@{host}:{self.port}/system"
-                f"?socket={libvirtd.sock}{extra}")
-
-    def close(self):
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
-        self.log.close()
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +59,7 @@ def ssh_children(pid):
 def test_ssh_tree_matches_virsh(domains, mount, sshd, libvirtd):
     on = domains("on")
     off = domains("off", start=False)
-    m = mount("-c", sshd.uri("good", libvirtd), timeout=SLOW)
+    m = mount("-c", sshd.uri("good", libvirtd.sock), timeout=SLOW)
     oracle = libvirtd.uri
     assert m.ls() == sorted(virsh("list", "--all", "--name",
                                   uri=oracle).split())
@@ -167,7 +83,7 @@ def test_ssh_tree_matches_virsh(domains, mount, sshd, libvirtd):
 def test_ssh_reconnects_after_libvirtd_restart(domains, mount, sshd,
                                                libvirtd):
     on = domains("back")
-    m = mount("-c", "far=" + sshd.uri("good", libvirtd),
+    m = mount("-c", "far=" + sshd.uri("good", libvirtd.sock),
               "-c", "near=" + libvirtd.uri, timeout=SLOW)
     survives_libvirtd_restart(m, "far", on, libvirtd, "ssh")
     # Old children are reaped: one ssh left, no zombie.
@@ -181,7 +97,7 @@ def test_ssh_reconnects_after_libvirtd_restart(domains, mount, sshd,
 ])
 def test_ssh_refused_says_why(domains, mount, sshd, libvirtd, host, says):
     on = domains("ok")
-    m = mount("-c", "bad=" + sshd.uri(host, libvirtd),
+    m = mount("-c", "bad=" + sshd.uri(host, libvirtd.sock),
               "-c", "good=" + libvirtd.uri, timeout=SLOW)
     # The other host is served meanwhile.
     assert_host_refused(m, "bad", "good", on, says)

@@ -8,11 +8,10 @@ a domain stuck in a job, a hung QEMU, a host that is down."""
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 
-from hvtest import LIBVIRTD, virsh, wait_for
+from hvtest import LIBVIRTD, free_port, virsh, wait_for
 
 PREFIX = "hvfs-stats-"
 TIMEOUT = 2
@@ -104,14 +103,6 @@ def promtool(text):
                        capture_output=True, text=True)
     assert p.returncode == 0, p.stdout + p.stderr
     return p
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def test_prom_promtool_node_exporter_and_a_host_down(domains, mount):
