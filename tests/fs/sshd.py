@@ -45,13 +45,15 @@ class Sshd:
             with open(os.path.join(d, name), "w") as f:
                 f.write(f"[127.0.0.1]:{self.port} {key[0]} {key[1]}\n")
         conf = os.path.join(d, "sshd_config")
-        # MaxStartups: a fleet logs in many times at once.
+        # MaxStartups: a fleet logs in many times at once. SHLVL=1: the
+        # remote bash is not the first shell, so it skips root's ~/.bashrc
+        # (on the test machine, pyenv's: seconds of CPU per login).
         with open(conf, "w") as f:
             f.write(f"ListenAddress 127.0.0.1\nHostKey {hostkey}\n"
                     f"AuthorizedKeysFile {d}/authorized_keys\n"
                     "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
                     "UsePAM no\nStrictModes no\nPermitRootLogin prohibit-password\n"
-                    "MaxStartups 100\n"
+                    "MaxStartups 100\nSetEnv SHLVL=1\n"
                     f"PidFile {d}/sshd.pid\n")
         os.makedirs("/run/sshd", exist_ok=True)
         self.log = open(os.path.join(d, "sshd.log"), "w")
