@@ -153,24 +153,28 @@ class Oracle:
         self.sock.close()
 
 
-class Qemu:
-    """A bare QEMU (-machine none: no KVM, ~11 MiB) with two monitors: NAME.qmp
-    in `qmp_dir` for hvfs and NAME.oracle for the test. `prefix` runs it
-    through a command (setpriv: as another user)."""
+class QemuProcess:
+    """A QEMU NAME with two monitors: NAME.qmp in `qmp_dir` for hvfs and
+    NAME.oracle for the test; `args` say the rest. Returns once the
+    monitors and `more` (paths) exist. `prefix` runs it through a command
+    (setpriv: as another user)."""
 
-    def __init__(self, qmp_dir, name, extra=(), prefix=()):
+    def __init__(self, qmp_dir, name, args, more=(), prefix=()):
         self.name = name
         self.qmp = os.path.join(qmp_dir, name + ".qmp")
         self.oracle_path = os.path.join(qmp_dir, name + ".oracle")
+        self.started = time.monotonic()
         self.proc = subprocess.Popen(
-            [*prefix, QEMU, "-machine", "none", "-nodefaults", "-display",
-             "none", "-name", name,
+            [*prefix, QEMU, "-name", name,
              "-qmp", f"unix:{self.qmp},server=on,wait=off",
-             "-qmp", f"unix:{self.oracle_path},server=on,wait=off", *extra],
+             "-qmp", f"unix:{self.oracle_path},server=on,wait=off", *args],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE)
-        wait_for(lambda: os.path.exists(self.qmp) and
-                 os.path.exists(self.oracle_path), what=f"{name} sockets")
+        wait_for(lambda: self.proc.poll() is not None or
+                 all(map(os.path.exists,
+                         (self.qmp, self.oracle_path, *more))),
+                 what=f"{name} sockets")
+        assert self.proc.poll() is None, self.proc.stderr.read().decode()
         self._oracle = None
 
     @property
@@ -194,6 +198,15 @@ class Qemu:
         self.proc.wait()
         if self.proc.stderr:
             self.proc.stderr.close()
+
+
+class Qemu(QemuProcess):
+    """A bare QEMU (-machine none: no KVM, ~11 MiB)."""
+
+    def __init__(self, qmp_dir, name, extra=(), prefix=()):
+        super().__init__(qmp_dir, name,
+                         ["-machine", "none", "-nodefaults", "-display",
+                          "none", *extra], prefix=prefix)
 
 
 class Mount:
