@@ -22,25 +22,12 @@ import subprocess
 
 import pytest
 
-from hvtest import (HVFS, QEMU, hvfs_pids, live_pids, mounted, readme_line,
-                    read_events, wait_for)
+from hvtest import (DOMAIN_XML, HVFS, QEMU, hvfs_pids, live_pids, mounted,
+                    read_events, readme_line, wait_for)
 
 URI = "qemu:///session"
 # TCG on a loaded 2-core machine: a domain start takes seconds.
 SLOW = 60
-
-XML = """<domain type='qemu'>
-  <name>{name}</name>
-  <memory unit='MiB'>32</memory>
-  <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type></os>
-  <devices>
-    <emulator>{qemu}</emulator>
-    <video><model type='vga'/></video>
-  </devices>
-</domain>
-"""
-
 
 class Session:
     """The user's session daemon in their temporary home."""
@@ -113,7 +100,10 @@ class Session:
     def define(self, name):
         path = f"{self.user.home}/{name}.xml"
         with open(path, "w") as f:
-            f.write(XML.format(name=name, qemu=QEMU))
+            # TCG, with a display for screen.png.
+            f.write(DOMAIN_XML.format(name=name, qemu=QEMU, type="qemu")
+                    .replace("</devices>",
+                             "<video><model type='vga'/></video></devices>"))
         os.chmod(path, 0o644)
         self.virsh("define", path)
 
