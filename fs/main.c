@@ -492,7 +492,10 @@ int main(int argc, char **argv)
 			strerror(errno));
 		return early_exit(&fargs, 1);
 	}
-	if (n_source_args == 0 && add_source("qemu:///system", false) < 0)
+	/* As virsh: root's default is the system daemon, a user's their own. */
+	if (n_source_args == 0 &&
+	    add_source(geteuid() == 0 ? "qemu:///system" : "qemu:///session",
+		       false) < 0)
 		return early_exit(&fargs, 1);
 
 	if (hvfs_opts.allow_other &&

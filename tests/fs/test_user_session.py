@@ -200,6 +200,24 @@ def test_session_tree_matches_virsh(session, vms):
         os.listdir(vms)
 
 
+def test_session_is_a_users_default(session):
+    """Without a source, a user's hvfs mounts their session daemon, as
+    virsh without -c reaches it."""
+    user = session.user
+    mnt = f"{user.home}/default"
+    if not os.path.isdir(mnt):
+        user.mkdir("default")
+    user.run(f"{HVFS} ~/default", timeout=SLOW)
+    try:
+        assert mounted(mnt)
+        assert user.run("ls ~/default").stdout.split() == sorted(
+            user.run("virsh -q list --all --name").stdout.split())
+        assert user.run("virsh uri").stdout.strip() == URI
+    finally:
+        user.run("fusermount3 -u ~/default")
+    assert not mounted(mnt)
+
+
 def test_session_control_and_events(session, vms):
     user = session.user
     # A reader of the domain's events, as the user: says "open" once the
