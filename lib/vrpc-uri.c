@@ -201,18 +201,21 @@ static char *daemon_dir(bool user)
 {
 	const char *rt = getenv("XDG_RUNTIME_DIR"), *home = getenv("HOME");
 	const char *cache = getenv("XDG_CACHE_HOME");
-	struct passwd *pw;
-	char *dir = NULL;
+	struct passwd pwbuf, *pw = NULL;
+	char *dir = NULL, buf[4096];
 	int r;
 
 	if (!user)
 		return strdup("/var/run/libvirt");
-	if (rt && *rt)
+	if (rt && *rt) {
 		r = asprintf(&dir, "%s/libvirt", rt);
-	else if (cache && *cache)
+	} else if (cache && *cache) {
 		r = asprintf(&dir, "%s/libvirt", cache);
-	else {
-		if ((!home || !*home) && (pw = getpwuid(geteuid())))
+	} else {
+		/* getpwuid_r: hosts may be opened from several threads. */
+		if ((!home || !*home) &&
+		    getpwuid_r(geteuid(), &pwbuf, buf, sizeof(buf), &pw) == 0 &&
+		    pw)
 			home = pw->pw_dir;
 		r = asprintf(&dir, "%s/.cache/libvirt", home ? home : "");
 	}

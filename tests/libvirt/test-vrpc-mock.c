@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -525,6 +526,21 @@ static int user_path(const char *uri, const char *path, const char *direct)
 	return bad;
 }
 
+/* qemu:///session refused, the message naming path and saying what. */
+static int connect_says(const char *path, const char *what)
+{
+	struct vrpc *c = NULL;
+	char *err = NULL;
+	int bad = vrpc_open("qemu:///session", 1000, NULL, NULL, &c, &err) !=
+		  -ECONNREFUSED || !err || !strstr(err, path) ||
+		  !strstr(err, what);
+
+	if (bad)
+		fprintf(stderr, "connect: %s\n", err ? err : "no message");
+	free(err);
+	return bad;
+}
+
 /*
  * The user's daemon (a user other than root): its sockets under
  * $XDG_RUNTIME_DIR, $XDG_CACHE_HOME or ~/.cache, virtqemud's chosen at each
@@ -534,8 +550,7 @@ static int user_path(const char *uri, const char *path, const char *direct)
 static int user_session_checks(void)
 {
 	char dir[] = "/tmp/test-vrpc-XXXXXX", path[256];
-	struct vrpc *c = NULL;
-	char *err = NULL;
+	struct passwd *pw;
 	int bad = 0;
 
 	setenv("XDG_RUNTIME_DIR", "/nonexistent/rt", 1);
@@ -553,6 +568,19 @@ static int user_session_checks(void)
 	setenv("HOME", "/h", 1);
 	bad += user_path("qemu:///session", "/h/.cache/libvirt/libvirt-sock",
 			 "/h/.cache/libvirt/virtqemud-sock");
+	/* Without HOME: the password database's home. */
+	unsetenv("HOME");
+	pw = getpwuid(geteuid());
+	bad += !pw;
+	if (pw) {
+		char direct[256];
+
+		snprintf(path, sizeof(path), "%s/.cache/libvirt/libvirt-sock",
+			 pw->pw_dir);
+		snprintf(direct, sizeof(direct),
+			 "%s/.cache/libvirt/virtqemud-sock", pw->pw_dir);
+		bad += user_path("qemu:///session", path, direct);
+	}
 
 	if (!mkdtemp(dir))
 		return bad + 1;
@@ -560,23 +588,12 @@ static int user_session_checks(void)
 	snprintf(path, sizeof(path), "%s/libvirt", dir);
 	bad += mkdir(path, 0700) != 0;
 	/* No daemon: libvirtd's socket is named, with whose daemon is missing. */
-	bad += vrpc_open("qemu:///session", 1000, NULL, NULL, &c, &err) !=
-	       -ECONNREFUSED;
 	snprintf(path, sizeof(path), "%s/libvirt/libvirt-sock", dir);
-	bad += !err || !strstr(err, path) || !strstr(err, "session daemon");
-	if (err)
-		fprintf(stderr, "%s\n", err);
-	free(err);
-	err = NULL;
+	bad += connect_says(path, "session daemon");
 	/* virtqemud's socket appears (a file here): the next connect uses it. */
 	snprintf(path, sizeof(path), "%s/libvirt/virtqemud-sock", dir);
 	bad += mknod(path, S_IFREG | 0600, 0) != 0;
-	bad += vrpc_open("qemu:///session", 1000, NULL, NULL, &c, &err) !=
-	       -ECONNREFUSED;
-	bad += !err || !strstr(err, path);
-	if (err)
-		fprintf(stderr, "%s\n", err);
-	free(err);
+	bad += connect_says(path, path);
 	unlink(path);
 	snprintf(path, sizeof(path), "%s/libvirt", dir);
 	rmdir(path);
