@@ -355,13 +355,18 @@ uint64_t dom_state_gen(struct dom *d)
 	return g;
 }
 
-void dom_told(struct dom *d, const struct hv_event *ev)
+bool dom_told(struct dom *d, const struct hv_event *ev)
 {
 	pthread_mutex_lock(&d->lock);
+	if (ev->kind == HV_EVENT_LOST && d->told_undefined) {
+		pthread_mutex_unlock(&d->lock);
+		return false;
+	}
 	if (ev->kind == HV_EVENT_STATE)
 		d->told_shutoff = ev->state == HV_STATE_SHUTOFF;
 	d->told_undefined = ev->kind == HV_EVENT_UNDEFINED;
 	pthread_mutex_unlock(&d->lock);
+	return true;
 }
 
 void dom_told_last(struct dom *d, bool *ret_shutoff, bool *ret_undefined)

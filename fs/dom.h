@@ -101,8 +101,13 @@ uint64_t dom_agent_gen(struct dom *d);
 /* Drops pending pollers (the domain left). */
 void dom_release_watchers(struct dom *d);
 
-/* Records what d's events files are told by ev. */
-void dom_told(struct dom *d, const struct hv_event *ev);
+/*
+ * Records what d's events files are told by ev; false (nothing recorded)
+ * for a late word its readers must not get: the loss of d's own monitor
+ * after d's leaving was told (the driver's reader and its watcher may
+ * report one QEMU's end at once).
+ */
+bool dom_told(struct dom *d, const struct hv_event *ev);
 /* What d's events files were told last: a shutoff state line, an undefined
  * line. */
 void dom_told_last(struct dom *d, bool *ret_shutoff, bool *ret_undefined);
