@@ -10,7 +10,9 @@ user it could not). LIBVIRT_AUTOSTART=0 keeps virsh from starting a daemon
 of its own. The user defines TCG domains with virsh, mounts with the
 README's command, and the tree is checked against `virsh -c qemu:///session`
 run as the same user: listing, state, uuid, xml, screen.png, control and
-events; then the daemon restarts under the mount, and the mount comes back.
+events; then the daemon restarts under the mount, and the mount comes back,
+also when the daemon's socket moves to virtqemud's name. Without a daemon,
+the mount fails and says which socket and whose daemon.
 """
 
 import os
@@ -37,7 +39,7 @@ class Session:
         home = user.home
         self.rt = user.mkdir("run", 0o700)
         user.mkdir(".config")
-        conf = user.mkdir(".config/libvirt")
+        user.mkdir(".config/libvirt")
         user.mkdir(".cache")
         user.env.update(XDG_RUNTIME_DIR=self.rt,
                         XDG_CONFIG_HOME=f"{home}/.config",
@@ -47,16 +49,25 @@ class Session:
         self.name = "virtqemud" if shutil.which(
             "virtqemud", path="/usr/sbin:/usr/bin") else "libvirtd"
         self.log = f"{home}/daemon.log"
+        self.proc = None
+        self.configure()
+
+    def configure(self, sock_dir=None):
+        """Writes the daemon's configuration, for its next start: its
+        sockets in sock_dir (unix_sock_dir) if given, else in the runtime
+        directory."""
+        conf = f"{self.user.home}/.config/libvirt"
+        main = f'log_outputs = "3:file:{self.log}"\n'
+        if sock_dir:
+            main += f'unix_sock_dir = "{sock_dir}"\n'
         # QEMU's output to files: the session's virtlogd is not wanted.
         for name, text in (("qemu.conf", 'stdio_handler = "file"\n'),
-                           (f"{self.name}.conf",
-                            f'log_outputs = "3:file:{self.log}"\n')):
+                           (f"{self.name}.conf", main)):
             with open(f"{conf}/{name}", "w") as f:
                 f.write(text)
-            os.chown(f"{conf}/{name}", user.uid, user.gid)
-        self.sock = f"{self.rt}/libvirt/" + (
+            os.chown(f"{conf}/{name}", self.user.uid, self.user.gid)
+        self.sock = (sock_dir or f"{self.rt}/libvirt") + "/" + (
             "virtqemud-sock" if self.name == "virtqemud" else "libvirt-sock")
-        self.proc = None
 
     def answers(self):
         s = socket.socket(socket.AF_UNIX)
@@ -279,6 +290,41 @@ def test_session_daemon_restarts(session, vms):
     session.virsh("resume", "sess-on")
     wait_for(lambda: cat(user, "sess-on", "state") == "running\n",
              timeout=SLOW, what="the resume event after the restart")
+
+
+def test_session_follows_a_move_to_split_daemons(session, vms):
+    """The host moves to split daemons under the mount: virtqemud's socket
+    appears and libvirtd's goes. The next connect takes virtqemud's, as
+    libvirt's client does at each open. (The daemon here moves its socket
+    and virtqemud-sock links to it: the same socket as far as a client can
+    tell, and the test needs no virtqemud installed.)"""
+    user = session.user
+    split = user.mkdir("split", 0o700)
+    direct = f"{session.rt}/libvirt/virtqemud-sock"
+    legacy = f"{session.rt}/libvirt/libvirt-sock"
+    assert cat(user, "sess-on", "state") == "running\n"
+    session.stop()
+    session.configure(sock_dir=split)
+    try:
+        session.start()
+        os.symlink(session.sock, direct)
+        assert not os.path.exists(legacy)
+        assert session.virsh("uri") == URI
+        wait_for(lambda: cat(user, ".error") == "" and
+                 user.run("ls ~/vms").stdout.split() == ["sess-off",
+                                                         "sess-on"],
+                 timeout=SLOW, what="the reconnect to virtqemud-sock")
+        assert cat(user, "sess-on", "state") == session.state("sess-on") \
+            + "\n"
+        user.run("echo pause > ~/vms/sess-on/control", timeout=SLOW)
+        assert session.state("sess-on") == "paused"
+        user.run("echo resume > ~/vms/sess-on/control", timeout=SLOW)
+        assert session.state("sess-on") == "running"
+    finally:
+        session.stop()
+        os.unlink(direct)
+        session.configure()
+        session.start()
 
 
 def test_session_without_daemon(session):
