@@ -329,8 +329,15 @@ int vrpc_uri_parse(const char *uri, struct vrpc_uri **ret, char **ret_error)
 	}
 	if (u->transport == VRPC_TRANSPORT_UNIX &&
 	    strlen(u->direct ? u->direct : u->path) >=
-		    sizeof(((struct sockaddr_un *)0)->sun_path))
-		goto bad;
+		    sizeof(((struct sockaddr_un *)0)->sun_path)) {
+		/* Say which: a default may come from $XDG_RUNTIME_DIR. */
+		r = sock_error(ret_error, -EINVAL, "%s: the socket path %s "
+			       "is longer than a UNIX socket's %zu bytes", uri,
+			       u->direct ? u->direct : u->path,
+			       sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+		vrpc_uri_free(u);
+		return r;
+	}
 	*ret = u;
 	return 0;
 bad:

@@ -693,6 +693,7 @@ static void test_uris(void)
 		snprintf(longer, sizeof(longer),
 			 "qemu+unix:///system?socket=/%0120d", 0);
 		CHECK(vrpc_uri_parse(longer, &u, &err) == -EINVAL);
+		CHECK(err && strstr(err, "longer than a UNIX socket"));
 	}
 	CHECK(vrpc_uri_parse("qemu+unix:///system?keyfile=/k", &u, &err) == -EINVAL);
 	/* Root's /session is the system daemon's, as for libvirt's client. */
