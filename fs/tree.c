@@ -367,6 +367,24 @@ static void domain_end(uint64_t slot)
 static void kick(struct source *s);
 
 /*
+ * Makes the kernel ask again for the attributes of d's directory and of its
+ * files whose size and time events change (ops.c's fill_attr()). Attributes
+ * only: this never waits for the kernel, so any thread may do it.
+ */
+static void inval_attrs(struct dom *d)
+{
+	static const unsigned kinds[] = { FK_DIR, FK_STATE, FK_VERSION,
+					  FK_UUID };
+
+	if (!session)
+		return;
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+		fuse_lowlevel_notify_inval_inode(session,
+						 ino_make(d->slot, kinds[i], 0),
+						 -1, 0);
+}
+
+/*
  * Publishes ev about d and remembers what it said. Caller holds tell_lock:
  * a driver's threads and the workers report at once, so what is told is
  * decided one event at a time, and what dom_told_last() says is what
@@ -760,12 +778,16 @@ static void on_event_locked(void *userdata, const struct hv_event *ev)
 			if (off)
 				tell_left(d, HV_EVENT_STATE);
 			dom_forget(d);
+			if (ev->kind == HV_EVENT_DEFINED)
+				dom_set_defined(d, ev->seconds * 1000000 +
+						   ev->micros);
 		}
 		relist = true;
 		break;
 	case HV_EVENT_STATE:
 		if (d)
-			dom_set_state(d, ev->state);
+			dom_set_state(d, ev->state, ev->seconds * 1000000 +
+					 ev->micros);
 		/* A domain we do not know yet; a new QEMU (fetch its version);
 		 * a stopped domain, which leaves if it was transient. */
 		relist = !d || ev->state == HV_STATE_RUNNING ||
@@ -795,8 +817,10 @@ static void on_event_locked(void *userdata, const struct hv_event *ev)
 		break;
 	}
 	/* Told before the worker re-lists: a domain's own lines come before
-	 * what hvfs says when it leaves. */
+	 * what hvfs says when it leaves. Sizes and times shown by stat() are
+	 * asked again before readers learn of the change. */
 	if (d) {
+		inval_attrs(d);
 		tell(d, d->name, ev);
 	} else {
 		if (ev->domain)
