@@ -204,18 +204,40 @@ struct dom *tree_find_slot(uint64_t slot)
 	return d;
 }
 
+/* d if it is src's hv_name, else NULL. */
+static struct dom *if_hv(struct dom *d, struct source *src, const char *hv_name)
+{
+	return d && d->src == src && strcmp(d->hv_name, hv_name) == 0 ? d : NULL;
+}
+
+/*
+ * By the tree names the table gives it (escaped, or NAME@LABEL on a clash),
+ * each a binary search: every event asks, and a host may have thousands of
+ * domains. Without memory for the names, one pass over the table.
+ */
 struct dom *tree_find_hv(struct source *src, const char *hv_name)
 {
+	char *esc = name_escape(hv_name), *qualified = NULL;
+	int host = host_index(src->host);
 	struct dom *d = NULL;
 
+	if (esc && asprintf(&qualified, "%s@%s", esc, src->label) < 0)
+		qualified = NULL;
 	pthread_mutex_lock(&tree_lock);
-	for (size_t i = 0; i < n_doms && !d; i++)
-		if (by_slot[i]->src == src &&
-		    strcmp(by_slot[i]->hv_name, hv_name) == 0)
-			d = by_slot[i];
+	if (esc && qualified) {
+		d = if_hv(find_name_locked(host, esc), src, hv_name);
+		if (!d)
+			d = if_hv(find_name_locked(host, qualified), src,
+				  hv_name);
+	} else {
+		for (size_t i = 0; i < n_doms && !d; i++)
+			d = if_hv(by_slot[i], src, hv_name);
+	}
 	if (d)
 		dom_ref(d);
 	pthread_mutex_unlock(&tree_lock);
+	free(esc);
+	free(qualified);
 	return d;
 }
 
