@@ -16,22 +16,15 @@
 #include <time.h>
 
 #include "console.h"
+#include "park.h"
 #include "ring.h"
-
-struct parked {
-	struct parked *next;
-	fuse_req_t req;
-	size_t size;
-	off_t off;
-};
 
 struct console_reader {
 	struct console_reader *next; /* the console's readers */
 	struct console *con;
 	int64_t shift;               /* position = file offset + shift */
 	uint64_t pos;                /* where its last read ended (poll) */
-	struct parked *parked;
-	struct fuse_pollhandle *ph;
+	struct park park;            /* reads waiting for output */
 };
 
 struct console {
@@ -105,15 +98,15 @@ static void serve_locked(struct console_reader *r)
 {
 	struct console *c = r->con;
 
-	while (r->parked) {
-		struct parked *p = r->parked;
+	while (r->park.head) {
+		struct parked *p = r->park.head;
 		uint64_t pos = position_locked(r, p->off);
 		size_t n = 0;
 		char *buf;
 
 		if (pos == c->ring.total && !c->gone)
 			return;
-		r->parked = p->next;
+		park_take_locked(&r->park);
 		if (pos == c->ring.total) {
 			fuse_reply_buf(p->req, NULL, 0);
 		} else if (!(buf = copy_locked(c, pos, p->size, &n))) {
@@ -132,11 +125,7 @@ static void wake_locked(struct console *c)
 {
 	for (struct console_reader *r = c->readers; r; r = r->next) {
 		serve_locked(r);
-		if (r->ph) {
-			fuse_lowlevel_notify_poll(r->ph);
-			fuse_pollhandle_destroy(r->ph);
-			r->ph = NULL;
-		}
+		park_notify_locked(&r->park);
 	}
 }
 
@@ -400,18 +389,11 @@ void console_release(struct console_reader *r)
 			break;
 		}
 	}
-	while (r->parked) {
-		struct parked *p = r->parked;
-
-		r->parked = p->next;
-		fuse_reply_err(p->req, EINTR);
-		free(p);
-	}
+	park_cancel_locked(&r->park);
 	if (c->gone && !c->readers)
 		pthread_cond_signal(&kick);
 	pthread_mutex_unlock(&lock);
-	if (r->ph)
-		fuse_pollhandle_destroy(r->ph);
+	park_free(&r->park);
 	free(r);
 }
 
@@ -420,31 +402,22 @@ void console_release(struct console_reader *r)
 static void on_interrupt(fuse_req_t req, void *data)
 {
 	struct console_reader *r = NULL;
-	struct parked **pp, *found = NULL;
+	struct parked *found = NULL;
 
 	pthread_mutex_lock(&lock);
 	for (struct console *c = consoles; c && !r; c = c->next)
 		for (r = c->readers; r && r != data; r = r->next)
 			;
-	for (pp = r ? &r->parked : &found; *pp; pp = &(*pp)->next) {
-		if ((*pp)->req == req) {
-			found = *pp;
-			*pp = found->next;
-			break;
-		}
-	}
+	if (r)
+		found = park_interrupt_locked(&r->park, req);
 	pthread_mutex_unlock(&lock);
-	if (found) {
-		fuse_reply_err(req, EINTR);
-		free(found);
-	}
+	park_interrupted(found);
 }
 
 void console_read(fuse_req_t req, struct console_reader *r, size_t size,
 		  off_t off, int flags, bool as_file)
 {
 	struct console *c = r->con;
-	struct parked *p;
 	uint64_t pos;
 	size_t n = 0;
 	char *buf;
@@ -473,25 +446,8 @@ void console_read(fuse_req_t req, struct console_reader *r, size_t size,
 		fuse_reply_err(req, EAGAIN);
 		return;
 	}
-	p = calloc(1, sizeof(*p));
-	if (!p) {
-		fuse_reply_err(req, ENOMEM);
+	if (!park_read(&r->park, &lock, req, size, off, on_interrupt, r))
 		return;
-	}
-	p->req = req;
-	p->size = size;
-	p->off = off;
-	/* Registered before parking: see events.c. */
-	fuse_req_interrupt_func(req, on_interrupt, r);
-	pthread_mutex_lock(&lock);
-	if (fuse_req_interrupted(req)) {
-		pthread_mutex_unlock(&lock);
-		free(p);
-		fuse_reply_err(req, EINTR);
-		return;
-	}
-	p->next = r->parked;
-	r->parked = p;
 	/* Output may have come while the lock was free. */
 	serve_locked(r);
 	pthread_mutex_unlock(&lock);
@@ -507,11 +463,8 @@ unsigned console_poll(struct console_reader *r, struct fuse_pollhandle *ph)
 		revents |= POLLIN | POLLRDNORM;
 	} else if (c->gone) {
 		revents |= POLLIN | POLLRDNORM | POLLHUP;
-	} else if (ph) {
-		if (r->ph)
-			fuse_pollhandle_destroy(r->ph);
-		r->ph = ph;
-		ph = NULL;
+	} else {
+		park_poll_locked(&r->park, &ph);
 	}
 	pthread_mutex_unlock(&lock);
 	if (ph)

@@ -32,6 +32,7 @@ struct dom *dom_new(struct source *src, const char *hv_name,
 	}
 	d->src = src;
 	d->refs = 1;
+	d->defined_us = hvfs_wall_us();
 	pthread_mutex_init(&d->lock, NULL);
 	return d;
 }
@@ -135,12 +136,15 @@ static void wake_locked(struct dom *d)
 	d->n_watchers = 0;
 }
 
-void dom_set_state(struct dom *d, enum hv_state s)
+void dom_set_state(struct dom *d, enum hv_state s, int64_t us)
 {
 	pthread_mutex_lock(&d->lock);
 	d->gen++;
-	if (!d->state_known || d->state != s)
+	if (!d->state_known || d->state != s) {
 		d->state_gen++;
+		if (us > 0)
+			d->state_us = us;
+	}
 	d->state = s;
 	d->state_known = source_evented(d->src);
 	/* A QEMU that stopped takes its version with it. */
@@ -196,6 +200,55 @@ void dom_seed(struct dom *d, const char *uuid, enum hv_state s)
 		d->state_known = true;
 	}
 	pthread_mutex_unlock(&d->lock);
+}
+
+/* *field of d, read under its lock. */
+static int64_t locked_i64(struct dom *d, const int64_t *field)
+{
+	int64_t v;
+
+	pthread_mutex_lock(&d->lock);
+	v = *field;
+	pthread_mutex_unlock(&d->lock);
+	return v;
+}
+
+int64_t dom_state_time_us(struct dom *d)
+{
+	return locked_i64(d, &d->state_us);
+}
+
+void dom_set_defined(struct dom *d, int64_t us)
+{
+	pthread_mutex_lock(&d->lock);
+	if (us > 0)
+		d->defined_us = us;
+	pthread_mutex_unlock(&d->lock);
+}
+
+int64_t dom_defined_us(struct dom *d)
+{
+	return locked_i64(d, &d->defined_us);
+}
+
+static bool slot_set(struct dom *d, char *const *slot)
+{
+	bool set;
+
+	pthread_mutex_lock(&d->lock);
+	set = *slot != NULL;
+	pthread_mutex_unlock(&d->lock);
+	return set;
+}
+
+bool dom_version_cached(struct dom *d)
+{
+	return slot_set(d, &d->version);
+}
+
+bool dom_uuid_cached(struct dom *d)
+{
+	return slot_set(d, &d->uuid);
 }
 
 bool dom_state_cached(struct dom *d, enum hv_state *ret)
@@ -362,13 +415,18 @@ uint64_t dom_state_gen(struct dom *d)
 	return g;
 }
 
-void dom_told(struct dom *d, const struct hv_event *ev)
+bool dom_told(struct dom *d, const struct hv_event *ev)
 {
 	pthread_mutex_lock(&d->lock);
+	if (ev->kind == HV_EVENT_LOST && d->told_undefined) {
+		pthread_mutex_unlock(&d->lock);
+		return false;
+	}
 	if (ev->kind == HV_EVENT_STATE)
 		d->told_shutoff = ev->state == HV_STATE_SHUTOFF;
 	d->told_undefined = ev->kind == HV_EVENT_UNDEFINED;
 	pthread_mutex_unlock(&d->lock);
+	return true;
 }
 
 void dom_told_last(struct dom *d, bool *ret_shutoff, bool *ret_undefined)

@@ -43,6 +43,8 @@ struct dom {
 	char *error;         /* the last failure, as the error file shows it */
 	uint64_t state_gen;  /* bumped at every change of state */
 	uint64_t agent_gen;  /* bumped at every agent-lifecycle event */
+	int64_t state_us;    /* when the state last changed, by an event; 0 */
+	int64_t defined_us;  /* appeared in the tree, or last defined */
 	bool state_known;
 	enum hv_state state;
 	char *version;       /* NULL: not known */
@@ -86,8 +88,19 @@ void dom_forget(struct dom *d);
 /* Forgets the cached state: an action just changed it, and its event may
  * not have arrived yet. */
 void dom_state_unsure(struct dom *d);
-/* Records a new state from an event and wakes the pollers. */
-void dom_set_state(struct dom *d, enum hv_state s);
+/* Records a new state from an event, which happened at us (microseconds
+ * since the epoch, by the peer's clock; 0: not known), and wakes the
+ * pollers. */
+void dom_set_state(struct dom *d, enum hv_state s, int64_t us);
+/* When the state last changed, as an event said (dom_set_state()), or 0. */
+int64_t dom_state_time_us(struct dom *d);
+/* Records that d was (re)defined at us (0: not known, nothing changes);
+ * dom_defined_us() says when, or when d appeared in the tree. */
+void dom_set_defined(struct dom *d, int64_t us);
+int64_t dom_defined_us(struct dom *d);
+/* Whether dom_version() / dom_uuid() would answer without asking. */
+bool dom_version_cached(struct dom *d);
+bool dom_uuid_cached(struct dom *d);
 /* Whether the fact dom_prefetch() fetches, the state, is not cached. */
 bool dom_needs_prefetch(struct dom *d);
 /* Fetches the state into the cache if it is not there yet (errors
@@ -106,8 +119,13 @@ uint64_t dom_agent_gen(struct dom *d);
 /* Drops pending pollers (the domain left). */
 void dom_release_watchers(struct dom *d);
 
-/* Records what d's events files are told by ev. */
-void dom_told(struct dom *d, const struct hv_event *ev);
+/*
+ * Records what d's events files are told by ev; false (nothing recorded)
+ * for a late word its readers must not get: the loss of d's own monitor
+ * after d's leaving was told (the driver's reader and its watcher may
+ * report one QEMU's end at once).
+ */
+bool dom_told(struct dom *d, const struct hv_event *ev);
 /* What d's events files were told last: a shutoff state line, an undefined
  * line. */
 void dom_told_last(struct dom *d, bool *ret_shutoff, bool *ret_undefined);

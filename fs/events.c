@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "events.h"
+#include "park.h"
 
 /* Named limits: a reader that does not keep up loses the oldest lines. */
 #define STREAM_BYTES_MAX (1u << 20)
@@ -26,12 +27,6 @@ struct line {
 	struct line *next;
 	size_t len;
 	char text[];
-};
-
-struct parked {
-	struct parked *next;
-	fuse_req_t req;
-	size_t size;
 };
 
 struct stream {
@@ -44,8 +39,7 @@ struct stream {
 	struct line *head, *tail;
 	size_t bytes, off;          /* off: bytes of head already read */
 	unsigned long dropped;
-	struct parked *parked;
-	struct fuse_pollhandle *ph;
+	struct park park;           /* reads waiting for a line */
 	bool ended;                 /* the domain left: EOF once drained */
 };
 
@@ -112,12 +106,11 @@ static size_t take_locked(struct stream *s, char *buf, size_t size)
 /* Answers parked reads while lines are queued; caller holds streams_lock. */
 static void serve_locked(struct stream *s)
 {
-	while (s->parked && s->head) {
-		struct parked *p = s->parked;
+	while (s->park.head && s->head) {
+		struct parked *p = park_take_locked(&s->park);
 		char *buf = malloc(p->size);
 		size_t n;
 
-		s->parked = p->next;
 		if (!buf) {
 			fuse_reply_err(p->req, ENOMEM);
 			free(p);
@@ -128,10 +121,9 @@ static void serve_locked(struct stream *s)
 		free(buf);
 		free(p);
 	}
-	while (s->parked && s->ended) {
-		struct parked *p = s->parked;
+	while (s->park.head && s->ended) {
+		struct parked *p = park_take_locked(&s->park);
 
-		s->parked = p->next;
 		fuse_reply_buf(p->req, NULL, 0);
 		free(p);
 	}
@@ -145,29 +137,20 @@ static void serve_locked(struct stream *s)
 static void on_interrupt(fuse_req_t req, void *data)
 {
 	struct stream *s;
-	struct parked **pp, *found = NULL;
+	struct parked *found = NULL;
 
 	pthread_mutex_lock(&streams_lock);
 	for (s = streams; s && s != data; s = s->next)
 		;
-	for (pp = s ? &s->parked : &found; *pp; pp = &(*pp)->next) {
-		if ((*pp)->req == req) {
-			found = *pp;
-			*pp = found->next;
-			break;
-		}
-	}
+	if (s)
+		found = park_interrupt_locked(&s->park, req);
 	pthread_mutex_unlock(&streams_lock);
-	if (found) {
-		fuse_reply_err(req, EINTR);
-		free(found);
-	}
+	park_interrupted(found);
 }
 
 void stream_read(fuse_req_t req, struct stream *s, size_t size, int flags,
 		 bool eof_when_empty)
 {
-	struct parked *p;
 	char *buf;
 	size_t n;
 
@@ -200,25 +183,8 @@ void stream_read(fuse_req_t req, struct stream *s, size_t size, int flags,
 		fuse_reply_err(req, EAGAIN);
 		return;
 	}
-	p = calloc(1, sizeof(*p));
-	if (!p) {
-		fuse_reply_err(req, ENOMEM);
+	if (!park_read(&s->park, &streams_lock, req, size, 0, on_interrupt, s))
 		return;
-	}
-	p->req = req;
-	p->size = size;
-	/* Registered before parking: if the reader is already interrupted,
-	 * the callback runs now, finds nothing parked, and we answer below. */
-	fuse_req_interrupt_func(req, on_interrupt, s);
-	pthread_mutex_lock(&streams_lock);
-	if (fuse_req_interrupted(req)) {
-		pthread_mutex_unlock(&streams_lock);
-		free(p);
-		fuse_reply_err(req, EINTR);
-		return;
-	}
-	p->next = s->parked;
-	s->parked = p;
 	/* An event may have come while the lock was free. */
 	serve_locked(s);
 	pthread_mutex_unlock(&streams_lock);
@@ -233,11 +199,8 @@ unsigned stream_poll(struct stream *s, struct fuse_pollhandle *ph)
 		revents = POLLIN | POLLRDNORM;
 	} else if (s->ended) {
 		revents = POLLIN | POLLRDNORM | POLLHUP;
-	} else if (ph) {
-		if (s->ph)
-			fuse_pollhandle_destroy(s->ph);
-		s->ph = ph;
-		ph = NULL;
+	} else {
+		park_poll_locked(&s->park, &ph);
 	}
 	pthread_mutex_unlock(&streams_lock);
 	if (ph)
@@ -254,13 +217,7 @@ void stream_release(struct stream *s)
 		streams = s->next;
 	if (s->next)
 		s->next->prev = s->prev;
-	while (s->parked) {
-		struct parked *p = s->parked;
-
-		s->parked = p->next;
-		fuse_reply_err(p->req, EINTR);
-		free(p);
-	}
+	park_cancel_locked(&s->park);
 	pthread_mutex_unlock(&streams_lock);
 	while (s->head) {
 		struct line *l = s->head;
@@ -268,8 +225,7 @@ void stream_release(struct stream *s)
 		s->head = l->next;
 		free(l);
 	}
-	if (s->ph)
-		fuse_pollhandle_destroy(s->ph);
+	park_free(&s->park);
 	free(s);
 }
 
@@ -332,16 +288,6 @@ static struct line *format(const char *host, const char *domain,
 	return l;
 }
 
-/* Caller holds streams_lock. */
-static void notify_locked(struct stream *s)
-{
-	if (s->ph) {
-		fuse_lowlevel_notify_poll(s->ph);
-		fuse_pollhandle_destroy(s->ph);
-		s->ph = NULL;
-	}
-}
-
 static void append_locked(struct stream *s, struct line *l)
 {
 	/* Keep the queue bounded: drop the oldest whole lines. */
@@ -363,7 +309,7 @@ static void append_locked(struct stream *s, struct line *l)
 	s->tail = l;
 	s->bytes += l->len;
 	serve_locked(s);
-	notify_locked(s);
+	park_notify_locked(&s->park);
 }
 
 void events_publish(struct source *src, struct dom *d, const char *domain_name,
@@ -421,7 +367,7 @@ void events_end_domain(uint64_t slot)
 			continue;
 		s->ended = true;
 		serve_locked(s);
-		notify_locked(s);
+		park_notify_locked(&s->park);
 	}
 	pthread_mutex_unlock(&streams_lock);
 }

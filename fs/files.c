@@ -90,6 +90,19 @@ static int read_uuid(struct dom *d, char **ret, size_t *ret_len,
 	return r;
 }
 
+static bool state_known(struct dom *d)
+{
+	enum hv_state s;
+
+	return dom_state_cached(d, &s);
+}
+
+static bool always(struct dom *d)
+{
+	(void)d;
+	return true;
+}
+
 static int read_id(struct dom *d, char **ret, size_t *ret_len,
 		   char **ret_error)
 {
@@ -324,10 +337,14 @@ static bool never(struct dom *d)
 
 const struct file_type file_types[FK_COUNT] = {
 	[FK_DIR] = { .mode = 0555 },
-	[FK_STATE] = { .name = "state", .mode = 0444, .read = read_state },
-	[FK_VERSION] = { .name = "version", .mode = 0444, .read = read_version },
-	[FK_NAME] = { .name = "name", .mode = 0444, .read = read_name },
-	[FK_UUID] = { .name = "uuid", .mode = 0444, .read = read_uuid },
+	[FK_STATE] = { .name = "state", .mode = 0444, .read = read_state,
+		       .known = state_known },
+	[FK_VERSION] = { .name = "version", .mode = 0444, .read = read_version,
+			 .known = dom_version_cached },
+	[FK_NAME] = { .name = "name", .mode = 0444, .read = read_name,
+		      .known = always },
+	[FK_UUID] = { .name = "uuid", .mode = 0444, .read = read_uuid,
+		      .known = dom_uuid_cached },
 	[FK_ID] = { .name = "id", .mode = 0444, .present = is_libvirt,
 		    .read = read_id },
 	[FK_XML] = { .name = "xml", .mode = 0644, .present = is_libvirt,

@@ -22,6 +22,9 @@ struct file_type {
 	bool (*present)(struct dom *d);
 	/* Makes the contents: *ret (malloc'd) and *ret_len, or -errno. */
 	int (*read)(struct dom *d, char **ret, size_t *ret_len, char **ret_error);
+	/* Whether read() would answer from facts events keep true, without
+	 * asking a peer: then st_size is the contents' size (else 0). */
+	bool (*known)(struct dom *d);
 	/* A stream (events): read by events.c, not through read(). */
 	bool stream;
 	/* Runs what was written; returns 0 or -errno. An `exchange` file

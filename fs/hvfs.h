@@ -49,6 +49,15 @@ int hvfs_log_file(const char *path);
 void hvfs_log(int prio, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
+/* CLOCK_REALTIME in microseconds since the epoch (times files show). */
+static inline int64_t hvfs_wall_us(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_REALTIME, &t);
+	return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
+}
+
 /* CLOCK_MONOTONIC in milliseconds. */
 static inline int64_t hvfs_now_ms(void)
 {

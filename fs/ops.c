@@ -132,7 +132,34 @@ static int reply_err(fuse_req_t req, int err)
 	return fuse_reply_err(req, err);
 }
 
-static void fill_attr(fuse_ino_t ino, struct stat *st)
+static void set_mtime(struct stat *st, int64_t us)
+{
+	st->st_mtim.tv_sec = us / 1000000;
+	st->st_mtim.tv_nsec = us % 1000000 * 1000;
+}
+
+/*
+ * The size of a file whose contents events keep true (file_types[].known)
+ * while its facts are cached: so ls -l, wc -c, tar and rsync see them.
+ * Other files show 0 (made at each read, they would cost a peer's answer
+ * at every stat()).
+ */
+static off_t known_size(unsigned kind, struct dom *d)
+{
+	const struct file_type *t = &file_types[kind];
+	char *buf = NULL, *err = NULL;
+	size_t len = 0;
+
+	if (!d || !t->known || !t->read || !source_evented(d->src) ||
+	    !t->known(d) || t->read(d, &buf, &len, &err) < 0)
+		len = 0;
+	free(buf);
+	free(err);
+	return (off_t)len;
+}
+
+/* d: the domain ino belongs to, or NULL above the domains. */
+static void fill_attr(fuse_ino_t ino, struct dom *d, struct stat *st)
 {
 	unsigned kind = ino_kind(ino);
 
@@ -147,17 +174,20 @@ static void fill_attr(fuse_ino_t ino, struct stat *st)
 		st->st_mode = S_IFDIR | (ino == FUSE_ROOT_ID ? 0555
 							     : file_mode(kind));
 		st->st_nlink = 2;
+		/* A domain's directory: when it was last defined. */
+		if (kind == FK_DIR && d)
+			set_mtime(st, dom_defined_us(d));
 		return;
 	}
 	st->st_mode = S_IFREG | file_mode(kind);
 	st->st_nlink = 1;
-	if (file_types[kind].stream && events_last_us()) {
-		/* tail -f looks for a change of size or mtime (see op_read). */
-		int64_t us = events_last_us();
-
-		st->st_mtim.tv_sec = us / 1000000;
-		st->st_mtim.tv_nsec = us % 1000000 * 1000;
-	}
+	st->st_size = known_size(kind, d);
+	/* state: when it last changed, as the peer's event said. */
+	if (kind == FK_STATE && d && dom_state_time_us(d) > 0)
+		set_mtime(st, dom_state_time_us(d));
+	/* tail -f looks for a change of size or mtime (see op_read). */
+	if (file_types[kind].stream && events_last_us())
+		set_mtime(st, events_last_us());
 }
 
 /*
@@ -169,7 +199,8 @@ static double attr_timeout(fuse_ino_t ino)
 	return file_types[ino_kind(ino)].stream ? 0 : HVFS_ATTR_TIMEOUT;
 }
 
-static void reply_entry(fuse_req_t req, fuse_ino_t ino)
+/* d: the domain ino belongs to, or NULL. */
+static void reply_entry(fuse_req_t req, fuse_ino_t ino, struct dom *d)
 {
 	struct fuse_entry_param e = {
 		.ino = ino,
@@ -177,7 +208,7 @@ static void reply_entry(fuse_req_t req, fuse_ino_t ino)
 		.entry_timeout = HVFS_ENTRY_TIMEOUT,
 	};
 
-	fill_attr(ino, &e.attr);
+	fill_attr(ino, d, &e.attr);
 	fuse_reply_entry(req, &e);
 }
 
@@ -213,10 +244,13 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_ino_t ino;
 
 		k = top_lookup(parent, name, &ino);
-		if (k < 0)
+		if (k < 0) {
 			reply_err(req, k);
-		else
-			reply_entry(req, ino);
+			return;
+		}
+		d = is_top(ino) ? NULL : tree_find_slot(ino_slot(ino));
+		reply_entry(req, ino, d);
+		dom_unref(d);
 		return;
 	}
 	if (!file_kind_is_dir(ino_kind(parent)) || !(d = dom_of(req, parent))) {
@@ -232,7 +266,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		if (k < 0)
 			reply_err(req, -k);
 		else
-			reply_entry(req, ino);
+			reply_entry(req, ino, d);
 	}
 	dom_unref(d);
 }
@@ -275,6 +309,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 		       struct fuse_file_info *fi)
 {
 	struct stat st;
+	struct dom *d = NULL;
 
 	if (is_top(ino)) {
 		if (!top_exists(ino)) {
@@ -282,36 +317,30 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 			return;
 		}
 	} else {
-		struct dom *d = dom_of(req, ino);
 		int r;
 
-		if (!d)
+		if (!(d = dom_of(req, ino)))
 			return;
 		r = files_check(d, ino, NULL); /* a sub that no longer exists */
-		dom_unref(d);
 		if (r < 0) {
+			dom_unref(d);
 			reply_err(req, r);
 			return;
 		}
 	}
-	fill_attr(ino, &st);
-	if (file_types[ino_kind(ino)].stream && follows(req, ino, fi)) {
-		struct dom *d = ino_kind(ino) == FK_CONSOLE ?
-				dom_of(req, ino) : NULL;
-
-		if (ino_kind(ino) == FK_CONSOLE && !d)
-			return;
-		st.st_size = d ? console_size(d) : events_published_bytes();
-		dom_unref(d);
-	}
+	fill_attr(ino, d, &st);
+	if (file_types[ino_kind(ino)].stream && follows(req, ino, fi))
+		st.st_size = ino_kind(ino) == FK_CONSOLE && d ? console_size(d)
+							 : events_published_bytes();
 	fuse_reply_attr(req, &st, attr_timeout(ino));
+	dom_unref(d);
 }
 
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		       int to_set, struct fuse_file_info *fi)
 {
 	struct stat st;
-	struct dom *d;
+	struct dom *d = NULL;
 
 	if (ino == FUSE_ROOT_ID || file_kind_is_dir(ino_kind(ino))) {
 		reply_err(req, EPERM);
@@ -325,11 +354,8 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		reply_err(req, ENOENT);
 		return;
 	}
-	if (!is_top(ino)) {
-		if (!(d = dom_of(req, ino)))
-			return;
-		dom_unref(d);
-	}
+	if (!is_top(ino) && !(d = dom_of(req, ino)))
+		return;
 	/*
 	 * `echo verb > control` opens with O_TRUNC, which arrives here as a
 	 * size change: accept it on files one may write, and nothing else.
@@ -338,14 +364,17 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		       FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
 		       FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME)) {
 		reply_err(req, EPERM); /* chmod, chown: modes are the tree's */
+		dom_unref(d);
 		return;
 	}
 	if (!file_kind_writable(ino_kind(ino)) && !is_maker(ino)) {
 		reply_err(req, EACCES);
+		dom_unref(d);
 		return;
 	}
-	fill_attr(ino, &st);
+	fill_attr(ino, d, &st);
 	fuse_reply_attr(req, &st, HVFS_ATTR_TIMEOUT);
+	dom_unref(d);
 }
 
 static void op_opendir(fuse_req_t req, fuse_ino_t ino,
@@ -904,7 +933,7 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 		dom_set_error(d, op ? op : "mkdir", r, err);
 		reply_err(req, r);
 	} else {
-		reply_entry(req, ino);
+		reply_entry(req, ino, d);
 	}
 	dom_unref(d);
 	free(op);

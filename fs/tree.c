@@ -435,6 +435,9 @@ out:
 
 /* ---- what events files are told ---- */
 
+/* Events are decided and told one at a time: see tell(). */
+static pthread_mutex_t tell_lock = PTHREAD_MUTEX_INITIALIZER;
+
 static void publish(struct source *src, struct dom *d, const char *name,
 		    const struct hv_event *ev)
 {
@@ -450,11 +453,34 @@ static void domain_end(uint64_t slot)
 
 static void kick(struct source *s);
 
-/* Publishes ev about d and remembers what it said. */
+/*
+ * Makes the kernel ask again for the attributes of d's directory and of its
+ * files whose size and time events change (ops.c's fill_attr()). Attributes
+ * only: this never waits for the kernel, so any thread may do it.
+ */
+static void inval_attrs(struct dom *d)
+{
+	static const unsigned kinds[] = { FK_DIR, FK_STATE, FK_VERSION,
+					  FK_UUID };
+
+	if (!session)
+		return;
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+		fuse_lowlevel_notify_inval_inode(session,
+						 ino_make(d->slot, kinds[i], 0),
+						 -1, 0);
+}
+
+/*
+ * Publishes ev about d and remembers what it said. Caller holds tell_lock:
+ * a driver's threads and the workers report at once, so what is told is
+ * decided one event at a time, and what dom_told_last() says is what
+ * readers got, in the order they got it.
+ */
 static void tell(struct dom *d, const char *name, const struct hv_event *ev)
 {
-	dom_told(d, ev);
-	publish(d->src, d, name, ev);
+	if (dom_told(d, ev))
+		publish(d->src, d, name, ev);
 }
 
 /* hvfs's own line for a leaving the peer did not state (event "left"). */
@@ -475,8 +501,9 @@ static void tell_left(struct dom *d, enum hv_event_kind kind)
 }
 
 /*
- * d left the tree: its events files get its final state (shutoff) and its
- * leaving, unless the peer's own events just said so, then end.
+ * d left the tree (caller holds tell_lock): its events files get its final
+ * state (shutoff) and its leaving, unless the peer's own events just said
+ * so, then end.
  */
 static void say_left(struct dom *d)
 {
@@ -568,12 +595,17 @@ static int refresh_source(struct source *s, bool quiet)
 	s->listing_open = false;
 	raced_clear_locked(s);
 	pthread_mutex_unlock(&tree_lock);
-	/* With no lock held: the kernel may call us back while it works. */
+	pthread_mutex_lock(&tell_lock);
 	for (size_t i = 0; i < n_gone; i++) {
 		if (gone[i].renamed)
 			domain_end(gone[i].dom->slot);
 		else
 			say_left(gone[i].dom);
+	}
+	pthread_mutex_unlock(&tell_lock);
+	/* With no lock of this file held: the kernel may call us back while
+	 * it works. */
+	for (size_t i = 0; i < n_gone; i++) {
 		if (session)
 			fuse_lowlevel_notify_inval_entry(session,
 							 gone[i].parent,
@@ -822,7 +854,8 @@ static void *worker(void *arg)
 	return NULL;
 }
 
-static void on_event(void *userdata, const struct hv_event *ev)
+/* Caller holds tell_lock (see tell()). */
+static void on_event_locked(void *userdata, const struct hv_event *ev)
 {
 	struct source *src = userdata;
 	struct dom *d = ev->domain ? tree_find_hv(src, ev->domain) : NULL;
@@ -848,12 +881,16 @@ static void on_event(void *userdata, const struct hv_event *ev)
 			if (off)
 				tell_left(d, HV_EVENT_STATE);
 			dom_forget(d);
+			if (ev->kind == HV_EVENT_DEFINED)
+				dom_set_defined(d, ev->seconds * 1000000 +
+						   ev->micros);
 		}
 		relist = true;
 		break;
 	case HV_EVENT_STATE:
 		if (d)
-			dom_set_state(d, ev->state);
+			dom_set_state(d, ev->state, ev->seconds * 1000000 +
+					 ev->micros);
 		/* A domain we do not know yet; a new QEMU (fetch its version);
 		 * a stopped domain, which leaves if it was transient. */
 		relist = !d || ev->state == HV_STATE_RUNNING ||
@@ -883,8 +920,10 @@ static void on_event(void *userdata, const struct hv_event *ev)
 		break;
 	}
 	/* Told before the worker re-lists: a domain's own lines come before
-	 * what hvfs says when it leaves. */
+	 * what hvfs says when it leaves. Sizes and times shown by stat() are
+	 * asked again before readers learn of the change. */
 	if (d) {
+		inval_attrs(d);
 		tell(d, d->name, ev);
 	} else {
 		if (ev->domain)
@@ -895,6 +934,13 @@ static void on_event(void *userdata, const struct hv_event *ev)
 		kick(src);
 	free(escaped);
 	dom_unref(d);
+}
+
+static void on_event(void *userdata, const struct hv_event *ev)
+{
+	pthread_mutex_lock(&tell_lock);
+	on_event_locked(userdata, ev);
+	pthread_mutex_unlock(&tell_lock);
 }
 
 int tree_start(struct fuse_session *se)

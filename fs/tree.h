@@ -11,14 +11,17 @@
  *
  * Lock order (the one place it is written; every lock of fs/ is here):
  *
- *   source.list_lock -> tree_lock -> dom.lock
+ *   source.list_lock -> tell_lock -> tree_lock -> dom.lock
+ *   tell_lock (tree.c: events decided and told one at a time) is held
+ *   while the listener runs
  *   handle.lock (ops.c) -> dom.lock
  *   prefetch_lock, source.kick_lock, host.lock, streams_lock (events.c),
  *   followers_lock and open_lock (ops.c): leaves, nothing taken inside
  *
  * A lock on the left may be held while one on its right is taken, never
- * the other way. Kernel invalidations and events listeners run with no
- * lock of this file held (the kernel may call us back meanwhile).
+ * the other way. Kernel invalidations run with no lock of this file held
+ * (the kernel may call us back meanwhile); events listeners run with
+ * tell_lock only.
  */
 
 #include "dom.h"
