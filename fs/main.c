@@ -62,11 +62,13 @@ static void usage(FILE *f)
 "\n"
 "Shows the virtual machines of a QEMU/KVM host as directories.\n"
 "\n"
-"Sources (any number; with none, qemu:///system):\n"
+"Sources (any number; with none, qemu:///system, or for users other than\n"
+"root their own qemu:///session):\n"
 "  SOURCE                 a libvirt URI or qmp-dir:DIR\n"
 "  -c, --connect [NAME=]URI\n"
 "                         a libvirt connection: qemu:///system,\n"
-"                         qemu+unix:///system?socket=PATH, test+unix:///default,\n"
+"                         qemu+unix:///system?socket=PATH, qemu:///session,\n"
+"                         test+unix:///default,\n"
 "                         qemu+tcp://HOST[:PORT]/system,\n"
 "                         qemu+ssh://[USER@]HOST[:PORT]/system,\n"
 "                         qemu+tls://HOST[:PORT]/system; with several, the root\n"
@@ -492,7 +494,10 @@ int main(int argc, char **argv)
 			strerror(errno));
 		return early_exit(&fargs, 1);
 	}
-	if (n_source_args == 0 && add_source("qemu:///system", false) < 0)
+	/* As virsh: root's default is the system daemon, a user's their own. */
+	if (n_source_args == 0 &&
+	    add_source(geteuid() == 0 ? "qemu:///system" : "qemu:///session",
+		       false) < 0)
 		return early_exit(&fargs, 1);
 
 	if (hvfs_opts.allow_other &&

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -21,16 +22,29 @@
 
 extern char **environ;
 
+/*
+ * virtqemud's socket when it exists, else the URI's (libvirtd's): chosen at
+ * each connect, so a host that moves to split daemons is followed. Without
+ * a daemon the message names the socket, and for /session says whose
+ * daemon is missing (hvfs never starts one, unlike libvirt's client).
+ */
 static int unix_connect(const struct vrpc_uri *u, const struct timespec *dl,
 			struct vrpc_link *ret, char **ret_error)
 {
-	int fd = sock_connect_unix(u->path, dl, ret_error);
+	struct stat st;
+	const char *path = u->direct && stat(u->direct, &st) == 0 ? u->direct :
+								    u->path;
+	int fd = sock_connect_unix(path, dl, NULL);
 
 	/* A daemon that stopped may have removed its socket. */
-	if (fd == -ENOENT)
-		return -ECONNREFUSED;
+	if (fd == -ENOENT || fd == -ECONNREFUSED)
+		return sock_error(ret_error, -ECONNREFUSED, "%s: %s%s", path,
+				  strerror(-fd), u->session && geteuid() != 0 ?
+				  " (is this user's session daemon, libvirtd "
+				  "or virtqemud, running?)" : "");
 	if (fd < 0)
-		return fd;
+		return sock_error(ret_error, fd, "%s: %s", path,
+				  strerror(-fd));
 	ret->fd = fd;
 	return 0;
 }

@@ -5,11 +5,12 @@
  * and an ops table in vrpc-transport.c.
  */
 #include <errno.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include "sock.h"
 #include "vrpc-uri.h"
@@ -41,6 +42,7 @@ struct vrpc_uri *vrpc_uri_free(struct vrpc_uri *u)
 		return NULL;
 	free(u->name);
 	free(u->path);
+	free(u->direct);
 	free(u->host);
 	free(u->port);
 	free(u->user);
@@ -188,34 +190,59 @@ bad:
 			  (int)strcspn(q, "&"), q);
 }
 
-/* The local daemon's socket: virtqemud's when it exists, else libvirtd's. */
-static char *default_socket(bool qemu, bool session)
+/*
+ * The local daemon's directory, as libvirt's client picks it: a user other
+ * than root reaches their own daemon for /session and for test+TRANSPORT
+ * URIs, under $XDG_RUNTIME_DIR/libvirt, else $XDG_CACHE_HOME/libvirt, else
+ * ~/.cache/libvirt (glib's runtime directory); root always reaches the
+ * system daemon, which serves /session too.
+ */
+static char *daemon_dir(bool user)
 {
-	const char *names[] = { "virtqemud-sock", "libvirt-sock" };
 	const char *rt = getenv("XDG_RUNTIME_DIR"), *home = getenv("HOME");
-	char *dir = NULL, *s = NULL;
-	struct stat st;
-
+	const char *cache = getenv("XDG_CACHE_HOME");
+	struct passwd pwbuf, *pw = NULL;
+	char *dir = NULL, buf[4096];
 	int r;
 
-	if (!session)
-		r = asprintf(&dir, "/var/run/libvirt");
-	else if (rt && *rt)
+	if (!user)
+		return strdup("/var/run/libvirt");
+	if (rt && *rt) {
 		r = asprintf(&dir, "%s/libvirt", rt);
-	else
+	} else if (cache && *cache) {
+		r = asprintf(&dir, "%s/libvirt", cache);
+	} else {
+		/* getpwuid_r: hosts may be opened from several threads. */
+		if ((!home || !*home) &&
+		    getpwuid_r(geteuid(), &pwbuf, buf, sizeof(buf), &pw) == 0 &&
+		    pw)
+			home = pw->pw_dir;
 		r = asprintf(&dir, "%s/.cache/libvirt", home ? home : "");
-	if (r < 0)
-		return NULL;
-	for (size_t i = qemu ? 0 : 1; i < 2 && !s; i++) {
-		if (asprintf(&s, "%s/%s", dir, names[i]) < 0)
-			s = NULL;
-		else if (i == 0 && stat(s, &st) < 0) {
-			free(s);
-			s = NULL;
-		}
+	}
+	return r < 0 ? NULL : dir;
+}
+
+/*
+ * The default sockets of a unix URI: libvirtd's in u->path and, for qemu,
+ * virtqemud's in u->direct (vrpc-transport.c prefers it at each connect
+ * when it exists, as libvirt's client does at each open).
+ */
+static int default_sockets(struct vrpc_uri *u, bool qemu, bool test)
+{
+	char *dir = daemon_dir((u->session || test) && geteuid() != 0);
+	int r = 0;
+
+	if (!dir)
+		return -ENOMEM;
+	if (asprintf(&u->path, "%s/libvirt-sock", dir) < 0) {
+		u->path = NULL;
+		r = -ENOMEM;
+	} else if (qemu && asprintf(&u->direct, "%s/virtqemud-sock", dir) < 0) {
+		u->direct = NULL;
+		r = -ENOMEM;
 	}
 	free(dir);
-	return s;
+	return r;
 }
 
 int vrpc_uri_parse(const char *uri, struct vrpc_uri **ret, char **ret_error)
@@ -293,16 +320,24 @@ int vrpc_uri_parse(const char *uri, struct vrpc_uri **ret, char **ret_error)
 			return r;
 		}
 	}
-	if (u->transport == VRPC_TRANSPORT_UNIX && !u->path)
-		u->path = default_socket(dn == 4 && !strncmp(uri, "qemu", 4),
-					 u->session);
 	if (u->transport == VRPC_TRANSPORT_UNIX && !u->path) {
-		r = -ENOMEM;
-		goto bad;
+		r = default_sockets(u, dn == 4 && !strncmp(uri, "qemu", 4),
+				    dn == 4 && !strncmp(uri, "test", 4) &&
+					    tn > 0);
+		if (r < 0)
+			goto bad;
 	}
 	if (u->transport == VRPC_TRANSPORT_UNIX &&
-	    strlen(u->path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
-		goto bad;
+	    strlen(u->direct ? u->direct : u->path) >=
+		    sizeof(((struct sockaddr_un *)0)->sun_path)) {
+		/* Say which: a default may come from $XDG_RUNTIME_DIR. */
+		r = sock_error(ret_error, -EINVAL, "%s: the socket path %s "
+			       "is longer than a UNIX socket's %zu bytes", uri,
+			       u->direct ? u->direct : u->path,
+			       sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+		vrpc_uri_free(u);
+		return r;
+	}
 	*ret = u;
 	return 0;
 bad:

@@ -2,8 +2,7 @@
 #pragma once
 
 /*
- * libvirt URIs (private to lib/): parsing only, no I/O but one stat() for
- * the default socket. Errors are negative errno values with a message in
+ * libvirt URIs (private to lib/): parsing only, no I/O. Errors are negative errno values with a message in
  * *ret_error (may be NULL).
  */
 
@@ -30,7 +29,10 @@ enum vrpc_ssh_proxy {
 struct vrpc_uri {
 	enum vrpc_transport transport;
 	char *name; /* sent in CONNECT_OPEN: "qemu:///system" */
-	char *path; /* UNIX: the socket; SSH: ?socket= (the remote socket) */
+	char *path; /* UNIX: the socket (?socket=, else libvirtd's);
+		     * SSH: ?socket= (the remote socket) */
+	char *direct; /* UNIX qemu without ?socket=: virtqemud's socket, to
+		       * use instead of path whenever it exists */
 	char *host; /* TCP, SSH, TLS */
 	char *port; /* TCP, SSH, TLS (NULL: ssh's own default) */
 	char *authfile; /* ?authfile=: libvirt's auth.conf for SASL (any) */
@@ -60,10 +62,11 @@ bool vrpc_uri_is_libvirt(const char *uri);
  * "qemu+ssh://[USER@]HOST[:PORT]/system?keyfile=&no_verify=&no_tty=&socket=
  * &netcat=&proxy=", "qemu+tls://HOST[:PORT]/system?pkipath=&no_verify=",
  * "qemu://HOST[:PORT]/system" (TLS, as libvirt reads it), each with an
- * optional authfile=. The default socket of qemu:///system is virtqemud's
- * when it exists, else libvirtd's (this stats the file system);
- * qemu:///session's is the same pair under $XDG_RUNTIME_DIR/libvirt (else
- * ~/.cache/libvirt). Returns 0 and *ret, -EINVAL, -EOPNOTSUPP for a
+ * optional authfile=. The default sockets, as libvirt's client has them:
+ * under /var/run/libvirt, or for a user other than root with /session (or
+ * test+TRANSPORT) under $XDG_RUNTIME_DIR/libvirt, else
+ * $XDG_CACHE_HOME/libvirt, else ~/.cache/libvirt; root's /session is the
+ * system daemon's. Returns 0 and *ret, -EINVAL, -EOPNOTSUPP for a
  * transport we do not speak, -ENOMEM.
  */
 int vrpc_uri_parse(const char *uri, struct vrpc_uri **ret, char **ret_error);

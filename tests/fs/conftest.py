@@ -3,13 +3,14 @@
 
 import os
 import signal
+import stat
 import subprocess
 import tempfile
 
 import pytest
 
-from hvtest import (LIBVIRTD, Mount, Qemu, define_domain, remove_domain,
-                    virsh)
+from hvtest import (LIBVIRTD, Mount, Qemu, User, define_domain,
+                    remove_domain, virsh)
 
 
 @pytest.fixture
@@ -63,6 +64,20 @@ def libvirtd():
     yield LIBVIRTD
     if own:
         LIBVIRTD.teardown()
+
+
+@pytest.fixture(scope="module")
+def user():
+    """An unprivileged user (hvtest.User) with a temporary home; /dev/fuse
+    has the 0666 mode of a stock Debian host meanwhile (restored after)."""
+    mode = stat.S_IMODE(os.stat("/dev/fuse").st_mode)
+    os.chmod("/dev/fuse", 0o666)
+    u = User()
+    try:
+        yield u
+    finally:
+        os.chmod("/dev/fuse", mode)
+        subprocess.run(["rm", "-rf", u.home])
 
 
 def remove_prefixed(prefix, uri=None):

@@ -21,7 +21,7 @@ import tempfile
 import time
 from xml.sax.saxutils import escape
 
-from hvtest import QEMU, Oracle, virsh, wait_for
+from hvtest import QEMU, QemuProcess, virsh, wait_for
 
 READY = "hvfs-guest ready"
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -47,20 +47,16 @@ def cmdline(name, ip="10.0.2.15/24"):
             f"hvfs.ip={ip}")
 
 
-class Guest:
+class Guest(QemuProcess):
     """A bare QEMU running the guest, with the sockets above in qmp_dir."""
 
     def __init__(self, qmp_dir, name, no_shutdown=False, extra=()):
         vmlinux, initrd = guest_files()
-        self.name = name
         p = lambda ext: os.path.join(qmp_dir, f"{name}.{ext}")
-        self.qmp, self.oracle_path = p("qmp"), p("oracle")
         self.qga, self.serial, self.log = p("qga"), p("serial"), p("log")
-        args = [QEMU, "-accel", "tcg", "-m", "256", "-display", "none",
-                "-name", name, "-kernel", vmlinux, "-initrd", initrd,
+        args = ["-accel", "tcg", "-m", "256", "-display", "none",
+                "-kernel", vmlinux, "-initrd", initrd,
                 "-append", cmdline(name),
-                "-qmp", f"unix:{self.qmp},server=on,wait=off",
-                "-qmp", f"unix:{self.oracle_path},server=on,wait=off",
                 "-chardev", f"socket,id=ser0,path={self.serial},"
                 f"server=on,wait=off,logfile={self.log}",
                 "-serial", "chardev:ser0",
@@ -75,33 +71,11 @@ class Guest:
                 "-device", "virtio-balloon-pci", "-device", "pvpanic-pci"]
         if no_shutdown:
             args.append("-no-shutdown")
-        for f in (self.qmp, self.oracle_path, self.qga, self.serial,
-                  self.log):
+        for f in (p("qmp"), p("oracle"), self.qga, self.serial, self.log):
             if os.path.exists(f):
                 os.unlink(f)
-        self.started = time.monotonic()
-        self.proc = subprocess.Popen([*args, *extra],
-                                     stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
-        wait_for(lambda: self.proc.poll() is not None or
-                 all(map(os.path.exists, (self.qmp, self.oracle_path,
-                                          self.qga, self.serial))),
-                 what=f"{name} sockets")
-        assert self.proc.poll() is None, self.proc.stderr.read().decode()
-        self._oracle = None
-
-    @property
-    def oracle(self):
-        if self._oracle is None:
-            self._oracle = Oracle(self.oracle_path)
-        return self._oracle
-
-    def status(self):
-        return self.oracle.execute("query-status")["status"]
-
-    def alive(self):
-        return self.proc.poll() is None
+        super().__init__(qmp_dir, name, [*args, *extra],
+                         more=(self.qga, self.serial))
 
     def console_text(self):
         try:
@@ -157,16 +131,6 @@ class Guest:
         finally:
             f.close()
             s.close()
-
-    def kill(self):
-        if self._oracle:
-            self._oracle.close()
-            self._oracle = None
-        if self.alive():
-            self.proc.kill()
-        self.proc.wait()
-        self.proc.stderr.close()
-
 
 DOMAIN_XML = """<domain type='qemu'>
   <name>{name}</name>

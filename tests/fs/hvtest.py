@@ -5,6 +5,7 @@ libvirt domains through virsh, and an hvfs mount driven as a shell would."""
 import errno
 import json
 import os
+import pwd
 import re
 import select
 import shutil
@@ -153,24 +154,28 @@ class Oracle:
         self.sock.close()
 
 
-class Qemu:
-    """A bare QEMU (-machine none: no KVM, ~11 MiB) with two monitors: NAME.qmp
-    in `qmp_dir` for hvfs and NAME.oracle for the test. `prefix` runs it
-    through a command (setpriv: as another user)."""
+class QemuProcess:
+    """A QEMU NAME with two monitors: NAME.qmp in `qmp_dir` for hvfs and
+    NAME.oracle for the test; `args` say the rest. Returns once the
+    monitors and `more` (paths) exist. `prefix` runs it through a command
+    (setpriv: as another user)."""
 
-    def __init__(self, qmp_dir, name, extra=(), prefix=()):
+    def __init__(self, qmp_dir, name, args, more=(), prefix=()):
         self.name = name
         self.qmp = os.path.join(qmp_dir, name + ".qmp")
         self.oracle_path = os.path.join(qmp_dir, name + ".oracle")
+        self.started = time.monotonic()
         self.proc = subprocess.Popen(
-            [*prefix, QEMU, "-machine", "none", "-nodefaults", "-display",
-             "none", "-name", name,
+            [*prefix, QEMU, "-name", name,
              "-qmp", f"unix:{self.qmp},server=on,wait=off",
-             "-qmp", f"unix:{self.oracle_path},server=on,wait=off", *extra],
+             "-qmp", f"unix:{self.oracle_path},server=on,wait=off", *args],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE)
-        wait_for(lambda: os.path.exists(self.qmp) and
-                 os.path.exists(self.oracle_path), what=f"{name} sockets")
+        wait_for(lambda: self.proc.poll() is not None or
+                 all(map(os.path.exists,
+                         (self.qmp, self.oracle_path, *more))),
+                 what=f"{name} sockets")
+        assert self.proc.poll() is None, self.proc.stderr.read().decode()
         self._oracle = None
 
     @property
@@ -194,6 +199,15 @@ class Qemu:
         self.proc.wait()
         if self.proc.stderr:
             self.proc.stderr.close()
+
+
+class Qemu(QemuProcess):
+    """A bare QEMU (-machine none: no KVM, ~11 MiB)."""
+
+    def __init__(self, qmp_dir, name, extra=(), prefix=()):
+        super().__init__(qmp_dir, name,
+                         ["-machine", "none", "-nodefaults", "-display",
+                          "none", *extra], prefix=prefix)
 
 
 class Mount:
@@ -470,3 +484,84 @@ def readme_line(pattern):
 def as_user(text, mnt, dom):
     """README text made to act on this mount and domain."""
     return text.replace("/mnt/hv", mnt).replace("droplet-1", dom)
+
+
+USER = "hvfs-test-user"
+
+
+class User:
+    """An unprivileged user (made once, without a home in /home) with a
+    temporary home of their own; everything runs as them with only the
+    environment in `env` (HOME and PATH; add what a test needs)."""
+
+    def __init__(self):
+        if subprocess.run(["id", USER], capture_output=True).returncode:
+            subprocess.run(["useradd", "-M", "-d", "/nonexistent", "-s",
+                            "/usr/sbin/nologin", USER], check=True)
+        pw = pwd.getpwnam(USER)
+        self.uid, self.gid = pw.pw_uid, pw.pw_gid
+        self.home = tempfile.mkdtemp(prefix="hvfs-home-")
+        os.chmod(self.home, 0o755)
+        os.chown(self.home, self.uid, self.gid)
+        self.env = {"HOME": self.home, "PATH": "/usr/bin:/bin"}
+
+    @property
+    def prefix(self):
+        """The command prefix that runs a program as the user."""
+        return ["setpriv", f"--reuid={self.uid}", f"--regid={self.gid}",
+                "--init-groups", "env", "-i",
+                *(f"{k}={v}" for k, v in self.env.items())]
+
+    def mkdir(self, name, mode=0o755):
+        path = os.path.join(self.home, name)
+        os.mkdir(path, mode)
+        os.chmod(path, mode)
+        os.chown(path, self.uid, self.gid)
+        return path
+
+    def run(self, cmd, check=True, timeout=60):
+        """sh -c cmd as the user, in their home."""
+        p = subprocess.run([*self.prefix, "sh", "-c", cmd], cwd=self.home,
+                           capture_output=True, text=True, timeout=timeout,
+                           stdin=subprocess.DEVNULL)
+        if check and p.returncode:
+            raise AssertionError(f"{cmd}: {p.returncode} {p.stderr}")
+        return p
+
+
+def mounted(path):
+    """Whether path is a mount point (os.path.ismount() stats it, which the
+    FUSE mount of another user refuses even to root)."""
+    with open("/proc/self/mountinfo") as f:
+        return any(x.split()[4] == path for x in f)
+
+
+def proc_state(pid):
+    """The state letter of process pid (Z: a zombie), None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def live_pids(pred):
+    """Live (not zombie) processes whose argv satisfies pred(argv)."""
+    out = []
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            with open(f"/proc/{p}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if pred(argv) and proc_state(p) not in (None, "Z"):
+            out.append(int(p))
+    return out
+
+
+def hvfs_pids(mountpoint):
+    """Live (not zombie) hvfs processes serving mountpoint."""
+    return live_pids(lambda argv: argv[0].endswith(b"hvfs") and
+                     mountpoint.encode() in argv)

@@ -11,84 +11,13 @@ what needs root fails with a clear message.
 """
 
 import os
-import pwd
 import socket
-import stat
 import subprocess
 import tempfile
 
 import pytest
 
-from hvtest import HVFS, Qemu, wait_for
-
-USER = "hvfs-test-user"
-
-
-class User:
-    def __init__(self):
-        if subprocess.run(["id", USER], capture_output=True).returncode:
-            subprocess.run(["useradd", "-M", "-d", "/nonexistent", "-s",
-                            "/usr/sbin/nologin", USER], check=True)
-        pw = pwd.getpwnam(USER)
-        self.uid, self.gid = pw.pw_uid, pw.pw_gid
-        self.home = tempfile.mkdtemp(prefix="hvfs-home-")
-        os.chmod(self.home, 0o755)
-        os.chown(self.home, self.uid, self.gid)
-        self.prefix = ["setpriv", f"--reuid={self.uid}",
-                       f"--regid={self.gid}", "--init-groups", "env", "-i",
-                       f"HOME={self.home}", "PATH=/usr/bin:/bin"]
-
-    def mkdir(self, name):
-        path = os.path.join(self.home, name)
-        os.mkdir(path)
-        os.chown(path, self.uid, self.gid)
-        return path
-
-    def run(self, cmd, check=True, timeout=60):
-        """sh -c cmd as the user, in their home."""
-        p = subprocess.run([*self.prefix, "sh", "-c", cmd], cwd=self.home,
-                           capture_output=True, text=True, timeout=timeout,
-                           stdin=subprocess.DEVNULL)
-        if check and p.returncode:
-            raise AssertionError(f"{cmd}: {p.returncode} {p.stderr}")
-        return p
-
-
-@pytest.fixture(scope="module")
-def user():
-    mode = stat.S_IMODE(os.stat("/dev/fuse").st_mode)
-    os.chmod("/dev/fuse", 0o666)
-    u = User()
-    try:
-        yield u
-    finally:
-        os.chmod("/dev/fuse", mode)
-        subprocess.run(["rm", "-rf", u.home])
-
-
-def mounted(path):
-    """Whether path is a mount point (os.path.ismount() stats it, which the
-    FUSE mount of another user refuses even to root)."""
-    with open("/proc/self/mountinfo") as f:
-        return any(x.split()[4] == path for x in f)
-
-
-def hvfs_pids(mountpoint):
-    """Live (not zombie) hvfs processes serving mountpoint."""
-    out = []
-    for p in os.listdir("/proc"):
-        try:
-            with open(f"/proc/{p}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-            with open(f"/proc/{p}/stat") as f:
-                state = f.read().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if argv[0].endswith(b"hvfs") and mountpoint.encode() in argv \
-                and state != "Z":
-            out.append(int(p))
-    return out
-
+from hvtest import HVFS, Qemu, hvfs_pids, mounted, wait_for
 
 def test_user_mounts_own_qmp_tree(user):
     qmp = user.mkdir("qmp")

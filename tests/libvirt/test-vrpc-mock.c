@@ -11,9 +11,12 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "mock-util.h"
@@ -505,6 +508,117 @@ static void test_mock_catches_unexpected(void)
 	CHECK(m.failed);
 }
 
+/* One path of a user's URI; a failure is told on stderr. */
+static int user_path(const char *uri, const char *path, const char *direct)
+{
+	struct vrpc_uri *u = NULL;
+	char *err = NULL;
+	int bad = vrpc_uri_parse(uri, &u, &err) != 0 || strcmp(u->path, path) ||
+		  (direct ? !u->direct || strcmp(u->direct, direct) :
+			    u->direct != NULL);
+
+	if (bad)
+		fprintf(stderr, "%s: %s %s, not %s %s (%s)\n", uri,
+			u ? u->path : "-", u && u->direct ? u->direct : "-",
+			path, direct ? direct : "-", err ? err : "");
+	vrpc_uri_free(u);
+	free(err);
+	return bad;
+}
+
+/* qemu:///session refused, the message naming path and saying what. */
+static int connect_says(const char *path, const char *what)
+{
+	struct vrpc *c = NULL;
+	char *err = NULL;
+	int bad = vrpc_open("qemu:///session", 1000, NULL, NULL, &c, &err) !=
+		  -ECONNREFUSED || !err || !strstr(err, path) ||
+		  !strstr(err, what);
+
+	if (bad)
+		fprintf(stderr, "connect: %s\n", err ? err : "no message");
+	free(err);
+	return bad;
+}
+
+/*
+ * The user's daemon (a user other than root): its sockets under
+ * $XDG_RUNTIME_DIR, $XDG_CACHE_HOME or ~/.cache, virtqemud's chosen at each
+ * connect when it exists, and the message when none runs. As root this
+ * runs in a child as nobody. Returns the number of failures.
+ */
+static int user_session_checks(void)
+{
+	char dir[] = "/tmp/test-vrpc-XXXXXX", path[256];
+	struct passwd *pw;
+	int bad = 0;
+
+	setenv("XDG_RUNTIME_DIR", "/nonexistent/rt", 1);
+	bad += user_path("qemu:///session", "/nonexistent/rt/libvirt/libvirt-sock",
+			 "/nonexistent/rt/libvirt/virtqemud-sock");
+	bad += user_path("test+unix:///default",
+			 "/nonexistent/rt/libvirt/libvirt-sock", NULL);
+	bad += user_path("qemu:///system", "/var/run/libvirt/libvirt-sock",
+			 "/var/run/libvirt/virtqemud-sock");
+	unsetenv("XDG_RUNTIME_DIR");
+	setenv("XDG_CACHE_HOME", "/c", 1);
+	bad += user_path("qemu+unix:///session", "/c/libvirt/libvirt-sock",
+			 "/c/libvirt/virtqemud-sock");
+	unsetenv("XDG_CACHE_HOME");
+	setenv("HOME", "/h", 1);
+	bad += user_path("qemu:///session", "/h/.cache/libvirt/libvirt-sock",
+			 "/h/.cache/libvirt/virtqemud-sock");
+	/* Without HOME: the password database's home. */
+	unsetenv("HOME");
+	pw = getpwuid(geteuid());
+	bad += !pw;
+	if (pw) {
+		char direct[256];
+
+		snprintf(path, sizeof(path), "%s/.cache/libvirt/libvirt-sock",
+			 pw->pw_dir);
+		snprintf(direct, sizeof(direct),
+			 "%s/.cache/libvirt/virtqemud-sock", pw->pw_dir);
+		bad += user_path("qemu:///session", path, direct);
+	}
+
+	if (!mkdtemp(dir))
+		return bad + 1;
+	setenv("XDG_RUNTIME_DIR", dir, 1);
+	snprintf(path, sizeof(path), "%s/libvirt", dir);
+	bad += mkdir(path, 0700) != 0;
+	/* No daemon: libvirtd's socket is named, with whose daemon is missing. */
+	snprintf(path, sizeof(path), "%s/libvirt/libvirt-sock", dir);
+	bad += connect_says(path, "session daemon");
+	/* virtqemud's socket appears (a file here): the next connect uses it. */
+	snprintf(path, sizeof(path), "%s/libvirt/virtqemud-sock", dir);
+	bad += mknod(path, S_IFREG | 0600, 0) != 0;
+	bad += connect_says(path, path);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/libvirt", dir);
+	rmdir(path);
+	rmdir(dir);
+	return bad;
+}
+
+static int session_as_user(void)
+{
+	int status;
+	pid_t pid;
+
+	if (geteuid() != 0)
+		return user_session_checks();
+	pid = fork();
+	if (pid == 0) {
+		if (setresgid(65534, 65534, 65534) || setresuid(65534, 65534, 65534))
+			_exit(100);
+		_exit(user_session_checks() ? 1 : 0);
+	}
+	if (pid < 0 || waitpid(pid, &status, 0) != pid)
+		return -1;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
 static void test_uris(void)
 {
 	struct vrpc_uri *u = NULL;
@@ -579,19 +693,21 @@ static void test_uris(void)
 		snprintf(longer, sizeof(longer),
 			 "qemu+unix:///system?socket=/%0120d", 0);
 		CHECK(vrpc_uri_parse(longer, &u, &err) == -EINVAL);
+		CHECK(err && strstr(err, "longer than a UNIX socket"));
 	}
 	CHECK(vrpc_uri_parse("qemu+unix:///system?keyfile=/k", &u, &err) == -EINVAL);
-	/* The session daemon: under $XDG_RUNTIME_DIR, else ~/.cache. */
-	setenv("XDG_RUNTIME_DIR", "/nonexistent/rt", 1);
-	CHECK(vrpc_uri_parse("qemu:///session", &u, &err) == 0);
-	CHECK(u && u->transport == VRPC_TRANSPORT_UNIX && u->session &&
-	      !strcmp(u->path, "/nonexistent/rt/libvirt/libvirt-sock") &&
-	      !strcmp(u->name, "qemu:///session"));
-	u = vrpc_uri_free(u);
-	unsetenv("XDG_RUNTIME_DIR");
-	CHECK(vrpc_uri_parse("qemu+unix:///session", &u, &err) == 0);
-	CHECK(u && strstr(u->path, "/.cache/libvirt/libvirt-sock"));
-	u = vrpc_uri_free(u);
+	/* Root's /session is the system daemon's, as for libvirt's client. */
+	if (geteuid() == 0) {
+		setenv("XDG_RUNTIME_DIR", "/nonexistent/rt", 1);
+		CHECK(vrpc_uri_parse("qemu:///session", &u, &err) == 0);
+		CHECK(u && u->transport == VRPC_TRANSPORT_UNIX && u->session &&
+		      !strcmp(u->path, "/var/run/libvirt/libvirt-sock") &&
+		      !strcmp(u->direct, "/var/run/libvirt/virtqemud-sock") &&
+		      !strcmp(u->name, "qemu:///session"));
+		u = vrpc_uri_free(u);
+		unsetenv("XDG_RUNTIME_DIR");
+	}
+	CHECK(session_as_user() == 0);
 	CHECK(vrpc_uri_parse("qemu+unix:///session?socket=/x", &u, &err) == 0);
 	CHECK(u && !strcmp(u->path, "/x"));
 	u = vrpc_uri_free(u);
