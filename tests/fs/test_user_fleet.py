@@ -9,8 +9,6 @@ import tempfile
 import threading
 import time
 
-import pytest
-
 from hvtest import LIBVIRTD, HvMock, sh, virsh, wait_for
 
 PREFIX = "hvt-fleet-"
