@@ -592,12 +592,19 @@ static bool in_list(const vrpc_connect_list_all_domains_ret *l,
 		       sizeof(*l->domains.domains_val), cmp_uuid);
 }
 
+/*
+ * Three bulk calls whatever the number of domains: every domain (an id
+ * tells active from inactive), then the paused and the "other" ones (crashed,
+ * shutting down, pmsuspended...: asked one by one). An active domain in
+ * neither is running: in a fleet the two small lists are the cheap ones. A
+ * domain that changed between the calls reads as at the first one.
+ */
 static int lv_list_domains(void *priv, struct hv_domain_info **ret,
 			   size_t *ret_n, char **ret_error)
 {
 	static const xdrproc_t list_free =
 		VRPC_XDR(xdr_vrpc_connect_list_all_domains_ret);
-	vrpc_connect_list_all_domains_ret all, running, paused;
+	vrpc_connect_list_all_domains_ret all, paused, other;
 	struct lv *lv = priv;
 	struct hv_domain_info *out = NULL;
 	size_t n = 0;
@@ -606,19 +613,19 @@ static int lv_list_domains(void *priv, struct hv_domain_info **ret,
 	r = list_all(lv, 0, &all, ret_error);
 	if (r < 0)
 		return r;
-	r = list_all(lv, VRPC_LIST_DOMAINS_RUNNING, &running, ret_error);
-	if (r < 0) {
-		xdr_free(list_free, &all);
-		return r;
-	}
 	r = list_all(lv, VRPC_LIST_DOMAINS_PAUSED, &paused, ret_error);
 	if (r < 0) {
-		xdr_free(list_free, &running);
 		xdr_free(list_free, &all);
 		return r;
 	}
-	sort_list(&running);
+	r = list_all(lv, VRPC_LIST_DOMAINS_OTHER, &other, ret_error);
+	if (r < 0) {
+		xdr_free(list_free, &paused);
+		xdr_free(list_free, &all);
+		return r;
+	}
 	sort_list(&paused);
+	sort_list(&other);
 	if (all.domains.domains_len) {
 		out = calloc(all.domains.domains_len, sizeof(*out));
 		if (!out)
@@ -633,24 +640,24 @@ static int lv_list_domains(void *priv, struct hv_domain_info **ret,
 		cache_put(lv, d->name, d->uuid);
 		if (d->id < 0) {
 			info->state = HV_STATE_SHUTOFF;
-		} else if (in_list(&running, d)) {
-			info->state = HV_STATE_RUNNING;
 		} else if (in_list(&paused, d)) {
 			info->state = HV_STATE_PAUSED;
-		} else {
+		} else if (in_list(&other, d)) {
 			r = get_state(lv, d->name, &info->state, ret_error);
 			if (r == -ENOENT) { /* gone since the listing */
 				r = 0;
 				continue;
 			}
+		} else {
+			info->state = HV_STATE_RUNNING;
 		}
 		strcpy(info->name, d->name);
 		format_uuid(d->uuid, info->uuid);
 		info->id = d->id;
 		n++;
 	}
+	xdr_free(list_free, &other);
 	xdr_free(list_free, &paused);
-	xdr_free(list_free, &running);
 	xdr_free(list_free, &all);
 	if (r < 0) {
 		free(out);

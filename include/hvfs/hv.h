@@ -163,7 +163,10 @@ const char *hv_uri(const struct hv_conn *c);
  * Every domain of the connection, running or not, in a malloc'd array
  * (free() it), in no particular order. Returns 0, *ret (NULL when *ret_n is 0)
  * and *ret_n; on failure a negative errno (-ETIMEDOUT, -ENOTCONN, ...) and
- * *ret, *ret_n untouched.
+ * *ret, *ret_n untouched. Each state is as the listing saw it (libvirt: a
+ * few bulk calls, whatever the number of domains; a domain that changed
+ * during them may read as before): a subscriber's events after the call
+ * began are newer.
  */
 int hv_list_domains(struct hv_conn *c, struct hv_domain_info **ret,
 		    size_t *ret_n, char **ret_error);
