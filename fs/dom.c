@@ -187,6 +187,21 @@ int dom_state(struct dom *d, enum hv_state *ret, char **ret_error)
 	return 0;
 }
 
+void dom_seed(struct dom *d, const char *uuid, enum hv_state s)
+{
+	pthread_mutex_lock(&d->lock);
+	if (!d->uuid && uuid[0])
+		d->uuid = strdup(uuid); /* a failed copy: fetched when read */
+	if (!d->state_known && s != HV_STATE_NOSTATE &&
+	    source_evented(d->src)) {
+		if (d->state != s)
+			d->state_gen++;
+		d->state = s;
+		d->state_known = true;
+	}
+	pthread_mutex_unlock(&d->lock);
+}
+
 /* *field of d, read under its lock. */
 static int64_t locked_i64(struct dom *d, const int64_t *field)
 {
@@ -318,8 +333,7 @@ bool dom_needs_prefetch(struct dom *d)
 	bool need;
 
 	pthread_mutex_lock(&d->lock);
-	need = !d->state_known || !d->uuid ||
-	       (!d->version && d->state != HV_STATE_SHUTOFF);
+	need = !d->state_known;
 	pthread_mutex_unlock(&d->lock);
 	return need;
 }
@@ -327,15 +341,8 @@ bool dom_needs_prefetch(struct dom *d)
 void dom_prefetch(struct dom *d)
 {
 	enum hv_state s;
-	char *v = NULL;
 
-	if (dom_state(d, &s, NULL) < 0)
-		return;
-	if (dom_uuid(d, &v, NULL) == 0)
-		free(v);
-	v = NULL;
-	if (s != HV_STATE_SHUTOFF && dom_version(d, &v, NULL) == 0)
-		free(v);
+	dom_state(d, &s, NULL);
 }
 
 static bool poll_gen(struct dom *d, bool agent, uint64_t seen,

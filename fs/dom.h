@@ -75,6 +75,10 @@ void dom_set_error(struct dom *d, const char *op, int err, const char *msg);
 char *dom_error(struct dom *d);
 
 int dom_state(struct dom *d, enum hv_state *ret, char **ret_error);
+/* What a listing said of d, taken where nothing is known yet: the uuid, and
+ * the state (not HV_STATE_NOSTATE) if d's source is evented. The caller
+ * knows that no event about d came since the listing was asked. */
+void dom_seed(struct dom *d, const char *uuid, enum hv_state s);
 /* The state events (or a fetch) made known, without asking; false if none. */
 bool dom_state_cached(struct dom *d, enum hv_state *ret);
 int dom_version(struct dom *d, char **ret, char **ret_error);
@@ -97,9 +101,10 @@ int64_t dom_defined_us(struct dom *d);
 /* Whether dom_version() / dom_uuid() would answer without asking. */
 bool dom_version_cached(struct dom *d);
 bool dom_uuid_cached(struct dom *d);
-/* Whether a fact dom_prefetch() fetches is not cached. */
+/* Whether the fact dom_prefetch() fetches, the state, is not cached. */
 bool dom_needs_prefetch(struct dom *d);
-/* Fetches into the cache whatever is not there yet (errors ignored). */
+/* Fetches the state into the cache if it is not there yet (errors
+ * ignored). The uuid and version are fetched when first read. */
 void dom_prefetch(struct dom *d);
 /* poll() on the state file: whether the state changed since `seen`; else
  * keeps ph (if any) to notify at the next change. */

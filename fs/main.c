@@ -559,7 +559,12 @@ int main(int argc, char **argv)
 		goto out_unmount;
 	fuse_loop_cfg_set_max_threads(loop, HVFS_MAX_THREADS);
 	fuse_loop_cfg_set_idle_threads(loop, 8);
-	fuse_loop_cfg_set_clone_fd(loop, 1);
+	/* One /dev/fuse descriptor for all workers: with clone_fd, libfuse
+	 * answers an interrupt that came before its read was dispatched
+	 * (EAGAIN: "send it again") on the descriptor that read the
+	 * interrupt, where the kernel cannot find the read; the interrupt
+	 * is lost and the reader, parked, waits forever (design.md). */
+	fuse_loop_cfg_set_clone_fd(loop, 0);
 	ret = fuse_session_loop_mt(se, loop) < 0 ? 1 : 0;
 	fuse_loop_cfg_destroy(loop);
 

@@ -22,7 +22,13 @@ struct host;
 struct listed {
 	char *hv_name;
 	char *name;          /* escaped */
+	char uuid[HV_UUID_STRLEN + 1]; /* "" if the driver gave none */
+	enum hv_state state; /* as the listing said; HV_STATE_NOSTATE: unknown */
 };
+
+/* Names of domains events spoke of while a listing was asked, kept at most
+ * (more: the listing seeds nothing). */
+#define SOURCE_RACED_MAX 1024
 
 struct source {
 	char *uri;
@@ -41,6 +47,14 @@ struct source {
 	/* Owned by tree.c (the listings and the worker; see tree.h). */
 	struct listed *listing;  /* guarded by the tree lock */
 	size_t n_listing;
+	/* Guarded by the tree lock: while a listing is asked (listing_open),
+	 * the driver names of the domains events spoke of meanwhile (raced),
+	 * whose facts the listing must not seed; raced_all: too many, or an
+	 * event about the whole source. */
+	bool listing_open;
+	char **raced;
+	size_t n_raced;
+	bool raced_all;
 	/* Driver names of the domains that left last, whose leaving the tree
 	 * said: the peer's own late lines about them are not repeated. */
 	char *left[SOURCE_LEFT_MAX]; /* guarded by the tree lock */

@@ -56,6 +56,59 @@ static void listing_free(struct listed *l, size_t n)
 	free(l);
 }
 
+/* ---- events that raced a listing ---- */
+
+/* Caller holds tree_lock (or is the only thread left). */
+static void raced_clear_locked(struct source *s)
+{
+	for (size_t i = 0; i < s->n_raced; i++)
+		free(s->raced[i]);
+	free(s->raced);
+	s->raced = NULL;
+	s->n_raced = 0;
+	s->raced_all = false;
+}
+
+/*
+ * Notes, while a listing of s is asked, that ev may have changed what it
+ * says: the listing must not seed the facts of ev's domain (of every domain
+ * if ev is about the whole source). Caller holds tree_lock, before ev
+ * changes anything.
+ */
+static void note_raced_locked(struct source *s, const struct hv_event *ev)
+{
+	char **n;
+
+	if (!s->listing_open || s->raced_all || ev->kind == HV_EVENT_HYPERVISOR)
+		return;
+	if (!ev->domain || s->n_raced == SOURCE_RACED_MAX) {
+		s->raced_all = true;
+		return;
+	}
+	n = reallocarray(s->raced, s->n_raced + 1, sizeof(*n));
+	if (n)
+		s->raced = n;
+	if (!n || !(n[s->n_raced] = strdup(ev->domain))) {
+		s->raced_all = true;
+		return;
+	}
+	s->n_raced++;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Whether an event about hv_name raced the listing; s->raced is sorted.
+ * Caller holds tree_lock. */
+static bool raced_locked(const struct source *s, const char *hv_name)
+{
+	return s->raced_all ||
+	       (s->n_raced && bsearch(&hv_name, s->raced, s->n_raced,
+				      sizeof(*s->raced), cmp_str));
+}
+
 void tree_free(void)
 {
 	/* Close first: no driver thread may deliver an event after this. */
@@ -72,6 +125,7 @@ void tree_free(void)
 		listing_free(s->listing, s->n_listing);
 		s->listing = NULL;
 		s->n_listing = 0;
+		raced_clear_locked(s);
 		for (unsigned k = 0; k < SOURCE_LEFT_MAX; k++) {
 			free(s->left[k]);
 			s->left[k] = NULL;
@@ -150,18 +204,40 @@ struct dom *tree_find_slot(uint64_t slot)
 	return d;
 }
 
+/* d if it is src's hv_name, else NULL. */
+static struct dom *if_hv(struct dom *d, struct source *src, const char *hv_name)
+{
+	return d && d->src == src && strcmp(d->hv_name, hv_name) == 0 ? d : NULL;
+}
+
+/*
+ * By the tree names the table gives it (escaped, or NAME@LABEL on a clash),
+ * each a binary search: every event asks, and a host may have thousands of
+ * domains. Without memory for the names, one pass over the table.
+ */
 struct dom *tree_find_hv(struct source *src, const char *hv_name)
 {
+	char *esc = name_escape(hv_name), *qualified = NULL;
+	int host = host_index(src->host);
 	struct dom *d = NULL;
 
+	if (esc && asprintf(&qualified, "%s@%s", esc, src->label) < 0)
+		qualified = NULL;
 	pthread_mutex_lock(&tree_lock);
-	for (size_t i = 0; i < n_doms && !d; i++)
-		if (by_slot[i]->src == src &&
-		    strcmp(by_slot[i]->hv_name, hv_name) == 0)
-			d = by_slot[i];
+	if (esc && qualified) {
+		d = if_hv(find_name_locked(host, esc), src, hv_name);
+		if (!d)
+			d = if_hv(find_name_locked(host, qualified), src,
+				  hv_name);
+	} else {
+		for (size_t i = 0; i < n_doms && !d; i++)
+			d = if_hv(by_slot[i], src, hv_name);
+	}
 	if (d)
 		dom_ref(d);
 	pthread_mutex_unlock(&tree_lock);
+	free(esc);
+	free(qualified);
 	return d;
 }
 
@@ -188,6 +264,7 @@ int tree_entries(int host, struct entry **e, size_t *n)
 
 struct seen {
 	struct source *src;
+	const struct listed *l;
 	const char *hv_name;
 	char *name; /* the tree name: escaped, maybe NAME@label */
 };
@@ -244,9 +321,12 @@ struct gone {
  * Rebuilds the table from every source's listing; caller holds tree_lock.
  * A domain keeps its slot as long as its source, driver name and tree name
  * stay the same. A name two sources of one host share is shown as
- * NAME@LABEL for both.
+ * NAME@LABEL for both. The domains of `seeding` (if not NULL) take what its
+ * new listing said where nothing is known yet, unless an event about them
+ * raced the listing (dom_seed()).
  */
-static int rebuild_locked(struct gone **ret_gone, size_t *ret_n_gone)
+static int rebuild_locked(struct source *seeding, struct gone **ret_gone,
+			  size_t *ret_n_gone)
 {
 	struct seen *seen;
 	struct dom **names, **slots;
@@ -267,11 +347,15 @@ static int rebuild_locked(struct gone **ret_gone, size_t *ret_n_gone)
 		for (size_t i = 0; i < source_at(k)->n_listing; i++)
 			seen[n_seen++] = (struct seen){
 				.src = source_at(k),
+				.l = &source_at(k)->listing[i],
 				.hv_name = source_at(k)->listing[i].hv_name,
 				.name = source_at(k)->listing[i].name,
 			};
 	if (n_seen)
 		qsort(seen, n_seen, sizeof(*seen), cmp_seen);
+	if (seeding && seeding->n_raced > 1)
+		qsort(seeding->raced, seeding->n_raced, sizeof(*seeding->raced),
+		      cmp_str);
 	for (size_t i = 0; i < n_seen; i++) {
 		bool clash = (i > 0 && cmp_seen(&seen[i - 1], &seen[i]) == 0) ||
 			     (i + 1 < n_seen &&
@@ -297,6 +381,9 @@ static int rebuild_locked(struct gone **ret_gone, size_t *ret_n_gone)
 				d->slot = next_slot++;
 		}
 		free(qualified);
+		if (d && seen[i].src == seeding &&
+		    !raced_locked(seeding, seen[i].hv_name))
+			dom_seed(d, seen[i].l->uuid, seen[i].l->state);
 		if (d)
 			names[n++] = d;
 	}
@@ -456,8 +543,16 @@ static int refresh_source(struct source *s, bool quiet)
 		return -EAGAIN;
 	}
 	__atomic_add_fetch(&s->listings_begun, 1, __ATOMIC_RELEASE);
+	pthread_mutex_lock(&tree_lock);
+	raced_clear_locked(s);
+	s->listing_open = true;
+	pthread_mutex_unlock(&tree_lock);
 	r = hv_list_domains(c, &info, &n, &err);
 	if (r < 0) {
+		pthread_mutex_lock(&tree_lock);
+		s->listing_open = false;
+		raced_clear_locked(s);
+		pthread_mutex_unlock(&tree_lock);
 		s->failed_ms = hvfs_now_ms();
 		__atomic_add_fetch(&s->listings, 1, __ATOMIC_RELEASE);
 		pthread_mutex_unlock(&s->list_lock);
@@ -473,6 +568,8 @@ static int refresh_source(struct source *s, bool quiet)
 	for (size_t i = 0; l && i < n; i++) {
 		l[n_l].hv_name = strdup(info[i].name);
 		l[n_l].name = name_escape(info[i].name);
+		memcpy(l[n_l].uuid, info[i].uuid, sizeof(l[n_l].uuid));
+		l[n_l].state = info[i].state;
 		if (l[n_l].hv_name && l[n_l].name) {
 			n_l++;
 		} else {
@@ -482,6 +579,10 @@ static int refresh_source(struct source *s, bool quiet)
 	}
 	free(info);
 	if (!l) {
+		pthread_mutex_lock(&tree_lock);
+		s->listing_open = false;
+		raced_clear_locked(s);
+		pthread_mutex_unlock(&tree_lock);
 		__atomic_add_fetch(&s->listings, 1, __ATOMIC_RELEASE);
 		pthread_mutex_unlock(&s->list_lock);
 		return -ENOMEM;
@@ -490,7 +591,9 @@ static int refresh_source(struct source *s, bool quiet)
 	listing_free(s->listing, s->n_listing);
 	s->listing = l;
 	s->n_listing = n_l;
-	r = rebuild_locked(&gone, &n_gone);
+	r = rebuild_locked(s, &gone, &n_gone);
+	s->listing_open = false;
+	raced_clear_locked(s);
 	pthread_mutex_unlock(&tree_lock);
 	pthread_mutex_lock(&tell_lock);
 	for (size_t i = 0; i < n_gone; i++) {
@@ -759,13 +862,13 @@ static void on_event_locked(void *userdata, const struct hv_event *ev)
 	char *escaped = NULL;
 	bool relist = false, off = false, late;
 
-	if (!d && ev->domain) {
-		pthread_mutex_lock(&tree_lock);
-		late = said_already_locked(src, ev);
-		pthread_mutex_unlock(&tree_lock);
-		if (late)
-			return;
-	}
+	pthread_mutex_lock(&tree_lock);
+	/* Before ev changes anything (see refresh_source()). */
+	note_raced_locked(src, ev);
+	late = !d && ev->domain && said_already_locked(src, ev);
+	pthread_mutex_unlock(&tree_lock);
+	if (late)
+		return;
 
 	switch (ev->kind) {
 	case HV_EVENT_DEFINED:

@@ -163,7 +163,10 @@ const char *hv_uri(const struct hv_conn *c);
  * Every domain of the connection, running or not, in a malloc'd array
  * (free() it), in no particular order. Returns 0, *ret (NULL when *ret_n is 0)
  * and *ret_n; on failure a negative errno (-ETIMEDOUT, -ENOTCONN, ...) and
- * *ret, *ret_n untouched.
+ * *ret, *ret_n untouched. Each state is as the listing saw it (libvirt: a
+ * few bulk calls, whatever the number of domains; a domain that changed
+ * during them may read as before): a subscriber's events after the call
+ * began are newer.
  */
 int hv_list_domains(struct hv_conn *c, struct hv_domain_info **ret,
 		    size_t *ret_n, char **ret_error);
@@ -404,8 +407,10 @@ struct hv_stats {
 
 /*
  * Every domain's counters, in one call where the driver can (libvirt:
- * CONNECT_GET_ALL_DOMAIN_STATS for every stats group, with NOWAIT so that a
- * domain busy in a job gives what it can without a wait). Keys are
+ * CONNECT_GET_ALL_DOMAIN_STATS for the groups state, cpu-total, balloon,
+ * vcpu, interface, block, perf and memory (not iothread, dirtyrate, vm:
+ * more monitor commands per domain), with NOWAIT so that a domain busy in
+ * a job gives what it can without a wait). Keys are
  * libvirt's (`state.state`, `cpu.time`, `balloon.current`, `vcpu.0.time`,
  * `net.0.rx.bytes`, `block.0.rd.bytes`, ...); the QMP driver gives the same
  * keys where QEMU can tell (see lib/hv-qmp.c and docs/design.md), and leaves

@@ -224,8 +224,13 @@ LIES = [
 
 
 def mock_libvirtd(sock, lie):
-    return HvMock("libvirt", sock,
-                  f"domain {MOCK_DOMAIN} running\nfault {lie}\n")
+    script = f"domain {MOCK_DOMAIN} running\nfault {lie}\n"
+    if lie.startswith("get-state "):
+        # With events, the state comes from the listing and GET_STATE is
+        # never asked: without them, every read of state asks it.
+        script += ("fault connect-domain-event-callback-register-any "
+                   "error 3 no events here\n")
+    return HvMock("libvirt", sock, script)
 
 
 @pytest.mark.parametrize("name,lie,file,errnos", LIES,
