@@ -407,8 +407,10 @@ struct hv_stats {
 
 /*
  * Every domain's counters, in one call where the driver can (libvirt:
- * CONNECT_GET_ALL_DOMAIN_STATS for every stats group, with NOWAIT so that a
- * domain busy in a job gives what it can without a wait). Keys are
+ * CONNECT_GET_ALL_DOMAIN_STATS for the groups state, cpu-total, balloon,
+ * vcpu, interface, block, perf and memory (not iothread, dirtyrate, vm:
+ * more monitor commands per domain), with NOWAIT so that a domain busy in
+ * a job gives what it can without a wait). Keys are
  * libvirt's (`state.state`, `cpu.time`, `balloon.current`, `vcpu.0.time`,
  * `net.0.rx.bytes`, `block.0.rd.bytes`, ...); the QMP driver gives the same
  * keys where QEMU can tell (see lib/hv-qmp.c and docs/design.md), and leaves
