@@ -297,6 +297,49 @@ static void test_lost(struct mock_libvirtd *d, struct hv_conn *c)
 	free(err);
 }
 
+static int by_uuid(const void *a, const void *b)
+{
+	return strcmp(((const struct hv_domain_info *)a)->uuid,
+		      ((const struct hv_domain_info *)b)->uuid);
+}
+
+/* More domains than a byte counts: one listing, each its own uuid. */
+static void test_many(const struct hv_options *opts)
+{
+	static const char *const states[] = { "running", "paused", "shutoff" };
+	enum { N = 1000 };
+	struct mock_libvirtd *d;
+	struct hv_domain_info *list = NULL;
+	struct hv_stats *v = NULL;
+	struct hv_conn *c = NULL;
+	char *many = mock_xalloc(N * 32), *err = NULL;
+	size_t n = 0, len = 0;
+	enum hv_state st;
+
+	for (int i = 0; i < N; i++)
+		len += (size_t)sprintf(many + len, "domain m%04d %s\n", i,
+				       states[i % 3]);
+	d = mock_libvirtd_start(NULL, false, many, NULL);
+	REQUIRE(hv_open(mock_libvirtd_uri(d), opts, &c, &err) == 0);
+	CHECK(hv_list_domains(c, &list, &n, &err) == 0);
+	REQUIRE(n == N);
+	CHECK(!strcmp(list[N - 1].name, "m0999") &&
+	      list[N - 1].state == HV_STATE_RUNNING);
+	CHECK(!strcmp(list[299].uuid, "2c030304-0506-0708-090a-0b0c0d0e0f10"));
+	qsort(list, n, sizeof(*list), by_uuid);
+	for (size_t i = 1; i < n; i++)
+		CHECK(strcmp(list[i - 1].uuid, list[i].uuid));
+	free(list);
+	CHECK(hv_state(c, "m0700", &st, &err) == 0 && st == HV_STATE_PAUSED);
+	CHECK(hv_state(c, "m0701", &st, &err) == 0 && st == HV_STATE_SHUTOFF);
+	CHECK(hv_stats_all(c, &v, &n, &err) == 0 && n == N);
+	hv_stats_free(v, n);
+	hv_close(c);
+	CHECK(mock_libvirtd_finish(d));
+	free(many);
+	free(err);
+}
+
 int main(void)
 {
 	struct hv_options opts = { .timeout_ms = TIMEOUT_MS };
@@ -322,6 +365,7 @@ int main(void)
 	test_reads(d, c);
 	hv_close(c);
 	CHECK(mock_libvirtd_finish(d));
+	test_many(&opts);
 	free(err);
 	return check_finish("test-hv-libvirt");
 }

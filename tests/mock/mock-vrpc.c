@@ -594,24 +594,40 @@ static struct ldom *dom_by_name(struct mock_libvirtd *d, const char *name)
 	return NULL;
 }
 
+/*
+ * A domain's uuid: its first byte the low byte of index + 1, then 02 03 ...
+ * 10 with the higher bytes of index + 1 XORed into bytes 1 to 3: unique for
+ * 2^32 - 1 domains, and the same as ever (N 02 03 ...) for the first 255.
+ */
+#define UUID_INDEX_BYTES 4
+
+static uint8_t uuid_base(int i)
+{
+	return i ? (uint8_t)(i + 1) : 0;
+}
+
 static void dom_wire(const struct ldom *x, vrpc_nonnull_domain *out)
 {
+	uint32_t v = (uint32_t)x->index + 1;
+
 	out->name = x->name;
 	for (int i = 0; i < VRPC_UUID_BUFLEN; i++)
-		out->uuid[i] = (char)(i ? i + 1 : x->index + 1);
+		out->uuid[i] = (char)(uuid_base(i) ^
+			(i < UUID_INDEX_BYTES ? (v >> (8 * i)) & 0xff : 0));
 	out->id = x->state == 5 ? -1 : x->index + 1;
 }
 
 static struct ldom *dom_by_uuid(struct mock_libvirtd *d, const char *uuid)
 {
-	for (size_t i = 0; i < d->ndoms; i++) {
-		vrpc_nonnull_domain w;
+	uint32_t v = 0;
+	vrpc_nonnull_domain w;
 
-		dom_wire(&d->doms[i], &w);
-		if (!memcmp(w.uuid, uuid, VRPC_UUID_BUFLEN))
-			return &d->doms[i];
-	}
-	return NULL;
+	for (int i = 0; i < UUID_INDEX_BYTES; i++)
+		v |= (uint32_t)((uint8_t)uuid[i] ^ uuid_base(i)) << (8 * i);
+	if (v == 0 || v > d->ndoms)
+		return NULL;
+	dom_wire(&d->doms[v - 1], &w);
+	return memcmp(w.uuid, uuid, VRPC_UUID_BUFLEN) ? NULL : &d->doms[v - 1];
 }
 
 static int parse_state(const char *s)
@@ -730,9 +746,10 @@ struct answer {
 		vrpc_qemu_domain_monitor_command_ret mon;
 		vrpc_connect_get_all_domain_stats_ret stats;
 	} u;
-	vrpc_nonnull_domain list[64];
-	vrpc_domain_stats_record recs[64];
-	vrpc_typed_param params[64][2];
+	/* the lists' arrays, one slot per domain; freed with the answer */
+	vrpc_nonnull_domain *list;
+	vrpc_domain_stats_record *recs;
+	vrpc_typed_param (*params)[2];
 	int auth_none;
 	char xml[1024];
 	char mon[512];
@@ -883,7 +900,8 @@ static void answer(struct lconn *c, const struct vrpc_header *h,
 
 		vrpc_payload_decode(pl, n,
 			VRPC_XDR(xdr_vrpc_connect_list_all_domains_args), &la);
-		for (size_t i = 0; i < d->ndoms && k < 64; i++)
+		a->list = mock_xalloc((d->ndoms + 1) * sizeof(*a->list));
+		for (size_t i = 0; i < d->ndoms; i++)
 			if (wants(la.flags, &d->doms[i]))
 				dom_wire(&d->doms[i], &a->list[k++]);
 		a->u.list.domains.domains_len = k;
@@ -896,7 +914,9 @@ static void answer(struct lconn *c, const struct vrpc_header *h,
 		/* Every domain's state: "state.state", "state.reason". */
 		unsigned k = 0;
 
-		for (size_t i = 0; i < d->ndoms && k < 64; i++, k++) {
+		a->recs = mock_xalloc((d->ndoms + 1) * sizeof(*a->recs));
+		a->params = mock_xalloc((d->ndoms + 1) * sizeof(*a->params));
+		for (size_t i = 0; i < d->ndoms; i++, k++) {
 			vrpc_typed_param *p = a->params[k];
 
 			dom_wire(&d->doms[i], &a->recs[k].dom);
@@ -1110,6 +1130,9 @@ static bool handle(struct lconn *c, const struct vrpc_header *h,
 	}
 	pthread_mutex_unlock(&d->lock);
 	free(dom.name);
+	free(a->list);
+	free(a->recs);
+	free(a->params);
 	free(a);
 	return keep;
 }
