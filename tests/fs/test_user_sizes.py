@@ -150,3 +150,23 @@ def test_libvirt_sizes_and_definition_time(clean, libvirtd, mount, domains):
     wait_for(lambda: os.stat(m.path(a)).st_mtime > before, timeout=10,
              what="the directory's mtime after define")
     assert defined - 5 <= os.stat(m.path(a)).st_mtime <= time.time() + 5
+
+
+def test_state_size_after_a_control_write(qmp_dir, vms, mount):
+    """The user's own change, through control: ls -l and tar see the new
+    state's size without a cat first."""
+    vms("vm-a")
+    m = mount("--qmp-dir", qmp_dir)
+    mnt = m.dir
+    sized(m, "vm-a")
+    fd = os.open(m.path("vm-a", "events"), os.O_RDONLY)
+    try:
+        sh(f"echo pause > {mnt}/vm-a/control")
+        state_event(fd, "vm-a", "paused")
+    finally:
+        os.close(fd)
+    time.sleep(1.5)   # past the kernel's attribute cache
+    _, out, _ = sh(f"stat -c %s {mnt}/vm-a/state")
+    assert int(out) == len("paused\n")
+    _, out, _ = sh(f"tar cf - -C {mnt} vm-a/state | tar xOf -")
+    assert out == "paused\n"
