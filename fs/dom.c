@@ -136,24 +136,40 @@ static void wake_locked(struct dom *d)
 	d->n_watchers = 0;
 }
 
+/*
+ * Caller holds d->lock. Records the state s, learnt from an event (`event`;
+ * us: its time, or 0) or else from a fetch or a listing, which changes it
+ * only if it differs from the last one learnt. A change bumps state_gen,
+ * sets the state's time (the event's, else now) and wakes the pollers.
+ */
+static void learn_state_locked(struct dom *d, enum hv_state s, int64_t us,
+			       bool event)
+{
+	bool changed = event ? !d->state_known || d->state != s
+			     : d->state_ever && d->state != s;
+
+	if (changed) {
+		d->state_gen++;
+		d->state_us = us > 0 ? us : hvfs_wall_us();
+	}
+	d->state = s;
+	d->state_ever = true;
+	d->state_known = source_evented(d->src);
+	if (changed || event)
+		wake_locked(d);
+}
+
 void dom_set_state(struct dom *d, enum hv_state s, int64_t us)
 {
 	pthread_mutex_lock(&d->lock);
 	d->gen++;
-	if (!d->state_known || d->state != s) {
-		d->state_gen++;
-		if (us > 0)
-			d->state_us = us;
-	}
-	d->state = s;
-	d->state_known = source_evented(d->src);
+	learn_state_locked(d, s, us, true);
 	/* A QEMU that stopped takes its version with it. */
 	if (s == HV_STATE_SHUTOFF || s == HV_STATE_NOSTATE) {
 		d->qemu_gen++;
 		free(d->version);
 		d->version = NULL;
 	}
-	wake_locked(d);
 	pthread_mutex_unlock(&d->lock);
 }
 
@@ -176,12 +192,8 @@ int dom_state(struct dom *d, enum hv_state *ret, char **ret_error)
 	if (r < 0)
 		return r;
 	pthread_mutex_lock(&d->lock);
-	if (d->gen == gen) {
-		if (d->state != s)
-			d->state_gen++;
-		d->state = s;
-		d->state_known = source_evented(d->src);
-	}
+	if (d->gen == gen)
+		learn_state_locked(d, s, 0, false);
 	pthread_mutex_unlock(&d->lock);
 	*ret = s;
 	return 0;
@@ -193,12 +205,8 @@ void dom_seed(struct dom *d, const char *uuid, enum hv_state s)
 	if (!d->uuid && uuid[0])
 		d->uuid = strdup(uuid); /* a failed copy: fetched when read */
 	if (!d->state_known && s != HV_STATE_NOSTATE &&
-	    source_evented(d->src)) {
-		if (d->state != s)
-			d->state_gen++;
-		d->state = s;
-		d->state_known = true;
-	}
+	    source_evented(d->src))
+		learn_state_locked(d, s, 0, false);
 	pthread_mutex_unlock(&d->lock);
 }
 

@@ -43,9 +43,11 @@ struct dom {
 	char *error;         /* the last failure, as the error file shows it */
 	uint64_t state_gen;  /* bumped at every change of state */
 	uint64_t agent_gen;  /* bumped at every agent-lifecycle event */
-	int64_t state_us;    /* when the state last changed, by an event; 0 */
+	int64_t state_us;    /* when the state last changed (an event's time,
+			      * else when hvfs learnt it); 0: not since */
 	int64_t defined_us;  /* appeared in the tree, or last defined */
 	bool state_known;
+	bool state_ever;     /* a state was learnt once: later ones change it */
 	enum hv_state state;
 	char *version;       /* NULL: not known */
 	char *uuid;          /* NULL: not known */

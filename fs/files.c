@@ -313,8 +313,16 @@ static int write_control(struct dom *d, const char *buf, size_t len,
 	if (r == 0 && verb == HV_VERB_DESTROY)
 		return destroy_settle(d, start_ms + verb_deadline_ms(verb));
 	/* Even a failed verb may have done something. A read that follows
-	 * must not answer from before it. */
+	 * must not answer from before it: after one that worked, the state is
+	 * asked now (its event may have come already), so that its size and
+	 * time show it. */
 	dom_state_unsure(d);
+	if (r == 0 && source_evented(d->src)) {
+		enum hv_state s;
+
+		if (dom_state(d, &s, NULL) == 0)
+			tree_inval_attrs(d);
+	}
 	return r;
 }
 

@@ -582,6 +582,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	if (!h->fixed && (off == h->base || !h->filled)) {
 		char *buf = NULL, *err = NULL;
 		size_t len = 0;
+		/* A fact this read learns changes the size stat() shows. */
+		bool known = t->known && h->dom && t->known(h->dom);
 		int r;
 
 		/* Taken before reading: a change after it wakes poll(). */
@@ -591,6 +593,9 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			h->seen = dom_agent_gen(h->dom);
 		r = t->read_arg ? t->read_arg(h->dom, h->arg, &buf, &len, &err)
 				: t->read(h->dom, &buf, &len, &err);
+		if (r == 0 && t->known && h->dom && !known &&
+		    t->known(h->dom) && source_evented(h->dom->src))
+			tree_inval_attrs(h->dom);
 
 		if (r < 0) {
 			pthread_mutex_unlock(&h->lock);

@@ -453,12 +453,7 @@ static void domain_end(uint64_t slot)
 
 static void kick(struct source *s);
 
-/*
- * Makes the kernel ask again for the attributes of d's directory and of its
- * files whose size and time events change (ops.c's fill_attr()). Attributes
- * only: this never waits for the kernel, so any thread may do it.
- */
-static void inval_attrs(struct dom *d)
+void tree_inval_attrs(struct dom *d)
 {
 	static const unsigned kinds[] = { FK_DIR, FK_STATE, FK_VERSION,
 					  FK_UUID };
@@ -923,7 +918,7 @@ static void on_event_locked(void *userdata, const struct hv_event *ev)
 	 * what hvfs says when it leaves. Sizes and times shown by stat() are
 	 * asked again before readers learn of the change. */
 	if (d) {
-		inval_attrs(d);
+		tree_inval_attrs(d);
 		tell(d, d->name, ev);
 	} else {
 		if (ev->domain)

@@ -71,6 +71,14 @@ int tree_entries(int host, struct entry **e, size_t *n);
  * the tree.
  */
 bool tree_relist(struct dom *d, int64_t deadline_ms);
+/*
+ * Makes the kernel ask again for the attributes of d's directory and of its
+ * files whose size and time change with what hvfs learns (ops.c's
+ * fill_attr()): at each event, and when a read or a verb learnt a fact.
+ * Attributes only: this never waits for the kernel, so any thread may do
+ * it, a FUSE handler too.
+ */
+void tree_inval_attrs(struct dom *d);
 /* The directory a domain's directory is in. */
 fuse_ino_t tree_parent_of(struct dom *d);
 

@@ -6,13 +6,14 @@ last change, so ls -t and find -newermt find recent changes; a domain
 directory's mtime follows its definition."""
 
 import os
+import select
 import tempfile
 import time
 
 import pytest
 
 from conftest import remove_prefixed
-from hvtest import read_events, sh, virsh, wait_for
+from hvtest import HvMock, read_events, sh, virsh, wait_for
 
 PREFIX = "hvt-sizes-"
 SIZED = ["state", "version", "name", "uuid"]
@@ -170,3 +171,47 @@ def test_state_size_after_a_control_write(qmp_dir, vms, mount):
     assert int(out) == len("paused\n")
     _, out, _ = sh(f"tar cf - -C {mnt} vm-a/state | tar xOf -")
     assert out == "paused\n"
+
+
+def test_size_of_a_fact_a_read_learnt(qmp_dir, vms, mount):
+    """version is fetched at its first read: stat right after it shows its
+    size, though the kernel had been told 0 a moment before."""
+    vms("vm-a")
+    m = mount("--qmp-dir", qmp_dir)
+    wait_for(lambda: m.ls() == ["vm-a"], what="the QEMU")
+    assert os.stat(m.path("vm-a", "version")).st_size == 0
+    version = m.read("vm-a", "version")
+    assert os.stat(m.path("vm-a", "version")).st_size == len(version)
+
+
+def test_a_fetched_change_moves_mtime_and_wakes_pollers(tmp_path, mount):
+    """A change hvfs learns by asking, not from an event (a libvirtd without
+    events here; a reconnect's listing alike), is a change too: state's
+    mtime moves and its pollers wake."""
+    sock = str(tmp_path / "libvirt-sock")
+    dom = PREFIX + "x"
+    mock = HvMock("libvirt", sock,
+                  f"domain {dom} running\n"
+                  "fault connect-domain-event-callback-register-any "
+                  "error 3 no events here\n")
+    try:
+        m = mount("-c", f"qemu+unix:///system?socket={sock}")
+        fd = os.open(m.path(dom, "state"), os.O_RDONLY)
+        try:
+            assert os.read(fd, 100) == b"running\n"
+            p = select.poll()
+            p.register(fd, select.POLLPRI)
+            assert p.poll(100) == []
+            time.sleep(1.1)
+            since = time.time()
+            mock.tell(f"domain {dom} paused")   # and no event
+            assert m.read(dom, "state") == "paused\n"
+            ready = p.poll(5000)
+            assert ready and ready[0][1] & select.POLLPRI, ready
+            os.lseek(fd, 0, os.SEEK_SET)
+            assert os.read(fd, 100) == b"paused\n"
+        finally:
+            os.close(fd)
+        assert os.stat(m.path(dom, "state")).st_mtime >= since - 0.5
+    finally:
+        mock.close()
