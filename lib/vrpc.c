@@ -280,6 +280,49 @@ static void streams_fail_locked(struct vrpc *c)
 	}
 }
 
+/* What a packet's buffer starts with; it doubles as the bytes arrive. */
+#define VRPC_READ_STEP (64u << 10)
+
+/*
+ * Reads the rest of a packet of len bytes whose length word is lenbuf into
+ * a new buffer (*ret). The buffer grows with what arrives, so a peer that
+ * announces a large packet and sends little of it costs what it sent.
+ */
+static int read_packet(struct vrpc *c, int fd, const uint8_t *lenbuf,
+		       uint32_t len, uint8_t **ret, bool *pinged,
+		       int64_t *last_rx_ms)
+{
+	size_t cap = len < VRPC_READ_STEP ? len : VRPC_READ_STEP;
+	size_t have = VRPC_LEN_SIZE;
+	uint8_t *pkt = malloc(cap);
+	int r = 0;
+
+	if (!pkt)
+		return -ENOMEM;
+	memcpy(pkt, lenbuf, VRPC_LEN_SIZE);
+	while (r == 0 && have < len) {
+		if (have == cap) {
+			uint8_t *n;
+
+			cap = cap < len / 2 ? cap * 2 : len;
+			if (!(n = realloc(pkt, cap))) {
+				r = -ENOMEM;
+				break;
+			}
+			pkt = n;
+		}
+		r = read_all(c, fd, pkt + have, cap - have, pinged,
+			     last_rx_ms);
+		have = cap;
+	}
+	if (r < 0) {
+		free(pkt);
+		return r;
+	}
+	*ret = pkt;
+	return 0;
+}
+
 static void *reader_main(void *arg)
 {
 	struct reader_args a = *(struct reader_args *)arg;
@@ -301,16 +344,10 @@ static void *reader_main(void *arg)
 		r = vrpc_len_decode(lenbuf, &len);
 		if (r < 0)
 			break;
-		pkt = malloc(len);
-		if (!pkt) {
-			r = -ENOMEM;
+		r = read_packet(c, a.fd, lenbuf, len, &pkt, &pinged, &last_rx);
+		if (r < 0)
 			break;
-		}
-		memcpy(pkt, lenbuf, sizeof(lenbuf));
-		r = read_all(c, a.fd, pkt + VRPC_LEN_SIZE, len - VRPC_LEN_SIZE,
-			     &pinged, &last_rx);
-		if (r == 0)
-			r = vrpc_header_decode(pkt, len, &h);
+		r = vrpc_header_decode(pkt, len, &h);
 		if (r < 0) {
 			free(pkt);
 			break;
