@@ -55,14 +55,6 @@ static struct console *consoles;
 static pthread_t worker;
 static bool worker_running, stopping;
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static struct console *find_locked(uint64_t slot)
 {
 	struct console *c;
@@ -184,7 +176,7 @@ static int attach(struct console *c, char **ret_error)
 		c->attached = !c->ended;
 		hvfs_log(LOG_INFO, "%s: console attached", c->d->name);
 	} else {
-		c->next_try_ms = now_ms() + CONSOLE_RETRY_MS;
+		c->next_try_ms = hvfs_now_ms() + CONSOLE_RETRY_MS;
 	}
 	pthread_mutex_unlock(&lock);
 	return r;
@@ -226,7 +218,7 @@ static void *worker_main(void *arg)
 	(void)arg;
 	pthread_mutex_lock(&lock);
 	while (!stopping) {
-		struct console *c = due_locked(now_ms());
+		struct console *c = due_locked(hvfs_now_ms());
 		struct timespec ts;
 		char *err = NULL;
 		int r;

@@ -321,13 +321,9 @@ void events_publish(struct source *src, struct dom *d, const char *domain_name,
 	bool all_of_src = !d && ev->kind == HV_EVENT_LOST && !ev->domain;
 	struct line *line;
 	bool listening;
-	struct timespec now;
 
 	/* tail -f follows a file by its mtime (see ops.c). */
-	clock_gettime(CLOCK_REALTIME, &now);
-	__atomic_store_n(&last_event_us,
-			 (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000,
-			 __ATOMIC_RELAXED);
+	__atomic_store_n(&last_event_us, hvfs_wall_us(), __ATOMIC_RELAXED);
 	pthread_mutex_lock(&streams_lock);
 	listening = streams != NULL;
 	pthread_mutex_unlock(&streams_lock);

@@ -692,14 +692,10 @@ int stats_prom(char **ret, size_t *ret_len)
 	}
 	last_us = events_last_us();
 	if (last_us) {
-		struct timespec now;
-
-		clock_gettime(CLOCK_REALTIME, &now);
 		put_family(f, "", "hvfs_last_event_age_seconds",
 			   "Time since the last event any host sent");
 		fprintf(f, "hvfs_last_event_age_seconds %.3f\n",
-			(now.tv_sec * 1000000.0 + now.tv_nsec / 1000 - last_us) /
-				1e6);
+			(hvfs_wall_us() - last_us) / 1e6);
 	}
 	for (size_t i = 0; i < ns; i++)
 		if (x[i].p)
