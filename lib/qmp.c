@@ -472,7 +472,10 @@ static int request(struct qmp *q, json_object *cmd, const struct timespec *dl,
 			p.next = q->pending;
 			q->pending = &p;
 		} else {
-			r = -ENOTCONN;
+			/* Our connection stopped before we could send: say
+			 * why it stopped (a protocol error is not a close). */
+			r = q->conn_gen == gen && q->reader_err ?
+			    q->reader_err : -ENOTCONN;
 		}
 		pthread_mutex_unlock(&q->lock);
 		if (r == 0)
@@ -496,6 +499,9 @@ static int request(struct qmp *q, json_object *cmd, const struct timespec *dl,
 		if (*pp)
 			*pp = p.next;
 	}
+	/* A send that failed because the connection stopped: say why. */
+	if (r == -ENOTCONN && p.done && p.err)
+		r = p.err;
 	if (r == 0)
 		r = p.err;
 	/* The peer let a deadline pass (no reply, or it stopped reading):
