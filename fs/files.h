@@ -106,3 +106,4 @@ int files_mkdir(struct dom *d, fuse_ino_t dir, const char *name,
  * be missing, never another thing.
  */
 int files_check(struct dom *d, fuse_ino_t ino, char **ret_arg);
+
