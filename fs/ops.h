@@ -4,7 +4,8 @@
 /*
  * ops.c: the FUSE low-level operations, the top of fs/: maps inodes to the
  * file table (files), the top levels (top), the events files (events) and
- * the files that make domains (make: ops collects their XML). Calls: files,
+ * the files that make domains (make: ops collects their XML), kept files
+ * (kept). Calls: files, kept,
  * top, make, events, tree, source, dom, entry, the log.
  */
 

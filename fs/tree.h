@@ -4,7 +4,7 @@
 /*
  * tree.c: the domain table (which domains the tree shows, under which names
  * and slots), the sources' listings, and a worker per source that opens it,
- * re-lists it, prefetches facts and retries with backoff. Calls: dom,
+ * re-lists it, prefetches facts and retries with backoff. Calls: kept, dom,
  * source, entry, names, the log, lib/. What it tells higher modules (a
  * domain's events, a domain's end) goes through the listener that main.c
  * sets before tree_start().
