@@ -511,8 +511,8 @@ int files_entries(struct dom *d, fuse_ino_t dir, struct entry **ret,
 		    file_types[k].parent != ino_kind(dir) ||
 		    kind_in(d, ino_kind(dir), file_types[k].name) < 0)
 			continue;
-		r = entries_add(&e, &n, file_types[k].name,
-			      ino_make(d->slot, k, 0), file_types[k].dir);
+		r = entries_add(&e, &n, file_types[k].name, kept_ino(d, k),
+				file_types[k].dir);
 	}
 	/* snapshots/: its fixed files, then a directory per snapshot. */
 	if (r == 0 && ino_kind(dir) == FK_SNAP_DIR)
