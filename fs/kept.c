@@ -104,11 +104,15 @@ bool kept_current(struct dom *d, fuse_ino_t ino)
 /*
  * Dropping the kernel's entries of kept files. notify_inval_entry takes the
  * directory's lock in the kernel, and a thread that holds it may wait for
- * a lock our caller's request holds (an unlink of `control` while its write
- * runs a verb): so a thread of its own drops them, and callers wait for it
- * at most KEPT_DROP_WAIT_MS.
+ * a lock our caller's request holds (root's unlink of `control` while its
+ * write runs a verb): so a thread of its own drops them, and callers wait
+ * for it at most KEPT_DROP_WAIT_MS, and not at all while a wait ran out
+ * and that thread is still at it: one stuck directory costs the callers
+ * (a driver's event thread among them) one such wait, not one per event.
+ * Reads are right either way: an open checks that its inode's value is
+ * current (ops.c), the entry only spares the slower path.
  */
-#define KEPT_DROP_WAIT_MS 1000
+#define KEPT_DROP_WAIT_MS 100
 
 static const unsigned kept_kinds[] = { FK_STATE, FK_VERSION };
 
@@ -120,6 +124,7 @@ static uint64_t *drop_slots;          /* to drop, each once */
 static size_t n_drop, cap_drop;
 static uint64_t drop_queued, drop_done; /* tickets */
 static bool drop_stopping;
+static bool drop_stuck;               /* a wait ran out since the last batch */
 
 static void *dropper_main(void *arg)
 {
@@ -152,6 +157,7 @@ static void *dropper_main(void *arg)
 		free(slots);
 		pthread_mutex_lock(&drop_lock);
 		drop_done = upto;
+		drop_stuck = false;
 		pthread_cond_broadcast(&drop_cond);
 	}
 	pthread_mutex_unlock(&drop_lock);
@@ -225,8 +231,9 @@ void kept_drop(uint64_t slot)
 		pthread_cond_broadcast(&drop_cond);
 	}
 	ticket = drop_queued;
-	while (queued && drop_done < ticket && !drop_stopping &&
-	       pthread_cond_timedwait(&drop_cond, &drop_lock, &dl) != ETIMEDOUT)
-		;
+	while (queued && !drop_stuck && drop_done < ticket && !drop_stopping)
+		if (pthread_cond_timedwait(&drop_cond, &drop_lock, &dl) ==
+		    ETIMEDOUT && drop_done < ticket)
+			drop_stuck = true;
 	pthread_mutex_unlock(&drop_lock);
 }

@@ -26,8 +26,9 @@ bool kept_current(struct dom *d, fuse_ino_t ino);
 /*
  * Makes the kernel forget the entries `state` and `version` of the domain
  * in slot (their value may have another inode now); returns once done, or
- * after at most a second (see kept.c). Nothing before kept_start() (a
- * thread of its own, with -o kernel_cache) or after kept_stop().
+ * after at most KEPT_DROP_WAIT_MS (see kept.c). Nothing before
+ * kept_start() (a thread of its own, with -o kernel_cache) or after
+ * kept_stop().
  */
 int kept_start(struct fuse_session *se);
 void kept_stop(void);

@@ -77,7 +77,7 @@ bool tree_relist(struct dom *d, int64_t deadline_ms);
  * fill_attr()): at each event, and when a read or a verb learnt a fact.
  * With -o kernel_cache, also drops the entries of d's kept files
  * (kept_drop()), whose value may be another now, and waits for that (at
- * most a second): the caller must hold no lock that a lookup takes
+ * most 0.1 s): the caller must hold no lock that a lookup takes
  * (tree_lock, a dom's lock).
  */
 void tree_inval_attrs(struct dom *d);
