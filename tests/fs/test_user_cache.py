@@ -184,6 +184,21 @@ def test_rapid_changes_never_stale(side):
         os.close(fd)
 
 
+def test_own_verb_then_cat(side):
+    """echo pause > control; cat state: the verb's change is what the cat
+    right after it reads, its event still on the way or not."""
+    s = side("a")
+    m, a = s.m, s.names[0]
+    for i in range(10):
+        to = "paused" if i % 2 == 0 else "running"
+        verb = "pause" if to == "paused" else "resume"
+        cat(m.path(a, "state"))   # warm
+        _, out, _ = sh(f"echo {verb} > {m.path(a, 'control')}; "
+                       f"cat {m.path(a, 'state')}")
+        assert out == to + "\n", (i, out)
+        assert s.truth(a) == to + "\n"
+
+
 def test_reads_never_torn(qmp_dir, vms, mount):
     """A pause/resume storm under four readers (open/read/fstat/close and
     cat): every content is a whole word, its fstat size its length."""
