@@ -22,7 +22,7 @@ import time
 import pytest
 
 from conftest import remove_prefixed
-from hvtest import (Proxy, errno_of, read_events, sh, virsh,
+from hvtest import (HvMock, Proxy, errno_of, read_events, sh, virsh,
                     wait_for)
 
 PREFIX = "hvt-kc-"
@@ -444,6 +444,27 @@ def test_libvirt_change_while_disconnected(clean, libvirtd, domains,
             os.close(fd)
     finally:
         proxy.close()
+
+
+def test_source_without_events_asks_each_time(tmp_path, mount):
+    """A libvirtd that refuses event callbacks (scripted: no real one
+    does): hvfs cannot know when state changes, so even with the option a
+    change is what the next cat reads, with no event ever."""
+    sock = str(tmp_path / "libvirt-sock")
+    dom = PREFIX + "noev"
+    mock = HvMock("libvirt", sock,
+                  f"domain {dom} running\n"
+                  "fault connect-domain-event-callback-register-any "
+                  "error 3 no events here\n")
+    try:
+        m = mount("-c", f"qemu+unix:///system?socket={sock}", *KC)
+        for to in ("paused", "running", "paused"):
+            cat(m.path(dom, "state"))   # warm, were it cached
+            os.stat(m.path(dom, "state"))
+            mock.tell(f"domain {dom} {to}")
+            assert cat(m.path(dom, "state"))[1] == to + "\n"
+    finally:
+        mock.close()
 
 
 def test_without_the_option_nothing_changes(qmp_dir, vms, mount):
