@@ -47,6 +47,16 @@ def cat(*paths):
     return p.returncode, p.stdout, p.stderr
 
 
+def cat_sized(path):
+    """cat path, and what stat says of its size then (ls -l, tar and
+    rsync go by it): the two must agree."""
+    st, out, err = cat(path)
+    assert st == 0, err
+    size = os.stat(path).st_size
+    assert size == len(out), (out, size)
+    return out
+
+
 def ino(path):
     return int(sh(f"stat -c %i {path}")[1])
 
@@ -180,6 +190,8 @@ def test_rapid_changes_never_stale(side):
             told(fd, a, to)
             got = m.read(a, "state")
             assert got == to + "\n", (i, got)
+            size = os.stat(m.path(a, "state")).st_size
+            assert size == len(got), (i, got, size)
     finally:
         os.close(fd)
 
@@ -311,7 +323,7 @@ def test_direct_domain_leaves_and_comes_back(qmp_dir, vms, mount):
             # Back, paused from its start this time (-S).
             d.vm["vm-b"] = vms("vm-b", "-S")
             wait_for(lambda: "vm-b" in m.ls(), what="vm-b back")
-            assert cat(m.path("vm-b", "state"))[1] == "paused\n"
+            assert cat_sized(m.path("vm-b", "state")) == "paused\n"
             assert m.read("vm-b", "version") == d.version("vm-b")
             d.change("vm-b", "running")
             wait_for(lambda: m.read("vm-b", "state") == "running\n",
@@ -337,11 +349,11 @@ def test_libvirt_domain_leaves_and_comes_back(clean, libvirtd, domains,
         assert m.read(a, "state") == "running\n"
         virsh("destroy", a)
         told(fd, a, "shutoff")
-        assert cat(m.path(a, "state"))[1] == "shutoff\n"
+        assert cat_sized(m.path(a, "state")) == "shutoff\n"
         assert errno_of(m.read, a, "version") == errno.ENODATA
         virsh("start", a)
         told(fd, a, "running", timeout=30)
-        assert cat(m.path(a, "state"))[1] == "running\n"
+        assert cat_sized(m.path(a, "state")) == "running\n"
         assert m.read(a, "version") == version
         # Transient (undefined while it runs): it leaves at destroy.
         xml = virsh("dumpxml", b)
@@ -362,7 +374,7 @@ def test_libvirt_domain_leaves_and_comes_back(clean, libvirtd, domains,
             f.flush()
             virsh("create", f.name, "--paused")
         wait_for(lambda: b in m.ls(), timeout=30, what=f"{b} back")
-        assert cat(m.path(b, "state"))[1] == "paused\n"
+        assert cat_sized(m.path(b, "state")) == "paused\n"
         assert virsh("domstate", b) == "paused"
     finally:
         os.close(fd)
@@ -395,6 +407,7 @@ def test_direct_qemu_replaced_while_away(qmp_dir, vms, mount):
         d.vm["vm-a"].proc.wait(10)
         d.vm["vm-a"] = vms("vm-a", "-S")
         cats_until_paused(m.path("vm-a", "state"), 10)
+        assert cat_sized(m.path("vm-a", "state")) == "paused\n"
         assert d.truth("vm-a") == "paused\n"
         d.change("vm-a", "running")
         wait_for(lambda: m.read("vm-a", "state") == "running\n",
@@ -439,7 +452,7 @@ def test_libvirt_change_while_disconnected(clean, libvirtd, domains,
                 except AssertionError:
                     virsh("suspend", a)
                     assert time.monotonic() < deadline
-            assert cat(m.path(a, "state"))[1] == "running\n"
+            assert cat_sized(m.path(a, "state")) == "running\n"
         finally:
             os.close(fd)
     finally:
