@@ -662,6 +662,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			reply_err(req, r);
 			return;
 		}
+		free(err); /* words of a try that was retried, if any */
 		free(h->buf);
 		h->buf = buf;
 		h->len = len;

@@ -153,6 +153,15 @@ static const char *const verb_commands[HV_VERB_COUNT] = {
 	[HV_VERB_WAKEUP] = "system_wakeup",
 };
 
+/* Forgets the words of a failure that turned out not to be one. */
+static void drop_error(char **ret_error)
+{
+	if (ret_error) {
+		free(*ret_error);
+		*ret_error = NULL;
+	}
+}
+
 static enum hv_state status_state(const char *status)
 {
 	for (size_t i = 0; i < sizeof(run_states) / sizeof(run_states[0]); i++)
@@ -416,10 +425,7 @@ static int refresh(struct dom *d, enum hv_state *ret, char **ret_error)
 	/* The connection broke under us (QEMU exiting?): one more try tells
 	 * a fresh QEMU from a gone one. */
 	if (r == -ENOTCONN) {
-		if (ret_error) {
-			free(*ret_error);
-			*ret_error = NULL;
-		}
+		drop_error(ret_error);
 		r = qmp_execute(d->qmp, "query-status", NULL, c->timeout_ms,
 				&json, ret_error);
 	}
@@ -427,15 +433,14 @@ static int refresh(struct dom *d, enum hv_state *ret, char **ret_error)
 			     waited < STARTING_MS;
 	     waited += STARTING_POLL_MS) {
 		usleep(STARTING_POLL_MS * 1000);
+		/* A try that works leaves no words of the one before. */
+		drop_error(ret_error);
 		r = qmp_execute(d->qmp, "query-status", NULL, c->timeout_ms,
 				&json, ret_error);
 	}
 	if (qemu_gone(r)) {
 		r = 0;
-		if (ret_error) {
-			free(*ret_error);
-			*ret_error = NULL;
-		}
+		drop_error(ret_error);
 	} else if (r == 0) {
 		s = json_member_string(json, "status");
 		st = s ? status_state(s) : HV_STATE_NOSTATE;
@@ -1142,10 +1147,8 @@ static int qmp_screenshot(void *priv, const char *name, char **ret,
 				json_object_to_json_string_ext(
 					args, JSON_C_TO_STRING_PLAIN),
 				c->timeout_ms, NULL, ret_error);
-		if (r == 0 && ret_error) { /* the first refusal is no failure */
-			free(*ret_error);
-			*ret_error = NULL;
-		}
+		if (r == 0) /* the first refusal is no failure */
+			drop_error(ret_error);
 	}
 	json_object_put(args);
 	if (qemu_gone(r))
