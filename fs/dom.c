@@ -259,6 +259,16 @@ bool dom_uuid_cached(struct dom *d)
 	return slot_set(d, &d->uuid);
 }
 
+char *dom_version_known(struct dom *d)
+{
+	char *v;
+
+	pthread_mutex_lock(&d->lock);
+	v = d->version ? strdup(d->version) : NULL;
+	pthread_mutex_unlock(&d->lock);
+	return v;
+}
+
 bool dom_state_cached(struct dom *d, enum hv_state *ret)
 {
 	bool known;

@@ -103,6 +103,8 @@ int64_t dom_defined_us(struct dom *d);
 /* Whether dom_version() / dom_uuid() would answer without asking. */
 bool dom_version_cached(struct dom *d);
 bool dom_uuid_cached(struct dom *d);
+/* A copy of the version if hvfs knows it (never asks); NULL otherwise. */
+char *dom_version_known(struct dom *d);
 /* Whether the fact dom_prefetch() fetches, the state, is not cached. */
 bool dom_needs_prefetch(struct dom *d);
 /* Fetches the state into the cache if it is not there yet (errors

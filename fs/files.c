@@ -14,6 +14,7 @@
 #include "console.h"
 #include "files.h"
 #include "guest.h"
+#include "kept.h"
 #include "life.h"
 #include "rich.h"
 #include "snap.h"
@@ -239,7 +240,7 @@ static int destroy_settle(struct dom *d, int64_t deadline_ms)
 	if (await_effect(d, HV_VERB_DESTROY, deadline_ms) == 0)
 		tree_relist(d, deadline_ms);
 	else
-		dom_state_unsure(d);
+		tree_state_unsure(d);
 	return 0;
 }
 
@@ -261,7 +262,7 @@ static int verb_timed_out(struct dom *d, enum hv_verb verb, int64_t start_ms,
 		clear_error(ret_error);
 		return verb == HV_VERB_DESTROY ? destroy_settle(d, deadline) : 0;
 	}
-	dom_state_unsure(d);
+	tree_state_unsure(d);
 	clear_error(ret_error);
 	return hv_error(ret_error, -ETIMEDOUT, "no answer within %g s, and %s: "
 			"the outcome is unknown", hvfs_opts.timeout_ms / 1000.0,
@@ -316,7 +317,7 @@ static int write_control(struct dom *d, const char *buf, size_t len,
 	 * must not answer from before it: after one that worked, the state is
 	 * asked now (its event may have come already), so that its size and
 	 * time show it. */
-	dom_state_unsure(d);
+	tree_state_unsure(d);
 	if (r == 0 && source_evented(d->src)) {
 		enum hv_state s;
 
@@ -510,8 +511,8 @@ int files_entries(struct dom *d, fuse_ino_t dir, struct entry **ret,
 		    file_types[k].parent != ino_kind(dir) ||
 		    kind_in(d, ino_kind(dir), file_types[k].name) < 0)
 			continue;
-		r = entries_add(&e, &n, file_types[k].name,
-			      ino_make(d->slot, k, 0), file_types[k].dir);
+		r = entries_add(&e, &n, file_types[k].name, kept_ino(d, k),
+				file_types[k].dir);
 	}
 	/* snapshots/: its fixed files, then a directory per snapshot. */
 	if (r == 0 && ino_kind(dir) == FK_SNAP_DIR)
@@ -539,7 +540,7 @@ int files_lookup(struct dom *d, fuse_ino_t dir, const char *name,
 	k = kind_in(d, kind, name);
 	if (k < 0)
 		return k;
-	*ret = ino_make(d->slot, k, 0);
+	*ret = kept_ino(d, (unsigned)k);
 	return 0;
 }
 

@@ -6,8 +6,8 @@
  * the function that makes its contents or runs what is written to it; and
  * lookups and listings of a domain's directories (the rich tree's own
  * directories, query/ and block/, through rich.c; snapshots/ through
- * snap.c; guest/'s files are guest.c's). Calls: rich, snap, guest, stats,
- * life, tree, dom, entry, lib/.
+ * snap.c; guest/'s files are guest.c's; a kept file's inode is kept.c's).
+ * Calls: rich, snap, guest, stats, life, tree, kept, dom, entry, lib/.
  */
 
 #include "dom.h"

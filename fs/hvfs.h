@@ -24,6 +24,7 @@
 #define HVFS_LOG_DIR "/run/hvfs" /* logs when there is no syslog */
 #define HVFS_ENTRY_TIMEOUT 0.5
 #define HVFS_ATTR_TIMEOUT 0.5
+#define HVFS_KEPT_TIMEOUT 3600.0 /* entries and attributes of kept files */
 
 struct hvfs_options {
 	int timeout_ms;      /* -o timeout=SECONDS */
@@ -34,6 +35,7 @@ struct hvfs_options {
 	const char *logfile; /* -o logfile=PATH */
 	bool have_ctlgroup;  /* -o ctlgroup=NAME */
 	gid_t ctlgroup;
+	bool kernel_cache;   /* -o kernel_cache: kept files (files.h) */
 };
 
 /* Set once by main() before the session starts; read-only afterwards. */

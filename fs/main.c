@@ -83,6 +83,9 @@ static void usage(FILE *f)
 "                         control, memory, qmp, query/, screen.png),\n"
 "                         allow_other (also turns on default_permissions),\n"
 "                         nonempty (mount over files or a mount),\n"
+"                         kernel_cache (the kernel keeps state and version\n"
+"                         of sources with events: an open file keeps the\n"
+"                         value it was opened with),\n"
 "                         logfile=PATH (the background daemon's log),\n"
 "                         and any FUSE mount option; fstab's own (_netdev,\n"
 "                         nofail, noauto, user, x-*, ...) are ignored\n"
@@ -224,6 +227,8 @@ static int parse_o(const char *opts, struct fuse_args *fargs)
 			}
 		} else if (strcmp(tok, "nonempty") == 0) {
 			hvfs_opts.nonempty = true;
+		} else if (strcmp(tok, "kernel_cache") == 0) {
+			hvfs_opts.kernel_cache = true;
 		} else if (strncmp(tok, "logfile=", 8) == 0) {
 			if (tok[8] != '/') {
 				fprintf(stderr, "hvfs: %s: needs an absolute "

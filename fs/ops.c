@@ -18,6 +18,7 @@
 #include "console.h"
 #include "events.h"
 #include "files.h"
+#include "kept.h"
 #include "make.h"
 #include "ops.h"
 #include "source.h"
@@ -65,6 +66,7 @@ struct handle {
 	struct stream *stream;       /* events files */
 	struct console_reader *con;  /* console, opened for reading */
 	uint64_t seen;               /* state: dom_state_gen() at the last read */
+	bool kept;                   /* a kept file's value (kept.h), fixed */
 	pthread_mutex_t lock;
 	char *buf;
 	size_t len;
@@ -144,15 +146,19 @@ static void set_mtime(struct stat *st, int64_t us)
  * Other files show 0 (made at each read, they would cost a peer's answer
  * at every stat()).
  */
-static off_t known_size(unsigned kind, struct dom *d)
+static off_t known_size(fuse_ino_t ino, struct dom *d)
 {
-	const struct file_type *t = &file_types[kind];
+	const struct file_type *t = &file_types[ino_kind(ino)];
 	char *buf = NULL, *err = NULL;
 	size_t len = 0;
 
-	if (!d || !t->known || !t->read || !source_evented(d->src) ||
-	    !t->known(d) || t->read(d, &buf, &len, &err) < 0)
+	if (kept_is(ino)) {
+		if (kept_read(ino, &buf, &len) < 0)
+			len = 0;
+	} else if (!d || !t->known || !t->read || !source_evented(d->src) ||
+		   !t->known(d) || t->read(d, &buf, &len, &err) < 0) {
 		len = 0;
+	}
 	free(buf);
 	free(err);
 	return (off_t)len;
@@ -181,7 +187,7 @@ static void fill_attr(fuse_ino_t ino, struct dom *d, struct stat *st)
 	}
 	st->st_mode = S_IFREG | file_mode(kind);
 	st->st_nlink = 1;
-	st->st_size = known_size(kind, d);
+	st->st_size = known_size(ino, d);
 	/* state: when it last changed, as the peer's event said. */
 	if (kind == FK_STATE && d && dom_state_time_us(d) > 0)
 		set_mtime(st, dom_state_time_us(d));
@@ -193,10 +199,27 @@ static void fill_attr(fuse_ino_t ino, struct dom *d, struct stat *st)
 /*
  * A stream's attributes are never cached: its mtime moves with every event,
  * and an lseek(SEEK_END) then asks us with the open file (see op_getattr).
+ * A kept file's are kept long: its size never changes, and a change of
+ * its mtime is told (tree_inval_attrs()).
  */
 static double attr_timeout(fuse_ino_t ino)
 {
+	if (kept_is(ino))
+		return HVFS_KEPT_TIMEOUT;
 	return file_types[ino_kind(ino)].stream ? 0 : HVFS_ATTR_TIMEOUT;
+}
+
+/*
+ * Kept files' entries are kept long: a change of value drops them. With
+ * -o kernel_cache, so are domains' directories: a domain's leaving drops
+ * its entry (tree.c), and a new name was never looked up.
+ */
+static double entry_timeout(fuse_ino_t ino)
+{
+	if (kept_is(ino) || (hvfs_opts.kernel_cache && !is_top(ino) &&
+			     ino_kind(ino) == FK_DIR))
+		return HVFS_KEPT_TIMEOUT;
+	return HVFS_ENTRY_TIMEOUT;
 }
 
 /* d: the domain ino belongs to, or NULL. */
@@ -205,7 +228,7 @@ static void reply_entry(fuse_req_t req, fuse_ino_t ino, struct dom *d)
 	struct fuse_entry_param e = {
 		.ino = ino,
 		.attr_timeout = attr_timeout(ino),
-		.entry_timeout = HVFS_ENTRY_TIMEOUT,
+		.entry_timeout = entry_timeout(ino),
 	};
 
 	fill_attr(ino, d, &e.attr);
@@ -538,11 +561,31 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		}
 		h->filled = h->fixed = true;
 	}
+	/*
+	 * A kept file: the value its inode stands for, which the kernel may
+	 * keep; a poll() then tells when the domain's value is another. An
+	 * entry the kernel took before a change can still name the old
+	 * value's inode: that open reads the value now, as a plain file.
+	 */
+	h->kept = kept_is(ino) && kept_current(d, ino);
+	if (h->kept) {
+		int r = kept_read(ino, &h->buf, &h->len);
+
+		if (r < 0) {
+			free(h);
+			dom_unref(d);
+			reply_err(req, r);
+			return;
+		}
+		h->seen = dom_state_gen(d);
+		h->filled = h->fixed = true;
+	}
 	/* A maker has nothing to read (O_RDWR reads end at once). */
 	h->fixed = h->fixed || is_maker(ino);
 	pthread_mutex_init(&h->lock, NULL);
 	fi->fh = (uintptr_t)h;
-	fi->direct_io = 1;
+	fi->direct_io = !h->kept;
+	fi->keep_cache = h->kept;
 	/* Only files that act at close need the kernel's FLUSH: spare every
 	 * other close() that round trip. */
 	fi->noflush = !collects(ino);
@@ -874,9 +917,16 @@ static void op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
 		bool agent = h->kind == FK_GUEST_STATE;
 
 		pthread_mutex_lock(&h->lock);
-		if (h->filled && (agent ? dom_poll_agent(h->dom, h->seen, ph) :
-					  dom_poll_state(h->dom, h->seen, ph)))
+		if (h->kept && !kept_current(h->dom, ino)) {
+			/* This open file's value is no longer the state. */
 			revents |= POLLPRI;
+			if (ph)
+				fuse_pollhandle_destroy(ph);
+		} else if (h->filled &&
+			   (agent ? dom_poll_agent(h->dom, h->seen, ph) :
+				    dom_poll_state(h->dom, h->seen, ph))) {
+			revents |= POLLPRI;
+		}
 		else if (!h->filled && ph)
 			fuse_pollhandle_destroy(ph);
 		pthread_mutex_unlock(&h->lock);

@@ -4,8 +4,9 @@
 /*
  * ops.c: the FUSE low-level operations, the top of fs/: maps inodes to the
  * file table (files), the top levels (top), the events files (events) and
- * the files that make domains (make: ops collects their XML). Calls: files,
- * top, make, events, tree, source, dom, entry, the log.
+ * the files that make domains (make: ops collects their XML), kept files
+ * (kept). Calls: files, kept, top, make, events, tree, source, dom, entry,
+ * the log.
  */
 
 #include "hvfs.h"

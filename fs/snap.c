@@ -292,7 +292,7 @@ static int take(struct dom *d, const char *name, const char *description,
 	if (r == -ETIMEDOUT)
 		r = timed_out(d, snap, true, start_ms, ret_error);
 	/* Taking a snapshot may pause the domain for a while. */
-	dom_state_unsure(d);
+	tree_state_unsure(d);
 	if (r == 0) {
 		sub = rich_intern(d, snap);
 		if (sub < 0)
@@ -484,7 +484,7 @@ int snap_write_control(struct dom *d, const char *arg, const char *buf,
 		r = hv_snapshot_revert(dom_conn(d), d->hv_name, arg,
 				       ret_error);
 		/* The domain's state is the snapshot's now (or unknown). */
-		dom_state_unsure(d);
+		tree_state_unsure(d);
 		return r;
 	}
 	if (is_verb(buf, len, "delete")) {

@@ -18,7 +18,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "files.h"
 #include "ino.h"
+#include "kept.h"
 #include "names.h"
 #include "tree.h"
 
@@ -457,6 +459,7 @@ void tree_inval_attrs(struct dom *d)
 {
 	static const unsigned kinds[] = { FK_DIR, FK_STATE, FK_VERSION,
 					  FK_UUID };
+	static const unsigned kept[] = { FK_STATE, FK_VERSION };
 
 	if (!session)
 		return;
@@ -464,6 +467,31 @@ void tree_inval_attrs(struct dom *d)
 		fuse_lowlevel_notify_inval_inode(session,
 						 ino_make(d->slot, kinds[i], 0),
 						 -1, 0);
+	if (!hvfs_opts.kernel_cache)
+		return;
+	/* Kept files: the inode a name stands for may have a new time (a
+	 * value come back), and the name may stand for another inode now. */
+	for (size_t i = 0; i < sizeof(kept) / sizeof(kept[0]); i++) {
+		fuse_ino_t ino = kept_ino(d, kept[i]);
+
+		if (kept_is(ino))
+			fuse_lowlevel_notify_inval_inode(session, ino, -1, 0);
+	}
+	kept_drop(d->slot);
+}
+
+void tree_state_unsure(struct dom *d)
+{
+	/* A listing under way may have seen the state before this: it
+	 * must not seed it (as if an event raced it). */
+	const struct hv_event ev = { .kind = HV_EVENT_STATE,
+				     .domain = d->hv_name };
+
+	pthread_mutex_lock(&tree_lock);
+	note_raced_locked(d->src, &ev);
+	pthread_mutex_unlock(&tree_lock);
+	dom_state_unsure(d);
+	tree_inval_attrs(d);
 }
 
 /*
@@ -606,6 +634,9 @@ static int refresh_source(struct source *s, bool quiet)
 							 gone[i].parent,
 							 gone[i].name,
 							 strlen(gone[i].name));
+		/* A shell whose working directory it was finds no kept
+		 * file there either. */
+		tree_inval_attrs(gone[i].dom);
 		free(gone[i].name);
 		dom_unref(gone[i].dom);
 	}
@@ -850,6 +881,30 @@ static void *worker(void *arg)
 }
 
 /* Caller holds tell_lock (see tell()). */
+/* Forgets what hvfs knew of src's domains; then the kernel's copies. */
+static void forget_source(struct source *src)
+{
+	struct dom **doms;
+	size_t n = 0;
+
+	pthread_mutex_lock(&tree_lock);
+	doms = calloc(n_doms ? n_doms : 1, sizeof(*doms));
+	for (size_t i = 0; i < n_doms; i++) {
+		if (by_slot[i]->src != src)
+			continue;
+		dom_forget(by_slot[i]);
+		if (doms)
+			doms[n++] = dom_ref(by_slot[i]);
+	}
+	pthread_mutex_unlock(&tree_lock);
+	/* With no tree_lock held: the kernel may ask us while it works. */
+	for (size_t i = 0; i < n; i++) {
+		tree_inval_attrs(doms[i]);
+		dom_unref(doms[i]);
+	}
+	free(doms);
+}
+
 static void on_event_locked(void *userdata, const struct hv_event *ev)
 {
 	struct source *src = userdata;
@@ -902,11 +957,7 @@ static void on_event_locked(void *userdata, const struct hv_event *ev)
 		source_set_evented(src, false);
 		source_set_error(src, "connection", -ENOTCONN,
 				 "the connection to the peer was lost");
-		pthread_mutex_lock(&tree_lock);
-		for (size_t i = 0; i < n_doms; i++)
-			if (by_slot[i]->src == src)
-				dom_forget(by_slot[i]);
-		pthread_mutex_unlock(&tree_lock);
+		forget_source(src);
 		relist = true;
 		break;
 	case HV_EVENT_HYPERVISOR:
@@ -940,6 +991,8 @@ static void on_event(void *userdata, const struct hv_event *ev)
 
 int tree_start(struct fuse_session *se)
 {
+	int r;
+
 	for (size_t k = 0; k < sources_count(); k++) {
 		if (source_conn(source_at(k))) {
 			subscribe(source_at(k));
@@ -948,6 +1001,9 @@ int tree_start(struct fuse_session *se)
 		}
 	}
 	session = se;
+	r = kept_start(se);
+	if (r < 0)
+		return r;
 	for (size_t k = 0; k < sources_count(); k++) {
 		struct source *s = source_at(k);
 
@@ -978,6 +1034,7 @@ void tree_stop(void)
 	while (prefetch_batches > 0)
 		pthread_cond_wait(&prefetch_cond, &prefetch_lock);
 	pthread_mutex_unlock(&prefetch_lock);
+	kept_stop();
 	session = NULL;
 }
 

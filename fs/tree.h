@@ -4,7 +4,7 @@
 /*
  * tree.c: the domain table (which domains the tree shows, under which names
  * and slots), the sources' listings, and a worker per source that opens it,
- * re-lists it, prefetches facts and retries with backoff. Calls: dom,
+ * re-lists it, prefetches facts and retries with backoff. Calls: kept, dom,
  * source, entry, names, the log, lib/. What it tells higher modules (a
  * domain's events, a domain's end) goes through the listener that main.c
  * sets before tree_start().
@@ -75,10 +75,14 @@ bool tree_relist(struct dom *d, int64_t deadline_ms);
  * Makes the kernel ask again for the attributes of d's directory and of its
  * files whose size and time change with what hvfs learns (ops.c's
  * fill_attr()): at each event, and when a read or a verb learnt a fact.
- * Attributes only: this never waits for the kernel, so any thread may do
- * it, a FUSE handler too.
+ * With -o kernel_cache, also drops the entries of d's kept files
+ * (kept_drop()), whose value may be another now, and waits for that (at
+ * most 0.1 s): the caller must hold no lock that a lookup takes
+ * (tree_lock, a dom's lock).
  */
 void tree_inval_attrs(struct dom *d);
+/* dom_state_unsure(), then tree_inval_attrs(): the next read asks. */
+void tree_state_unsure(struct dom *d);
 /* The directory a domain's directory is in. */
 fuse_ino_t tree_parent_of(struct dom *d);
 

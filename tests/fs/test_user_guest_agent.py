@@ -5,6 +5,7 @@ oracles. Each guest boots once per module (TCG boots are slow here)."""
 
 import concurrent.futures
 import errno
+import itertools
 import json
 import os
 import select
@@ -221,11 +222,22 @@ def test_fsfreeze_and_thaw(gt):
     assert json.loads(out)["return"] == "thawed"
 
 
-def type_line(gt, line):
-    if isinstance(gt, Direct):
-        gt.g.type(line)
-    else:
-        os.write(gt.g.fd, line.encode() + b"\n")
+_typed = itertools.count(1)
+
+
+def type_line(gt, line, timeout=60):
+    """Types line at the guest's shell, and waits until the shell ran
+    it: then it prints a number only its arithmetic makes (the echo of
+    what was typed does not hold it). A loaded host runs a TCG guest
+    slowly."""
+    k = next(_typed)
+    for text in (line, f"echo typed-$((1000 + {k}))"):
+        if isinstance(gt, Direct):
+            gt.g.type(text)
+        else:
+            os.write(gt.g.fd, text.encode() + b"\n")
+    wait_for(lambda: f"typed-{1000 + k}" in gt.g.console_text(),
+             timeout=timeout, what=f"the guest ran {line!r}")
 
 
 def wait_agent_state(gt, want, timeout=30):
