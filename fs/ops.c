@@ -563,11 +563,18 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	/*
 	 * A kept file: the value its inode stands for, which the kernel may
-	 * keep; a poll() then tells when the domain's value is another. An
-	 * entry the kernel took before a change can still name the old
-	 * value's inode: that open reads the value now, as a plain file.
+	 * keep; a poll() then tells when the domain's value is another. A
+	 * name the kernel resolved before a change can still give the old
+	 * value's inode: ESTALE makes the kernel's open look the name up
+	 * again, once, and open what it names now.
 	 */
-	h->kept = kept_is(ino) && kept_current(d, ino);
+	h->kept = kept_is(ino);
+	if (h->kept && !kept_current(d, ino)) {
+		free(h);
+		dom_unref(d);
+		reply_err(req, ESTALE);
+		return;
+	}
 	if (h->kept) {
 		int r = kept_read(ino, &h->buf, &h->len);
 

@@ -618,16 +618,8 @@ static int refresh_source(struct source *s, bool quiet)
 	s->listing_open = false;
 	raced_clear_locked(s);
 	pthread_mutex_unlock(&tree_lock);
-	pthread_mutex_lock(&tell_lock);
-	for (size_t i = 0; i < n_gone; i++) {
-		if (gone[i].renamed)
-			domain_end(gone[i].dom->slot);
-		else
-			say_left(gone[i].dom);
-	}
-	pthread_mutex_unlock(&tell_lock);
-	/* With no lock of this file held: the kernel may call us back while
-	 * it works. */
+	/* Forgotten by the kernel before the leaving is told, with no lock of
+	 * this file held: the kernel may call us back while it works. */
 	for (size_t i = 0; i < n_gone; i++) {
 		if (session)
 			fuse_lowlevel_notify_inval_entry(session,
@@ -637,9 +629,17 @@ static int refresh_source(struct source *s, bool quiet)
 		/* A shell whose working directory it was finds no kept
 		 * file there either. */
 		tree_inval_attrs(gone[i].dom);
+	}
+	pthread_mutex_lock(&tell_lock);
+	for (size_t i = 0; i < n_gone; i++) {
+		if (gone[i].renamed)
+			domain_end(gone[i].dom->slot);
+		else
+			say_left(gone[i].dom);
 		free(gone[i].name);
 		dom_unref(gone[i].dom);
 	}
+	pthread_mutex_unlock(&tell_lock);
 	free(gone);
 	/* Counted once the leaving is said: tree_relist() waits for it. */
 	__atomic_add_fetch(&s->listings, 1, __ATOMIC_RELEASE);

@@ -409,6 +409,88 @@ DOMAIN_XML = """<domain type='{type}'>
 """
 
 
+class Proxy:
+    """A TCP listener on 127.0.0.1 that forwards to the private libvirtd's
+    TCP port while `up`; when down it refuses nothing but answers nothing (a
+    slow host), and before start() nothing listens (an unreachable host).
+    cut() drops every connection and closes each new one at once (a lost
+    connection, the peer still running) until mend()."""
+
+    def __init__(self):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        self.port = s.getsockname()[1]
+        s.close()
+        self.up = True
+        self.lsock = None
+        self.conns = []
+        self.stop = False
+        self.cutting = False
+
+    def start(self):
+        self.lsock = socket.socket()
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind(("127.0.0.1", self.port))
+        self.lsock.listen(16)
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while not self.stop:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            if self.cutting:
+                c.close()
+                continue
+            u = socket.create_connection(("127.0.0.1", LIBVIRTD.port))
+            self.conns += [c, u]
+            threading.Thread(target=self.pump, args=(c, u),
+                             daemon=True).start()
+
+    def pump(self, a, b):
+        peer = {a: b, b: a}
+        while not self.stop:
+            try:
+                r, _, _ = select.select([a, b], [], [], 0.2)
+            except (OSError, ValueError):
+                return  # cut() closed them
+            for s in r:
+                if not self.up:
+                    continue  # a wedged host: reads nothing, says nothing
+                try:
+                    data = s.recv(65536)
+                except OSError:
+                    data = b""
+                if not data:
+                    a.close()
+                    b.close()
+                    return
+                peer[s].sendall(data)
+            if not self.up:
+                time.sleep(0.05)
+
+    def cut(self):
+        self.cutting = True
+        for s in self.conns:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.conns = []
+
+    def mend(self):
+        self.cutting = False
+
+    def close(self):
+        self.stop = True
+        for s in self.conns + ([self.lsock] if self.lsock else []):
+            try:
+                s.close()
+            except OSError:
+                pass
+
+
 def survives_libvirtd_restart(m, host, name, libvirtd, over):
     """The private libvirtd stops and starts again under mount m: host's
     .error tells, then it clears and the domain name (running) is back

@@ -18,7 +18,7 @@ import time
 import pytest
 
 from conftest import remove_prefixed
-from hvtest import LIBVIRTD, errno_of, sh, virsh, wait_for
+from hvtest import Proxy, errno_of, sh, virsh, wait_for
 
 UNIX = TCP = None  # the private libvirtd's URIs, set by clean()
 PREFIX = "hvt-mh-"
@@ -34,67 +34,6 @@ def clean(libvirtd):
     remove_prefixed(PREFIX)
     yield
     remove_prefixed(PREFIX)
-
-
-class Proxy:
-    """A TCP listener on 127.0.0.1 that forwards to libvirtd's TCP port
-    while `up`; when down it refuses nothing but answers nothing (a slow
-    host), and before start() nothing listens (an unreachable host)."""
-
-    def __init__(self):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        self.port = s.getsockname()[1]
-        s.close()
-        self.up = True
-        self.lsock = None
-        self.conns = []
-        self.stop = False
-
-    def start(self):
-        self.lsock = socket.socket()
-        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind(("127.0.0.1", self.port))
-        self.lsock.listen(16)
-        threading.Thread(target=self.accept, daemon=True).start()
-
-    def accept(self):
-        while not self.stop:
-            try:
-                c, _ = self.lsock.accept()
-            except OSError:
-                return
-            u = socket.create_connection(("127.0.0.1", LIBVIRTD.port))
-            self.conns += [c, u]
-            threading.Thread(target=self.pump, args=(c, u),
-                             daemon=True).start()
-
-    def pump(self, a, b):
-        peer = {a: b, b: a}
-        while not self.stop:
-            r, _, _ = select.select([a, b], [], [], 0.2)
-            for s in r:
-                if not self.up:
-                    continue  # a wedged host: reads nothing, says nothing
-                try:
-                    data = s.recv(65536)
-                except OSError:
-                    data = b""
-                if not data:
-                    a.close()
-                    b.close()
-                    return
-                peer[s].sendall(data)
-            if not self.up:
-                time.sleep(0.05)
-
-    def close(self):
-        self.stop = True
-        for s in self.conns + ([self.lsock] if self.lsock else []):
-            try:
-                s.close()
-            except OSError:
-                pass
 
 
 def state_of(name, uri):
