@@ -7,8 +7,10 @@
  * negative caching, size 0 on every file, and a multi-threaded loop built
  * by hand (at most 128 threads, 8 idle, clone_fd). No FUSE view of the
  * same tree can answer faster than this; bench/run compares hvfs to it.
+ * With -c, the cached floor (what hvfs's kept files can reach): true sizes,
+ * keep_cache on open, entry and attribute timeouts of an hour, no flush.
  *
- * usage: floorfs [-d] SNAPSHOT MOUNTPOINT   (always in the foreground)
+ * usage: floorfs [-d] [-c] SNAPSHOT MOUNTPOINT   (always in the foreground)
  */
 #define FUSE_USE_VERSION 312
 #include <dirent.h>
@@ -26,6 +28,7 @@
 #define FLOOR_MAX_THREADS 128
 #define FLOOR_IDLE_THREADS 8
 #define FLOOR_TIMEOUT 0.5
+#define FLOOR_CACHED_TIMEOUT 3600.0
 #define FLOOR_MAX_FILES 255
 #define FLOOR_FILE_MAX (1 << 20)
 
@@ -50,6 +53,8 @@ struct fdom {
 static struct fdom *doms;
 static size_t n_doms;
 static time_t mount_time;
+static bool cached;          /* -c */
+static double timeout = FLOOR_TIMEOUT;
 
 static int cmp_dom(const void *a, const void *b)
 {
@@ -198,17 +203,20 @@ static void fill_attr(fuse_ino_t ino, struct stat *st)
 		st->st_nlink = 2;
 		return;
 	}
-	/* Like hvfs's generated files: size 0, read with direct_io. */
+	/* Like hvfs's generated files: size 0, read with direct_io; or
+	 * like its kept files (-c): the true size. */
 	st->st_mode = S_IFREG | d->files[f].mode;
 	st->st_nlink = 1;
+	if (cached)
+		st->st_size = (off_t)d->files[f].len;
 }
 
 static void reply_entry(fuse_req_t req, fuse_ino_t ino)
 {
 	struct fuse_entry_param e = {
 		.ino = ino,
-		.attr_timeout = FLOOR_TIMEOUT,
-		.entry_timeout = FLOOR_TIMEOUT,
+		.attr_timeout = timeout,
+		.entry_timeout = timeout,
 	};
 
 	fill_attr(ino, &e.attr);
@@ -260,7 +268,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 		return;
 	}
 	fill_attr(ino, &st);
-	fuse_reply_attr(req, &st, FLOOR_TIMEOUT);
+	fuse_reply_attr(req, &st, timeout);
 }
 
 static void op_opendir(fuse_req_t req, fuse_ino_t ino,
@@ -333,7 +341,10 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	fi->fh = ino;
-	fi->direct_io = 1;
+	if (cached)
+		fi->keep_cache = 1;
+	else
+		fi->direct_io = 1;
 	fuse_reply_open(req, fi);
 }
 
@@ -376,12 +387,18 @@ int main(int argc, char **argv)
 	int r, ret = 1, a = 1;
 	bool debug = false;
 
-	if (argc > 1 && strcmp(argv[1], "-d") == 0) {
-		debug = true;
-		a++;
+	for (; a < argc && argv[a][0] == '-'; a++) {
+		if (strcmp(argv[a], "-d") == 0) {
+			debug = true;
+		} else if (strcmp(argv[a], "-c") == 0) {
+			cached = true;
+			timeout = FLOOR_CACHED_TIMEOUT;
+		} else {
+			break;
+		}
 	}
 	if (argc - a != 2) {
-		fprintf(stderr, "usage: floorfs [-d] SNAPSHOT MOUNTPOINT\n");
+		fprintf(stderr, "usage: floorfs [-d] [-c] SNAPSHOT MOUNTPOINT\n");
 		return 2;
 	}
 	r = load(argv[a]);
