@@ -346,21 +346,35 @@ int dom_uuid(struct dom *d, char **ret, char **ret_error)
 	return cached_string(d, &d->uuid, fetch_uuid, ret, ret_error);
 }
 
-bool dom_needs_prefetch(struct dom *d)
+/* Caller holds d->lock. A QEMU runs whose version is not cached. */
+static bool version_missing_locked(struct dom *d)
+{
+	return d->state_known && !d->version &&
+	       (d->state == HV_STATE_RUNNING || d->state == HV_STATE_PAUSED);
+}
+
+bool dom_needs_prefetch(struct dom *d, bool version)
 {
 	bool need;
 
 	pthread_mutex_lock(&d->lock);
-	need = !d->state_known;
+	need = !d->state_known || (version && version_missing_locked(d));
 	pthread_mutex_unlock(&d->lock);
 	return need;
 }
 
-void dom_prefetch(struct dom *d)
+void dom_prefetch(struct dom *d, bool version)
 {
 	enum hv_state s;
+	char *v = NULL;
+	bool want;
 
 	dom_state(d, &s, NULL);
+	pthread_mutex_lock(&d->lock);
+	want = version && version_missing_locked(d);
+	pthread_mutex_unlock(&d->lock);
+	if (want && dom_version(d, &v, NULL) == 0)
+		free(v);
 }
 
 static bool poll_gen(struct dom *d, bool agent, uint64_t seen,

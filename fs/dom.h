@@ -105,11 +105,16 @@ bool dom_version_cached(struct dom *d);
 bool dom_uuid_cached(struct dom *d);
 /* A copy of the version if hvfs knows it (never asks); NULL otherwise. */
 char *dom_version_known(struct dom *d);
-/* Whether the fact dom_prefetch() fetches, the state, is not cached. */
-bool dom_needs_prefetch(struct dom *d);
-/* Fetches the state into the cache if it is not there yet (errors
- * ignored). The uuid and version are fetched when first read. */
-void dom_prefetch(struct dom *d);
+/*
+ * Whether a fact dom_prefetch() fetches is not cached: the state; with
+ * `version`, also the version of a running or paused QEMU (-o
+ * kernel_cache asks it ahead, so that the first read of a kept version
+ * costs no call).
+ */
+bool dom_needs_prefetch(struct dom *d, bool version);
+/* Fetches those facts into the cache (errors ignored). Otherwise the uuid
+ * and version are fetched when first read. */
+void dom_prefetch(struct dom *d, bool version);
 /* poll() on the state file: whether the state changed since `seen`; else
  * keeps ph (if any) to notify at the next change. */
 bool dom_poll_state(struct dom *d, uint64_t seen, struct fuse_pollhandle *ph);

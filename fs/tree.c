@@ -706,6 +706,7 @@ void tree_kick(void)
 struct prefetch {
 	struct dom **doms;
 	size_t n, next;
+	bool versions;       /* dom_prefetch()'s `version` */
 	unsigned threads;    /* still running; the last one frees the batch */
 	pthread_mutex_t lock;
 };
@@ -740,7 +741,7 @@ static void *prefetch_thread(void *arg)
 		pthread_mutex_unlock(&p->lock);
 		if (!d)
 			break;
-		dom_prefetch(d);
+		dom_prefetch(d, p->versions);
 		pthread_mutex_lock(&tree_lock);
 		d->prefetching = false;
 		pthread_mutex_unlock(&tree_lock);
@@ -755,7 +756,8 @@ static void *prefetch_thread(void *arg)
  * Fetches what no domain of s (if evented) has cached yet, several at a
  * time: the peers answer concurrent calls (libvirt multiplexes one
  * connection, each QMP monitor has its own). With `wait`, returns when the
- * batch is done; else at once.
+ * batch is done; else at once, and with -o kernel_cache the batch fetches
+ * the versions too (dom_prefetch()).
  */
 static void prefetch(struct source *s, bool wait)
 {
@@ -765,6 +767,9 @@ static void prefetch(struct source *s, bool wait)
 
 	if (!source_evented(s) || !(p = calloc(1, sizeof(*p))))
 		return;
+	/* Versions only in the background: a hung QEMU must not hold the
+	 * mount for a deadline. */
+	p->versions = hvfs_opts.kernel_cache && !wait;
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_mutex_lock(&tree_lock);
 	p->doms = calloc(n_doms ? n_doms : 1, sizeof(*p->doms));
@@ -774,7 +779,7 @@ static void prefetch(struct source *s, bool wait)
 
 		if (d->src != s || d->prefetching)
 			continue;
-		need = dom_needs_prefetch(d);
+		need = dom_needs_prefetch(d, p->versions);
 		if (need) {
 			dom_ref(d);
 			d->prefetching = true;
@@ -998,6 +1003,8 @@ int tree_start(struct fuse_session *se)
 			subscribe(source_at(k));
 			refresh_source(source_at(k), false);
 			prefetch(source_at(k), true);
+			if (hvfs_opts.kernel_cache)
+				prefetch(source_at(k), false);
 		}
 	}
 	session = se;
