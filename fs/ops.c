@@ -934,9 +934,9 @@ static void op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
 			   (agent ? dom_poll_agent(h->dom, h->seen, ph) :
 				    dom_poll_state(h->dom, h->seen, ph))) {
 			revents |= POLLPRI;
-		}
-		else if (!h->filled && ph)
+		} else if (!h->filled && ph) {
 			fuse_pollhandle_destroy(ph);
+		}
 		pthread_mutex_unlock(&h->lock);
 		fuse_reply_poll(req, revents);
 		return;

@@ -18,7 +18,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "files.h"
 #include "ino.h"
 #include "kept.h"
 #include "names.h"
